@@ -1,0 +1,60 @@
+# Every target bootstraps what it needs on first use: a virtualenv with the
+# package and its dev extra, and (as root) the Debian packages the tests use.
+# A second call reinstalls nothing: the venv is rebuilt only when
+# pyproject.toml changes, and Debian packages only when one is missing.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+DEBIAN_PACKAGES := etcd-server etcd-client
+PYTEST_ARGS ?=
+
+.PHONY: help run test test-deep lint format bench sim-deep debs clean
+
+help:
+	@echo "make run        start syndic on its embedded default (syndic dev)"
+	@echo "make test       install what is needed, then run the test suite"
+	@echo "make lint       ruff, mypy --strict and the import contracts"
+	@echo "make bench      run every benchmark suite side by side with its peer"
+	@echo "make sim-deep   a 1,000-seed simulator sweep with all faults"
+	@echo "make test-deep  the test suite with the deep hypothesis profile and slow tests"
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+debs:
+	@scripts/ensure-debian-packages $(DEBIAN_PACKAGES)
+
+run: $(INSTALLED)
+	$(BIN)/syndic dev
+
+test: $(INSTALLED) debs
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-deep: $(INSTALLED) debs
+	HYPOTHESIS_PROFILE=deep $(BIN)/pytest -m "slow or not slow" $(PYTEST_ARGS)
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: $(INSTALLED)
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+bench: $(INSTALLED) debs
+	@set -e; for suite in bench/[a-z]*.py; do \
+		echo "== $$suite"; $(BIN)/python $$suite; \
+	done
+
+sim-deep: $(INSTALLED)
+	$(BIN)/syndic sim --nodes 5 --seeds 1-1000 --faults all
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,5 @@
+"""``python -m syndic`` is the ``syndic`` command."""
+
+from syndic.cli.main import main
+
+main()

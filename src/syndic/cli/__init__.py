@@ -1,0 +1,1 @@
+"""The ``syndic`` command: one entry point, one module per verb."""

@@ -1,0 +1,1 @@
+"""MVCC state machine of the coordination store (sans-IO)."""

@@ -1,0 +1,1 @@
+"""Raft consensus core (sans-IO)."""

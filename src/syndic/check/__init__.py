@@ -1,0 +1,1 @@
+"""History and invariant checkers: each takes what a run recorded and says ok or why not."""

@@ -1,0 +1,82 @@
+"""Assemble one member: the node, the gRPC client API and the HTTP admin API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import grpc
+from aiohttp import web
+
+from syndic.api.services import grpc_server_options
+from syndic.server.config import ServerConfig, parse_url
+from syndic.server.grpc_api import register_services
+from syndic.server.http_api import build_admin_app
+from syndic.server.node import MemberNode
+
+log = logging.getLogger(__name__)
+
+
+class MemberServer:
+    """A running member with its listeners; ``async with`` starts and stops it."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.node = MemberNode(config)
+        self._grpc: grpc.aio.Server | None = None
+        self._http: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        await self.node.start()
+        self._grpc = grpc.aio.server(options=grpc_server_options(self.config.max_request_bytes))
+        register_services(self._grpc, self.node, self.node.metrics)
+        for url in self.config.listen_client_urls:
+            host, port = parse_url(url, "listen_client_urls")
+            self._grpc.add_insecure_port(f"{host}:{port}")
+        await self._grpc.start()
+        if self.config.listen_metrics_urls:
+            self._http = web.AppRunner(build_admin_app(self.node), access_log=None)
+            await self._http.setup()
+            for url in self.config.listen_metrics_urls:
+                host, port = parse_url(url, "listen_metrics_urls")
+                await web.TCPSite(self._http, host, port).start()
+
+    async def stop(self) -> None:
+        if self._grpc is not None:
+            await self._grpc.stop(grace=1.0)
+        if self._http is not None:
+            await self._http.cleanup()
+        await self.node.stop()
+
+    async def __aenter__(self) -> MemberServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+
+async def serve_until_signalled(config: ServerConfig, on_ready: object = None) -> None:
+    """Run a member until SIGINT or SIGTERM, then shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with MemberServer(config) as server:
+        if callable(on_ready):
+            on_ready(server)
+        await stop.wait()
+        log.info("member %s: shutting down", config.name)
+
+
+def run(config: ServerConfig, on_ready: object = None) -> None:
+    """Run a member on uvloop (the asyncio loop when uvloop is unavailable)."""
+    try:
+        import uvloop
+
+        uvloop.run(serve_until_signalled(config, on_ready))
+    except ImportError:
+        asyncio.run(serve_until_signalled(config, on_ready))

@@ -1,0 +1,168 @@
+"""What the gRPC services need from a member, as one protocol.
+
+The services (``syndic.server.grpc_api``) translate etcd's protobuf messages
+to and from ``syndic.kv`` requests and call a :class:`Backend`; the member
+runtime (``syndic.server.node``) implements it on Raft. Keeping the seam
+here lets the services be tested against a single in-process member and
+lets the runtime change without touching the wire layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from syndic.kv.messages import (
+    HashKVResponse,
+    LeaseLeasesResponse,
+    LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
+    RangeRequest,
+    RangeResponse,
+)
+from syndic.kv.watch import WatchStream
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """etcd's ResponseHeader: which cluster and member answered, at what revision and term."""
+
+    cluster_id: int
+    member_id: int
+    revision: int
+    raft_term: int
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A cluster member as etcd's Cluster API describes it."""
+
+    id: int
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+    is_learner: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MemberStatus:
+    """What Maintenance.Status reports."""
+
+    version: str
+    db_size_bytes: int
+    db_size_in_use_bytes: int
+    leader_id: int
+    raft_index: int
+    raft_term: int
+    raft_applied_index: int
+    errors: tuple[str, ...]
+    is_learner: bool
+
+
+class Backend(Protocol):
+    """A member, as the gRPC services see it.
+
+    Every method raises ``syndic.kv.errors.KvError`` subclasses for the
+    mistakes etcd reports (each carries the gRPC code and etcd's message),
+    and :class:`ServerError` for the server-level ones.
+    """
+
+    def header(self) -> Header:
+        """The header for a response produced now."""
+        ...
+
+    async def write(self, request: object) -> object:
+        """Replicate and apply one mutating ``syndic.kv`` request.
+
+        Accepts PutRequest, DeleteRangeRequest, TxnRequest, CompactionRequest,
+        LeaseGrantRequest and LeaseRevokeRequest; returns the matching response
+        once the request is committed and applied on this member.
+        """
+        ...
+
+    async def range(self, request: RangeRequest) -> RangeResponse:
+        """A Range: linearizable (ReadIndex) unless ``request.serializable``."""
+        ...
+
+    async def lease_keep_alive(self, lease_id: int) -> int:
+        """Refresh a lease on the leader; returns the new TTL in seconds."""
+        ...
+
+    def lease_time_to_live(self, request: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse: ...
+
+    def lease_leases(self) -> LeaseLeasesResponse: ...
+
+    def open_watch_stream(self) -> WatchStream:
+        """A new watch stream on this member's hub; close it when the gRPC stream ends."""
+        ...
+
+    async def wait_watch_ready(self, stream: WatchStream, timeout_s: float) -> None:
+        """Return when ``stream`` may have responses to pull, or after ``timeout_s``."""
+        ...
+
+    def hash_kv(self, revision: int) -> HashKVResponse: ...
+
+    def status(self) -> MemberStatus: ...
+
+    def members(self) -> list[Member]: ...
+
+    async def member_add(self, peer_urls: tuple[str, ...], is_learner: bool) -> Member: ...
+
+    async def member_remove(self, member_id: int) -> None: ...
+
+    async def member_update(self, member_id: int, peer_urls: tuple[str, ...]) -> None: ...
+
+    async def member_promote(self, member_id: int) -> None: ...
+
+    async def move_leader(self, target_id: int) -> None: ...
+
+    def snapshot_bytes(self) -> bytes:
+        """The whole store as a snapshot file's bytes (Maintenance.Snapshot)."""
+        ...
+
+    def alarms(self) -> list[tuple[int, str]]:
+        """Active alarms as (member id, alarm name: NOSPACE or CORRUPT)."""
+        ...
+
+    async def alarm_disarm(self, alarm: str) -> None: ...
+
+
+class ServerError(Exception):
+    """A server-level failure with the gRPC status code name and etcd's message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# etcd: rpctypes errors raised by the server rather than the store.
+def not_leader() -> ServerError:
+    return ServerError("UNAVAILABLE", "etcdserver: no leader")
+
+
+def request_timed_out() -> ServerError:
+    return ServerError("UNAVAILABLE", "etcdserver: request timed out")
+
+
+def member_not_found() -> ServerError:
+    return ServerError("NOT_FOUND", "etcdserver: member not found")
+
+
+def peer_url_exists() -> ServerError:
+    return ServerError("FAILED_PRECONDITION", "etcdserver: Peer URLs already exists")
+
+
+def member_not_learner() -> ServerError:
+    return ServerError("FAILED_PRECONDITION", "etcdserver: can only promote a learner member")
+
+
+def learner_not_ready() -> ServerError:
+    return ServerError(
+        "FAILED_PRECONDITION",
+        "etcdserver: can only promote a learner member which is in sync with leader",
+    )
+
+
+def request_too_large() -> ServerError:
+    return ServerError("INVALID_ARGUMENT", "etcdserver: request is too large")

@@ -1,0 +1,276 @@
+"""A member's configuration, named and defaulted as etcd names and defaults it.
+
+A script written for etcd should start syndic unchanged, so every setting that
+means the same thing in both takes etcd's flag name (``--data-dir``), its
+environment variable (``ETCD_DATA_DIR``; ``SYNDIC_DATA_DIR`` wins over it) and
+its configuration-file key (``data-dir``). Precedence, lowest first: defaults,
+configuration file, environment, flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+# etcd 3.4's defaults, so a bare ``syndic serve`` listens where ``etcd`` would.
+DEFAULT_CLIENT_URL = "http://localhost:2379"
+DEFAULT_PEER_URL = "http://localhost:2380"
+# etcd: DefaultMaxRequestBytes = 1.5 MiB.
+MAX_REQUEST_BYTES_DEFAULT = 1536 * 1024
+# etcd: DefaultQuotaBytes = 2 GiB; MaxQuotaBytes = 8 GiB.
+QUOTA_BACKEND_BYTES_DEFAULT = 2 * 1024**3
+QUOTA_BACKEND_BYTES_MAX = 8 * 1024**3
+# etcd 3.4: DefaultSnapshotCount = 100,000 entries between snapshots.
+SNAPSHOT_COUNT_DEFAULT = 100_000
+HEARTBEAT_INTERVAL_MS_DEFAULT = 100
+ELECTION_TIMEOUT_MS_DEFAULT = 1000
+# etcd refuses election timeouts above 50 s ("election-timeout ... too long").
+ELECTION_TIMEOUT_MS_MAX = 50_000
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or inconsistent; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Every setting of one member; field names are etcd's flags in snake case."""
+
+    name: str = "default"
+    data_dir: str = ""
+    listen_client_urls: tuple[str, ...] = (DEFAULT_CLIENT_URL,)
+    advertise_client_urls: tuple[str, ...] = (DEFAULT_CLIENT_URL,)
+    listen_peer_urls: tuple[str, ...] = (DEFAULT_PEER_URL,)
+    initial_advertise_peer_urls: tuple[str, ...] = (DEFAULT_PEER_URL,)
+    initial_cluster: str = ""
+    initial_cluster_state: str = "new"
+    initial_cluster_token: str = "etcd-cluster"
+    listen_metrics_urls: tuple[str, ...] = ()
+    snapshot_count: int = SNAPSHOT_COUNT_DEFAULT
+    quota_backend_bytes: int = 0
+    max_request_bytes: int = MAX_REQUEST_BYTES_DEFAULT
+    heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS_DEFAULT
+    election_timeout_ms: int = ELECTION_TIMEOUT_MS_DEFAULT
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("--name must not be empty")
+        if self.initial_cluster_state not in ("new", "existing"):
+            raise ConfigError(
+                "--initial-cluster-state must be 'new' or 'existing', "
+                f"got {self.initial_cluster_state!r}"
+            )
+        for flag in (
+            "listen_client_urls",
+            "advertise_client_urls",
+            "listen_peer_urls",
+            "initial_advertise_peer_urls",
+            "listen_metrics_urls",
+        ):
+            for url in getattr(self, flag):
+                parse_url(url, flag)
+        _check_positive("snapshot-count", self.snapshot_count)
+        _check_positive("max-request-bytes", self.max_request_bytes)
+        _check_positive("heartbeat-interval", self.heartbeat_interval_ms)
+        _check_positive("election-timeout", self.election_timeout_ms)
+        if self.quota_backend_bytes < 0 or self.quota_backend_bytes > QUOTA_BACKEND_BYTES_MAX:
+            raise ConfigError(
+                f"--quota-backend-bytes must be in [0, {QUOTA_BACKEND_BYTES_MAX}], "
+                f"got {self.quota_backend_bytes}"
+            )
+        # etcd: the election timeout must be at least 5x the heartbeat interval.
+        if self.election_timeout_ms < 5 * self.heartbeat_interval_ms:
+            raise ConfigError(
+                f"--election-timeout[{self.election_timeout_ms}ms] should be at least "
+                f"as 5 times as --heartbeat-interval[{self.heartbeat_interval_ms}ms]"
+            )
+        if self.election_timeout_ms > ELECTION_TIMEOUT_MS_MAX:
+            raise ConfigError(
+                f"--election-timeout[{self.election_timeout_ms}ms] is too long, "
+                f"and should be set less than {ELECTION_TIMEOUT_MS_MAX}ms"
+            )
+        self.cluster_peers()
+
+    @property
+    def data_path(self) -> Path:
+        """etcd's default data directory is ``<name>.etcd`` in the working directory."""
+        return Path(self.data_dir or f"{self.name}.etcd")
+
+    @property
+    def quota_bytes(self) -> int:
+        """0 means etcd's default quota."""
+        return self.quota_backend_bytes or QUOTA_BACKEND_BYTES_DEFAULT
+
+    @property
+    def election_timeout_ticks(self) -> int:
+        """The Raft core counts heartbeats; the runtime ticks once per heartbeat."""
+        return max(2, math.ceil(self.election_timeout_ms / self.heartbeat_interval_ms))
+
+    def cluster_peers(self) -> dict[str, tuple[str, ...]]:
+        """``--initial-cluster`` as name -> peer URLs (a name may appear more than once)."""
+        spec = self.initial_cluster or ",".join(
+            f"{self.name}={url}" for url in self.initial_advertise_peer_urls
+        )
+        peers: dict[str, list[str]] = {}
+        for item in spec.split(","):
+            name, sep, url = item.strip().partition("=")
+            if not sep or not name or not url:
+                raise ConfigError(
+                    f"--initial-cluster: {item!r} is not of the form name=http://host:port"
+                )
+            parse_url(url, "initial_cluster")
+            peers.setdefault(name, []).append(url)
+        if self.name not in peers:
+            raise ConfigError(
+                f"couldn't find local name {self.name!r} in the initial cluster configuration"
+            )
+        return {name: tuple(urls) for name, urls in peers.items()}
+
+    def member_ids(self) -> dict[str, int]:
+        """A member's id is derived from its peer URLs and the cluster token, as etcd's
+        is, so every member computes the same ids from the same flags."""
+        return {
+            name: member_id(urls, self.initial_cluster_token)
+            for name, urls in self.cluster_peers().items()
+        }
+
+
+def member_id(peer_urls: tuple[str, ...], cluster_token: str) -> int:
+    """A stable non-zero 64-bit id from sorted peer URLs and the cluster token."""
+    digest = hashlib.sha1(("".join(sorted(peer_urls)) + cluster_token).encode()).digest()
+    return int.from_bytes(digest[:8], "big") or 1
+
+
+def parse_url(url: str, flag: str) -> tuple[str, int]:
+    """``http://host:port`` -> (host, port), with the flag named in any error."""
+    parts = urlsplit(url)
+    flag_name = "--" + flag.replace("_", "-")
+    if parts.scheme not in ("http", "https", "unix", "unixs"):
+        raise ConfigError(f"{flag_name}: URL scheme must be http, https, unix or unixs: {url!r}")
+    if not parts.hostname:
+        raise ConfigError(f"{flag_name}: URL has no host: {url!r}")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{flag_name}: bad port in {url!r}") from exc
+    if port is None:
+        raise ConfigError(f"{flag_name}: URL has no port: {url!r}")
+    return parts.hostname, port
+
+
+def _check_positive(flag: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"--{flag} must be a positive integer, got {value!r}")
+
+
+_URL_LIST_FIELDS = frozenset(
+    {
+        "listen_client_urls",
+        "advertise_client_urls",
+        "listen_peer_urls",
+        "initial_advertise_peer_urls",
+        "listen_metrics_urls",
+    }
+)
+_INT_FIELDS = frozenset(
+    {
+        "snapshot_count",
+        "quota_backend_bytes",
+        "max_request_bytes",
+        "heartbeat_interval_ms",
+        "election_timeout_ms",
+    }
+)
+# etcd's flag names where they differ from the field (etcd's intervals are in ms).
+_FLAG_FOR_FIELD = {
+    "heartbeat_interval_ms": "heartbeat-interval",
+    "election_timeout_ms": "election-timeout",
+}
+FIELD_FOR_FLAG = {
+    _FLAG_FOR_FIELD.get(f.name, f.name.replace("_", "-")): f.name
+    for f in dataclasses.fields(ServerConfig)
+    if f.name != "extra"
+}
+
+
+def _coerce(field_name: str, raw: Any, source: str) -> Any:
+    flag = _FLAG_FOR_FIELD.get(field_name, field_name.replace("_", "-"))
+    if field_name in _URL_LIST_FIELDS:
+        items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+        return tuple(str(item).strip() for item in items if str(item).strip())
+    if field_name in _INT_FIELDS:
+        if isinstance(raw, bool):
+            raise ConfigError(f"{source}: {flag} must be an integer, got {raw!r}")
+        try:
+            return int(raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: {flag} must be an integer, got {raw!r}") from exc
+    if not isinstance(raw, str | int):
+        raise ConfigError(f"{source}: {flag} must be a string, got {raw!r}")
+    return str(raw)
+
+
+def load_config(
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str],
+    config_file: Path | None = None,
+) -> ServerConfig:
+    """Merge defaults, a YAML file, ``ETCD_*``/``SYNDIC_*`` variables and flags.
+
+    ``flags`` holds only the flags given on the command line (etcd names, e.g.
+    ``{"data-dir": "/var/lib/x"}``).
+    """
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values.update(_read_config_file(config_file))
+    for flag, field_name in FIELD_FOR_FLAG.items():
+        env_suffix = flag.upper().replace("-", "_")
+        for prefix in ("ETCD_", "SYNDIC_"):
+            if prefix + env_suffix in environ:
+                values[field_name] = _coerce(
+                    field_name, environ[prefix + env_suffix], prefix + env_suffix
+                )
+    for flag, raw in flags.items():
+        if flag not in FIELD_FOR_FLAG:
+            raise ConfigError(f"unknown flag --{flag}")
+        values[FIELD_FOR_FLAG[flag]] = _coerce(FIELD_FOR_FLAG[flag], raw, f"--{flag}")
+    # etcd: without --advertise-client-urls, clients are told the listen URLs.
+    if "listen_client_urls" in values and "advertise_client_urls" not in values:
+        values["advertise_client_urls"] = values["listen_client_urls"]
+    if "listen_peer_urls" in values and "initial_advertise_peer_urls" not in values:
+        values["initial_advertise_peer_urls"] = values["listen_peer_urls"]
+    return ServerConfig(**values)
+
+
+# A config file is small; refuse to parse something that is clearly not one.
+CONFIG_FILE_BYTES_MAX = 1024 * 1024
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"--config-file {path}: {exc.strerror}") from exc
+    if len(raw) > CONFIG_FILE_BYTES_MAX:
+        raise ConfigError(f"--config-file {path}: larger than {CONFIG_FILE_BYTES_MAX} bytes")
+    try:
+        document = yaml.safe_load(raw) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--config-file {path}: not valid YAML: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ConfigError(f"--config-file {path}: expected a mapping of setting: value")
+    values: dict[str, Any] = {}
+    for key, raw_value in document.items():
+        if key not in FIELD_FOR_FLAG:
+            raise ConfigError(f"--config-file {path}: unknown setting {key!r}")
+        values[FIELD_FOR_FLAG[key]] = _coerce(FIELD_FOR_FLAG[key], raw_value, f"{path}: {key}")
+    return values

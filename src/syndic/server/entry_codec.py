@@ -1,0 +1,107 @@
+"""Store requests inside Raft log entries.
+
+A log entry's data is msgpack:
+``[kind, proposer_id, request_id, leader_now_ms, payload]``. The proposer's
+member id and its request id let the member that proposed the entry answer
+its waiting caller; ``leader_now_ms`` is the proposer's clock, so lease deadlines are
+computed from one time on every member and all members apply identically.
+
+Store requests are the frozen dataclasses of ``syndic.kv.messages``; each is
+encoded as a one-entry map ``{type_id: [field values]}`` and tuples as lists,
+which decodes without ambiguity and without trusting the bytes: only the
+registered classes can be built, and their own validation runs on decode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+import msgpack
+
+from syndic.kv import messages as kv
+
+# Only these classes may appear in a log entry. Append-only: a type id is
+# part of the on-disk format of the WAL and of snapshots sent to peers.
+_REQUEST_TYPES: tuple[type, ...] = (
+    kv.RangeRequest,
+    kv.PutRequest,
+    kv.DeleteRangeRequest,
+    kv.TxnRequest,
+    kv.Compare,
+    kv.CompactionRequest,
+    kv.LeaseGrantRequest,
+    kv.LeaseRevokeRequest,
+    kv.LeaseKeepAliveRequest,
+)
+_TYPE_ID = {cls: i for i, cls in enumerate(_REQUEST_TYPES)}
+_FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in _REQUEST_TYPES}
+
+
+class EntryKind(enum.IntEnum):
+    """What a normal log entry asks the state machine to do."""
+
+    STORE = 1  # a syndic.kv request
+    MEMBER_ATTRS = 2  # a member publishes its name and client URLs
+    ALARM_DISARM = 3  # clear an alarm on every member
+
+
+class EntryCodecError(ValueError):
+    """Entry data that no syndic member wrote; the message says what is wrong."""
+
+
+def _encode_value(value: Any) -> Any:
+    cls = type(value)
+    if cls in _TYPE_ID:
+        return {_TYPE_ID[cls]: [_encode_value(getattr(value, n)) for n in _FIELDS[cls]]}
+    if cls is tuple:
+        return [_encode_value(v) for v in value]
+    if isinstance(value, enum.IntEnum):
+        return int(value)
+    return value
+
+
+def _decode_value(raw: Any) -> Any:
+    if isinstance(raw, dict):
+        if len(raw) != 1:
+            raise EntryCodecError("a request map must have exactly one type id")
+        ((type_id, fields),) = raw.items()
+        if not isinstance(type_id, int) or not 0 <= type_id < len(_REQUEST_TYPES):
+            raise EntryCodecError(f"unknown request type id {type_id!r}")
+        cls = _REQUEST_TYPES[type_id]
+        if not isinstance(fields, list) or len(fields) != len(_FIELDS[cls]):
+            raise EntryCodecError(f"{cls.__name__} needs {len(_FIELDS[cls])} fields")
+        return cls(*(_decode_value(f) for f in fields))
+    if isinstance(raw, list):
+        return tuple(_decode_value(v) for v in raw)
+    return raw
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DecodedEntry:
+    kind: EntryKind
+    proposer_id: int
+    request_id: int
+    now_ms: int
+    payload: Any
+
+
+def encode_entry(
+    kind: EntryKind, proposer_id: int, request_id: int, now_ms: int, payload: Any
+) -> bytes:
+    """Entry data for ``payload`` (a store request, or plain msgpack data)."""
+    return msgpack.packb([int(kind), proposer_id, request_id, now_ms, _encode_value(payload)])
+
+
+def decode_entry(data: bytes) -> DecodedEntry:
+    """The inverse of :func:`encode_entry`; raises EntryCodecError on foreign bytes."""
+    try:
+        kind, proposer_id, request_id, now_ms, payload = msgpack.unpackb(data, strict_map_key=False)
+        return DecodedEntry(
+            EntryKind(kind), proposer_id, request_id, now_ms, _decode_value(payload)
+        )
+    except EntryCodecError:
+        raise
+    except Exception as exc:  # any defect of untrusted bytes is the same failure
+        raise EntryCodecError(f"log entry data is not a syndic entry: {exc}") from exc

@@ -1,0 +1,85 @@
+"""etcd's KV service (Range, Put, DeleteRange, Txn, Compact) over a Backend.
+
+Reads go to ``backend.range`` and writes to ``backend.write``; the header
+revision is the one the store reports with the response (the revision after
+a write, the store revision a read was served at), as etcd's applier sets it.
+"""
+
+# ruff: noqa: N802  (handlers carry etcd's method names: Range, Put, ...)
+
+from __future__ import annotations
+
+from typing import Any
+
+from syndic.api.gen import rpc_pb2
+from syndic.kv.messages import (
+    CompactionResponse,
+    DeleteRangeResponse,
+    PutResponse,
+    TxnResponse,
+)
+from syndic.server.backend import Backend, request_too_large
+from syndic.server.grpc_api import convert
+from syndic.server.grpc_api.config import GrpcApiConfig
+
+
+def _expect(response: object, kind: type) -> Any:
+    # The backend answers the request it was given; a mismatch is a bug in
+    # the runtime, reported as UNKNOWN (and logged) by the guard.
+    if not isinstance(response, kind):
+        raise TypeError(f"backend answered {type(response).__name__}, expected {kind.__name__}")
+    return response
+
+
+class KVServicer:
+    """Serves ``etcdserverpb.KV``."""
+
+    def __init__(self, backend: Backend, config: GrpcApiConfig) -> None:
+        self._backend = backend
+        self._config = config
+
+    def _check_size(self, request: Any) -> None:
+        # etcd: EtcdServer.processInternalRaftRequestOnce refuses a proposal
+        # larger than --max-request-bytes with ErrRequestTooLarge.
+        if request.ByteSize() > self._config.max_request_bytes:
+            raise request_too_large()
+
+    async def Range(self, request: rpc_pb2.RangeRequest, context: Any) -> rpc_pb2.RangeResponse:
+        resp = await self._backend.range(convert.range_request_from_pb(request))
+        header = convert.header_pb(self._backend.header(), resp.revision)
+        return convert.range_response_to_pb(resp, header)
+
+    async def Put(self, request: rpc_pb2.PutRequest, context: Any) -> rpc_pb2.PutResponse:
+        self._check_size(request)
+        req = convert.put_request_from_pb(request)
+        resp: PutResponse = _expect(await self._backend.write(req), PutResponse)
+        return convert.put_response_to_pb(
+            resp, convert.header_pb(self._backend.header(), resp.revision)
+        )
+
+    async def DeleteRange(
+        self, request: rpc_pb2.DeleteRangeRequest, context: Any
+    ) -> rpc_pb2.DeleteRangeResponse:
+        self._check_size(request)
+        req = convert.delete_range_request_from_pb(request)
+        resp: DeleteRangeResponse = _expect(await self._backend.write(req), DeleteRangeResponse)
+        return convert.delete_range_response_to_pb(
+            resp, convert.header_pb(self._backend.header(), resp.revision)
+        )
+
+    async def Txn(self, request: rpc_pb2.TxnRequest, context: Any) -> rpc_pb2.TxnResponse:
+        self._check_size(request)
+        req = convert.txn_request_from_pb(request)
+        resp: TxnResponse = _expect(await self._backend.write(req), TxnResponse)
+        return convert.txn_response_to_pb(
+            resp, convert.header_pb(self._backend.header(), resp.revision)
+        )
+
+    async def Compact(
+        self, request: rpc_pb2.CompactionRequest, context: Any
+    ) -> rpc_pb2.CompactionResponse:
+        req = convert.compaction_request_from_pb(request)
+        resp: CompactionResponse = _expect(await self._backend.write(req), CompactionResponse)
+        return rpc_pb2.CompactionResponse(
+            header=convert.header_pb(self._backend.header(), resp.revision)
+        )

@@ -1,0 +1,162 @@
+"""etcd's Maintenance service: status, alarms, hashes, snapshot, defragment, leader moves."""
+
+# ruff: noqa: N802  (handlers carry etcd's method names: Range, Put, ...)
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from typing import Any, Final, Protocol, runtime_checkable
+
+from syndic.api.gen import rpc_pb2
+from syndic.kv.errors import SnapshotCorruptError
+from syndic.server.backend import Backend, ServerError
+from syndic.server.grpc_api import convert
+from syndic.server.grpc_api.config import GrpcApiConfig
+
+_AlarmAction = rpc_pb2.AlarmRequest.AlarmAction
+
+# etcdctl 3.4 ``snapshot save`` refuses a stream unless its length is
+# 32 (the SHA-256 trailer) modulo 512: etcd's bolt file is page-aligned
+# (clientv3 snapshot hasChecksum). syndic's snapshot is not, so the stream
+# carries it framed: data, zero padding, its length as a big-endian u64,
+# aligned to 512 bytes, then the SHA-256 of all of that.
+SNAPSHOT_ALIGN_BYTES: Final = 512
+SNAPSHOT_DIGEST_BYTES: Final = hashlib.sha256().digest_size
+_LENGTH = struct.Struct(">Q")
+
+
+def frame_snapshot(data: bytes) -> bytes:
+    """The bytes Maintenance.Snapshot streams before its digest: ``data`` framed and aligned."""
+    unpadded = len(data) + _LENGTH.size
+    padding = -unpadded % SNAPSHOT_ALIGN_BYTES
+    return data + bytes(padding) + _LENGTH.pack(len(data))
+
+
+def unframe_snapshot(saved: bytes) -> bytes:
+    """The snapshot inside a file written by ``etcdctl snapshot save`` from syndic.
+
+    Checks the alignment, the SHA-256 trailer, the length and the padding;
+    raises SnapshotCorruptError naming the first check that failed.
+    """
+    body_bytes = len(saved) - SNAPSHOT_DIGEST_BYTES
+    if body_bytes < _LENGTH.size or body_bytes % SNAPSHOT_ALIGN_BYTES:
+        raise SnapshotCorruptError(f"{len(saved)} bytes is not an aligned snapshot file")
+    body, digest = saved[:body_bytes], saved[body_bytes:]
+    if hashlib.sha256(body).digest() != digest:
+        raise SnapshotCorruptError("sha256 trailer does not match the snapshot")
+    (length,) = _LENGTH.unpack_from(body, body_bytes - _LENGTH.size)
+    if length > body_bytes - _LENGTH.size:
+        raise SnapshotCorruptError(f"framed length {length} exceeds the file")
+    if any(body[length : body_bytes - _LENGTH.size]):
+        raise SnapshotCorruptError("snapshot padding is not zero")
+    return body[:length]
+
+
+@runtime_checkable
+class AlarmActivator(Protocol):
+    """A backend that can raise an alarm on a client's request (etcd: Alarm ACTIVATE)."""
+
+    async def alarm_activate(self, member_id: int, alarm: str) -> None: ...
+
+
+def alarm_activation_unsupported() -> ServerError:
+    return ServerError("UNIMPLEMENTED", "etcdserver: this member cannot activate alarms")
+
+
+class MaintenanceServicer:
+    """Serves ``etcdserverpb.Maintenance`` (Downgrade is not offered: etcd 3.4 has none)."""
+
+    def __init__(self, backend: Backend, config: GrpcApiConfig) -> None:
+        self._backend = backend
+        self._config = config
+
+    def _header(self, revision: int | None = None) -> rpc_pb2.ResponseHeader:
+        return convert.header_pb(self._backend.header(), revision)
+
+    async def Status(self, request: rpc_pb2.StatusRequest, context: Any) -> rpc_pb2.StatusResponse:
+        return convert.status_to_pb(self._backend.status(), self._header())
+
+    async def Alarm(self, request: rpc_pb2.AlarmRequest, context: Any) -> rpc_pb2.AlarmResponse:
+        action = request.action
+        if action == _AlarmAction.GET:
+            alarms = self._backend.alarms()
+        elif action == _AlarmAction.ACTIVATE:
+            name = convert.alarm_name(request.alarm)
+            # etcd: activating NONE is accepted and changes nothing.
+            if name == "NONE":
+                alarms = []
+            elif isinstance(self._backend, AlarmActivator):
+                await self._backend.alarm_activate(request.memberID, name)
+                alarms = [(request.memberID, name)]
+            else:
+                raise alarm_activation_unsupported()
+        elif action == _AlarmAction.DEACTIVATE:
+            name = convert.alarm_name(request.alarm)
+            # etcd answers with the alarm it removed, or nothing if none was set.
+            alarms = [
+                (member_id, alarm)
+                for member_id, alarm in self._backend.alarms()
+                if member_id == request.memberID and alarm == name
+            ]
+            if alarms:
+                await self._backend.alarm_disarm(name)
+        else:
+            # Open proto3 enums let unknown numbers through; etcd's applier
+            # ignores them, answering an empty list.
+            alarms = []
+        return rpc_pb2.AlarmResponse(
+            header=self._header(),
+            alarms=[convert.alarm_member_to_pb(member_id, name) for member_id, name in alarms],
+        )
+
+    async def Defragment(
+        self, request: rpc_pb2.DefragmentRequest, context: Any
+    ) -> rpc_pb2.DefragmentResponse:
+        # The store lives in memory and its snapshots are rewritten whole,
+        # so there is nothing to defragment; etcd answers success the same way.
+        return rpc_pb2.DefragmentResponse(header=self._header())
+
+    async def Hash(self, request: rpc_pb2.HashRequest, context: Any) -> rpc_pb2.HashResponse:
+        # etcd hashes its whole backend file; syndic's closest equivalent is
+        # the hash of every retained key revision.
+        resp = self._backend.hash_kv(0)
+        return rpc_pb2.HashResponse(header=self._header(resp.revision), hash=resp.hash)
+
+    async def HashKV(self, request: rpc_pb2.HashKVRequest, context: Any) -> rpc_pb2.HashKVResponse:
+        resp = self._backend.hash_kv(request.revision)
+        return rpc_pb2.HashKVResponse(
+            header=self._header(resp.revision),
+            hash=resp.hash,
+            compact_revision=resp.compact_revision,
+        )
+
+    async def Snapshot(self, request: rpc_pb2.SnapshotRequest, context: Any) -> None:
+        """The framed snapshot in chunks, then its SHA-256 as a last chunk (etcd's trailer).
+
+        etcd streams ``db`` then ``sha256(db)``; clients check the digest
+        and the alignment, so syndic streams ``frame_snapshot(data)`` the
+        same way. :func:`unframe_snapshot` recovers the data from a saved file.
+        """
+        data = frame_snapshot(self._backend.snapshot_bytes())
+        header = self._header()
+        chunk_bytes = self._config.snapshot_chunk_bytes
+        view = memoryview(data)
+        total = len(data)
+        sent = 0
+        while sent < total:
+            chunk = view[sent : sent + chunk_bytes]
+            sent += len(chunk)
+            await context.write(
+                rpc_pb2.SnapshotResponse(
+                    header=header, remaining_bytes=total - sent, blob=bytes(chunk)
+                )
+            )
+        digest = hashlib.sha256(data).digest()
+        await context.write(rpc_pb2.SnapshotResponse(header=header, remaining_bytes=0, blob=digest))
+
+    async def MoveLeader(
+        self, request: rpc_pb2.MoveLeaderRequest, context: Any
+    ) -> rpc_pb2.MoveLeaderResponse:
+        await self._backend.move_leader(request.targetID)
+        return rpc_pb2.MoveLeaderResponse(header=self._header())

@@ -1,0 +1,232 @@
+"""etcd's Watch service: one bidirectional stream per client, many watchers on it.
+
+Each gRPC stream gets one ``WatchStream`` of the member's hub. A reader task
+applies create, cancel and progress requests to it as they arrive; the
+handler's sender loop is the only writer to the gRPC stream: it waits for
+``backend.wait_watch_ready`` (or a wake-up from the reader), pulls a bounded
+batch of responses and writes them. When either side ends the stream is
+closed, dropping its watchers (etcd: serverWatchStream.close).
+
+Periodic progress (etcd: sendLoop's progressTicker) is per stream: every
+``progress_notify_interval_s`` each watcher created with ``progress_notify``
+that received no events since the previous tick, is synced and has nothing
+queued, gets an empty response at the current revision.
+"""
+
+# ruff: noqa: N802  (handlers carry etcd's method names: Range, Put, ...)
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Final
+
+from syndic.api.gen import rpc_pb2
+from syndic.kv.errors import KvError, WatchError
+from syndic.kv.watch import WatchResponse, WatchStream
+from syndic.server.backend import Backend
+from syndic.server.grpc_api import convert
+from syndic.server.grpc_api.config import GrpcApiConfig
+
+# etcd: clientv3.InvalidWatchID, the id of a create that failed.
+INVALID_WATCH_ID: Final = -1
+# Requests the reader may queue ahead of the sender; a full queue stops
+# reading, which pushes back on the client through gRPC flow control.
+INBOX_REQUESTS_MAX: Final = 128
+# Queued by run() when the client half-closes; never sent by a client.
+_END_OF_REQUESTS: Final = rpc_pb2.WatchRequest()
+
+
+class WatchServicer:
+    """Serves ``etcdserverpb.Watch``. ``clock`` (seconds, monotonic) is injectable for tests."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        config: GrpcApiConfig,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._backend = backend
+        self._config = config
+        self._clock = clock
+
+    async def Watch(
+        self, request_iterator: AsyncIterator[rpc_pb2.WatchRequest], context: Any
+    ) -> None:
+        stream = self._backend.open_watch_stream()
+        try:
+            await _WatchSession(self._backend, self._config, self._clock, stream, context).run(
+                request_iterator
+            )
+        finally:
+            stream.close()
+
+
+class _WatchSession:
+    """The state of one gRPC Watch stream.
+
+    The reader task only queues requests; the sender task applies them to
+    the hub and writes every response, so responses leave in the order the
+    requests that caused them arrived (a failed create is answered after
+    the created responses of the creates before it).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        config: GrpcApiConfig,
+        clock: Callable[[], float],
+        stream: WatchStream,
+        context: Any,
+    ) -> None:
+        self._backend = backend
+        self._config = config
+        self._clock = clock
+        self._stream = stream
+        self._context = context
+        self._wake = asyncio.Event()
+        self._inbox: asyncio.Queue[rpc_pb2.WatchRequest] = asyncio.Queue(INBOX_REQUESTS_MAX)
+        # Live watch ids of this stream, for the per-stream bound.
+        self._active: set[int] = set()
+        # Watchers that asked for progress_notify -> "no events since last tick".
+        self._progress: dict[int, bool] = {}
+
+    async def run(self, request_iterator: AsyncIterator[rpc_pb2.WatchRequest]) -> None:
+        reader = asyncio.create_task(self._read(request_iterator))
+        sender = asyncio.create_task(self._send())
+        try:
+            done, _ = await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
+            if reader in done and reader.exception() is None:
+                # etcd ends the RPC when the client half-closes, after the
+                # requests already received are answered.
+                await self._inbox.put(_END_OF_REQUESTS)
+                self._wake.set()
+                await sender
+        finally:
+            for task in (reader, sender):
+                task.cancel()
+            for task in (reader, sender):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for task in (reader, sender):
+            if task.done() and not task.cancelled():
+                task.result()  # errors propagate
+
+    # ------------------------------------------------------------- reader
+
+    async def _read(self, request_iterator: AsyncIterator[rpc_pb2.WatchRequest]) -> None:
+        async for request in request_iterator:
+            await self._inbox.put(request)
+            self._wake.set()
+
+    async def _handle(self, request: rpc_pb2.WatchRequest) -> None:
+        kind = request.WhichOneof("request_union")
+        if kind == "create_request":
+            await self._create(request.create_request)
+        elif kind == "cancel_request":
+            self._cancel(request.cancel_request.watch_id)
+        elif kind == "progress_request":
+            self._stream.request_progress()
+        # etcd ignores a request with no union member set.
+
+    async def _create(self, pb: rpc_pb2.WatchCreateRequest) -> None:
+        try:
+            if len(self._active) >= self._config.watchers_per_stream_max:
+                raise WatchError(
+                    f"stream holds {self._config.watchers_per_stream_max} watchers already"
+                )
+            watch_id = self._stream.create(convert.watch_create_from_pb(pb))
+        except KvError as exc:
+            # etcd: a failed create is answered created+canceled with the
+            # reason, and the stream stays open.
+            await self._context.write(
+                rpc_pb2.WatchResponse(
+                    header=convert.header_pb(self._backend.header()),
+                    watch_id=INVALID_WATCH_ID,
+                    created=True,
+                    canceled=True,
+                    cancel_reason=str(exc),
+                )
+            )
+            return
+        self._active.add(watch_id)
+        if pb.progress_notify:
+            self._progress[watch_id] = True
+
+    def _cancel(self, watch_id: int) -> None:
+        # etcd: cancelling an unknown id sends nothing.
+        with contextlib.suppress(WatchError):
+            self._stream.cancel(watch_id)
+
+    # ------------------------------------------------------------- sender
+
+    async def _send(self) -> None:
+        interval_s = self._config.progress_notify_interval_s
+        next_progress_s = self._clock() + interval_s
+        while True:
+            self._wake.clear()
+            handled = 0
+            while not self._inbox.empty():
+                request = self._inbox.get_nowait()
+                if request is _END_OF_REQUESTS:
+                    await self._flush()
+                    return
+                await self._flush()
+                await self._handle(request)
+                handled += 1
+            if await self._flush() or handled:
+                continue
+            now_s = self._clock()
+            if now_s >= next_progress_s:
+                await self._progress_tick()
+                next_progress_s = now_s + interval_s
+            timeout_s = min(self._config.watch_wait_timeout_s, max(next_progress_s - now_s, 0.0))
+            await self._wait(timeout_s)
+
+    async def _flush(self) -> int:
+        """Write one pulled batch of the hub's responses; returns how many were written."""
+        responses = self._stream.pull(self._config.watch_pull_responses_max)
+        if responses:
+            header = self._backend.header()
+            for resp in responses:
+                self._account(resp)
+                await self._context.write(convert.watch_response_to_pb(resp, header))
+        return len(responses)
+
+    def _account(self, resp: WatchResponse) -> None:
+        if resp.canceled:
+            self._active.discard(resp.watch_id)
+            self._progress.pop(resp.watch_id, None)
+        elif resp.events and resp.watch_id in self._progress:
+            self._progress[resp.watch_id] = False
+
+    async def _progress_tick(self) -> None:
+        header = self._backend.header()
+        for watch_id, idle in list(self._progress.items()):
+            self._progress[watch_id] = True
+            if not idle:
+                continue
+            try:
+                watcher = self._stream.watcher(watch_id)
+            except WatchError:
+                self._progress.pop(watch_id, None)
+                continue
+            # Only a synced watcher with nothing queued has delivered every
+            # event up to the current revision (the bookmark promise).
+            if watcher.synced and not watcher.buffer:
+                await self._context.write(
+                    rpc_pb2.WatchResponse(header=convert.header_pb(header), watch_id=watch_id)
+                )
+
+    async def _wait(self, timeout_s: float) -> None:
+        ready = asyncio.ensure_future(self._backend.wait_watch_ready(self._stream, timeout_s))
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({ready, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+            woken.cancel()
+        if ready.done() and not ready.cancelled():
+            ready.result()  # a backend failure ends the stream

@@ -1,0 +1,670 @@
+"""One member: the asyncio runtime that drives the Raft core and the store.
+
+The node loop honours the Ready contract of ``syndic.raft``: each cycle it
+takes one Ready, persists it (snapshot file, then WAL records, one fsync for
+the whole cycle), only then sends its messages, applies committed entries,
+answers reads whose ReadIndex has been applied, and calls ``advance``.
+Everything proposed while a cycle's fsync runs lands in the next cycle's
+batch: group commit falls out of the loop's shape.
+
+Disk work runs in a worker thread so the loop keeps serving gRPC calls and
+peer traffic while the fsync is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from syndic import __version__
+from syndic.kv.errors import KvError
+from syndic.kv.messages import (
+    AlarmType,
+    HashKVResponse,
+    LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse,
+    LeaseLeasesResponse,
+    LeaseRevokeRequest,
+    LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
+    RangeRequest,
+    RangeResponse,
+)
+from syndic.kv.mvcc import StoreConfig
+from syndic.kv.watch import WatchHub, WatchStream
+from syndic.raft import (
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    EntryType,
+    Message,
+    NotLeaderError,
+    ProposalDroppedError,
+    RaftConfig,
+    RaftError,
+    RaftNode,
+    ReadState,
+    Ready,
+    Role,
+)
+from syndic.server import backend as errors
+from syndic.server.backend import Header, Member, MemberStatus, ServerError
+from syndic.server.config import ServerConfig, member_id, parse_url
+from syndic.server.entry_codec import EntryCodecError, EntryKind, decode_entry, encode_entry
+from syndic.server.metrics import ServerMetrics
+from syndic.server.state_machine import MemberAttrs, StateMachine
+from syndic.server.transport import PeerAddress, PeerTransport
+from syndic.storage import SnapshotStore, Wal, recover
+
+log = logging.getLogger(__name__)
+
+# The API version syndic implements, reported where etcd reports its own
+# version (Status, /version): clients gate features on it.
+ETCD_API_VERSION = "3.4.0"
+# Proposals waiting for their entry to apply on this member. Past this,
+# new writes are refused rather than queued without bound.
+PENDING_PROPOSALS_MAX = 100_000
+PENDING_READS_MAX = 100_000
+# Framing an entry adds ids and a timestamp to the request it carries.
+ENTRY_OVERHEAD_BYTES_MAX = 1024
+
+
+class _Pending:
+    """A caller waiting for its proposal (or read) to be applied."""
+
+    __slots__ = ("future", "index")
+
+    def __init__(self, future: asyncio.Future[Any]) -> None:
+        self.future = future
+        self.index = 0
+
+
+class MemberNode:
+    """A syndic member; implements :class:`syndic.server.backend.Backend`."""
+
+    def __init__(self, config: ServerConfig, metrics: ServerMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or ServerMetrics()
+        ids = config.member_ids()
+        self.id = ids[config.name]
+        self.cluster_id = member_id(
+            tuple(sorted(u for urls in config.cluster_peers().values() for u in urls)),
+            config.initial_cluster_token,
+        )
+        peers = config.cluster_peers()
+        self._initial_members = {
+            ids[name]: MemberAttrs(
+                name, urls, config.advertise_client_urls if name == config.name else ()
+            )
+            for name, urls in peers.items()
+        }
+        self.state = StateMachine(
+            StoreConfig(quota_bytes=config.quota_bytes, request_bytes_max=config.max_request_bytes),
+            self._initial_members,
+        )
+        self.hub = WatchHub(self.state.store)
+        self.raft: RaftNode | None = None
+        self._wal: Wal | None = None
+        self._snapshots: SnapshotStore | None = None
+        self._transport: PeerTransport | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._request_ids = itertools.count(1)
+        self._proposals: dict[int, _Pending] = {}
+        self._reads: dict[bytes, _Pending] = {}
+        self._ready_reads: list[tuple[int, _Pending]] = []
+        self._index_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._watch_event = asyncio.Event()
+        self._leader_id = 0
+        self._snapshot_index = 0
+        self._revokes_in_flight: set[int] = set()
+        self._published = False
+        self._started_monotonic_s = time.monotonic()
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_path / "member"
+
+    async def start(self) -> None:
+        """Open (or create) the data directory, restore, and join the cluster."""
+        self._wal = await asyncio.to_thread(Wal.open, self.data_dir / "wal")
+        self._snapshots = SnapshotStore(self.data_dir / "snap")
+        recovered = recover(self._wal.read_all(), self._snapshots).state
+        fresh = not recovered.entries and recovered.snapshot is None
+        if recovered.snapshot is not None:
+            self.state.restore(recovered.snapshot.data)
+            self._reset_hub()
+            self._snapshot_index = recovered.snapshot.meta.index
+        voters = frozenset(self._initial_members)
+        raft_config = RaftConfig(
+            node_id=self.id,
+            election_timeout_ticks=self.config.election_timeout_ticks,
+            heartbeat_interval_ticks=1,
+        )
+        self.raft = RaftNode(
+            raft_config, ConfState(voters), random.Random(), None if fresh else recovered
+        )
+        host, port = parse_url(self.config.listen_peer_urls[0], "listen_peer_urls")
+        self._transport = PeerTransport(
+            self.id,
+            host,
+            port,
+            self._on_peer_messages,
+            self._on_unreachable,
+            on_proposals=self._on_forwarded_proposals,
+        )
+        await self._transport.start()
+        self._refresh_peers()
+        if self.raft.conf_state.voters == frozenset({self.id}):
+            # A single-voter cluster need not wait an election timeout to lead.
+            self.raft.campaign()
+        self._task = asyncio.create_task(self._run(), name=f"node-{self.config.name}")
+
+    async def stop(self) -> None:
+        """Stop serving, fail waiting callers, and close the WAL cleanly."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._transport is not None:
+            await self._transport.stop()
+        for pending in itertools.chain(self._proposals.values(), self._reads.values()):
+            if not pending.future.done():
+                pending.future.set_exception(
+                    ServerError("UNAVAILABLE", "etcdserver: server stopped")
+                )
+        if self._wal is not None:
+            await asyncio.to_thread(self._wal.close)
+        self.hub.close()
+
+    # ------------------------------------------------------------ node loop
+
+    async def _run(self) -> None:
+        assert self.raft is not None
+        loop = asyncio.get_running_loop()
+        tick_s = self.config.heartbeat_interval_ms / 1000
+        next_tick = loop.time() + tick_s
+        while not self._stopping:
+            timeout_s = max(0.0, next_tick - loop.time())
+            if not self._wake.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout_s)
+            self._wake.clear()
+            if loop.time() >= next_tick:
+                next_tick = loop.time() + tick_s
+                self.raft.tick()
+                self._on_tick()
+            try:
+                await self._process_ready()
+            except Exception:
+                # A failure to persist leaves the member unable to promise
+                # durability: stop rather than acknowledge unsafely.
+                log.exception("member %x: node loop failed; stopping", self.id)
+                self._stopping = True
+                raise
+
+    async def _process_ready(self) -> None:
+        assert self.raft is not None and self._wal is not None and self._transport is not None
+        while self.raft.has_ready():
+            ready = self.raft.ready()
+            if ready.soft_state is not None:
+                self._on_soft_state(ready.soft_state.leader_id, ready.soft_state.role)
+            await self._persist(ready)
+            self._transport.send(ready.messages)
+            if ready.snapshot is not None:
+                self.state.restore(ready.snapshot.data)
+                self._snapshot_index = ready.snapshot.meta.index
+                self._reset_hub()
+            self._apply(ready)
+            self._queue_reads(ready.read_states)
+            self.raft.advance(ready)
+            self._serve_reads()
+            self._wake_index_waiters()
+            await self._maybe_snapshot()
+            self._refresh_peers()
+
+    async def _persist(self, ready: Ready) -> None:
+        assert self._wal is not None and self._snapshots is not None
+        if ready.snapshot is not None:
+            await asyncio.to_thread(self._snapshots.save, ready.snapshot)
+        if ready.hard_state is None and not ready.entries and ready.snapshot is None:
+            return
+        started = time.perf_counter()
+        await asyncio.to_thread(
+            self._wal.save,
+            ready.hard_state,
+            ready.entries,
+            snapshot=ready.snapshot.meta if ready.snapshot is not None else None,
+            must_sync=ready.must_sync,
+        )
+        if ready.must_sync:
+            self.metrics.fsync_duration.observe(time.perf_counter() - started)
+
+    def _apply(self, ready: Ready) -> None:
+        if not ready.committed_entries:
+            return
+        started = time.perf_counter()
+        for entry in ready.committed_entries:
+            if entry.type is EntryType.CONF_CHANGE or not entry.data:
+                continue
+            try:
+                decoded = decode_entry(entry.data)
+            except EntryCodecError:
+                log.error("member %x: skipping undecodable entry %d", self.id, entry.index)
+                continue
+            result = self.state.apply(decoded)
+            if decoded.proposer_id == self.id:
+                pending = self._proposals.pop(decoded.request_id, None)
+                if pending is not None and not pending.future.done():
+                    pending.future.set_result(result)
+        self.metrics.apply_duration.observe(time.perf_counter() - started)
+        self.metrics.proposals_applied.set(ready.committed_entries[-1].index)
+        self._watch_event.set()
+        self._watch_event = asyncio.Event()
+
+    def _on_soft_state(self, leader_id: int, role: Role) -> None:
+        if leader_id != self._leader_id:
+            self.metrics.leader_changes.inc()
+        self._leader_id = leader_id
+        self.metrics.has_leader.set(1 if leader_id else 0)
+        self.metrics.is_leader.set(1 if role is Role.LEADER else 0)
+        if role is Role.LEADER:
+            # Lease deadlines were set on the old leader's clock (etcd: Promote).
+            self.state.store.lease_promote(self._now_ms())
+            self._revokes_in_flight.clear()
+
+    def _on_tick(self) -> None:
+        assert self.raft is not None
+        self.metrics.term.set(self.raft.term)
+        self.metrics.proposals_committed.set(self.raft.commit_index)
+        self.metrics.proposals_pending.set(len(self._proposals))
+        self.metrics.db_size.set(self.state.store.size_bytes)
+        self.metrics.keys.set(len(self.state.store))
+        if self.raft.role is Role.LEADER:
+            self._expire_leases()
+        if not self._published and self._leader_id:
+            self._publish_attrs()
+
+    def _expire_leases(self) -> None:
+        for lease_id in self.state.store.expired_leases(self._now_ms()):
+            if lease_id in self._revokes_in_flight:
+                continue
+            self._revokes_in_flight.add(lease_id)
+            asyncio.get_running_loop().create_task(self._revoke(lease_id))
+
+    async def _revoke(self, lease_id: int) -> None:
+        try:
+            with contextlib.suppress(KvError, ServerError, RaftError):
+                await self.write(LeaseRevokeRequest(id=lease_id))
+        finally:
+            self._revokes_in_flight.discard(lease_id)
+
+    def _publish_attrs(self) -> None:
+        """Tell the cluster this member's name and client URLs (etcd: publish)."""
+        self._published = True
+        attrs = [
+            self.id,
+            self.config.name,
+            list(self.config.initial_advertise_peer_urls),
+            list(self.config.advertise_client_urls),
+        ]
+
+        async def publish() -> None:
+            try:
+                await self._propose(EntryKind.MEMBER_ATTRS, attrs)
+            except (ServerError, RaftError):
+                self._published = False
+
+        asyncio.get_running_loop().create_task(publish())
+
+    async def _maybe_snapshot(self) -> None:
+        assert self.raft is not None and self._wal is not None and self._snapshots is not None
+        applied = self.raft.applied_index
+        if applied - self._snapshot_index < self.config.snapshot_count:
+            return
+        snapshot = self.raft.compact(applied, self.state.serialize())
+        await asyncio.to_thread(self._snapshots.save, snapshot)
+        await asyncio.to_thread(self._wal.save, None, (), snapshot=snapshot.meta, must_sync=True)
+        await asyncio.to_thread(self._wal.release_before, snapshot.meta.index)
+        self._snapshot_index = applied
+
+    def _reset_hub(self) -> None:
+        self.hub.close()
+        self.hub = WatchHub(self.state.store)
+
+    # ------------------------------------------------------------ peers
+
+    def _on_peer_messages(self, messages: list[Message]) -> None:
+        if self.raft is None:
+            return
+        for msg in messages:
+            try:
+                self.raft.step(msg)
+            except RaftError as exc:
+                log.debug("member %x: dropped %s from %x: %s", self.id, msg.type, msg.from_id, exc)
+        self._wake.set()
+
+    def _on_forwarded_proposals(self, proposals: list[bytes]) -> None:
+        """Propose entries a follower forwarded; the follower answers its caller
+        when it applies them. Dropped (the caller times out) if not leader."""
+        if self.raft is None or not self._is_leader():
+            return
+        for data in proposals:
+            try:
+                self.raft.propose(data)
+            except RaftError:
+                self.metrics.proposals_failed.inc()
+                return
+        self._wake.set()
+
+    def _on_unreachable(self, node_id: int) -> None:
+        if self.raft is not None:
+            with contextlib.suppress(RaftError):
+                self.raft.report_unreachable(node_id)
+
+    def _refresh_peers(self) -> None:
+        if self._transport is None or self.raft is None:
+            return
+        peers = []
+        for mid in self.raft.conf_state.all_ids():
+            attrs = self.state.members.get(mid)
+            if mid != self.id and attrs is not None and attrs.peer_urls:
+                host, port = parse_url(attrs.peer_urls[0], "peer_urls")
+                peers.append(PeerAddress(mid, host, port))
+        self._transport.set_peers(peers)
+
+    # ------------------------------------------------------------ proposals
+
+    def _now_ms(self) -> int:
+        return int(time.monotonic() * 1000)
+
+    @property
+    def request_timeout_s(self) -> float:
+        # etcd: 5 s plus two election timeouts.
+        return 5.0 + 2 * self.config.election_timeout_ms / 1000
+
+    async def _propose(self, kind: EntryKind, payload: Any) -> Any:
+        """Propose an entry (on the leader, or forwarded to it) and wait until this
+        member applies it; returns what applying it returned."""
+        assert self.raft is not None and self._transport is not None
+        if len(self._proposals) >= PENDING_PROPOSALS_MAX:
+            raise errors.request_timed_out()
+        leader = await self._leader_member()
+        request_id = next(self._request_ids)
+        data = encode_entry(kind, self.id, request_id, self._now_ms(), payload)
+        if len(data) > self.config.max_request_bytes + ENTRY_OVERHEAD_BYTES_MAX:
+            raise errors.request_too_large()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if leader.id == self.id:
+            try:
+                self.raft.propose(data)
+            except NotLeaderError as exc:
+                raise errors.not_leader() from exc
+            except ProposalDroppedError as exc:
+                self.metrics.proposals_failed.inc()
+                raise ServerError("UNAVAILABLE", f"etcdserver: proposal dropped: {exc}") from exc
+        elif not self._transport.forward_proposals(leader.id, [data]):
+            raise errors.not_leader()
+        self._proposals[request_id] = _Pending(future)
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(future, self.request_timeout_s)
+        except TimeoutError:
+            self.metrics.proposals_failed.inc()
+            raise errors.request_timed_out() from None
+        finally:
+            self._proposals.pop(request_id, None)
+
+    async def _leader_member(self) -> Member:
+        """The current leader, waiting up to one election timeout for one to emerge."""
+        deadline = time.monotonic() + self.config.election_timeout_ms / 1000
+        while not self._leader_id:
+            if time.monotonic() > deadline:
+                raise errors.not_leader()
+            await asyncio.sleep(self.config.heartbeat_interval_ms / 1000)
+        return self._member(self._leader_id)
+
+    def _is_leader(self) -> bool:
+        return self.raft is not None and self.raft.role is Role.LEADER
+
+    # ------------------------------------------------------------ Backend
+
+    def header(self) -> Header:
+        term = self.raft.term if self.raft is not None else 0
+        return Header(self.cluster_id, self.id, self.state.store.revision, term)
+
+    async def write(self, request: object) -> object:
+        result = await self._propose(EntryKind.STORE, request)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def range(self, request: RangeRequest) -> RangeResponse:
+        if not request.serializable:
+            await self._read_barrier()
+        return self.state.store.range(request)
+
+    async def _read_barrier(self) -> None:
+        """Return once this member has applied everything committed before the call
+        (ReadIndex, Raft thesis §6.4)."""
+        assert self.raft is not None
+        await self._leader_member()
+        if len(self._reads) >= PENDING_READS_MAX:
+            raise errors.request_timed_out()
+        ctx = next(self._request_ids).to_bytes(8, "big")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._reads[ctx] = _Pending(future)
+        try:
+            self.raft.read_index(ctx)
+        except NotLeaderError as exc:
+            self._reads.pop(ctx, None)
+            raise errors.not_leader() from exc
+        self._wake.set()
+        try:
+            await asyncio.wait_for(future, self.request_timeout_s)
+        except TimeoutError:
+            raise errors.request_timed_out() from None
+        finally:
+            self._reads.pop(ctx, None)
+
+    def _queue_reads(self, read_states: tuple[ReadState, ...]) -> None:
+        for state in read_states:
+            pending = self._reads.get(state.request_ctx)
+            if pending is not None:
+                self._ready_reads.append((state.index, pending))
+
+    def _serve_reads(self) -> None:
+        assert self.raft is not None
+        applied = self.raft.applied_index
+        waiting = []
+        for index, pending in self._ready_reads:
+            if index <= applied:
+                if not pending.future.done():
+                    pending.future.set_result(None)
+            else:
+                waiting.append((index, pending))
+        self._ready_reads = waiting
+
+    def _wake_index_waiters(self) -> None:
+        assert self.raft is not None
+        applied = self.raft.applied_index
+        still = []
+        for index, future in self._index_waiters:
+            if index <= applied:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                still.append((index, future))
+        self._index_waiters = still
+
+    async def lease_keep_alive(self, lease_id: int) -> int:
+        response = await self.write(LeaseKeepAliveRequest(id=lease_id))
+        assert isinstance(response, LeaseKeepAliveResponse)
+        return response.ttl_s
+
+    def lease_time_to_live(self, request: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse:
+        return self.state.store.lease_time_to_live(request, self._now_ms())
+
+    def lease_leases(self) -> LeaseLeasesResponse:
+        return self.state.store.lease_leases()
+
+    def open_watch_stream(self) -> WatchStream:
+        return self.hub.open_stream()
+
+    async def wait_watch_ready(self, stream: WatchStream, timeout_s: float) -> None:
+        if stream.pending():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._watch_event.wait(), timeout_s)
+
+    def hash_kv(self, revision: int) -> HashKVResponse:
+        return self.state.store.hash_kv(revision)
+
+    def status(self) -> MemberStatus:
+        assert self.raft is not None
+        store = self.state.store
+        return MemberStatus(
+            version=ETCD_API_VERSION,
+            db_size_bytes=store.size_bytes,
+            db_size_in_use_bytes=store.size_bytes,
+            leader_id=self._leader_id,
+            raft_index=self.raft.commit_index,
+            raft_term=self.raft.term,
+            raft_applied_index=self.raft.applied_index,
+            errors=tuple(f"memberID:{self.id} alarm:{a.name}" for a in store.alarms),
+            is_learner=self.id in self.raft.conf_state.learners,
+        )
+
+    def _member(self, mid: int) -> Member:
+        assert self.raft is not None
+        attrs = self.state.members.get(mid, MemberAttrs("", (), ()))
+        return Member(
+            mid,
+            attrs.name,
+            attrs.peer_urls,
+            attrs.client_urls,
+            mid in self.raft.conf_state.learners,
+        )
+
+    def members(self) -> list[Member]:
+        assert self.raft is not None
+        return [self._member(mid) for mid in sorted(self.raft.conf_state.all_ids())]
+
+    async def _change_membership(self, change: ConfChange) -> None:
+        assert self.raft is not None
+        if not self._is_leader():
+            raise errors.not_leader()
+        try:
+            index = self.raft.propose_conf_change(change)
+        except NotLeaderError as exc:
+            raise errors.not_leader() from exc
+        except RaftError as exc:
+            raise ServerError("FAILED_PRECONDITION", f"etcdserver: {exc}") from exc
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._index_waiters.append((index, future))
+        self._wake.set()
+        try:
+            await asyncio.wait_for(future, self.request_timeout_s)
+        except TimeoutError:
+            raise errors.request_timed_out() from None
+
+    async def member_add(self, peer_urls: tuple[str, ...], is_learner: bool) -> Member:
+        for mid, attrs in self.state.members.items():
+            if (
+                set(attrs.peer_urls) & set(peer_urls)
+                and self.raft is not None
+                and mid in self.raft.conf_state.all_ids()
+            ):
+                raise errors.peer_url_exists()
+        new_id = member_id(peer_urls, f"{self.config.initial_cluster_token}:{time.time_ns()}")
+        await self._propose(EntryKind.MEMBER_ATTRS, [new_id, "", list(peer_urls), []])
+        kind = ConfChangeType.ADD_LEARNER if is_learner else ConfChangeType.ADD_VOTER
+        await self._change_membership(ConfChange(kind, new_id))
+        self._refresh_peers()
+        return self._member(new_id)
+
+    async def member_remove(self, member_id_: int) -> None:
+        if self.raft is None or member_id_ not in self.raft.conf_state.all_ids():
+            raise errors.member_not_found()
+        await self._change_membership(ConfChange(ConfChangeType.REMOVE_NODE, member_id_))
+
+    async def member_update(self, member_id_: int, peer_urls: tuple[str, ...]) -> None:
+        if self.raft is None or member_id_ not in self.raft.conf_state.all_ids():
+            raise errors.member_not_found()
+        attrs = self.state.members.get(member_id_, MemberAttrs("", (), ()))
+        await self._propose(
+            EntryKind.MEMBER_ATTRS,
+            [member_id_, attrs.name, list(peer_urls), list(attrs.client_urls)],
+        )
+
+    async def member_promote(self, member_id_: int) -> None:
+        if self.raft is None or member_id_ not in self.raft.conf_state.all_ids():
+            raise errors.member_not_found()
+        if member_id_ not in self.raft.conf_state.learners:
+            raise errors.member_not_learner()
+        await self._change_membership(ConfChange(ConfChangeType.ADD_VOTER, member_id_))
+
+    async def move_leader(self, target_id: int) -> None:
+        if self.raft is None or target_id not in self.raft.conf_state.voters:
+            raise errors.member_not_found()
+        if not self._is_leader():
+            raise errors.not_leader()
+        try:
+            self.raft.transfer_leadership(target_id)
+        except RaftError as exc:
+            raise ServerError("FAILED_PRECONDITION", f"etcdserver: {exc}") from exc
+        self._wake.set()
+        deadline = time.monotonic() + self.request_timeout_s
+        while self._leader_id != target_id:
+            if time.monotonic() > deadline:
+                raise errors.request_timed_out()
+            await asyncio.sleep(self.config.heartbeat_interval_ms / 1000)
+
+    def snapshot_bytes(self) -> bytes:
+        return self.state.serialize()
+
+    def alarms(self) -> list[tuple[int, str]]:
+        return [(self.id, alarm.name) for alarm in sorted(self.state.store.alarms)]
+
+    async def alarm_disarm(self, alarm: str) -> None:
+        await self._propose(EntryKind.ALARM_DISARM, int(AlarmType[alarm]))
+
+    def debug_status(self) -> dict[str, object]:
+        """Raft status, members and transport statistics, for ``/debug``."""
+        assert self.raft is not None
+        transport = self._transport.stats() if self._transport is not None else {}
+        return {
+            "version": __version__,
+            "member_id": f"{self.id:x}",
+            "name": self.config.name,
+            "raft": self.raft.status(),
+            "members": [
+                {
+                    "id": f"{m.id:x}",
+                    "name": m.name,
+                    "peer_urls": list(m.peer_urls),
+                    "client_urls": list(m.client_urls),
+                    "is_learner": m.is_learner,
+                }
+                for m in self.members()
+            ],
+            "peers": {f"{k:x}": vars_of(v) for k, v in transport.items()},
+            "pending_proposals": len(self._proposals),
+            "pending_reads": len(self._reads),
+            "snapshot_index": self._snapshot_index,
+        }
+
+
+def vars_of(obj: object) -> dict[str, object]:
+    return {name: getattr(obj, name) for name in getattr(obj, "__slots__", ())}

@@ -1,0 +1,83 @@
+"""What every member applies, in log order: the MVCC store plus the member table.
+
+Both halves must be identical on every member after the same entries, and
+both travel in a snapshot, so they live together here. Applying never
+raises for a request's own mistakes: the store's error is the result,
+handed back to the caller that proposed it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from syndic.kv.errors import KvError
+from syndic.kv.messages import AlarmType
+from syndic.kv.mvcc import Store, StoreConfig
+from syndic.server.entry_codec import DecodedEntry, EntryKind
+
+SNAPSHOT_FORMAT_VERSION = 1
+
+
+class StateSnapshotError(ValueError):
+    """Snapshot bytes that this version of syndic did not write."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberAttrs:
+    """A member's published identity; replicated so every member lists the same."""
+
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+
+
+class StateMachine:
+    """The store and the member table, advanced only by committed entries."""
+
+    def __init__(self, store_config: StoreConfig, members: dict[int, MemberAttrs]) -> None:
+        self.store_config = store_config
+        self.store = Store(store_config)
+        self.members = dict(members)
+
+    def apply(self, entry: DecodedEntry) -> Any:
+        """Apply one decoded entry; returns the store's response or its KvError."""
+        if entry.kind is EntryKind.STORE:
+            try:
+                return self.store.apply(entry.payload, entry.now_ms)
+            except KvError as exc:
+                return exc
+        if entry.kind is EntryKind.MEMBER_ATTRS:
+            member_id, name, peer_urls, client_urls = entry.payload
+            self.members[member_id] = MemberAttrs(name, tuple(peer_urls), tuple(client_urls))
+            return None
+        if entry.kind is EntryKind.ALARM_DISARM:
+            self.store.alarm_deactivate(AlarmType(entry.payload))
+            return None
+        raise AssertionError(f"unhandled entry kind {entry.kind}")
+
+    def serialize(self) -> bytes:
+        members = [
+            [mid, a.name, list(a.peer_urls), list(a.client_urls)]
+            for mid, a in sorted(self.members.items())
+        ]
+        return msgpack.packb([SNAPSHOT_FORMAT_VERSION, self.store.serialize(), members])
+
+    def restore(self, data: bytes) -> None:
+        """Replace everything with a snapshot's state; nothing changes if it is invalid."""
+        try:
+            version, store_bytes, members = msgpack.unpackb(data)
+        except Exception as exc:
+            raise StateSnapshotError(f"snapshot data is not a syndic state: {exc}") from exc
+        if version != SNAPSHOT_FORMAT_VERSION:
+            raise StateSnapshotError(
+                f"snapshot format {version!r} is not {SNAPSHOT_FORMAT_VERSION}"
+            )
+        store = Store.restore(store_bytes, self.store_config)
+        self.members = {
+            mid: MemberAttrs(name, tuple(peers), tuple(clients))
+            for mid, name, peers, clients in members
+        }
+        self.store = store

@@ -1,0 +1,259 @@
+"""The peer transport: Raft messages between members over TCP.
+
+Each member dials every other member and keeps one connection per direction
+(as etcd's stream transport does), so each direction's reconnection and
+flow control are independent. A frame is a 4-byte big-endian length and a
+msgpack body holding every message for that peer from one node cycle, so a
+cycle costs one write per peer however many messages it produced.
+
+Raft tolerates lost messages, so the transport never blocks the node loop:
+when a peer's queue is full or its connection is down, frames are dropped
+and the node is told the peer is unreachable (it then probes instead of
+streaming).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from syndic.raft import Message
+from syndic.server.peer_codec import PeerCodecError, decode_batch, encode_batch
+
+log = logging.getLogger(__name__)
+
+FRAME_HEADER = struct.Struct(">I")
+# A frame holds at most one snapshot plus a batch of entries; the request
+# limit bounds entries, so the snapshot dominates. 512 MiB covers a full
+# default quota (2 GiB holds far fewer bytes of live state than that on disk).
+PEER_FRAME_BYTES_MAX = 512 * 1024 * 1024
+# Frames waiting for one peer. Past these, new frames are dropped: a slow or
+# dead peer must not grow the leader's memory without bound.
+PEER_QUEUE_FRAMES_MAX = 4096
+PEER_QUEUE_BYTES_MAX = 64 * 1024 * 1024
+# Reconnection backoff: quick enough to rejoin within one election timeout.
+RECONNECT_DELAY_S_MIN = 0.05
+RECONNECT_DELAY_S_MAX = 1.0
+DIAL_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAddress:
+    node_id: int
+    host: str
+    port: int
+
+
+@dataclass(slots=True)
+class PeerStats:
+    frames_sent: int = 0
+    frames_dropped: int = 0
+    bytes_sent: int = 0
+    connected: bool = False
+
+
+class _PeerWriter:
+    """Owns the outbound connection and bounded queue for one peer."""
+
+    def __init__(
+        self,
+        peer: PeerAddress,
+        ssl_context: ssl.SSLContext | None,
+        on_unreachable: Callable[[int], None],
+    ) -> None:
+        self.peer = peer
+        self.stats = PeerStats()
+        self._ssl = ssl_context
+        self._on_unreachable = on_unreachable
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue(PEER_QUEUE_FRAMES_MAX)
+        self._queued_bytes = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"peer-writer-{self.peer.node_id}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def enqueue(self, frame: bytes) -> None:
+        if (
+            not self.stats.connected
+            or self._queue.full()
+            or self._queued_bytes + len(frame) > PEER_QUEUE_BYTES_MAX
+        ):
+            self.stats.frames_dropped += 1
+            self._on_unreachable(self.peer.node_id)
+            return
+        self._queued_bytes += len(frame)
+        self._queue.put_nowait(frame)
+
+    def _drain_queue(self) -> None:
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            self.stats.frames_dropped += 1
+        self._queued_bytes = 0
+
+    async def _run(self) -> None:
+        delay_s = RECONNECT_DELAY_S_MIN
+        while True:
+            try:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.peer.host, self.peer.port, ssl=self._ssl),
+                    DIAL_TIMEOUT_S,
+                )
+            except (OSError, TimeoutError):
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, RECONNECT_DELAY_S_MAX)
+                continue
+            delay_s = RECONNECT_DELAY_S_MIN
+            self.stats.connected = True
+            try:
+                await self._pump(writer)
+            except (OSError, ConnectionError):
+                log.debug("peer %x: connection lost", self.peer.node_id)
+            finally:
+                self.stats.connected = False
+                self._drain_queue()
+                self._on_unreachable(self.peer.node_id)
+                writer.close()
+                with contextlib.suppress(OSError, ConnectionError):
+                    await writer.wait_closed()
+
+    async def _pump(self, writer: asyncio.StreamWriter) -> None:
+        while True:
+            frame = await self._queue.get()
+            frames = [frame]
+            # Coalesce whatever else is queued into one write.
+            while not self._queue.empty():
+                frames.append(self._queue.get_nowait())
+            size = sum(len(f) for f in frames)
+            self._queued_bytes -= size
+            writer.writelines(frames)
+            await writer.drain()
+            self.stats.frames_sent += len(frames)
+            self.stats.bytes_sent += size
+
+
+class PeerTransport:
+    """Sends Raft messages to peers and hands received ones to ``on_messages``."""
+
+    def __init__(
+        self,
+        node_id: int,
+        listen_host: str,
+        listen_port: int,
+        on_messages: Callable[[list[Message]], None],
+        on_unreachable: Callable[[int], None],
+        *,
+        on_proposals: Callable[[list[bytes]], None] | None = None,
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self._listen = (listen_host, listen_port)
+        self._on_messages = on_messages
+        self._on_unreachable = on_unreachable
+        self._on_proposals = on_proposals
+        self._server_ssl = server_ssl
+        self._client_ssl = client_ssl
+        self._writers: dict[int, _PeerWriter] = {}
+        self._server: asyncio.Server | None = None
+        self._inbound: set[asyncio.StreamWriter] = set()
+        self.frames_rejected = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._serve_inbound, *self._listen, ssl=self._server_ssl, reuse_address=True
+        )
+
+    def set_peers(self, peers: list[PeerAddress]) -> None:
+        """Dial new peers, hang up on removed ones; unchanged peers keep their link."""
+        wanted = {p.node_id: p for p in peers if p.node_id != self.node_id}
+        for node_id in list(self._writers):
+            if node_id not in wanted or self._writers[node_id].peer != wanted[node_id]:
+                writer = self._writers.pop(node_id)
+                asyncio.get_running_loop().create_task(writer.stop())
+        for node_id, peer in wanted.items():
+            if node_id not in self._writers:
+                writer = _PeerWriter(peer, self._client_ssl, self._on_unreachable)
+                writer.start()
+                self._writers[node_id] = writer
+
+    def send(self, messages: tuple[Message, ...] | list[Message]) -> None:
+        """Queue one frame per destination peer; never blocks."""
+        by_peer: dict[int, list[Message]] = {}
+        for msg in messages:
+            by_peer.setdefault(msg.to_id, []).append(msg)
+        for node_id, batch in by_peer.items():
+            writer = self._writers.get(node_id)
+            if writer is None:
+                self._on_unreachable(node_id)
+                continue
+            body = encode_batch(batch)
+            writer.enqueue(FRAME_HEADER.pack(len(body)) + body)
+
+    def forward_proposals(self, to_id: int, proposals: list[bytes]) -> bool:
+        """Queue entry data for the leader ``to_id`` to propose; False if it cannot go."""
+        writer = self._writers.get(to_id)
+        if writer is None or not writer.stats.connected:
+            return False
+        body = encode_batch([], proposals)
+        writer.enqueue(FRAME_HEADER.pack(len(body)) + body)
+        return True
+
+    def stats(self) -> dict[int, PeerStats]:
+        return {node_id: w.stats for node_id, w in self._writers.items()}
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in self._writers.values():
+            await writer.stop()
+        self._writers.clear()
+        # Closing the sockets ends each inbound reader with IncompleteReadError;
+        # cancelling their tasks instead makes asyncio log spurious errors.
+        for inbound in list(self._inbound):
+            inbound.close()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    async def _serve_inbound(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self._inbound.add(writer)
+        try:
+            while True:
+                header = await reader.readexactly(FRAME_HEADER.size)
+                (length,) = FRAME_HEADER.unpack(header)
+                if length > PEER_FRAME_BYTES_MAX:
+                    log.warning("peer frame of %d bytes exceeds the limit; closing", length)
+                    self.frames_rejected += 1
+                    return
+                body = await reader.readexactly(length)
+                try:
+                    messages, proposals = decode_batch(body)
+                except PeerCodecError as exc:
+                    log.warning("dropping a malformed peer frame: %s", exc)
+                    self.frames_rejected += 1
+                    continue
+                mine = [m for m in messages if m.to_id == self.node_id]
+                if len(mine) != len(messages):
+                    self.frames_rejected += 1
+                if mine:
+                    self._on_messages(mine)
+                if proposals and self._on_proposals is not None:
+                    self._on_proposals(proposals)
+        except (asyncio.IncompleteReadError, OSError, ConnectionError):
+            pass
+        finally:
+            self._inbound.discard(writer)
+            writer.close()

@@ -1,0 +1,496 @@
+"""Policy: every traffic stage composed in one fixed, documented order.
+
+From the outside in::
+
+    fallback                      catches whatever the stages below raise
+      degrade switch              cheapest check first: a switched-off feature costs nothing
+        rate limit                admission: refuse before taking any resource
+          bulkhead                one slot per *logical* call, held across its retries
+            overall deadline      published through a ContextVar to nested calls
+              retry (+ budget)    each try under a per-try timeout clipped to the deadline
+                hedging           staggered parallel tries (idempotent calls only)
+                  circuit breaker records every try, hedges included
+                    the call
+
+Why the breaker is *inside* the retry (as in Resilience4j, whose decorator
+order is Retry(CircuitBreaker(RateLimiter(TimeLimiter(Bulkhead(fn)))))):
+the breaker must see what the dependency actually does, i.e. every try. A
+breaker outside the retry sees one outcome per logical call after retries
+have hidden or multiplied the failures, so it trips late and lets each
+logical call send ``max_attempts`` requests into a dependency that is
+already down. Inside, the first tries that fail fill the window, the
+breaker opens, and every further retry stops at once: an open breaker
+raises :class:`~syndic.traffic.errors.CircuitOpenError`, a RejectedError,
+which the retry never retries. Rate limit and bulkhead stay outside the
+retry so that retries are paid for by the retry budget, not by taking
+more permits or slots; the deadline is outside the retry so the retry loop
+stops when the caller's time is up.
+
+Rules are swapped atomically (:meth:`Policy.swap_rules`): a call reads the
+current stack once when it starts and keeps it to the end, so in-flight
+calls finish under the rules they started with. Components whose rule is
+unchanged are carried over with their state (an open breaker stays open).
+
+>>> import asyncio, random
+>>> from syndic.traffic.clock import ManualClock
+>>> from syndic.traffic.rules import parse_rules
+>>> policy = Policy(
+...     parse_rules({"retry": {"max_attempts": 2, "idempotent": True,
+...                            "backoff": {"base_s": 0, "jitter": "none"}},
+...                  "fallback": {"value": "cached"}}),
+...     clock=ManualClock(), rng=random.Random(7),
+... )
+>>> async def fetch() -> str:
+...     raise ConnectionError("down")
+>>> asyncio.run(policy.call(fetch))
+'cached'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar, overload
+
+from syndic.traffic import deadline as _deadline
+from syndic.traffic.breaker import CircuitBreaker
+from syndic.traffic.budget import RetryBudget
+from syndic.traffic.bulkhead import Bulkhead
+from syndic.traffic.clock import Clock
+from syndic.traffic.degrade import DegradeSwitches, Feature
+from syndic.traffic.errors import DeadlineExceededError, RateLimitedError, RuleError
+from syndic.traffic.fallback import MISSING, Fallback
+from syndic.traffic.hedge import Hedge
+from syndic.traffic.retry import Retry
+from syndic.traffic.rules import PolicyRules, RateLimitRule, parse_rules
+
+T = TypeVar("T")
+
+
+class Limiter(Protocol):
+    """The rate limiter contract of ``syndic.traffic.ratelimit``."""
+
+    def try_acquire(self, permits: int = 1) -> bool: ...
+
+    async def acquire(self, permits: int = 1) -> None: ...
+
+    def release(self, permits: int = 1) -> None: ...
+
+
+class _Stack:
+    """The components of one rules version; immutable once published."""
+
+    __slots__ = (
+        "breaker",
+        "budget",
+        "bulkhead",
+        "fallback",
+        "feature",
+        "hedge",
+        "limiter",
+        "rate_limit",
+        "retry",
+        "rules",
+        "timeout_s",
+    )
+
+    def __init__(self, rules: PolicyRules) -> None:
+        self.rules = rules
+        self.feature: Feature | None = None
+        self.limiter: Limiter | None = None
+        self.rate_limit: RateLimitRule | None = rules.rate_limit
+        self.bulkhead: Bulkhead | None = None
+        self.breaker: CircuitBreaker | None = None
+        self.budget: RetryBudget | None = None
+        self.retry: Retry | None = None
+        self.hedge: Hedge | None = None
+        self.timeout_s: float | None = rules.timeout_s
+        self.fallback: Fallback[Any] | None = None
+
+
+class Policy:
+    """Degrade, rate limit, bulkhead, deadline, retry, hedge, breaker, fallback."""
+
+    __slots__ = (
+        "_breaker_kwargs",
+        "_clock",
+        "_fallback_handler",
+        "_hedge_on",
+        "_limiters",
+        "_retry_if",
+        "_retry_on",
+        "_rng",
+        "_stack",
+        "_switches",
+        "_sync_sleep",
+    )
+
+    def __init__(
+        self,
+        rules: PolicyRules | Mapping[str, Any],
+        *,
+        clock: Clock,
+        rng: random.Random,
+        limiters: Mapping[str, Limiter] | None = None,
+        switches: DegradeSwitches | None = None,
+        record_exceptions: tuple[type[BaseException], ...] = (Exception,),
+        ignore_exceptions: tuple[type[BaseException], ...] = (),
+        failure_if: Callable[[Any], bool] | None = None,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        retry_if: Callable[[BaseException], bool] | None = None,
+        hedge_on: tuple[type[BaseException], ...] = (Exception,),
+        fallback_handler: Callable[[BaseException], Any] | None = None,
+        sync_sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._clock = clock
+        self._rng = rng
+        self._limiters = dict(limiters or {})
+        self._switches = switches if switches is not None else DegradeSwitches(clock=clock)
+        self._breaker_kwargs: dict[str, Any] = {
+            "record_exceptions": record_exceptions,
+            "ignore_exceptions": ignore_exceptions,
+            "failure_if": failure_if,
+        }
+        self._retry_on = retry_on
+        self._retry_if = retry_if
+        self._hedge_on = hedge_on
+        self._fallback_handler = fallback_handler
+        self._sync_sleep = sync_sleep
+        parsed = rules if isinstance(rules, PolicyRules) else parse_rules(rules)
+        self._stack = self._build(parsed, None)
+
+    # -- rules -------------------------------------------------------------------
+
+    @property
+    def rules(self) -> PolicyRules:
+        return self._stack.rules
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        return self._stack.breaker
+
+    @property
+    def bulkhead(self) -> Bulkhead | None:
+        return self._stack.bulkhead
+
+    @property
+    def budget(self) -> RetryBudget | None:
+        return self._stack.budget
+
+    @property
+    def switches(self) -> DegradeSwitches:
+        return self._switches
+
+    def swap_rules(self, new: PolicyRules | Mapping[str, Any]) -> None:
+        """Replace the rules atomically; invalid rules raise RuleError and change nothing.
+
+        Calls already running keep the stack they started with.
+        """
+        rules = new if isinstance(new, PolicyRules) else parse_rules(new)
+        self._stack = self._build(rules, self._stack)
+
+    def _build(self, rules: PolicyRules, old: _Stack | None) -> _Stack:
+        # Validate everything that can fail before touching shared state.
+        limiter: Limiter | None = None
+        if rules.rate_limit is not None:
+            limiter = self._limiters.get(rules.rate_limit.limiter)
+            if limiter is None:
+                known = ", ".join(sorted(self._limiters)) or "none"
+                raise RuleError(
+                    "rate_limit.limiter",
+                    f"no limiter named {rules.rate_limit.limiter!r} (known: {known})",
+                )
+        stack = _Stack(rules)
+        stack.limiter = limiter
+        clock = self._clock
+        name = rules.name
+        if rules.bulkhead is not None:
+            if (
+                old is not None
+                and old.bulkhead is not None
+                and old.rules.bulkhead == rules.bulkhead
+            ):
+                stack.bulkhead = old.bulkhead
+            else:
+                stack.bulkhead = Bulkhead(rules.bulkhead, clock=clock, name=name)
+        if rules.breaker is not None:
+            if old is not None and old.breaker is not None and old.rules.breaker == rules.breaker:
+                stack.breaker = old.breaker
+            else:
+                stack.breaker = CircuitBreaker(
+                    rules.breaker, clock=clock, name=name, **self._breaker_kwargs
+                )
+        if rules.budget is not None:
+            if old is not None and old.budget is not None and old.rules.budget == rules.budget:
+                stack.budget = old.budget
+            else:
+                stack.budget = RetryBudget(
+                    ratio=rules.budget.ratio,
+                    min_retries_per_s=rules.budget.min_retries_per_s,
+                    window_s=rules.budget.window_s,
+                    clock=clock,
+                )
+        if rules.retry is not None:
+            stack.retry = Retry(
+                rules.retry,
+                clock=clock,
+                rng=self._rng,
+                budget=stack.budget,
+                retry_on=self._retry_on,
+                retry_if=self._retry_if,
+                sync_sleep=self._sync_sleep,
+            )
+        if rules.hedge is not None:
+            stack.hedge = Hedge(
+                rules.hedge,
+                clock=clock,
+                budget=stack.budget,
+                hedge_on=self._hedge_on,
+                counts_requests=stack.retry is None,
+            )
+        if rules.fallback is not None or self._fallback_handler is not None:
+            fb = rules.fallback
+            last_good_s = fb.last_good_max_age_s if fb is not None else None
+            if old is not None and old.fallback is not None and old.rules.fallback == fb:
+                stack.fallback = old.fallback  # keep the remembered last good answer
+            else:
+                stack.fallback = Fallback(
+                    value=fb.value if fb is not None else MISSING,
+                    handler=self._fallback_handler,
+                    last_good_max_age_s=last_good_s,
+                    clock=clock,
+                )
+        # Nothing below can fail: publish.
+        if rules.degrade_feature is not None:
+            stack.feature = self._switches.register(rules.degrade_feature)
+        return stack
+
+    # -- async path ----------------------------------------------------------------
+
+    def _may_repeat(self, stack: _Stack, idempotent: bool | None) -> bool:
+        if idempotent is not None:
+            return idempotent
+        return stack.rules.retry is not None and stack.rules.retry.idempotent
+
+    async def call(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        /,
+        *args: Any,
+        idempotent: bool | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Await ``fn(*args, **kwargs)`` through every configured stage."""
+        stack = self._stack  # one read: the call keeps these rules to the end
+        fallback = stack.fallback
+        if fallback is None:
+            return await self._admitted(stack, fn, args, kwargs, idempotent)
+        try:
+            result = await self._admitted(stack, fn, args, kwargs, idempotent)
+        except BaseException as exc:
+            return await fallback.recover(exc)  # type: ignore[no-any-return]
+        fallback.remember(result)
+        return result
+
+    async def _admitted(
+        self,
+        stack: _Stack,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        idempotent: bool | None,
+    ) -> T:
+        feature = stack.feature
+        if feature is not None and not feature.enabled:
+            if feature.fallback is None:
+                feature.check()
+            assert feature.fallback is not None
+            answer = feature.fallback()
+            return await answer if inspect.isawaitable(answer) else answer  # type: ignore[no-any-return]
+        limiter = stack.limiter
+        rate = stack.rate_limit
+        if limiter is not None and rate is not None:
+            await limiter.acquire(rate.permits)
+        try:
+            bulkhead = stack.bulkhead
+            if bulkhead is not None:
+                await bulkhead.acquire()
+            try:
+                if stack.timeout_s is None:
+                    return await self._tries(stack, fn, args, kwargs, idempotent)
+                async with _deadline.timeout(stack.timeout_s, clock=self._clock):
+                    return await self._tries(stack, fn, args, kwargs, idempotent)
+            finally:
+                if bulkhead is not None:
+                    bulkhead.release()
+        finally:
+            if limiter is not None and rate is not None:
+                limiter.release(rate.permits)
+
+    async def _tries(
+        self,
+        stack: _Stack,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        idempotent: bool | None,
+    ) -> T:
+        breaker = stack.breaker
+        hedge = stack.hedge if self._may_repeat(stack, idempotent) else None
+
+        async def one_try() -> T:
+            if breaker is None:
+                return await fn(*args, **kwargs)
+            return await breaker.call_async(fn, *args, **kwargs)
+
+        async def hedged_try() -> T:
+            assert hedge is not None
+            return await hedge.call(one_try)
+
+        attempt = one_try if hedge is None else hedged_try
+        if stack.retry is None:
+            return await attempt()
+        return await stack.retry.call(attempt, idempotent=self._may_repeat(stack, idempotent))
+
+    @contextlib.asynccontextmanager
+    async def guard(self) -> AsyncIterator[None]:
+        """``async with policy.guard():`` — admission, breaker and deadline for a block.
+
+        A block cannot be re-run or replaced, so retry, hedging and fallback
+        do not apply; a switched-off feature raises DegradedError.
+        """
+        stack = self._stack
+        if stack.feature is not None:
+            stack.feature.check()
+        limiter, rate = stack.limiter, stack.rate_limit
+        if limiter is not None and rate is not None:
+            await limiter.acquire(rate.permits)
+        try:
+            bulkhead = stack.bulkhead
+            if bulkhead is not None:
+                await bulkhead.acquire()
+            try:
+                async with _deadline.timeout(stack.timeout_s, clock=self._clock):
+                    if stack.breaker is None:
+                        yield
+                    else:
+                        async with stack.breaker:
+                            yield
+            finally:
+                if bulkhead is not None:
+                    bulkhead.release()
+        finally:
+            if limiter is not None and rate is not None:
+                limiter.release(rate.permits)
+
+    # -- sync path -------------------------------------------------------------------
+
+    def call_sync(
+        self, fn: Callable[..., T], /, *args: Any, idempotent: bool | None = None, **kwargs: Any
+    ) -> T:
+        """Run a blocking ``fn`` through the stages that apply to blocking code.
+
+        A blocking callee cannot be interrupted, so the overall deadline does
+        not cut the call short; it stops further retries. Callers never
+        queue (bulkhead, limiter): a blocking wait would stall the thread.
+        Hedging needs concurrency and is skipped.
+        """
+        stack = self._stack
+        fallback = stack.fallback
+        if fallback is None:
+            return self._admitted_sync(stack, fn, args, kwargs, idempotent)
+        try:
+            result = self._admitted_sync(stack, fn, args, kwargs, idempotent)
+        except BaseException as exc:
+            return fallback.recover_sync(exc)  # type: ignore[no-any-return]
+        fallback.remember(result)
+        return result
+
+    def _admitted_sync(
+        self,
+        stack: _Stack,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        idempotent: bool | None,
+    ) -> T:
+        feature = stack.feature
+        if feature is not None and not feature.enabled:
+            if feature.fallback is None:
+                feature.check()
+            assert feature.fallback is not None
+            return feature.fallback()  # type: ignore[no-any-return]
+        limiter, rate = stack.limiter, stack.rate_limit
+        if limiter is not None and rate is not None and not limiter.try_acquire(rate.permits):
+            raise RateLimitedError(f"policy {stack.rules.name!r}: rate limit reached")
+        try:
+            bulkhead = stack.bulkhead
+            if bulkhead is not None and not bulkhead.try_acquire():
+                raise bulkhead.rejection("is full (synchronous callers do not queue)")
+            try:
+                with _deadline.scope(stack.timeout_s, clock=self._clock):
+                    return self._tries_sync(stack, fn, args, kwargs, idempotent)
+            finally:
+                if bulkhead is not None:
+                    bulkhead.release()
+        finally:
+            if limiter is not None and rate is not None:
+                limiter.release(rate.permits)
+
+    def _tries_sync(
+        self,
+        stack: _Stack,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        idempotent: bool | None,
+    ) -> T:
+        breaker = stack.breaker
+
+        def one_try() -> T:
+            scope = _deadline.current()
+            if scope is not None and scope.expired():
+                raise DeadlineExceededError(
+                    f"policy {stack.rules.name!r}: deadline passed before the try"
+                )
+            return fn(*args, **kwargs) if breaker is None else breaker.call(fn, *args, **kwargs)
+
+        if stack.retry is None:
+            return one_try()
+        return stack.retry.call_sync(one_try, idempotent=self._may_repeat(stack, idempotent))
+
+    # -- decorator -------------------------------------------------------------------
+
+    @overload
+    def __call__(self, fn: Callable[..., T], /) -> Callable[..., T]: ...
+
+    @overload
+    def __call__(
+        self, fn: None = None, /, *, idempotent: bool | None = None
+    ) -> Callable[[Callable[..., T]], Callable[..., T]]: ...
+
+    def __call__(
+        self, fn: Callable[..., Any] | None = None, /, *, idempotent: bool | None = None
+    ) -> Any:
+        """``@policy`` or ``@policy(idempotent=True)`` on a function or coroutine function."""
+
+        def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+            if inspect.iscoroutinefunction(func):
+
+                @functools.wraps(func)
+                async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                    return await self.call(func, *args, idempotent=idempotent, **kwargs)
+
+                return async_wrapper
+
+            @functools.wraps(func)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return self.call_sync(func, *args, idempotent=idempotent, **kwargs)
+
+            return wrapper
+
+        return decorate if fn is None else decorate(fn)

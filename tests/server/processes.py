@@ -1,0 +1,104 @@
+"""Real member processes on loopback, syndic's or Debian's etcd, for interop
+and fault tests. Each starts with etcd's own flags, so one launcher serves both."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.server.cluster_util import free_port
+
+ETCD = shutil.which("etcd")
+ETCDCTL = shutil.which("etcdctl")
+
+
+@dataclass
+class MemberProcess:
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: Path
+    argv: list[str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = field(default=None)
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    def start(self) -> None:
+        env = dict(os.environ, ETCD_UNSUPPORTED_ARCH="arm64")
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(self.argv, stdout=log, stderr=log, env=env)
+
+    def signal(self, sig: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+            self.process.wait(10)
+
+
+def start_cluster(kind: str, root: Path, size: int) -> list[MemberProcess]:
+    """Start ``size`` members of ``kind`` ("syndic" or "etcd") with etcd's flags."""
+    names = [f"m{i}" for i in range(1, size + 1)]
+    ports = {n: (free_port(), free_port()) for n in names}
+    initial = ",".join(f"{n}=http://127.0.0.1:{ports[n][1]}" for n in names)
+    program = [ETCD or "etcd"] if kind == "etcd" else [sys.executable, "-m", "syndic", "serve"]
+    members = []
+    for name in names:
+        client, peer = ports[name]
+        argv = [
+            *program,
+            f"--name={name}",
+            f"--data-dir={root / name}",
+            f"--listen-client-urls=http://127.0.0.1:{client}",
+            f"--advertise-client-urls=http://127.0.0.1:{client}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-cluster={initial}",
+            "--initial-cluster-state=new",
+            "--heartbeat-interval=50",
+            "--election-timeout=500",
+        ]
+        member = MemberProcess(name, client, peer, root / name, argv, root / f"{name}.log")
+        member.start()
+        members.append(member)
+    return members
+
+
+def etcdctl(
+    endpoints: str, *args: str, input_text: str | None = None, timeout_s: float = 20
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, ETCDCTL_API="3")
+    return subprocess.run(
+        [ETCDCTL or "etcdctl", f"--endpoints={endpoints}", "--command-timeout=5s", *args],
+        input=input_text,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env=env,
+        check=False,
+    )
+
+
+def wait_healthy(members: list[MemberProcess], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    endpoints = ",".join(m.endpoint for m in members)
+    while time.monotonic() < deadline:
+        out = etcdctl(endpoints, "endpoint", "health")
+        # etcdctl 3.4 prints health lines on stderr.
+        if out.returncode == 0 and (out.stdout + out.stderr).count("is healthy") == len(members):
+            return
+        time.sleep(0.2)
+    logs = "\n".join(m.log_path.read_text()[-2000:] for m in members if m.log_path.exists())
+    raise AssertionError(f"cluster not healthy in {timeout_s}s\n{logs}")

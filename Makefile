@@ -39,14 +39,14 @@ test-deep: $(INSTALLED) debs
 	HYPOTHESIS_PROFILE=deep $(BIN)/pytest -m "slow or not slow" $(PYTEST_ARGS)
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: $(INSTALLED)
-	$(BIN)/ruff check --fix src tests bench
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench examples
+	$(BIN)/ruff format src tests bench examples
 
 bench: $(INSTALLED) debs
 	@set -e; for suite in bench/[a-z]*.py; do \

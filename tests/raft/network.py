@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import msgpack
 
 from syndic.raft import (
+    ConfChange,
     ConfState,
     Entry,
     EntryType,
@@ -48,8 +49,6 @@ class Storage:
 
 def describe_entry(entry: Entry) -> str:
     if entry.type is EntryType.CONF_CHANGE:
-        from syndic.raft import ConfChange
-
         change = ConfChange.decode(entry.data)
         return f"{entry.term}/{entry.index} {change.type.name}({change.node_id})"
     return f"{entry.term}/{entry.index} {entry.data.decode(errors='replace')!r}"
@@ -340,7 +339,3 @@ class Network:
     def applied_data(self, node_id: int) -> list[bytes]:
         """Applied non-empty payloads in index order (leaders' empty entries left out)."""
         return [d for _, d in sorted(self.applied[node_id].items()) if d]
-
-
-def with_term(msg: Message, term: int) -> Message:
-    return replace(msg, term=term)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from syndic.raft import ConfState, Entry, InvariantError, Snapshot, SnapshotMeta
-from syndic.raft.log import RaftLog
 from syndic.raft.errors import SnapshotOutOfDateError
+from syndic.raft.log import RaftLog
 
 
 def ents(*terms: int, start: int = 1) -> tuple[Entry, ...]:

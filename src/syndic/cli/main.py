@@ -29,8 +29,12 @@ def version() -> None:
 
 def _register_verbs() -> None:
     # Imported here so ``syndic version`` does not pay for every verb's imports.
-    # Verbs are added as their modules land.
-    return
+    from syndic.cli.demo import demo
+    from syndic.cli.serve import dev, serve
+    from syndic.cli.sim import sim
+
+    for verb in (serve, dev, sim, demo):
+        cli.add_command(verb)
 
 
 _register_verbs()

@@ -90,6 +90,12 @@ COMMITTED_ENTRIES_PER_READY_MAX = 4096
 # window bounds it too, this keeps one step's work finite whatever the config.
 APPENDS_PER_BURST_MAX = 1024
 
+# A follower stays in SNAPSHOT state at most this many election timeouts without
+# hearing the outcome; then the leader probes again (and re-sends if still needed).
+# Runtimes that call report_snapshot() never hit it; a lost message would otherwise
+# stall the follower for ever. Long enough that a healthy transfer is not restarted.
+SNAPSHOT_TIMEOUT_ELECTION_TIMEOUTS = 4
+
 READ_SEQ_BYTES = 8
 
 
@@ -661,6 +667,7 @@ class RaftNode:
             self._hup(transfer=False)
 
     def _tick_heartbeat(self) -> None:
+        self._tick_snapshots()
         self._heartbeat_elapsed += 1
         self._election_elapsed += 1
         if self._election_elapsed >= self._cfg.election_timeout_ticks:
@@ -674,6 +681,16 @@ class RaftNode:
         if self._heartbeat_elapsed >= self._cfg.heartbeat_interval_ticks:
             self._heartbeat_elapsed = 0
             self._bcast_heartbeat()
+
+    def _tick_snapshots(self) -> None:
+        limit = SNAPSHOT_TIMEOUT_ELECTION_TIMEOUTS * self._cfg.election_timeout_ticks
+        for pr in self._progress.values():
+            if pr.state is not ProgressState.SNAPSHOT:
+                continue
+            pr.snapshot_elapsed_ticks += 1
+            if pr.snapshot_elapsed_ticks >= limit:
+                pr.pending_snapshot = 0
+                pr.become_probe()
 
     def _quorum_active(self) -> bool:
         active = [n for n, pr in self._progress.items() if n == self.id or pr.recent_active]
@@ -1129,6 +1146,7 @@ class RaftNode:
             # Every member must treat a committed entry the same way; an undecodable
             # one (never proposed by a sound leader) is a no-op everywhere.
             return
+        known = set(self._progress)
         self._conf = result if result is not None else apply_change(self._conf, change)
         self._conf_history.append((entry.index, self._conf))
         self._sync_progress_with_conf()
@@ -1139,17 +1157,17 @@ class RaftNode:
             # stepDownOnRemoval); the rest elect a leader among themselves.
             self._become_follower(self.term, 0)
             return
+        # What we committed was counted under the old quorum, which the new one may
+        # not hold yet (a promoted learner far behind): restart the commit check here.
+        self._leader_commit_floor = self._log.committed
         if self._lead_transferee and self._lead_transferee not in self._conf.voters:
             self._lead_transferee = 0
-        if self._maybe_commit():
-            self._bcast_append()
-        else:
-            self._bcast_append_nonempty()
-
-    def _bcast_append_nonempty(self) -> None:
+        # The quorum changed (commit may move); a new member should hear from us now
+        # rather than at the next heartbeat.
+        self._maybe_commit()
         for node_id in sorted(self._progress):
             if node_id != self.id:
-                self._maybe_send_append(node_id, send_if_empty=False)
+                self._maybe_send_append(node_id, send_if_empty=node_id not in known)
 
     # -- outbox ------------------------------------------------------------------------
 

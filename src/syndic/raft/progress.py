@@ -83,6 +83,7 @@ class Progress:
         "next",
         "pending_snapshot",
         "recent_active",
+        "snapshot_elapsed_ticks",
         "state",
     )
 
@@ -98,11 +99,15 @@ class Progress:
         # In PROBE, one APPEND was sent and the leader waits for a reply or a heartbeat.
         self.msg_app_flow_paused = False
         self.is_learner = False
+        # Ticks spent in SNAPSHOT state; a snapshot lost without report_snapshot()
+        # would otherwise stall this follower for ever.
+        self.snapshot_elapsed_ticks = 0
         self.inflights = Inflights(max_inflight_messages, max_inflight_bytes)
 
     def _reset_state(self, state: ProgressState) -> None:
         self.msg_app_flow_paused = False
         self.pending_snapshot = 0
+        self.snapshot_elapsed_ticks = 0
         self.state = state
         self.inflights.reset()
 

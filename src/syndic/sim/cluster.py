@@ -1,0 +1,532 @@
+"""The simulated runtime: N real Raft cores, each with a disk and a KV state machine.
+
+Each member honours the Ready contract exactly (``syndic.raft.Ready``):
+
+1. write the snapshot, entries and hard state to its disk;
+2. when ``must_sync``, fsync, which takes virtual time; the member does nothing
+   else meanwhile (messages and requests queue in its inbox, as in a
+   single-threaded node loop), and a crash before the fsync completes loses
+   the writes;
+3. only then send the messages;
+4. apply committed entries (restoring a snapshot first) and reply to the
+   clients whose requests it proposed;
+5. answer ReadIndex reads once the applied index reaches theirs;
+6. ``advance(ready)``.
+
+Planted runtime bugs (:mod:`syndic.sim.buggify`) bend exactly one of these steps.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from syndic.check.linearizability import OpKind
+from syndic.check.raft_invariants import RaftSafetyChecker, SafetyViolationError
+from syndic.raft import (
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MessageType,
+    NotLeaderError,
+    PersistentState,
+    ProposalDroppedError,
+    RaftConfig,
+    RaftError,
+    RaftNode,
+    Ready,
+    Role,
+)
+from syndic.sim.buggify import CORE_BUGS
+from syndic.sim.disk import SimDisk
+from syndic.sim.kvsm import Command, KVStateMachine
+from syndic.sim.workload import Reply, ReplyStatus, Request
+
+if TYPE_CHECKING:
+    from syndic.sim.clock import VirtualClock
+    from syndic.sim.network import SimNetwork
+
+# A paused or fsyncing member buffers what arrives, like a socket buffer; past
+# this many queued inputs it drops new ones, as a full kernel buffer would.
+MAX_INBOX_ITEMS = 4096
+
+# Reads waiting for the applied index to reach their ReadIndex; a member with
+# more than this outstanding refuses new reads instead of growing without bound.
+MAX_PENDING_READS = 1024
+
+
+class MemberState(enum.Enum):
+    UP = "up"
+    CRASHED = "crashed"
+    PAUSED = "paused"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """Runtime knobs; times in virtual ms."""
+
+    fsync_ms_min: int = 1
+    fsync_ms_max: int = 4
+    compact_every_entries: int = 64
+    election_timeout_ticks: int = 10
+    heartbeat_interval_ticks: int = 1
+    pre_vote: bool = True
+    # Entries per APPEND message; each run draws one of these so small batches
+    # (match indexes that move one entry at a time) are exercised too.
+    max_entries_per_message_choices: tuple[int, ...] = (1, 4, 64)
+
+
+@dataclass(slots=True)
+class ClusterStats:
+    crashes: int = 0
+    restarts: int = 0
+    pauses: int = 0
+    unsynced_writes_lost: int = 0
+    writes_flushed_at_crash: int = 0
+    torn_writes: int = 0
+    torn_writes_discarded: int = 0
+    fsyncs: int = 0
+    leaders_elected: int = 0
+    snapshots_taken: int = 0
+    snapshots_installed: int = 0
+    entries_applied: int = 0
+    inbox_dropped: int = 0
+    reads_served: int = 0
+    stale_local_reads: int = 0
+
+
+class Member:
+    """One simulated process: a core, a disk, a state machine, pending client work."""
+
+    def __init__(self, node_id: int) -> None:
+        self.node_id = node_id
+        self.state = MemberState.UP
+        self.core: RaftNode | None = None
+        self.disk = SimDisk()
+        self.sm = KVStateMachine()
+        self.generation = 0
+        self.busy = False
+        self.inbox: deque[Callable[[], None]] = deque()
+        self.tick_owed = False
+        self.pending_writes: dict[str, Request] = {}
+        self.pending_reads: dict[bytes, Request] = {}
+        self.waiting_reads: list[tuple[int, bytes]] = []
+        self.role = Role.FOLLOWER
+        self.snapshot_index = 0
+
+    @property
+    def live(self) -> bool:
+        return self.state is not MemberState.CRASHED and self.core is not None
+
+
+class SimCluster:
+    """Hosts the members and routes network, client and fault events to them."""
+
+    def __init__(
+        self,
+        node_ids: list[int],
+        rng: random.Random,
+        clock: VirtualClock,
+        config: ClusterConfig,
+        checker: RaftSafetyChecker,
+        bugs: frozenset[str],
+        trace: Callable[[str], None],
+        disk_faults: bool,
+    ) -> None:
+        self.node_ids = node_ids
+        self._rng = rng
+        self._clock = clock
+        self.config = config
+        self.checker = checker
+        self.bugs = bugs
+        self._trace = trace
+        self.disk_faults = disk_faults
+        self.members = {i: Member(i) for i in node_ids}
+        self.stats = ClusterStats()
+        self.network: SimNetwork | None = None
+        self.reply_to_client: Callable[[Reply, Request], None] = lambda r, q: None
+        self.touched: set[int] = set()
+        self.on_leader: Callable[[int], None] = lambda node_id: None
+        self.on_leader_commit: Callable[[int], None] = lambda node_id: None
+        self.on_vote_granted: Callable[[int], None] = lambda node_id: None
+        core_bugs = frozenset(b for b in bugs if b in CORE_BUGS)
+        self.max_entries_per_message = rng.choice(config.max_entries_per_message_choices)
+        self._raft_config = {
+            i: RaftConfig(
+                node_id=i,
+                election_timeout_ticks=config.election_timeout_ticks,
+                heartbeat_interval_ticks=config.heartbeat_interval_ticks,
+                pre_vote=config.pre_vote,
+                max_entries_per_message=self.max_entries_per_message,
+                planted_bugs=core_bugs,
+            )
+            for i in node_ids
+        }
+        self._conf = ConfState(voters=frozenset(node_ids))
+        for member in self.members.values():
+            self._boot(member, None)
+
+    # --- lifecycle --------------------------------------------------------
+
+    def _boot(self, member: Member, restored: PersistentState | None) -> None:
+        core_rng = self._rng_for_core()
+        member.core = RaftNode(self._raft_config[member.node_id], self._conf, core_rng, restored)
+        member.role = member.core.role
+        if restored is not None and restored.snapshot is not None:
+            member.sm = KVStateMachine.restore(restored.snapshot.data)
+            member.snapshot_index = restored.snapshot.meta.index
+        else:
+            member.sm = KVStateMachine()
+            member.snapshot_index = 0
+
+    def _rng_for_core(self) -> random.Random:
+        # Each core (and each restart) gets its own stream drawn from the run's rng.
+        return random.Random(self._rng.getrandbits(64))
+
+    def crash(self, node_id: int) -> None:
+        member = self.members[node_id]
+        if member.state is MemberState.CRASHED:
+            return
+        report = member.disk.crash(self._rng, self.disk_faults)
+        self.stats.crashes += 1
+        self.stats.unsynced_writes_lost += report.unsynced_lost
+        self.stats.writes_flushed_at_crash += report.flushed_anyway
+        self.stats.torn_writes += int(report.torn)
+        member.state = MemberState.CRASHED
+        member.core = None
+        member.generation += 1
+        member.busy = False
+        member.inbox.clear()
+        member.tick_owed = False
+        member.pending_writes.clear()
+        member.pending_reads.clear()
+        member.waiting_reads.clear()
+        member.role = Role.FOLLOWER
+        extra = ", torn write" if report.torn else ""
+        self._trace(
+            f"n{node_id} CRASH (lost {report.unsynced_lost} unsynced writes, "
+            f"{report.flushed_anyway} flushed anyway{extra})"
+        )
+
+    def restart(self, node_id: int) -> None:
+        member = self.members[node_id]
+        if member.state is not MemberState.CRASHED:
+            return
+        before = member.disk.torn_discarded
+        restored = member.disk.load()
+        self.stats.torn_writes_discarded += member.disk.torn_discarded - before
+        self.stats.restarts += 1
+        member.state = MemberState.UP
+        self._boot(member, restored)
+        self.checker.observe_restart(node_id, restored.hard_state.commit)
+        hs = restored.hard_state
+        self._trace(
+            f"n{node_id} RESTART term={hs.term} vote={hs.vote} commit={hs.commit} "
+            f"entries={len(restored.entries)}"
+        )
+        self.touched.add(node_id)
+        self._drain(member)
+
+    def pause(self, node_id: int) -> None:
+        member = self.members[node_id]
+        if member.state is MemberState.UP:
+            member.state = MemberState.PAUSED
+            self.stats.pauses += 1
+            self._trace(f"n{node_id} PAUSE")
+
+    def resume(self, node_id: int) -> None:
+        member = self.members[node_id]
+        if member.state is MemberState.PAUSED:
+            member.state = MemberState.UP
+            self._trace(f"n{node_id} RESUME")
+            self._run_inbox(member)
+
+    # --- inputs -----------------------------------------------------------
+
+    def _submit(self, member: Member, action: Callable[[], None]) -> None:
+        """Run ``action`` now, or queue it while the member is paused or fsyncing."""
+        if member.state is MemberState.CRASHED:
+            return
+        if member.state is MemberState.PAUSED or member.busy:
+            if len(member.inbox) >= MAX_INBOX_ITEMS:
+                self.stats.inbox_dropped += 1
+                return
+            member.inbox.append(action)
+            return
+        action()
+        self.touched.add(member.node_id)
+        self._drain(member)
+
+    def deliver(self, msg: Message) -> None:
+        member = self.members[msg.to_id]
+        self._submit(member, lambda: self._core(member).step(msg))
+
+    def tick_all(self) -> None:
+        for member in self.members.values():
+            if member.state is not MemberState.UP:
+                continue  # a paused process's timers do not fire
+            if member.busy:
+                member.tick_owed = True  # like a Go ticker: one tick is buffered
+                continue
+            self._core(member).tick()
+            self.touched.add(member.node_id)
+            self._drain(member)
+
+    def client_request(self, node_id: int, request: Request) -> None:
+        member = self.members[node_id]
+        self._submit(member, lambda: self._handle_request(member, request))
+
+    @staticmethod
+    def _core(member: Member) -> RaftNode:
+        assert member.core is not None, f"n{member.node_id} has no core"
+        return member.core
+
+    def _refuse(self, request: Request, leader_hint: int) -> None:
+        self.reply_to_client(
+            Reply(request.request_id, ReplyStatus.REFUSED, leader_hint=leader_hint), request
+        )
+
+    def _handle_request(self, member: Member, request: Request) -> None:
+        core = self._core(member)
+        if request.kind is OpKind.READ:
+            self._handle_read(member, request)
+            return
+        op = "put" if request.kind is OpKind.WRITE else "cas"
+        assert request.value is not None
+        cmd = Command(request.request_id, op, request.key, request.value, request.expected)
+        try:
+            core.propose(cmd.encode())
+        except NotLeaderError as exc:
+            self._refuse(request, exc.leader_id)
+            return
+        except ProposalDroppedError:
+            self._refuse(request, core.leader_id)
+            return
+        member.pending_writes[request.request_id] = request
+
+    def _handle_read(self, member: Member, request: Request) -> None:
+        core = self._core(member)
+        if "stale-leader-read" in self.bugs and core.role is Role.LEADER:
+            # Planted bug: trust the belief of leadership instead of confirming it.
+            self.stats.stale_local_reads += 1
+            self._answer_read(member, request)
+            return
+        if len(member.pending_reads) >= MAX_PENDING_READS:
+            self._refuse(request, core.leader_id)
+            return
+        ctx = request.request_id.encode()
+        try:
+            core.read_index(ctx)
+        except NotLeaderError as exc:
+            self._refuse(request, exc.leader_id)
+            return
+        member.pending_reads[ctx] = request
+
+    def _answer_read(self, member: Member, request: Request) -> None:
+        self.stats.reads_served += 1
+        value = member.sm.get(request.key)
+        self.reply_to_client(
+            Reply(request.request_id, ReplyStatus.OK, value=value, leader_hint=self._hint(member)),
+            request,
+        )
+
+    def _hint(self, member: Member) -> int:
+        return member.core.leader_id if member.core is not None else 0
+
+    # --- the Ready loop -----------------------------------------------------
+
+    def _drain(self, member: Member) -> None:
+        while member.state is MemberState.UP and not member.busy:
+            core = member.core
+            if core is None or not core.has_ready():
+                return
+            self._handle_ready(member, core.ready())
+
+    def _handle_ready(self, member: Member, rd: Ready) -> None:
+        core = self._core(member)
+        if rd.soft_state is not None:
+            self._on_soft_state(member, rd)
+        hs = rd.hard_state
+        if hs is not None and "vote-not-persisted" in self.bugs:
+            hs = HardState(term=hs.term, vote=0, commit=hs.commit)
+        member.disk.write(hard_state=hs, entries=rd.entries, snapshot=rd.snapshot)
+        if rd.entries:
+            first = rd.entries[0].index
+            prev = core.entries_between(first - 1, first) if first > 1 else ()
+            prev_term = prev[0].term if prev else (0 if first == 1 else -1)
+            self.checker.observe_append(member.node_id, rd.entries, prev_term)
+        if not rd.must_sync:
+            self._finish_ready(member, rd, synced=True, sent=False)
+            return
+        sent = False
+        if "ack-before-persist" in self.bugs:
+            self._send(rd)
+            sent = True
+        member.busy = True
+        generation = member.generation
+        delay = self._rng.randint(self.config.fsync_ms_min, self.config.fsync_ms_max)
+
+        def finish() -> None:
+            self._finish_ready(member, rd, synced=False, sent=sent)
+
+        def fsync_done() -> None:
+            if member.generation != generation:
+                return  # crashed while the fsync was in flight: writes are lost
+            member.busy = False
+            if member.state is MemberState.PAUSED:
+                # The process is stopped: it acts on the completion when resumed.
+                member.inbox.appendleft(finish)
+                return
+            self.touched.add(member.node_id)
+            finish()
+            self._drain(member)
+            self._run_inbox(member)
+
+        self._clock.schedule(delay, fsync_done, "fsync")
+
+    def _send(self, rd: Ready) -> None:
+        assert self.network is not None
+        granted = 0
+        for msg in rd.messages:
+            self.network.send(msg)
+            if msg.type is MessageType.VOTE_RESP and not msg.reject:
+                granted = msg.from_id
+        if granted:
+            self.on_vote_granted(granted)
+
+    def _finish_ready(self, member: Member, rd: Ready, *, synced: bool, sent: bool) -> None:
+        if not synced:
+            member.disk.sync()
+            self.stats.fsyncs += 1
+        member.busy = False
+        if not sent:
+            self._send(rd)
+        if rd.snapshot is not None:
+            member.sm = KVStateMachine.restore(rd.snapshot.data)
+            member.snapshot_index = rd.snapshot.meta.index
+            self.stats.snapshots_installed += 1
+            self._trace(f"n{member.node_id} installed snapshot at {rd.snapshot.meta.index}")
+        for entry in rd.committed_entries:
+            self._apply(member, entry)
+        if rd.committed_entries and member.role is Role.LEADER:
+            self.on_leader_commit(member.node_id)
+        for rs in rd.read_states:
+            if rs.request_ctx in member.pending_reads:
+                member.waiting_reads.append((rs.index, rs.request_ctx))
+        self._serve_reads(member)
+        self._core(member).advance(rd)
+        self._maybe_compact(member)
+
+    def _apply(self, member: Member, entry: Entry) -> None:
+        if entry.index <= member.sm.applied_index:
+            raise SafetyViolationError(
+                "apply-order",
+                f"n{member.node_id} asked to apply index {entry.index} after "
+                f"{member.sm.applied_index}",
+            )
+        self.checker.observe_apply(member.node_id, entry)
+        self.stats.entries_applied += 1
+        if entry.type is not EntryType.NORMAL:
+            member.sm.skip(entry.index)
+            return
+        outcome = member.sm.apply(entry.index, entry.data)
+        if outcome is None:
+            return
+        request_id, succeeded = outcome
+        request = member.pending_writes.pop(request_id, None)
+        if request is None:
+            return
+        self.reply_to_client(
+            Reply(
+                request_id,
+                ReplyStatus.OK,
+                succeeded=succeeded if request.kind is OpKind.CAS else None,
+                leader_hint=self._hint(member),
+            ),
+            request,
+        )
+
+    def _serve_reads(self, member: Member) -> None:
+        if not member.waiting_reads:
+            return
+        applied = member.sm.applied_index
+        still: list[tuple[int, bytes]] = []
+        for index, ctx in member.waiting_reads:
+            if index > applied:
+                still.append((index, ctx))
+                continue
+            request = member.pending_reads.pop(ctx, None)
+            if request is not None:
+                self._answer_read(member, request)
+        member.waiting_reads = still
+
+    def _maybe_compact(self, member: Member) -> None:
+        applied = member.sm.applied_index
+        if applied - member.snapshot_index < self.config.compact_every_entries:
+            return
+        try:
+            snap = self._core(member).compact(applied, member.sm.snapshot_bytes())
+        except RaftError:
+            return  # e.g. SnapshotOutOfDateError: a newer snapshot already covers it
+        # Snapshot files are written to a temporary name, fsynced and renamed.
+        member.disk.write(snapshot=snap)
+        member.disk.sync()
+        member.snapshot_index = snap.meta.index
+        self.stats.snapshots_taken += 1
+
+    def _run_inbox(self, member: Member) -> None:
+        while member.inbox and member.state is MemberState.UP and not member.busy:
+            action = member.inbox.popleft()
+            action()
+            self.touched.add(member.node_id)
+            self._drain(member)
+        if member.tick_owed and member.state is MemberState.UP and not member.busy:
+            member.tick_owed = False
+            self._core(member).tick()
+            self.touched.add(member.node_id)
+            self._drain(member)
+
+    def _on_soft_state(self, member: Member, rd: Ready) -> None:
+        assert rd.soft_state is not None
+        role = rd.soft_state.role
+        if role is member.role:
+            return
+        member.role = role
+        core = self._core(member)
+        if role is Role.LEADER:
+            self.stats.leaders_elected += 1
+            self._trace(f"n{member.node_id} LEADER term={core.term}")
+            self.on_leader(member.node_id)
+        else:
+            self._trace(f"n{member.node_id} {role.name.lower()} term={core.term}")
+
+    # --- views for checkers and the nemesis -----------------------------------
+
+    def live_cores(self) -> list[tuple[int, RaftNode]]:
+        return [
+            (m.node_id, m.core)
+            for m in self.members.values()
+            if m.core is not None and m.state is not MemberState.CRASHED
+        ]
+
+    def settled_touched(self) -> list[int]:
+        """Members changed by the last event whose core has no Ready outstanding.
+
+        Between ``ready()`` and ``advance()`` (an fsync in flight) a core is
+        mid-transaction; its own invariants are checked when the fsync completes.
+        """
+        return [n for n in sorted(self.touched) if not self.members[n].busy]
+
+    def leader(self) -> int:
+        """The live member that believes it leads in the highest term, or 0."""
+        best, best_term = 0, -1
+        for node_id, core in self.live_cores():
+            if core.role is Role.LEADER and core.term > best_term:
+                best, best_term = node_id, core.term
+        return best

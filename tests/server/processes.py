@@ -91,7 +91,7 @@ def etcdctl(
     )
 
 
-def wait_healthy(members: list[MemberProcess], timeout_s: float = 30) -> None:
+def wait_healthy(members: list[MemberProcess], timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     endpoints = ",".join(m.endpoint for m in members)
     while time.monotonic() < deadline:

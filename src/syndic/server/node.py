@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import random
@@ -126,6 +127,9 @@ class MemberNode:
         self._snapshot_index = 0
         self._revokes_in_flight: set[int] = set()
         self._published = False
+        # Set when a membership change, member attributes or a snapshot was
+        # applied; the peer list is rebuilt only then, not every cycle.
+        self._peers_dirty = True
         self._started_monotonic_s = time.monotonic()
 
     # ------------------------------------------------------------ lifecycle
@@ -226,13 +230,15 @@ class MemberNode:
                 self.state.restore(ready.snapshot.data)
                 self._snapshot_index = ready.snapshot.meta.index
                 self._reset_hub()
+                self._peers_dirty = True
             self._apply(ready)
             self._queue_reads(ready.read_states)
             self.raft.advance(ready)
             self._serve_reads()
             self._wake_index_waiters()
             await self._maybe_snapshot()
-            self._refresh_peers()
+            if self._peers_dirty:
+                self._refresh_peers()
 
     async def _persist(self, ready: Ready) -> None:
         assert self._wal is not None and self._snapshots is not None
@@ -256,7 +262,10 @@ class MemberNode:
             return
         started = time.perf_counter()
         for entry in ready.committed_entries:
-            if entry.type is EntryType.CONF_CHANGE or not entry.data:
+            if entry.type is EntryType.CONF_CHANGE:
+                self._peers_dirty = True
+                continue
+            if not entry.data:
                 continue
             try:
                 decoded = decode_entry(entry.data)
@@ -264,6 +273,8 @@ class MemberNode:
                 log.error("member %x: skipping undecodable entry %d", self.id, entry.index)
                 continue
             result = self.state.apply(decoded)
+            if decoded.kind is EntryKind.MEMBER_ATTRS:
+                self._peers_dirty = True
             if decoded.proposer_id == self.id:
                 pending = self._proposals.pop(decoded.request_id, None)
                 if pending is not None and not pending.future.done():
@@ -376,6 +387,7 @@ class MemberNode:
     def _refresh_peers(self) -> None:
         if self._transport is None or self.raft is None:
             return
+        self._peers_dirty = False
         peers = []
         for mid in self.raft.conf_state.all_ids():
             attrs = self.state.members.get(mid)
@@ -659,12 +671,8 @@ class MemberNode:
                 }
                 for m in self.members()
             ],
-            "peers": {f"{k:x}": vars_of(v) for k, v in transport.items()},
+            "peers": {f"{k:x}": dataclasses.asdict(v) for k, v in transport.items()},
             "pending_proposals": len(self._proposals),
             "pending_reads": len(self._reads),
             "snapshot_index": self._snapshot_index,
         }
-
-
-def vars_of(obj: object) -> dict[str, object]:
-    return {name: getattr(obj, name) for name in getattr(obj, "__slots__", ())}

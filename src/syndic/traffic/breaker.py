@@ -66,6 +66,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 
 from syndic.traffic.clock import Clock
 from syndic.traffic.errors import CircuitOpenError, RuleError, TrafficError
+from syndic.traffic.validation import check_int, check_number
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -160,26 +161,6 @@ class BreakerMetrics:
     consecutive_opens: int
 
 
-def _check_int(path: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RuleError(path, f"must be an integer, got {type(value).__name__}")
-    if not low <= value <= high:
-        raise RuleError(path, f"must be in [{low}, {high}], got {value}")
-    return value
-
-
-def _check_float(
-    path: str, value: object, low: float, high: float, *, low_open: bool = True
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RuleError(path, f"must be a number, got {type(value).__name__}")
-    too_low = value <= low if low_open else value < low
-    if not math.isfinite(value) or too_low or value > high:
-        bracket = "(" if low_open else "["
-        raise RuleError(path, f"must be in {bracket}{low:g}, {high:g}], got {value!r}")
-    return float(value)
-
-
 @dataclass(frozen=True, slots=True)
 class BreakerConfig:
     """Thresholds and timings; validated on construction (paths name the field).
@@ -218,10 +199,10 @@ class BreakerConfig:
     def __post_init__(self) -> None:
         if self.window not in ("count", "time"):
             raise RuleError("window", f"must be 'count' or 'time', got {self.window!r}")
-        _check_int("window_size", self.window_size, 1, WINDOW_SIZE_MAX)
-        _check_float("window_s", self.window_s, 0.0, WINDOW_S_MAX)
-        _check_int("window_buckets", self.window_buckets, 1, WINDOW_BUCKETS_MAX)
-        _check_int("minimum_calls", self.minimum_calls, 1, MINIMUM_CALLS_MAX)
+        check_int("window_size", self.window_size, 1, WINDOW_SIZE_MAX)
+        check_number("window_s", self.window_s, 0.0, WINDOW_S_MAX)
+        check_int("window_buckets", self.window_buckets, 1, WINDOW_BUCKETS_MAX)
+        check_int("minimum_calls", self.minimum_calls, 1, MINIMUM_CALLS_MAX)
         if self.window == "count" and self.minimum_calls > self.window_size:
             raise RuleError(
                 "minimum_calls",
@@ -229,13 +210,13 @@ class BreakerConfig:
                 f"got {self.minimum_calls}",
             )
         if self.failure_ratio is not None:
-            _check_float("failure_ratio", self.failure_ratio, 0.0, 1.0)
+            check_number("failure_ratio", self.failure_ratio, 0.0, 1.0)
         if self.failure_count is not None:
-            _check_int("failure_count", self.failure_count, 1, WINDOW_SIZE_MAX)
+            check_int("failure_count", self.failure_count, 1, WINDOW_SIZE_MAX)
         if self.slow_call_ratio is not None:
-            _check_float("slow_call_ratio", self.slow_call_ratio, 0.0, 1.0)
+            check_number("slow_call_ratio", self.slow_call_ratio, 0.0, 1.0)
         if self.slow_call_s is not None:
-            _check_float("slow_call_s", self.slow_call_s, 0.0, WINDOW_S_MAX)
+            check_number("slow_call_s", self.slow_call_s, 0.0, WINDOW_S_MAX)
         if (self.slow_call_ratio is None) != (self.slow_call_s is None):
             raise RuleError(
                 "slow_call_s" if self.slow_call_s is None else "slow_call_ratio",
@@ -250,20 +231,20 @@ class BreakerConfig:
                 "failure_ratio",
                 "at least one of failure_ratio, failure_count, slow_call_ratio must be set",
             )
-        _check_float("open_wait_s", self.open_wait_s, 0.0, OPEN_WAIT_S_MAX)
-        _check_float("open_wait_multiplier", self.open_wait_multiplier, 1.0, 100.0, low_open=False)
+        check_number("open_wait_s", self.open_wait_s, 0.0, OPEN_WAIT_S_MAX)
+        check_number("open_wait_multiplier", self.open_wait_multiplier, 1.0, 100.0, low_open=False)
         if self.open_wait_max_s is not None:
-            _check_float("open_wait_max_s", self.open_wait_max_s, 0.0, OPEN_WAIT_S_MAX)
+            check_number("open_wait_max_s", self.open_wait_max_s, 0.0, OPEN_WAIT_S_MAX)
             if self.open_wait_max_s < self.open_wait_s:
                 raise RuleError(
                     "open_wait_max_s",
                     f"must be >= open_wait_s ({self.open_wait_s:g}), got {self.open_wait_max_s:g}",
                 )
-        _check_int("half_open_probes", self.half_open_probes, 1, HALF_OPEN_PROBES_MAX)
+        check_int("half_open_probes", self.half_open_probes, 1, HALF_OPEN_PROBES_MAX)
         if self.half_open_successes is not None:
-            _check_int("half_open_successes", self.half_open_successes, 1, self.half_open_probes)
+            check_int("half_open_successes", self.half_open_successes, 1, self.half_open_probes)
         if self.half_open_max_s is not None:
-            _check_float("half_open_max_s", self.half_open_max_s, 0.0, OPEN_WAIT_S_MAX)
+            check_number("half_open_max_s", self.half_open_max_s, 0.0, OPEN_WAIT_S_MAX)
 
     def open_wait_for(self, consecutive_opens: int) -> float:
         """How long the k-th consecutive opening lasts (k >= 1)."""

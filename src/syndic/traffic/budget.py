@@ -25,6 +25,7 @@ import math
 
 from syndic.traffic.clock import Clock
 from syndic.traffic.errors import RuleError
+from syndic.traffic.validation import check_number
 
 # Ten buckets keep the window error at 10% of its length, as Finagle's
 # WindowedAdder defaults to.
@@ -33,16 +34,6 @@ BUDGET_BUCKETS_DEFAULT = 10
 BUDGET_BUCKETS_MAX = 1_000
 BUDGET_WINDOW_S_MAX = 3_600.0
 BUDGET_MIN_RETRIES_PER_S_MAX = 1_000_000.0
-
-
-def _check_number(path: str, value: object, low: float, high: float, *, low_open: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RuleError(path, f"must be a number, got {type(value).__name__}")
-    bad_low = value <= low if low_open else value < low
-    if not math.isfinite(value) or bad_low or value > high:
-        bracket = "(" if low_open else "["
-        raise RuleError(path, f"must be in {bracket}{low:g}, {high:g}], got {value!r}")
-    return float(value)
 
 
 class RetryBudget:
@@ -72,15 +63,15 @@ class RetryBudget:
         clock: Clock,
         buckets: int = BUDGET_BUCKETS_DEFAULT,
     ) -> None:
-        self.ratio = _check_number("ratio", ratio, 0.0, 1.0, low_open=False)
-        self.min_retries_per_s = _check_number(
+        self.ratio = check_number("ratio", ratio, 0.0, 1.0, low_open=False)
+        self.min_retries_per_s = check_number(
             "min_retries_per_s",
             min_retries_per_s,
             0.0,
             BUDGET_MIN_RETRIES_PER_S_MAX,
             low_open=False,
         )
-        self.window_s = _check_number("window_s", window_s, 0.0, BUDGET_WINDOW_S_MAX, low_open=True)
+        self.window_s = check_number("window_s", window_s, 0.0, BUDGET_WINDOW_S_MAX, low_open=True)
         if isinstance(buckets, bool) or not isinstance(buckets, int):
             raise RuleError("buckets", f"must be an integer, got {type(buckets).__name__}")
         if not 1 <= buckets <= BUDGET_BUCKETS_MAX:

@@ -35,7 +35,8 @@ from typing import Any, ParamSpec, TypeVar
 
 from syndic.traffic.clock import Clock
 from syndic.traffic.deadline import check_timeout_s
-from syndic.traffic.errors import BulkheadFullError, RuleError
+from syndic.traffic.errors import BulkheadFullError
+from syndic.traffic.validation import check_int
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -46,14 +47,6 @@ MAX_CONCURRENT_MAX = 100_000
 MAX_QUEUE_MAX = 100_000
 
 
-def _int_in(path: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RuleError(path, f"must be an integer, got {type(value).__name__}")
-    if not low <= value <= high:
-        raise RuleError(path, f"must be in [{low}, {high}], got {value}")
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class BulkheadConfig:
     max_concurrent: int = 25
@@ -61,8 +54,8 @@ class BulkheadConfig:
     max_wait_s: float | None = None
 
     def __post_init__(self) -> None:
-        _int_in("max_concurrent", self.max_concurrent, 1, MAX_CONCURRENT_MAX)
-        _int_in("max_queue", self.max_queue, 0, MAX_QUEUE_MAX)
+        check_int("max_concurrent", self.max_concurrent, 1, MAX_CONCURRENT_MAX)
+        check_int("max_queue", self.max_queue, 0, MAX_QUEUE_MAX)
         if self.max_wait_s is not None:
             check_timeout_s("max_wait_s", self.max_wait_s)
 

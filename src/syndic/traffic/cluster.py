@@ -42,6 +42,7 @@ from typing import Any, Generic, TypeVar
 from syndic.traffic.clock import Clock
 from syndic.traffic.deadline import check_timeout_s
 from syndic.traffic.errors import NoEndpointError, RejectedError, RuleError
+from syndic.traffic.validation import check_int
 
 E = TypeVar("E")
 T = TypeVar("T")
@@ -57,14 +58,6 @@ FAILBACK_PENDING_MAX = 100_000
 FAILBACK_RETRIES_MAX = 100
 
 Invoke = Callable[[E], Awaitable[T]]
-
-
-def _int_in(path: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RuleError(path, f"must be an integer, got {type(value).__name__}")
-    if not low <= value <= high:
-        raise RuleError(path, f"must be in [{low}, {high}], got {value}")
-    return value
 
 
 def _endpoints(endpoints: Sequence[E]) -> Sequence[E]:
@@ -92,7 +85,7 @@ class Failover:
     def __init__(
         self, *, retries: int = 2, retry_on: tuple[type[BaseException], ...] = (Exception,)
     ) -> None:
-        self.retries = _int_in("retries", retries, 0, RETRIES_MAX)
+        self.retries = check_int("retries", retries, 0, RETRIES_MAX)
         self._retry_on = tuple(retry_on)
 
     async def invoke(self, endpoints: Sequence[E], call: Invoke[E, T]) -> T:
@@ -179,8 +172,8 @@ class Failback(Generic[T]):
         self._clock = clock
         check_timeout_s("interval_s", interval_s)
         self.interval_s = interval_s
-        self.max_retries = _int_in("max_retries", max_retries, 1, FAILBACK_RETRIES_MAX)
-        self.max_pending = _int_in("max_pending", max_pending, 1, FAILBACK_PENDING_MAX)
+        self.max_retries = check_int("max_retries", max_retries, 1, FAILBACK_RETRIES_MAX)
+        self.max_pending = check_int("max_pending", max_pending, 1, FAILBACK_PENDING_MAX)
         self._pending: collections.deque[_FailedCall[Any, T]] = collections.deque()
         self._task: asyncio.Task[None] | None = None
         self.dropped_total = 0
@@ -259,7 +252,7 @@ class Forking:
     __slots__ = ("forks",)
 
     def __init__(self, *, forks: int = 2) -> None:
-        self.forks = _int_in("forks", forks, 1, FORKS_MAX)
+        self.forks = check_int("forks", forks, 1, FORKS_MAX)
 
     async def invoke(self, endpoints: Sequence[E], call: Invoke[E, T]) -> T:
         chosen = _endpoints(endpoints)[: self.forks]

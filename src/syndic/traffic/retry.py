@@ -38,7 +38,6 @@ plain exponential. The rng is injected so a seed replays a run.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -49,6 +48,7 @@ from syndic.traffic import deadline as _deadline
 from syndic.traffic.budget import RetryBudget
 from syndic.traffic.clock import Clock
 from syndic.traffic.errors import RejectedError, RuleError
+from syndic.traffic.validation import check_number
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -62,16 +62,6 @@ MULTIPLIER_MAX = 100.0
 Jitter = Literal["none", "full", "decorrelated"]
 
 
-def _number(path: str, value: object, low: float, high: float, *, low_open: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RuleError(path, f"must be a number, got {type(value).__name__}")
-    too_low = value <= low if low_open else value < low
-    if not math.isfinite(value) or too_low or value > high:
-        bracket = "(" if low_open else "["
-        raise RuleError(path, f"must be in {bracket}{low:g}, {high:g}], got {value!r}")
-    return float(value)
-
-
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """Delay before retry ``n`` (n >= 1); see the module docstring."""
@@ -82,9 +72,9 @@ class Backoff:
     jitter: Jitter = "full"
 
     def __post_init__(self) -> None:
-        _number("base_s", self.base_s, 0.0, BACKOFF_S_MAX, low_open=False)
-        _number("cap_s", self.cap_s, 0.0, BACKOFF_S_MAX, low_open=False)
-        _number("multiplier", self.multiplier, 1.0, MULTIPLIER_MAX, low_open=False)
+        check_number("base_s", self.base_s, 0.0, BACKOFF_S_MAX, low_open=False)
+        check_number("cap_s", self.cap_s, 0.0, BACKOFF_S_MAX, low_open=False)
+        check_number("multiplier", self.multiplier, 1.0, MULTIPLIER_MAX, low_open=False)
         if self.cap_s < self.base_s:
             raise RuleError("cap_s", f"must be >= base_s ({self.base_s:g}), got {self.cap_s:g}")
         if self.jitter not in ("none", "full", "decorrelated"):

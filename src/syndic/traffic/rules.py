@@ -54,6 +54,7 @@ from syndic.traffic.errors import RuleError
 from syndic.traffic.fallback import MISSING
 from syndic.traffic.hedge import HedgeConfig
 from syndic.traffic.retry import Backoff, RetryConfig
+from syndic.traffic.validation import check_int, check_number, shown, type_name
 
 if TYPE_CHECKING:
     from syndic.traffic.policy import Policy
@@ -84,7 +85,7 @@ class RateLimitRule:
 
     def __post_init__(self) -> None:
         check_feature_name("limiter", self.limiter)
-        _int("permits", self.permits, 1, PERMITS_MAX)
+        check_int("permits", self.permits, 1, PERMITS_MAX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,15 +95,15 @@ class BudgetRule:
     window_s: float = 10.0
 
     def __post_init__(self) -> None:
-        _number("ratio", self.ratio, 0.0, 1.0, low_open=False)
-        _number(
+        check_number("ratio", self.ratio, 0.0, 1.0, low_open=False)
+        check_number(
             "min_retries_per_s",
             self.min_retries_per_s,
             0.0,
             BUDGET_MIN_RETRIES_PER_S_MAX,
             low_open=False,
         )
-        _number("window_s", self.window_s, 0.0, BUDGET_WINDOW_S_MAX, low_open=True)
+        check_number("window_s", self.window_s, 0.0, BUDGET_WINDOW_S_MAX, low_open=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +142,7 @@ class PolicyRules:
             raise RuleError(
                 "name",
                 f"must be 1..{POLICY_NAME_LENGTH_MAX} characters of [A-Za-z0-9_.:/-], "
-                f"got {_shown(self.name)}",
+                f"got {shown(self.name)}",
             )
         if self.degrade_feature is not None:
             check_feature_name("degrade.feature", self.degrade_feature)
@@ -149,36 +150,9 @@ class PolicyRules:
             check_timeout_s("timeout.overall_s", self.timeout_s)
 
 
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _type_name(value: object) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _int(path: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RuleError(path, f"must be an integer, got {_type_name(value)}")
-    if not low <= value <= high:
-        raise RuleError(path, f"must be in [{low}, {high}], got {_shown(value)}")
-    return value
-
-
-def _number(path: str, value: object, low: float, high: float, *, low_open: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RuleError(path, f"must be a number, got {_type_name(value)}")
-    too_low = value <= low if low_open else value < low
-    if not math.isfinite(value) or too_low or value > high:
-        bracket = "(" if low_open else "["
-        raise RuleError(path, f"must be in {bracket}{low:g}, {high:g}], got {_shown(value)}")
-    return float(value)
-
-
 def _bool(path: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise RuleError(path, f"must be a boolean, got {_type_name(value)}")
+        raise RuleError(path, f"must be a boolean, got {type_name(value)}")
     return value
 
 
@@ -207,10 +181,10 @@ def _check_json_value(path: str, value: object) -> None:
         if isinstance(node, dict):
             for key, item in node.items():
                 if not isinstance(key, str):
-                    raise RuleError(path, f"has a non-string key {_shown(key)}")
+                    raise RuleError(path, f"has a non-string key {shown(key)}")
                 walk(item, depth + 1)
             return
-        raise RuleError(path, f"must be JSON data, got {_type_name(node)}")
+        raise RuleError(path, f"must be JSON data, got {type_name(node)}")
 
     walk(value, 0)
 
@@ -231,19 +205,19 @@ def _opt(check: _Checker) -> _Checker:
 def _num_any(path: str, value: object) -> float:
     # Range checks live in the config classes; here only the type.
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RuleError(path, f"must be a number, got {_type_name(value)}")
+        raise RuleError(path, f"must be a number, got {type_name(value)}")
     return value
 
 
 def _int_any(path: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RuleError(path, f"must be an integer, got {_type_name(value)}")
+        raise RuleError(path, f"must be an integer, got {type_name(value)}")
     return value
 
 
 def _str_any(path: str, value: object) -> str:
     if not isinstance(value, str):
-        raise RuleError(path, f"must be a string, got {_type_name(value)}")
+        raise RuleError(path, f"must be a string, got {type_name(value)}")
     if len(value) > POLICY_NAME_LENGTH_MAX:
         raise RuleError(path, f"must be at most {POLICY_NAME_LENGTH_MAX} characters")
     return value
@@ -256,11 +230,11 @@ def _any_json(path: str, value: object) -> object:
 
 def _section(path: str, value: object, fields: Mapping[str, _Checker]) -> dict[str, Any]:
     if not isinstance(value, Mapping):
-        raise RuleError(path or "$", f"must be a mapping, got {_type_name(value)}")
+        raise RuleError(path or "$", f"must be a mapping, got {type_name(value)}")
     out: dict[str, Any] = {}
     for key, item in value.items():
         if not isinstance(key, str):
-            raise RuleError(path or "$", f"has a non-string key {_shown(key)}")
+            raise RuleError(path or "$", f"has a non-string key {shown(key)}")
         if key not in fields:
             allowed = ", ".join(sorted(fields))
             raise RuleError(f"{path}.{key}" if path else key, f"unknown key (allowed: {allowed})")

@@ -19,6 +19,7 @@ how they treat window edges:
 
 from __future__ import annotations
 
+import abc
 import math
 from collections import deque
 
@@ -44,7 +45,7 @@ LOG_LIMIT_MAX = 1_000_000
 POLLS_MAX = 10_000
 
 
-class _Windowed:
+class _Windowed(abc.ABC):
     __slots__ = ("_clock", "_limit", "_max_wait_s", "_now", "_window_s")
 
     def __init__(
@@ -64,11 +65,13 @@ class _Windowed:
     def window_s(self) -> float:
         return self._window_s
 
+    @abc.abstractmethod
     def try_acquire(self, permits: int = 1) -> bool:
-        raise NotImplementedError
+        """Grant ``permits`` now if the window has room; never waits."""
 
+    @abc.abstractmethod
     def _next_chance_s(self, permits: int, now: float) -> float:
-        raise NotImplementedError
+        """The earliest time at which ``permits`` could be granted."""
 
     async def acquire(self, permits: int = 1) -> None:
         check_permits(permits, self._limit)
@@ -89,6 +92,7 @@ class _Windowed:
 
     def release(self, permits: int = 1) -> None:
         """Rate limiters take nothing back."""
+        return
 
 
 class FixedWindow(_Windowed):

@@ -89,3 +89,27 @@ async def test_three_members_replicate_and_survive_leader_loss(tmp_path: Path) -
         for node in nodes:
             if not node._stopping:
                 await node.stop()
+
+
+async def test_alarms_are_raised_and_cleared_through_the_log(tmp_path: Path) -> None:
+    (config,) = cluster_configs(tmp_path, 1)
+    node = MemberNode(config)
+    await node.start()
+    try:
+        await node.alarm_activate(node.id, "NOSPACE")
+        assert node.alarms() == [(node.id, "NOSPACE")]
+        assert node.status().errors
+        with pytest.raises(KvError, match="database space exceeded"):
+            await node.write(PutRequest(key=b"a", value=b"1"))
+        await node.alarm_disarm("NOSPACE")
+        assert node.alarms() == []
+        await node.write(PutRequest(key=b"a", value=b"1"))
+    finally:
+        await node.stop()
+    restarted = MemberNode(config)
+    await restarted.start()
+    try:
+        await eventually(lambda: restarted.state.store.revision == 2)
+        assert restarted.alarms() == []
+    finally:
+        await restarted.stop()

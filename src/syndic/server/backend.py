@@ -124,6 +124,10 @@ class Backend(Protocol):
         """Active alarms as (member id, alarm name: NOSPACE or CORRUPT)."""
         ...
 
+    async def alarm_activate(self, member_id: int, alarm: str) -> None:
+        """Raise an alarm (NOSPACE or CORRUPT) through the log, on every member."""
+        ...
+
     async def alarm_disarm(self, alarm: str) -> None: ...
 
 
@@ -162,6 +166,14 @@ def learner_not_ready() -> ServerError:
         "FAILED_PRECONDITION",
         "etcdserver: can only promote a learner member which is in sync with leader",
     )
+
+
+def member_bad_urls() -> ServerError:
+    return ServerError("INVALID_ARGUMENT", "etcdserver: given member URLs are invalid")
+
+
+def server_stopped() -> ServerError:
+    return ServerError("UNAVAILABLE", "etcdserver: server stopped")
 
 
 def request_too_large() -> ServerError:

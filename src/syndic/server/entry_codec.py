@@ -44,7 +44,7 @@ class EntryKind(enum.IntEnum):
 
     STORE = 1  # a syndic.kv request
     MEMBER_ATTRS = 2  # a member publishes its name and client URLs
-    ALARM_DISARM = 3  # clear an alarm on every member
+    ALARM = 3  # raise or clear an alarm on every member: [active, alarm]
 
 
 class EntryCodecError(ValueError):

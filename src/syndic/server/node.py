@@ -185,9 +185,7 @@ class MemberNode:
             await self._transport.stop()
         for pending in itertools.chain(self._proposals.values(), self._reads.values()):
             if not pending.future.done():
-                pending.future.set_exception(
-                    ServerError("UNAVAILABLE", "etcdserver: server stopped")
-                )
+                pending.future.set_exception(errors.server_stopped())
         if self._wal is not None:
             await asyncio.to_thread(self._wal.close)
         self.hub.close()
@@ -650,7 +648,12 @@ class MemberNode:
         return [(self.id, alarm.name) for alarm in sorted(self.state.store.alarms)]
 
     async def alarm_disarm(self, alarm: str) -> None:
-        await self._propose(EntryKind.ALARM_DISARM, int(AlarmType[alarm]))
+        await self._propose(EntryKind.ALARM, (False, int(AlarmType[alarm])))
+
+    async def alarm_activate(self, member_id: int, alarm: str) -> None:
+        # The store's alarms are cluster-wide, so the member named does not
+        # narrow them (etcd raises NOSPACE on every member alike).
+        await self._propose(EntryKind.ALARM, (True, int(AlarmType[alarm])))
 
     def debug_status(self) -> dict[str, object]:
         """Raft status, members and transport statistics, for ``/debug``."""

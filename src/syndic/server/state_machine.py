@@ -53,8 +53,12 @@ class StateMachine:
             member_id, name, peer_urls, client_urls = entry.payload
             self.members[member_id] = MemberAttrs(name, tuple(peer_urls), tuple(client_urls))
             return None
-        if entry.kind is EntryKind.ALARM_DISARM:
-            self.store.alarm_deactivate(AlarmType(entry.payload))
+        if entry.kind is EntryKind.ALARM:
+            active, alarm = entry.payload
+            if active:
+                self.store.alarm_activate(AlarmType(alarm))
+            else:
+                self.store.alarm_deactivate(AlarmType(alarm))
             return None
         raise AssertionError(f"unhandled entry kind {entry.kind}")
 

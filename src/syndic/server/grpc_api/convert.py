@@ -44,7 +44,7 @@ from syndic.kv.messages import (
     WatchFilter,
 )
 from syndic.kv.watch import WatchCreateRequest, WatchResponse
-from syndic.server.backend import Header, Member, MemberStatus, ServerError
+from syndic.server.backend import Header, Member, MemberStatus, member_bad_urls
 
 # The etcd API version syndic speaks. clientv3 refuses a cluster whose
 # Status version parses below 3.2 (checkVersion splits on "." and reads the
@@ -67,10 +67,6 @@ _ALARM_NAMES: Final = {
     AlarmType.CORRUPT: "CORRUPT",
 }
 _ALARM_BY_NAME: Final = {name: alarm for alarm, name in _ALARM_NAMES.items()}
-
-
-def member_bad_urls() -> ServerError:
-    return ServerError("INVALID_ARGUMENT", "etcdserver: given member URLs are invalid")
 
 
 # ---------------------------------------------------------------- headers

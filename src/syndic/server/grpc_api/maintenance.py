@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final
 
 from syndic.api.gen import rpc_pb2
 from syndic.kv.errors import SnapshotCorruptError
-from syndic.server.backend import Backend, ServerError
+from syndic.server.backend import Backend
 from syndic.server.grpc_api import convert
 from syndic.server.grpc_api.config import GrpcApiConfig
 
@@ -53,17 +53,6 @@ def unframe_snapshot(saved: bytes) -> bytes:
     return body[:length]
 
 
-@runtime_checkable
-class AlarmActivator(Protocol):
-    """A backend that can raise an alarm on a client's request (etcd: Alarm ACTIVATE)."""
-
-    async def alarm_activate(self, member_id: int, alarm: str) -> None: ...
-
-
-def alarm_activation_unsupported() -> ServerError:
-    return ServerError("UNIMPLEMENTED", "etcdserver: this member cannot activate alarms")
-
-
 class MaintenanceServicer:
     """Serves ``etcdserverpb.Maintenance`` (Downgrade is not offered: etcd 3.4 has none)."""
 
@@ -86,11 +75,9 @@ class MaintenanceServicer:
             # etcd: activating NONE is accepted and changes nothing.
             if name == "NONE":
                 alarms = []
-            elif isinstance(self._backend, AlarmActivator):
+            else:
                 await self._backend.alarm_activate(request.memberID, name)
                 alarms = [(request.memberID, name)]
-            else:
-                raise alarm_activation_unsupported()
         elif action == _AlarmAction.DEACTIVATE:
             name = convert.alarm_name(request.alarm)
             # etcd answers with the alarm it removed, or nothing if none was set.

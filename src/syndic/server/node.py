@@ -201,7 +201,8 @@ class MemberNode:
             timeout_s = max(0.0, next_tick - loop.time())
             if not self._wake.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout_s)
+                    async with asyncio.timeout(timeout_s):
+                        await self._wake.wait()
             self._wake.clear()
             if loop.time() >= next_tick:
                 next_tick = loop.time() + tick_s
@@ -429,7 +430,8 @@ class MemberNode:
         self._proposals[request_id] = _Pending(future)
         self._wake.set()
         try:
-            return await asyncio.wait_for(future, self.request_timeout_s)
+            async with asyncio.timeout(self.request_timeout_s):
+                return await future
         except TimeoutError:
             self.metrics.proposals_failed.inc()
             raise errors.request_timed_out() from None
@@ -482,7 +484,8 @@ class MemberNode:
             raise errors.not_leader() from exc
         self._wake.set()
         try:
-            await asyncio.wait_for(future, self.request_timeout_s)
+            async with asyncio.timeout(self.request_timeout_s):
+                await future
         except TimeoutError:
             raise errors.request_timed_out() from None
         finally:
@@ -536,7 +539,8 @@ class MemberNode:
         if stream.pending():
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._watch_event.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._watch_event.wait()
 
     def hash_kv(self, revision: int) -> HashKVResponse:
         return self.state.store.hash_kv(revision)
@@ -585,7 +589,8 @@ class MemberNode:
         self._index_waiters.append((index, future))
         self._wake.set()
         try:
-            await asyncio.wait_for(future, self.request_timeout_s)
+            async with asyncio.timeout(self.request_timeout_s):
+                await future
         except TimeoutError:
             raise errors.request_timed_out() from None
 

@@ -1,0 +1,255 @@
+"""syndic's server side by side with Debian's etcd 3.4, same load, same client.
+
+For each system, clusters of 1 and 3 members are started on loopback with the
+same flags (``syndic serve`` takes etcd's), and one load generator (Python,
+grpc.aio, etcd's protobuf messages) drives both:
+
+* Put throughput and p50/p99 latency with 1, 16 and 256 concurrent clients,
+  8-byte keys and 256-byte values;
+* linearizable and serializable Range throughput (16 clients);
+* watch fan-out: 1 writer, 1,000 watchers on one key, p99 delivery latency;
+* ``etcdctl check perf --load=m`` on 3 members (PASS/FAIL) and ``--load=l``'s
+  throughput (a Go load generator, as a second opinion on the Python one).
+
+The machine has 2 cores shared by the members and the load generator, so
+absolute figures are low for both; the ratio is the point. Medians of
+``--repeats`` runs. Prints a table, writes bench/results/server.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import grpc  # noqa: E402
+from tests.server.processes import (  # noqa: E402
+    ETCD,
+    ETCDCTL,
+    MemberProcess,
+    etcdctl,
+    start_cluster,
+    wait_healthy,
+)
+
+from syndic.api.gen import rpc_pb2  # noqa: E402
+from syndic.api.services import KV_SERVICE, WATCH_SERVICE, make_stub  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "server.json"
+VALUE = b"v" * 256
+WATCHERS = 1000
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+async def closed_loop(
+    endpoints: list[str], clients: int, duration_s: float, call: Callable[[Any, int], Any]
+) -> dict[str, float]:
+    """``clients`` concurrent callers, each issuing its next call when the last returns."""
+    channels = [grpc.aio.insecure_channel(e) for e in endpoints]
+    stubs = [make_stub(c, KV_SERVICE) for c in channels]
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + duration_s
+
+    async def client(n: int) -> None:
+        stub = stubs[n % len(stubs)]
+        i = 0
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            await call(stub, n * 1_000_000 + i)
+            latencies.append(time.perf_counter() - started)
+            i += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    elapsed = time.perf_counter() - started
+    for c in channels:
+        await c.close()
+    return {
+        "ops_per_s": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+    }
+
+
+def put_call(stub: Any, i: int) -> Any:
+    return stub.Put(rpc_pb2.PutRequest(key=b"%08d" % (i % 100_000_000), value=VALUE))
+
+
+def range_call(serializable: bool) -> Callable[[Any, int], Any]:
+    def call(stub: Any, i: int) -> Any:
+        key = b"%08d" % (i % 1000)
+        return stub.Range(rpc_pb2.RangeRequest(key=key, serializable=serializable))
+
+    return call
+
+
+async def watch_fanout(endpoints: list[str], events: int) -> dict[str, float]:
+    """1,000 watchers on one key spread over the members; p99 of put -> event delivery."""
+    channels = [grpc.aio.insecure_channel(e) for e in endpoints]
+    sent: dict[bytes, float] = {}
+    delays: list[float] = []
+    streams = []
+    ready = asyncio.Event()
+    created = 0
+
+    async def requests() -> Any:
+        yield rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"fanout"))
+        await asyncio.Event().wait()  # keep the stream open
+
+    async def watcher(n: int) -> None:
+        nonlocal created
+        call = make_stub(channels[n % len(channels)], WATCH_SERVICE).Watch(requests())
+        streams.append(call)
+        async for response in call:
+            if response.created:
+                created += 1
+                if created == WATCHERS:
+                    ready.set()
+            for event in response.events:
+                delays.append(time.perf_counter() - sent[event.kv.value])
+
+    tasks = [asyncio.create_task(watcher(n)) for n in range(WATCHERS)]
+    await asyncio.wait_for(ready.wait(), 60)
+    kv = make_stub(channels[0], KV_SERVICE)
+    for i in range(events):
+        value = b"%d" % i
+        sent[value] = time.perf_counter()
+        await kv.Put(rpc_pb2.PutRequest(key=b"fanout", value=value))
+        await asyncio.sleep(0.05)
+    deadline = time.perf_counter() + 30
+    while len(delays) < events * WATCHERS and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    for call in streams:
+        call.cancel()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for c in channels:
+        await c.close()
+    return {
+        "delivered": len(delays) / (events * WATCHERS),
+        "p50_ms": percentile(delays, 0.50) * 1000,
+        "p99_ms": percentile(delays, 0.99) * 1000,
+    }
+
+
+def check_perf(endpoints: str, load: str) -> dict[str, Any]:
+    out = etcdctl(endpoints, "check", "perf", f"--load={load}", timeout_s=300)
+    text = out.stdout + out.stderr
+    throughput = re.search(r"Throughput is (\d+) writes/s", text)
+    return {
+        "passed": out.returncode == 0 and "PASS" in text and "FAIL" not in text,
+        "writes_per_s": int(throughput.group(1)) if throughput else 0,
+        "summary": " | ".join(line.strip() for line in text.splitlines() if line.strip()),
+    }
+
+
+def run_system(kind: str, members: int, args: argparse.Namespace) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
+    procs: list[MemberProcess] = start_cluster(kind, root, members)
+    try:
+        wait_healthy(procs)
+        endpoints = [p.endpoint for p in procs]
+        result: dict[str, Any] = {}
+        for clients in (1, 16, 256):
+            result[f"put_c{clients}"] = asyncio.run(
+                closed_loop(endpoints, clients, args.duration_s, put_call)
+            )
+        for name, serializable in (("range_linearizable", False), ("range_serializable", True)):
+            result[name] = asyncio.run(
+                closed_loop(endpoints, 16, args.duration_s, range_call(serializable))
+            )
+        if members == 3:
+            result["watch_fanout"] = asyncio.run(watch_fanout(endpoints, args.watch_events))
+            if not args.quick:
+                joined = ",".join(endpoints)
+                result["check_perf_m"] = check_perf(joined, "m")
+                result["check_perf_l"] = check_perf(joined, "l")
+        return result
+    finally:
+        for p in procs:
+            p.kill()
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for key, first in runs[0].items():
+        if isinstance(first, dict) and all(isinstance(v, int | float) for v in first.values()):
+            merged[key] = {
+                metric: statistics.median(run[key][metric] for run in runs) for metric in first
+            }
+        else:
+            merged[key] = first
+    return merged
+
+
+ROWS = [
+    ("put_c1", "ops_per_s", "put ops/s, 1 client"),
+    ("put_c1", "p99_ms", "put p99 ms, 1 client"),
+    ("put_c16", "ops_per_s", "put ops/s, 16 clients"),
+    ("put_c16", "p99_ms", "put p99 ms, 16 clients"),
+    ("put_c256", "ops_per_s", "put ops/s, 256 clients"),
+    ("put_c256", "p50_ms", "put p50 ms, 256 clients"),
+    ("put_c256", "p99_ms", "put p99 ms, 256 clients"),
+    ("range_linearizable", "ops_per_s", "linearizable range ops/s"),
+    ("range_serializable", "ops_per_s", "serializable range ops/s"),
+    ("watch_fanout", "p99_ms", "watch fan-out p99 ms (1,000 watchers)"),
+    ("watch_fanout", "delivered", "watch events delivered (fraction)"),
+    ("check_perf_l", "writes_per_s", "etcdctl check perf --load=l writes/s"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short runs, no check perf")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    args.duration_s = 1.0 if args.quick else 3.0
+    args.watch_events = 5 if args.quick else 20
+    if args.quick:
+        args.repeats = 1
+    if ETCD is None or ETCDCTL is None:
+        sys.exit("bench/server.py needs Debian's etcd-server and etcd-client (make debs)")
+    results: dict[str, Any] = {"repeats": args.repeats, "duration_s": args.duration_s}
+    for members in (1, 3):
+        for kind in ("etcd", "syndic"):
+            runs = [run_system(kind, members, args) for _ in range(args.repeats)]
+            results[f"{kind}_{members}"] = median_of(runs)
+    print(f"{'figure':44} {'members':>7} {'etcd':>10} {'syndic':>10} {'syndic/etcd':>11}")
+    for members in (1, 3):
+        etcd, syndic = results[f"etcd_{members}"], results[f"syndic_{members}"]
+        for key, metric, label in ROWS:
+            if key not in etcd or key not in syndic:
+                continue
+            e, s = etcd[key][metric], syndic[key][metric]
+            ratio = s / e if e else float("nan")
+            print(f"{label:44} {members:>7} {e:>10.2f} {s:>10.2f} {ratio:>11.2f}")
+    for kind in ("etcd", "syndic"):
+        perf = results[f"{kind}_3"].get("check_perf_m")
+        if perf is not None:
+            print(
+                f"etcdctl check perf --load=m on 3 {kind} members: "
+                f"{'PASS' if perf['passed'] else 'FAIL'}"
+            )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

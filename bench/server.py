@@ -155,7 +155,9 @@ def check_perf(endpoints: str, load: str) -> dict[str, Any]:
     return {
         "passed": out.returncode == 0 and "PASS" in text and "FAIL" not in text,
         "writes_per_s": int(throughput.group(1)) if throughput else 0,
-        "summary": " | ".join(line.strip() for line in text.splitlines() if line.strip()),
+        "summary": " | ".join(
+            line.strip() for line in text.splitlines() if line.startswith(("PASS", "FAIL"))
+        ),
     }
 
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ class MemberProcess:
     name: str
     client_port: int
     peer_port: int
+    admin_port: int
     data_dir: Path
     argv: list[str]
     log_path: Path
@@ -51,12 +53,12 @@ class MemberProcess:
 def start_cluster(kind: str, root: Path, size: int) -> list[MemberProcess]:
     """Start ``size`` members of ``kind`` ("syndic" or "etcd") with etcd's flags."""
     names = [f"m{i}" for i in range(1, size + 1)]
-    ports = {n: (free_port(), free_port()) for n in names}
+    ports = {n: (free_port(), free_port(), free_port()) for n in names}
     initial = ",".join(f"{n}=http://127.0.0.1:{ports[n][1]}" for n in names)
     program = [ETCD or "etcd"] if kind == "etcd" else [sys.executable, "-m", "syndic", "serve"]
     members = []
     for name in names:
-        client, peer = ports[name]
+        client, peer, admin = ports[name]
         argv = [
             *program,
             f"--name={name}",
@@ -69,8 +71,9 @@ def start_cluster(kind: str, root: Path, size: int) -> list[MemberProcess]:
             "--initial-cluster-state=new",
             "--heartbeat-interval=50",
             "--election-timeout=500",
+            f"--listen-metrics-urls=http://127.0.0.1:{admin}",
         ]
-        member = MemberProcess(name, client, peer, root / name, argv, root / f"{name}.log")
+        member = MemberProcess(name, client, peer, admin, root / name, argv, root / f"{name}.log")
         member.start()
         members.append(member)
     return members
@@ -91,6 +94,16 @@ def etcdctl(
     )
 
 
+def debug_status(member: MemberProcess) -> str:
+    """A syndic member's /debug/status (Raft state, peers), for failure messages."""
+    try:
+        url = f"http://127.0.0.1:{member.admin_port}/debug/status"
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return f"{member.name}: {resp.read().decode()[:3000]}"
+    except OSError as exc:
+        return f"{member.name}: no /debug/status ({exc})"
+
+
 def wait_healthy(members: list[MemberProcess], timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     endpoints = ",".join(m.endpoint for m in members)
@@ -101,4 +114,7 @@ def wait_healthy(members: list[MemberProcess], timeout_s: float = 60) -> None:
             return
         time.sleep(0.2)
     logs = "\n".join(m.log_path.read_text()[-2000:] for m in members if m.log_path.exists())
-    raise AssertionError(f"cluster not healthy in {timeout_s}s\n{logs}")
+    logs += "\n".join(debug_status(m) for m in members)
+    raise AssertionError(
+        f"cluster not healthy in {timeout_s}s: {out.stdout}{out.stderr[-1500:]}\n{logs}"
+    )

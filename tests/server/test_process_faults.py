@@ -5,7 +5,9 @@ all members end with the same hash_kv."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
 import signal
 import threading
 import time
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from syndic.check.linearizability import Operation, Verdict, check_history
 from tests.server.processes import ETCDCTL, MemberProcess, etcdctl, start_cluster, wait_healthy
 
 pytestmark = pytest.mark.skipif(ETCDCTL is None, reason="etcdctl not on PATH")
@@ -56,6 +59,56 @@ class Writer(threading.Thread):
                 self.acked.append(n)
 
 
+class HistoryClient(threading.Thread):
+    """Reads and writes a few keys through etcdctl, recording each operation's
+    invoke and return times; a write whose reply never came has an unknown outcome."""
+
+    KEYS = ("lin/a", "lin/b")
+    op_ids = itertools.count(1)
+
+    def __init__(self, endpoints: str, client_id: int, history: list[Operation]) -> None:
+        super().__init__(daemon=True)
+        self.endpoints = endpoints
+        self.client_id = client_id
+        self.history = history
+        self.rng = random.Random(client_id)
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_flag.is_set():
+            key = self.rng.choice(self.KEYS)
+            op_id = next(self.op_ids)
+            invoked = time.monotonic_ns()
+            if self.rng.random() < 0.5:
+                value = f"c{self.client_id}-{op_id}"
+                out = etcdctl(self.endpoints, "put", key, value)
+                returned = time.monotonic_ns() if out.returncode == 0 else None
+                self.history.append(
+                    Operation.write(
+                        op_id,
+                        client_id=self.client_id,
+                        key=key,
+                        value=value,
+                        invoke_time=invoked,
+                        return_time=returned,
+                    )
+                )
+            else:
+                out = etcdctl(self.endpoints, "get", key, "--print-value-only")
+                if out.returncode == 0:  # a failed read observed nothing
+                    seen = out.stdout.strip() or None
+                    self.history.append(
+                        Operation.read(
+                            op_id,
+                            client_id=self.client_id,
+                            key=key,
+                            value=seen,
+                            invoke_time=invoked,
+                            return_time=time.monotonic_ns(),
+                        )
+                    )
+
+
 def test_acknowledged_writes_survive_kills_and_pauses(tmp_path: Path) -> None:
     members = start_cluster("syndic", tmp_path, 3)
     endpoints = ",".join(m.endpoint for m in members)
@@ -63,6 +116,10 @@ def test_acknowledged_writes_survive_kills_and_pauses(tmp_path: Path) -> None:
         wait_healthy(members)
         writer = Writer(endpoints, "w")
         writer.start()
+        history: list[Operation] = []
+        clients = [HistoryClient(endpoints, n, history) for n in (1, 2)]
+        for client in clients:
+            client.start()
         time.sleep(1.0)
         leader = leader_of(members)
         leader.kill()
@@ -80,6 +137,9 @@ def test_acknowledged_writes_survive_kills_and_pauses(tmp_path: Path) -> None:
         time.sleep(1.0)
         writer.stop_flag.set()
         writer.join(60)
+        for client in clients:
+            client.stop_flag.set()
+            client.join(60)
         wait_healthy(members)
         assert len(writer.acked) > 20
 
@@ -87,6 +147,9 @@ def test_acknowledged_writes_survive_kills_and_pauses(tmp_path: Path) -> None:
         present = {int(line.split("/")[1]) for line in got.stdout.split() if line}
         lost = sorted(set(writer.acked) - present)
         assert not lost, f"acknowledged writes lost: {lost[:10]}"
+        assert len(history) > 20
+        verdict = check_history(history)
+        assert verdict.verdict is Verdict.OK, verdict
 
         deadline = time.monotonic() + 20
         while True:

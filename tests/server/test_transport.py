@@ -79,3 +79,34 @@ async def test_hostile_frames_are_refused_and_change_nothing() -> None:
         writer.close()
     finally:
         await b.stop()
+
+
+async def redial_after_peer_restart() -> None:
+    received: list[Message] = []
+    port_a, port_b = free_port(), free_port()
+    a = PeerTransport(1, "127.0.0.1", port_a, lambda _: None, lambda _: None)
+    b = PeerTransport(2, "127.0.0.1", port_b, received.extend, lambda _: None)
+    await a.start()
+    await b.start()
+    try:
+        a.set_peers([PeerAddress(2, "127.0.0.1", port_b)])
+        await wait_for(lambda: a.stats()[2].connected)
+        await b.stop()  # the peer exits: its end of a's connection is closed
+        b = PeerTransport(2, "127.0.0.1", port_b, received.extend, lambda _: None)
+        await b.start()
+        term = 0
+
+        def delivered() -> bool:
+            nonlocal term
+            term += 1
+            a.send([heartbeat(1, 2, term)])
+            return bool(received)
+
+        await wait_for(delivered)
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_a_restarted_peer_is_redialled() -> None:
+    await redial_after_peer_restart()

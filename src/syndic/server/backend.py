@@ -10,7 +10,7 @@ lets the runtime change without touching the wire layer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from syndic.kv.messages import (
     HashKVResponse,
@@ -21,6 +21,9 @@ from syndic.kv.messages import (
     RangeResponse,
 )
 from syndic.kv.watch import WatchStream
+
+if TYPE_CHECKING:
+    from syndic.server.auth import AuthStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,15 @@ class Backend(Protocol):
 
     async def alarm_disarm(self, alarm: str) -> None: ...
 
+    async def auth_apply(self, op: list[Any]) -> Any:
+        """Replicate one auth operation (an AUTH log entry, see ``syndic.server.auth.ops``)
+        and return what applying it returned on this member; raises its AuthError or KvError."""
+        ...
+
+    def auth_store(self) -> AuthStore:
+        """This member's applied auth store; read it, never change it."""
+        ...
+
 
 class ServerError(Exception):
     """A server-level failure with the gRPC status code name and etcd's message."""
@@ -178,3 +190,105 @@ def server_stopped() -> ServerError:
 
 def request_too_large() -> ServerError:
     return ServerError("INVALID_ARGUMENT", "etcdserver: request is too large")
+
+
+# ---------------------------------------------------------------- auth errors
+#
+# etcd: rpctypes.ErrGRPC* of the auth store (etcdserver/api/v3rpc/rpctypes,
+# 3.4). The codes and messages are what etcdctl and clientv3 match on.
+
+
+class AuthError(ServerError):
+    """An error of the auth store, with etcd's status code and message."""
+
+
+def root_user_not_exist() -> AuthError:
+    return AuthError("FAILED_PRECONDITION", "etcdserver: root user does not exist")
+
+
+def root_role_not_exist() -> AuthError:
+    return AuthError("FAILED_PRECONDITION", "etcdserver: root user does not have root role")
+
+
+def user_already_exist() -> AuthError:
+    return AuthError("FAILED_PRECONDITION", "etcdserver: user name already exists")
+
+
+def user_empty() -> AuthError:
+    return AuthError("INVALID_ARGUMENT", "etcdserver: user name is empty")
+
+
+def user_not_found() -> AuthError:
+    return AuthError("FAILED_PRECONDITION", "etcdserver: user name not found")
+
+
+def role_already_exist() -> AuthError:
+    return AuthError("FAILED_PRECONDITION", "etcdserver: role name already exists")
+
+
+def role_not_found() -> AuthError:
+    return AuthError("FAILED_PRECONDITION", "etcdserver: role name not found")
+
+
+def role_empty() -> AuthError:
+    return AuthError("INVALID_ARGUMENT", "etcdserver: role name is empty")
+
+
+def auth_failed() -> AuthError:
+    return AuthError(
+        "INVALID_ARGUMENT", "etcdserver: authentication failed, invalid user ID or password"
+    )
+
+
+def permission_denied() -> AuthError:
+    return AuthError("PERMISSION_DENIED", "etcdserver: permission denied")
+
+
+def role_not_granted() -> AuthError:
+    return AuthError("FAILED_PRECONDITION", "etcdserver: role is not granted to the user")
+
+
+def permission_not_granted() -> AuthError:
+    return AuthError("FAILED_PRECONDITION", "etcdserver: permission is not granted to the role")
+
+
+def auth_not_enabled() -> AuthError:
+    return AuthError("FAILED_PRECONDITION", "etcdserver: authentication is not enabled")
+
+
+def invalid_auth_token() -> AuthError:
+    return AuthError("UNAUTHENTICATED", "etcdserver: invalid auth token")
+
+
+def invalid_auth_mgmt() -> AuthError:
+    return AuthError("INVALID_ARGUMENT", "etcdserver: invalid auth management")
+
+
+def auth_old_revision() -> AuthError:
+    return AuthError("INVALID_ARGUMENT", "etcdserver: revision of auth store is old")
+
+
+def permission_not_given() -> AuthError:
+    # etcd 3.5: ErrGRPCPermissionNotGiven (3.4 crashes on a grant without one).
+    return AuthError("INVALID_ARGUMENT", "etcdserver: permission not given")
+
+
+def no_password_user_auth() -> AuthError:
+    # etcd 3.4 does not translate this one: clients see the store's own text
+    # with gRPC's UNKNOWN code.
+    return AuthError(
+        "UNKNOWN", "auth: authentication failed, password was given for no password user"
+    )
+
+
+def auth_input_too_large(what: str, size_bytes: int, limit_bytes: int) -> AuthError:
+    """A name, password or token past syndic's bound (etcd has none but the request size)."""
+    return AuthError(
+        "INVALID_ARGUMENT",
+        f"etcdserver: {what} is too long ({size_bytes} bytes, at most {limit_bytes})",
+    )
+
+
+def auth_limit_reached(what: str, limit: int) -> AuthError:
+    """The auth store holds as many users, roles or grants as syndic allows."""
+    return AuthError("RESOURCE_EXHAUSTED", f"etcdserver: too many {what} (at most {limit})")

@@ -45,6 +45,10 @@ class EntryKind(enum.IntEnum):
     STORE = 1  # a syndic.kv request
     MEMBER_ATTRS = 2  # a member publishes its name and client URLs
     ALARM = 3  # raise or clear an alarm on every member: [active, alarm]
+    # An auth-store operation or an authenticated write, as a plain list
+    # [name, actor, *args] (see syndic.server.auth.store.OPERATIONS); a write
+    # carries its store request, encoded like a STORE entry's.
+    AUTH = 4
 
 
 class EntryCodecError(ValueError):
@@ -55,7 +59,7 @@ def _encode_value(value: Any) -> Any:
     cls = type(value)
     if cls in _TYPE_ID:
         return {_TYPE_ID[cls]: [_encode_value(getattr(value, n)) for n in _FIELDS[cls]]}
-    if cls is tuple:
+    if cls is tuple or cls is list:  # an AUTH entry's payload is a list
         return [_encode_value(v) for v in value]
     if isinstance(value, enum.IntEnum):
         return int(value)

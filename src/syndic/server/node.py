@@ -55,6 +55,7 @@ from syndic.raft import (
     Role,
 )
 from syndic.server import backend as errors
+from syndic.server.auth import AuthStore
 from syndic.server.backend import Header, Member, MemberStatus, ServerError
 from syndic.server.config import ServerConfig, member_id, parse_url
 from syndic.server.entry_codec import EntryCodecError, EntryKind, decode_entry, encode_entry
@@ -659,6 +660,15 @@ class MemberNode:
         # The store's alarms are cluster-wide, so the member named does not
         # narrow them (etcd raises NOSPACE on every member alike).
         await self._propose(EntryKind.ALARM, (True, int(AlarmType[alarm])))
+
+    async def auth_apply(self, op: list[Any]) -> Any:
+        result = await self._propose(EntryKind.AUTH, op)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def auth_store(self) -> AuthStore:
+        return self.state.auth
 
     def debug_status(self) -> dict[str, object]:
         """Raft status, members and transport statistics, for ``/debug``."""

@@ -1,7 +1,8 @@
-"""What every member applies, in log order: the MVCC store plus the member table.
+"""What every member applies, in log order: the MVCC store, the member table
+and the auth store.
 
-Both halves must be identical on every member after the same entries, and
-both travel in a snapshot, so they live together here. Applying never
+All three must be identical on every member after the same entries, and
+all travel in a snapshot, so they live together here. Applying never
 raises for a request's own mistakes: the store's error is the result,
 handed back to the caller that proposed it.
 """
@@ -16,9 +17,14 @@ import msgpack
 from syndic.kv.errors import KvError
 from syndic.kv.messages import AlarmType
 from syndic.kv.mvcc import Store, StoreConfig
+from syndic.server.auth import AuthSnapshotError, AuthStore, apply_auth_entry
+from syndic.server.backend import AuthError
 from syndic.server.entry_codec import DecodedEntry, EntryKind
 
-SNAPSHOT_FORMAT_VERSION = 1
+# 2 added the auth store; a version 1 snapshot restores with auth disabled
+# and no users, which is what a member of that version held.
+SNAPSHOT_FORMAT_VERSION = 2
+_SNAPSHOT_FORMAT_VERSIONS_READ = (1, 2)
 
 
 class StateSnapshotError(ValueError):
@@ -35,12 +41,13 @@ class MemberAttrs:
 
 
 class StateMachine:
-    """The store and the member table, advanced only by committed entries."""
+    """The store, the member table and the auth store, advanced only by committed entries."""
 
     def __init__(self, store_config: StoreConfig, members: dict[int, MemberAttrs]) -> None:
         self.store_config = store_config
         self.store = Store(store_config)
         self.members = dict(members)
+        self.auth = AuthStore()
 
     def apply(self, entry: DecodedEntry) -> Any:
         """Apply one decoded entry; returns the store's response or its KvError."""
@@ -60,6 +67,11 @@ class StateMachine:
             else:
                 self.store.alarm_deactivate(AlarmType(alarm))
             return None
+        if entry.kind is EntryKind.AUTH:
+            try:
+                return apply_auth_entry(self.auth, self.store, entry.payload, entry.now_ms)
+            except (AuthError, KvError) as exc:
+                return exc
         raise AssertionError(f"unhandled entry kind {entry.kind}")
 
     def serialize(self) -> bytes:
@@ -67,21 +79,28 @@ class StateMachine:
             [mid, a.name, list(a.peer_urls), list(a.client_urls)]
             for mid, a in sorted(self.members.items())
         ]
-        return msgpack.packb([SNAPSHOT_FORMAT_VERSION, self.store.serialize(), members])
+        return msgpack.packb(
+            [SNAPSHOT_FORMAT_VERSION, self.store.serialize(), members, self.auth.serialize()]
+        )
 
     def restore(self, data: bytes) -> None:
         """Replace everything with a snapshot's state; nothing changes if it is invalid."""
         try:
-            version, store_bytes, members = msgpack.unpackb(data)
+            version, store_bytes, members, *rest = msgpack.unpackb(data)
         except Exception as exc:
             raise StateSnapshotError(f"snapshot data is not a syndic state: {exc}") from exc
-        if version != SNAPSHOT_FORMAT_VERSION:
+        if version not in _SNAPSHOT_FORMAT_VERSIONS_READ or len(rest) != version - 1:
             raise StateSnapshotError(
-                f"snapshot format {version!r} is not {SNAPSHOT_FORMAT_VERSION}"
+                f"snapshot format {version!r} is not one of {_SNAPSHOT_FORMAT_VERSIONS_READ}"
             )
+        try:
+            auth = AuthStore.restore(rest[0]) if rest else AuthStore()
+        except AuthSnapshotError as exc:
+            raise StateSnapshotError(str(exc)) from exc
         store = Store.restore(store_bytes, self.store_config)
         self.members = {
             mid: MemberAttrs(name, tuple(peers), tuple(clients))
             for mid, name, peers, clients in members
         }
         self.store = store
+        self.auth = auth

@@ -105,7 +105,7 @@ class _PeerWriter:
         delay_s = RECONNECT_DELAY_S_MIN
         while True:
             try:
-                _, writer = await asyncio.wait_for(
+                reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(self.peer.host, self.peer.port, ssl=self._ssl),
                     DIAL_TIMEOUT_S,
                 )
@@ -116,7 +116,7 @@ class _PeerWriter:
             delay_s = RECONNECT_DELAY_S_MIN
             self.stats.connected = True
             try:
-                await self._pump(writer)
+                await self._pump(reader, writer)
             except (OSError, ConnectionError):
                 log.debug("peer %x: connection lost", self.peer.node_id)
             finally:
@@ -127,9 +127,16 @@ class _PeerWriter:
                 with contextlib.suppress(OSError, ConnectionError):
                     await writer.wait_closed()
 
-    async def _pump(self, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             frame = await self._queue.get()
+            # A peer that exited closes its end with a FIN; writes to such a
+            # stream neither fail nor arrive, so look for the EOF before each
+            # batch and redial instead of writing into nothing.
+            if reader.at_eof() or writer.is_closing():
+                self._queued_bytes -= len(frame)
+                self.stats.frames_dropped += 1
+                raise ConnectionResetError(f"peer {self.peer.node_id:x} closed the connection")
             frames = [frame]
             # Coalesce whatever else is queued into one write.
             while not self._queue.empty():

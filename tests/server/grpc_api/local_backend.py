@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from syndic.kv.errors import LeaseNotFoundError
 from syndic.kv.messages import (
@@ -25,6 +26,7 @@ from syndic.kv.messages import (
 )
 from syndic.kv.mvcc import Change, Store, StoreConfig
 from syndic.kv.watch import WatchConfig, WatchHub, WatchStream
+from syndic.server.auth import WRITE_OP, AuthStore, apply_auth_entry
 from syndic.server.backend import (
     Header,
     Member,
@@ -34,6 +36,7 @@ from syndic.server.backend import (
     member_not_learner,
     peer_url_exists,
 )
+from syndic.server.entry_codec import EntryKind, decode_entry, encode_entry
 
 CLUSTER_ID = 0x1C1C
 MEMBER_ID = 0x8E9E05C52164694D
@@ -61,6 +64,9 @@ class LocalBackend:
 
     def __post_init__(self) -> None:
         self.store = Store(self.store_config)
+        self.auth = AuthStore()
+        # Every auth operation applied, in order, as the log would carry it.
+        self.auth_ops: list[list[Any]] = []
         self.hub = WatchHub(self.store, self.watch_config)
         self._waiters: set[asyncio.Future[None]] = set()
         self.store.add_observer(self)
@@ -173,6 +179,20 @@ class LocalBackend:
     async def move_leader(self, target_id: int) -> None:
         if target_id not in self._members:
             raise ServerError("FAILED_PRECONDITION", "etcdserver: bad leader transferee")
+
+    async def auth_apply(self, op: list[Any]) -> Any:
+        # Through the entry codec, as a member's log carries it.
+        entry = decode_entry(encode_entry(EntryKind.AUTH, MEMBER_ID, 1, self.clock(), op))
+        self.auth_ops.append(op)
+        if op and op[0] == WRITE_OP:
+            self.writes.append(op[3])
+        try:
+            return apply_auth_entry(self.auth, self.store, entry.payload, entry.now_ms)
+        finally:
+            self.auth.check_invariants()
+
+    def auth_store(self) -> AuthStore:
+        return self.auth
 
     def snapshot_bytes(self) -> bytes:
         return self.store.serialize()

@@ -1,7 +1,8 @@
 """etcd's v3 gRPC API served over a :class:`~syndic.server.backend.Backend`.
 
 ``register_services`` binds KV, Watch, Lease, Cluster, Maintenance and Auth
-to etcd's method paths on a ``grpc.aio`` server. Every handler is wrapped so
+to etcd's method paths on a ``grpc.aio`` server, all checking callers through
+one ``AuthGate`` (etcd's authentication and permissions). Every handler is wrapped so
 that syndic's errors reach the client with etcd's status code and message,
 an unexpected exception is logged and answered UNKNOWN (the server keeps
 serving), and each call is counted in ``grpc_server_handled``.
@@ -34,7 +35,7 @@ from syndic.api.services import (
     service,
 )
 from syndic.server.backend import Backend
-from syndic.server.grpc_api.auth import AuthServicer
+from syndic.server.grpc_api.auth import AuthGate, AuthServicer, AuthSettings
 from syndic.server.grpc_api.cluster import ClusterServicer
 from syndic.server.grpc_api.config import GrpcApiConfig
 from syndic.server.grpc_api.errors import guard
@@ -44,7 +45,7 @@ from syndic.server.grpc_api.maintenance import MaintenanceServicer
 from syndic.server.grpc_api.watch import WatchServicer
 from syndic.server.metrics import ServerMetrics
 
-__all__ = ["GrpcApiConfig", "register_services"]
+__all__ = ["AuthSettings", "GrpcApiConfig", "register_services"]
 
 
 def _guarded(service_name: str, servicer: object, metrics: ServerMetrics | None) -> Any:
@@ -63,19 +64,24 @@ def register_services(
     metrics: ServerMetrics | None,
     config: GrpcApiConfig | None = None,
     clock: Callable[[], float] = time.monotonic,
+    auth_settings: AuthSettings | None = None,
+    wall_clock_s: Callable[[], float] = time.time,
 ) -> dict[str, tuple[str, ...]]:
     """Serve etcd's six v3 services on ``server``; returns the methods bound per service.
 
-    ``clock`` (monotonic seconds) times periodic watch progress; tests inject one.
+    ``clock`` (monotonic seconds) times periodic watch progress and
+    ``wall_clock_s`` (Unix seconds) auth token expiry; tests inject both.
+    Every service checks callers through one :class:`AuthGate`.
     """
     config = config if config is not None else GrpcApiConfig()
+    gate = AuthGate(backend, auth_settings, wall_clock_s)
     servicers: dict[str, object] = {
-        KV_SERVICE: KVServicer(backend, config),
-        WATCH_SERVICE: WatchServicer(backend, config, clock),
-        LEASE_SERVICE: LeaseServicer(backend),
-        CLUSTER_SERVICE: ClusterServicer(backend),
-        MAINTENANCE_SERVICE: MaintenanceServicer(backend, config),
-        AUTH_SERVICE: AuthServicer(backend),
+        KV_SERVICE: KVServicer(backend, config, gate),
+        WATCH_SERVICE: WatchServicer(backend, config, gate, clock),
+        LEASE_SERVICE: LeaseServicer(backend, gate),
+        CLUSTER_SERVICE: ClusterServicer(backend, gate),
+        MAINTENANCE_SERVICE: MaintenanceServicer(backend, config, gate),
+        AUTH_SERVICE: AuthServicer(backend, gate),
     }
     return {
         name: add_servicer(server, name, _guarded(name, servicer, metrics))

@@ -1,4 +1,8 @@
-"""etcd's Cluster service: membership as the Backend reports and changes it."""
+"""etcd's Cluster service: membership as the Backend reports and changes it.
+
+Changing membership needs the root role once auth is enabled (etcd:
+checkMembershipOperationPermission); listing members does not.
+"""
 
 # ruff: noqa: N802  (handlers carry etcd's method names: Range, Put, ...)
 
@@ -9,13 +13,15 @@ from typing import Any
 from syndic.api.gen import rpc_pb2
 from syndic.server.backend import Backend
 from syndic.server.grpc_api import convert
+from syndic.server.grpc_api.auth import AuthGate
 
 
 class ClusterServicer:
     """Serves ``etcdserverpb.Cluster``."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, gate: AuthGate) -> None:
         self._backend = backend
+        self._gate = gate
 
     def _members_pb(self) -> list[rpc_pb2.Member]:
         return [convert.member_to_pb(m) for m in self._backend.members()]
@@ -32,6 +38,7 @@ class ClusterServicer:
     async def MemberAdd(
         self, request: rpc_pb2.MemberAddRequest, context: Any
     ) -> rpc_pb2.MemberAddResponse:
+        await self._gate.require_admin(context)
         urls = convert.member_urls_from_pb(request.peerURLs)
         member = await self._backend.member_add(urls, request.isLearner)
         return rpc_pb2.MemberAddResponse(
@@ -43,6 +50,7 @@ class ClusterServicer:
     async def MemberRemove(
         self, request: rpc_pb2.MemberRemoveRequest, context: Any
     ) -> rpc_pb2.MemberRemoveResponse:
+        await self._gate.require_admin(context)
         await self._backend.member_remove(request.ID)
         return rpc_pb2.MemberRemoveResponse(
             header=convert.header_pb(self._backend.header()), members=self._members_pb()
@@ -51,6 +59,7 @@ class ClusterServicer:
     async def MemberUpdate(
         self, request: rpc_pb2.MemberUpdateRequest, context: Any
     ) -> rpc_pb2.MemberUpdateResponse:
+        await self._gate.require_admin(context)
         urls = convert.member_urls_from_pb(request.peerURLs)
         await self._backend.member_update(request.ID, urls)
         return rpc_pb2.MemberUpdateResponse(
@@ -60,6 +69,7 @@ class ClusterServicer:
     async def MemberPromote(
         self, request: rpc_pb2.MemberPromoteRequest, context: Any
     ) -> rpc_pb2.MemberPromoteResponse:
+        await self._gate.require_admin(context)
         await self._backend.member_promote(request.ID)
         return rpc_pb2.MemberPromoteResponse(
             header=convert.header_pb(self._backend.header()), members=self._members_pb()

@@ -1,6 +1,7 @@
 """etcd's KV service (Range, Put, DeleteRange, Txn, Compact) over a Backend.
 
-Reads go to ``backend.range`` and writes to ``backend.write``; the header
+Reads and writes go through the auth gate (``backend.range`` and
+``backend.write``, once auth is enabled checked and sent as AUTH entries); the header
 revision is the one the store reports with the response (the revision after
 a write, the store revision a read was served at), as etcd's applier sets it.
 """
@@ -20,6 +21,7 @@ from syndic.kv.messages import (
 )
 from syndic.server.backend import Backend, request_too_large
 from syndic.server.grpc_api import convert
+from syndic.server.grpc_api.auth import AuthGate
 from syndic.server.grpc_api.config import GrpcApiConfig
 
 
@@ -34,9 +36,10 @@ def _expect(response: object, kind: type) -> Any:
 class KVServicer:
     """Serves ``etcdserverpb.KV``."""
 
-    def __init__(self, backend: Backend, config: GrpcApiConfig) -> None:
+    def __init__(self, backend: Backend, config: GrpcApiConfig, gate: AuthGate) -> None:
         self._backend = backend
         self._config = config
+        self._gate = gate
 
     def _check_size(self, request: Any) -> None:
         # etcd: EtcdServer.processInternalRaftRequestOnce refuses a proposal
@@ -45,14 +48,14 @@ class KVServicer:
             raise request_too_large()
 
     async def Range(self, request: rpc_pb2.RangeRequest, context: Any) -> rpc_pb2.RangeResponse:
-        resp = await self._backend.range(convert.range_request_from_pb(request))
+        resp = await self._gate.range(context, convert.range_request_from_pb(request))
         header = convert.header_pb(self._backend.header(), resp.revision)
         return convert.range_response_to_pb(resp, header)
 
     async def Put(self, request: rpc_pb2.PutRequest, context: Any) -> rpc_pb2.PutResponse:
         self._check_size(request)
         req = convert.put_request_from_pb(request)
-        resp: PutResponse = _expect(await self._backend.write(req), PutResponse)
+        resp: PutResponse = _expect(await self._gate.write(context, req), PutResponse)
         return convert.put_response_to_pb(
             resp, convert.header_pb(self._backend.header(), resp.revision)
         )
@@ -62,7 +65,9 @@ class KVServicer:
     ) -> rpc_pb2.DeleteRangeResponse:
         self._check_size(request)
         req = convert.delete_range_request_from_pb(request)
-        resp: DeleteRangeResponse = _expect(await self._backend.write(req), DeleteRangeResponse)
+        resp: DeleteRangeResponse = _expect(
+            await self._gate.write(context, req), DeleteRangeResponse
+        )
         return convert.delete_range_response_to_pb(
             resp, convert.header_pb(self._backend.header(), resp.revision)
         )
@@ -70,7 +75,7 @@ class KVServicer:
     async def Txn(self, request: rpc_pb2.TxnRequest, context: Any) -> rpc_pb2.TxnResponse:
         self._check_size(request)
         req = convert.txn_request_from_pb(request)
-        resp: TxnResponse = _expect(await self._backend.write(req), TxnResponse)
+        resp: TxnResponse = _expect(await self._gate.write(context, req), TxnResponse)
         return convert.txn_response_to_pb(
             resp, convert.header_pb(self._backend.header(), resp.revision)
         )
@@ -79,7 +84,7 @@ class KVServicer:
         self, request: rpc_pb2.CompactionRequest, context: Any
     ) -> rpc_pb2.CompactionResponse:
         req = convert.compaction_request_from_pb(request)
-        resp: CompactionResponse = _expect(await self._backend.write(req), CompactionResponse)
+        resp: CompactionResponse = _expect(await self._gate.write(context, req), CompactionResponse)
         return rpc_pb2.CompactionResponse(
             header=convert.header_pb(self._backend.header(), resp.revision)
         )

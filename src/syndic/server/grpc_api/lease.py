@@ -1,6 +1,7 @@
 """etcd's Lease service over a Backend.
 
-Grant and revoke are replicated writes; keep-alive goes to the leader
+Grant and revoke are replicated writes, through the auth gate (a revoke
+needs WRITE on every key attached to the lease); keep-alive goes to the leader
 through ``backend.lease_keep_alive``; time-to-live and the lease list are
 answered from this member's state.
 """
@@ -23,20 +24,22 @@ from syndic.kv.messages import (
 )
 from syndic.server.backend import Backend
 from syndic.server.grpc_api import convert
+from syndic.server.grpc_api.auth import AuthGate
 from syndic.server.grpc_api.kv import _expect
 
 
 class LeaseServicer:
     """Serves ``etcdserverpb.Lease``."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, gate: AuthGate) -> None:
         self._backend = backend
+        self._gate = gate
 
     async def LeaseGrant(
         self, request: rpc_pb2.LeaseGrantRequest, context: Any
     ) -> rpc_pb2.LeaseGrantResponse:
         req = LeaseGrantRequest(ttl_s=request.TTL, id=request.ID)
-        resp: LeaseGrantResponse = _expect(await self._backend.write(req), LeaseGrantResponse)
+        resp: LeaseGrantResponse = _expect(await self._gate.write(context, req), LeaseGrantResponse)
         return rpc_pb2.LeaseGrantResponse(
             header=convert.header_pb(self._backend.header(), resp.revision),
             ID=resp.id,
@@ -48,7 +51,9 @@ class LeaseServicer:
         self, request: rpc_pb2.LeaseRevokeRequest, context: Any
     ) -> rpc_pb2.LeaseRevokeResponse:
         req = LeaseRevokeRequest(id=request.ID)
-        resp: LeaseRevokeResponse = _expect(await self._backend.write(req), LeaseRevokeResponse)
+        resp: LeaseRevokeResponse = _expect(
+            await self._gate.write(context, req), LeaseRevokeResponse
+        )
         return rpc_pb2.LeaseRevokeResponse(
             header=convert.header_pb(self._backend.header(), resp.revision)
         )

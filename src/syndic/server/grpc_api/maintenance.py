@@ -1,4 +1,10 @@
-"""etcd's Maintenance service: status, alarms, hashes, snapshot, defragment, leader moves."""
+"""etcd's Maintenance service: status, alarms, hashes, snapshot, defragment, leader moves.
+
+Once auth is enabled, Hash, HashKV, Defragment and Snapshot need the root
+role and answer a refusal as etcd 3.4's authMaintenanceServer does (gRPC
+UNKNOWN, "auth: permission denied"); MoveLeader needs it too, answered with
+etcd's usual errors; Status and Alarm need nothing.
+"""
 
 # ruff: noqa: N802  (handlers carry etcd's method names: Range, Put, ...)
 
@@ -12,6 +18,7 @@ from syndic.api.gen import rpc_pb2
 from syndic.kv.errors import SnapshotCorruptError
 from syndic.server.backend import Backend
 from syndic.server.grpc_api import convert
+from syndic.server.grpc_api.auth import AuthGate
 from syndic.server.grpc_api.config import GrpcApiConfig
 
 _AlarmAction = rpc_pb2.AlarmRequest.AlarmAction
@@ -56,9 +63,10 @@ def unframe_snapshot(saved: bytes) -> bytes:
 class MaintenanceServicer:
     """Serves ``etcdserverpb.Maintenance`` (Downgrade is not offered: etcd 3.4 has none)."""
 
-    def __init__(self, backend: Backend, config: GrpcApiConfig) -> None:
+    def __init__(self, backend: Backend, config: GrpcApiConfig, gate: AuthGate) -> None:
         self._backend = backend
         self._config = config
+        self._gate = gate
 
     def _header(self, revision: int | None = None) -> rpc_pb2.ResponseHeader:
         return convert.header_pb(self._backend.header(), revision)
@@ -68,6 +76,8 @@ class MaintenanceServicer:
 
     async def Alarm(self, request: rpc_pb2.AlarmRequest, context: Any) -> rpc_pb2.AlarmResponse:
         action = request.action
+        if action != _AlarmAction.GET:
+            await self._gate.check_token(context)  # etcd: checked on any proposal
         if action == _AlarmAction.GET:
             alarms = self._backend.alarms()
         elif action == _AlarmAction.ACTIVATE:
@@ -100,17 +110,20 @@ class MaintenanceServicer:
     async def Defragment(
         self, request: rpc_pb2.DefragmentRequest, context: Any
     ) -> rpc_pb2.DefragmentResponse:
+        await self._gate.require_admin_untranslated(context)
         # The store lives in memory and its snapshots are rewritten whole,
         # so there is nothing to defragment; etcd answers success the same way.
         return rpc_pb2.DefragmentResponse(header=self._header())
 
     async def Hash(self, request: rpc_pb2.HashRequest, context: Any) -> rpc_pb2.HashResponse:
+        await self._gate.require_admin_untranslated(context)
         # etcd hashes its whole backend file; syndic's closest equivalent is
         # the hash of every retained key revision.
         resp = self._backend.hash_kv(0)
         return rpc_pb2.HashResponse(header=self._header(resp.revision), hash=resp.hash)
 
     async def HashKV(self, request: rpc_pb2.HashKVRequest, context: Any) -> rpc_pb2.HashKVResponse:
+        await self._gate.require_admin_untranslated(context)
         resp = self._backend.hash_kv(request.revision)
         return rpc_pb2.HashKVResponse(
             header=self._header(resp.revision),
@@ -125,6 +138,7 @@ class MaintenanceServicer:
         and the alignment, so syndic streams ``frame_snapshot(data)`` the
         same way. :func:`unframe_snapshot` recovers the data from a saved file.
         """
+        await self._gate.require_admin_untranslated(context)
         data = frame_snapshot(self._backend.snapshot_bytes())
         header = self._header()
         chunk_bytes = self._config.snapshot_chunk_bytes
@@ -145,5 +159,6 @@ class MaintenanceServicer:
     async def MoveLeader(
         self, request: rpc_pb2.MoveLeaderRequest, context: Any
     ) -> rpc_pb2.MoveLeaderResponse:
+        await self._gate.require_admin(context)
         await self._backend.move_leader(request.targetID)
         return rpc_pb2.MoveLeaderResponse(header=self._header())

@@ -7,6 +7,10 @@ handler's sender loop is the only writer to the gRPC stream: it waits for
 batch of responses and writes them. When either side ends the stream is
 closed, dropping its watchers (etcd: serverWatchStream.close).
 
+Once auth is enabled, a create needs READ on its range, checked when the
+watcher is created (etcd: isWatchPermitted); a refusal is answered
+created+canceled with etcd's reason and the stream stays open.
+
 Periodic progress (etcd: sendLoop's progressTicker) is per stream: every
 ``progress_notify_interval_s`` each watcher created with ``progress_notify``
 that received no events since the previous tick, is synced and has nothing
@@ -28,6 +32,7 @@ from syndic.kv.errors import KvError, WatchError
 from syndic.kv.watch import WatchResponse, WatchStream
 from syndic.server.backend import Backend
 from syndic.server.grpc_api import convert
+from syndic.server.grpc_api.auth import AuthGate
 from syndic.server.grpc_api.config import GrpcApiConfig
 
 # etcd: clientv3.InvalidWatchID, the id of a create that failed.
@@ -35,6 +40,10 @@ INVALID_WATCH_ID: Final = -1
 # Requests the reader may queue ahead of the sender; a full queue stops
 # reading, which pushes back on the client through gRPC flow control.
 INBOX_REQUESTS_MAX: Final = 128
+# etcd: the cancel reason of a denied create is the gRPC error's text.
+PERMISSION_DENIED_REASON: Final = (
+    "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+)
 # Queued by run() when the client half-closes; never sent by a client.
 _END_OF_REQUESTS: Final = rpc_pb2.WatchRequest()
 
@@ -46,10 +55,12 @@ class WatchServicer:
         self,
         backend: Backend,
         config: GrpcApiConfig,
+        gate: AuthGate,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._backend = backend
         self._config = config
+        self._gate = gate
         self._clock = clock
 
     async def Watch(
@@ -57,9 +68,10 @@ class WatchServicer:
     ) -> None:
         stream = self._backend.open_watch_stream()
         try:
-            await _WatchSession(self._backend, self._config, self._clock, stream, context).run(
-                request_iterator
+            session = _WatchSession(
+                self._backend, self._config, self._gate, self._clock, stream, context
             )
+            await session.run(request_iterator)
         finally:
             stream.close()
 
@@ -77,12 +89,14 @@ class _WatchSession:
         self,
         backend: Backend,
         config: GrpcApiConfig,
+        gate: AuthGate,
         clock: Callable[[], float],
         stream: WatchStream,
         context: Any,
     ) -> None:
         self._backend = backend
         self._config = config
+        self._gate = gate
         self._clock = clock
         self._stream = stream
         self._context = context
@@ -132,6 +146,9 @@ class _WatchSession:
         # etcd ignores a request with no union member set.
 
     async def _create(self, pb: rpc_pb2.WatchCreateRequest) -> None:
+        if not await self._gate.watch_permitted(self._context, pb.key, pb.range_end):
+            await self._refuse_create(PERMISSION_DENIED_REASON)
+            return
         try:
             if len(self._active) >= self._config.watchers_per_stream_max:
                 raise WatchError(
@@ -139,21 +156,24 @@ class _WatchSession:
                 )
             watch_id = self._stream.create(convert.watch_create_from_pb(pb))
         except KvError as exc:
-            # etcd: a failed create is answered created+canceled with the
-            # reason, and the stream stays open.
-            await self._context.write(
-                rpc_pb2.WatchResponse(
-                    header=convert.header_pb(self._backend.header()),
-                    watch_id=INVALID_WATCH_ID,
-                    created=True,
-                    canceled=True,
-                    cancel_reason=str(exc),
-                )
-            )
+            await self._refuse_create(str(exc))
             return
         self._active.add(watch_id)
         if pb.progress_notify:
             self._progress[watch_id] = True
+
+    async def _refuse_create(self, reason: str) -> None:
+        # etcd: a failed create is answered created+canceled with the
+        # reason, and the stream stays open.
+        await self._context.write(
+            rpc_pb2.WatchResponse(
+                header=convert.header_pb(self._backend.header()),
+                watch_id=INVALID_WATCH_ID,
+                created=True,
+                canceled=True,
+                cancel_reason=reason,
+            )
+        )
 
     def _cancel(self, watch_id: int) -> None:
         # etcd: cancelling an unknown id sends nothing.

@@ -680,14 +680,15 @@ def test_write_entries_apply_unchecked_while_auth_is_disabled() -> None:
         apply_auth_entry(auth, sm.store, (WRITE_OP, "", "0", PutRequest(b"k")), 0)
 
 
-def test_version_one_snapshots_restore_with_auth_disabled() -> None:
+def test_snapshots_without_a_valid_auth_store_are_refused_and_change_nothing() -> None:
     sm = StateMachine(StoreConfig(), {})
     sm.auth = admin_store()
-    old = msgpack.packb([1, sm.store.serialize(), []])
-    sm.restore(old)
-    assert sm.auth.serialize() == AuthStore().serialize()
+    before = sm.auth.serialize()
     with pytest.raises(StateSnapshotError):
-        sm.restore(msgpack.packb([2, sm.store.serialize(), []]))  # version 2 needs auth
-    bad_auth = msgpack.packb([2, sm.store.serialize(), [], [True, 1, b"", [], []]])
+        sm.restore(msgpack.packb([1, sm.store.serialize(), []]))  # no auth part
+    bad_auth = msgpack.packb([1, sm.store.serialize(), [], [True, 1, b"", [], []]])
     with pytest.raises(StateSnapshotError):
         sm.restore(bad_auth)
+    with pytest.raises(StateSnapshotError):
+        sm.restore(msgpack.packb([9, sm.store.serialize(), [], sm.auth.serialize()]))
+    assert sm.auth.serialize() == before

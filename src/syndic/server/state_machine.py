@@ -21,10 +21,7 @@ from syndic.server.auth import AuthSnapshotError, AuthStore, apply_auth_entry
 from syndic.server.backend import AuthError
 from syndic.server.entry_codec import DecodedEntry, EntryKind
 
-# 2 added the auth store; a version 1 snapshot restores with auth disabled
-# and no users, which is what a member of that version held.
-SNAPSHOT_FORMAT_VERSION = 2
-_SNAPSHOT_FORMAT_VERSIONS_READ = (1, 2)
+SNAPSHOT_FORMAT_VERSION = 1
 
 
 class StateSnapshotError(ValueError):
@@ -86,15 +83,15 @@ class StateMachine:
     def restore(self, data: bytes) -> None:
         """Replace everything with a snapshot's state; nothing changes if it is invalid."""
         try:
-            version, store_bytes, members, *rest = msgpack.unpackb(data)
+            version, store_bytes, members, auth_bytes = msgpack.unpackb(data)
         except Exception as exc:
             raise StateSnapshotError(f"snapshot data is not a syndic state: {exc}") from exc
-        if version not in _SNAPSHOT_FORMAT_VERSIONS_READ or len(rest) != version - 1:
+        if version != SNAPSHOT_FORMAT_VERSION:
             raise StateSnapshotError(
-                f"snapshot format {version!r} is not one of {_SNAPSHOT_FORMAT_VERSIONS_READ}"
+                f"snapshot format {version!r} is not {SNAPSHOT_FORMAT_VERSION}"
             )
         try:
-            auth = AuthStore.restore(rest[0]) if rest else AuthStore()
+            auth = AuthStore.restore(auth_bytes)
         except AuthSnapshotError as exc:
             raise StateSnapshotError(str(exc)) from exc
         store = Store.restore(store_bytes, self.store_config)

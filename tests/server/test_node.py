@@ -3,6 +3,7 @@ restart, replication to followers, ReadIndex reads, leader failover."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from syndic.kv.messages import (
 )
 from syndic.raft import Role
 from syndic.server.backend import ServerError
-from syndic.server.node import MemberNode
+from syndic.server.node import MemberIdentityError, MemberNode
 from tests.server.cluster_util import cluster_configs, eventually
 
 
@@ -113,3 +114,22 @@ async def test_alarms_are_raised_and_cleared_through_the_log(tmp_path: Path) -> 
         assert restarted.alarms() == []
     finally:
         await restarted.stop()
+
+
+async def test_a_data_dir_refuses_a_member_it_does_not_know(tmp_path: Path) -> None:
+    (config,) = cluster_configs(tmp_path, 1)
+    node = MemberNode(config)
+    await node.start()
+    await node.write(PutRequest(key=b"a", value=b"1"))
+    await node.stop()
+    # Ids derive from peer URLs and the cluster token, as etcd's do.
+    other_cluster = dataclasses.replace(config, initial_cluster_token="another-cluster")
+    with pytest.raises(MemberIdentityError, match="belongs to"):
+        await MemberNode(other_cluster).start()
+    # The directory is left as it was: the right flags still start it.
+    again = MemberNode(config)
+    await again.start()
+    try:
+        await eventually(lambda: again.state.store.revision == 2)
+    finally:
+        await again.stop()

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import os
 import random
 import time
 from pathlib import Path
@@ -75,6 +76,10 @@ PENDING_PROPOSALS_MAX = 100_000
 PENDING_READS_MAX = 100_000
 # Framing an entry adds ids and a timestamp to the request it carries.
 ENTRY_OVERHEAD_BYTES_MAX = 1024
+
+
+class MemberIdentityError(RuntimeError):
+    """The data directory belongs to a cluster this member is not part of."""
 
 
 class _Pending:
@@ -142,6 +147,11 @@ class MemberNode:
     async def start(self) -> None:
         """Open (or create) the data directory, restore, and join the cluster."""
         self._wal = await asyncio.to_thread(Wal.open, self.data_dir / "wal")
+        try:
+            self._check_identity()
+        except MemberIdentityError:
+            await asyncio.to_thread(self._wal.close)
+            raise
         self._snapshots = SnapshotStore(self.data_dir / "snap")
         recovered = recover(self._wal.read_all(), self._snapshots).state
         fresh = not recovered.entries and recovered.snapshot is None
@@ -173,6 +183,26 @@ class MemberNode:
             # A single-voter cluster need not wait an election timeout to lead.
             self.raft.campaign()
         self._task = asyncio.create_task(self._run(), name=f"node-{self.config.name}")
+
+    def _check_identity(self) -> None:
+        """Refuse a data directory written by another member or cluster (etcd
+        compares the member and cluster ids it stored); record ours on first use."""
+        path = self.data_dir / "identity"
+        mine = f"member {self.id:x} cluster {self.cluster_id:x}\n"
+        if path.exists():
+            stored = path.read_text()
+            if stored != mine:
+                raise MemberIdentityError(
+                    f"{self.data_dir} belongs to {stored.strip()!r}, but these flags "
+                    f"(--name={self.config.name!r}, --initial-cluster, "
+                    f"--initial-cluster-token) make {mine.strip()!r}"
+                )
+            return
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(mine)
+        with temporary.open("rb") as f:
+            os.fsync(f.fileno())
+        temporary.rename(path)
 
     async def stop(self) -> None:
         """Stop serving, fail waiting callers, and close the WAL cleanly."""

@@ -50,8 +50,17 @@ class MemberProcess:
             self.process.wait(10)
 
 
-def start_cluster(kind: str, root: Path, size: int) -> list[MemberProcess]:
-    """Start ``size`` members of ``kind`` ("syndic" or "etcd") with etcd's flags."""
+def start_cluster(
+    kind: str,
+    root: Path,
+    size: int,
+    *,
+    heartbeat_interval_ms: int = 50,
+    election_timeout_ms: int = 500,
+) -> list[MemberProcess]:
+    """Start ``size`` members of ``kind`` ("syndic" or "etcd") with etcd's flags.
+
+    Timers default to twice etcd's speed so fault tests finish quickly."""
     names = [f"m{i}" for i in range(1, size + 1)]
     ports = {n: (free_port(), free_port(), free_port()) for n in names}
     initial = ",".join(f"{n}=http://127.0.0.1:{ports[n][1]}" for n in names)
@@ -69,8 +78,8 @@ def start_cluster(kind: str, root: Path, size: int) -> list[MemberProcess]:
             f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
             f"--initial-cluster={initial}",
             "--initial-cluster-state=new",
-            "--heartbeat-interval=50",
-            "--election-timeout=500",
+            f"--heartbeat-interval={heartbeat_interval_ms}",
+            f"--election-timeout={election_timeout_ms}",
             f"--listen-metrics-urls=http://127.0.0.1:{admin}",
         ]
         member = MemberProcess(name, client, peer, admin, root / name, argv, root / f"{name}.log")

@@ -1,4 +1,4 @@
-"""The HTTP admin API of a running member: /health as etcd answers it, /metrics
+"""A running member's listeners. The HTTP admin API: /health as etcd answers it, /metrics
 parsed by prometheus-client's own parser, /version and /debug/status."""
 
 from __future__ import annotations
@@ -7,12 +7,13 @@ from pathlib import Path
 
 import aiohttp
 import grpc
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from syndic.api.gen import rpc_pb2
 from syndic.api.services import KV_SERVICE, make_stub
 from syndic.server.app import MemberServer
-from syndic.server.config import load_config
+from syndic.server.config import ServerConfig, load_config
 from tests.server.cluster_util import free_port
 
 
@@ -79,3 +80,23 @@ async def test_admin_endpoints_report_the_member_truthfully(tmp_path: Path) -> N
     )
     assert debug["raft"]["role"] == "leader"
     assert debug["members"][0]["client_urls"] == [f"http://127.0.0.1:{client}"]
+
+
+async def test_a_busy_client_port_is_an_error_not_a_shared_port(tmp_path: Path) -> None:
+    client = free_port()
+
+    def config(name: str) -> ServerConfig:
+        return load_config(
+            {
+                "data-dir": str(tmp_path / name),
+                "listen-client-urls": f"http://127.0.0.1:{client}",
+                "listen-peer-urls": f"http://127.0.0.1:{free_port()}",
+            },
+            {},
+        )
+
+    async with MemberServer(config("first")):
+        second = MemberServer(config("second"))
+        with pytest.raises(RuntimeError):
+            await second.start()
+        await second.stop()

@@ -50,6 +50,17 @@ SCRIPT: list[tuple[list[str], str | None]] = [
     (["lock", "lk", "--", "echo", "in-lock"], None),
     (["member", "list", "-w", "json"], None),
     (["endpoint", "health"], None),
+    # Leases: "{lease}" stands for the id the last grant printed.
+    (["lease", "grant", "600"], None),
+    (["put", "/leased", "v", "--lease={lease}"], None),
+    (["lease", "timetolive", "{lease}", "--keys"], None),
+    (["lease", "keep-alive", "--once", "{lease}"], None),
+    (["lease", "list"], None),
+    (["lease", "revoke", "{lease}"], None),
+    (["get", "/leased"], None),
+    (["lease", "timetolive", "{lease}"], None),
+    (["lease", "revoke", "{lease}"], None),
+    (["put", "/x", "v", "--lease=1234"], None),
     # Authentication and permissions, last: once enabled, every step needs a user.
     (["auth", "enable"], None),
     (["user", "add", "root:rootpw"], None),
@@ -99,6 +110,8 @@ def normalize(text: str) -> str:
     text = re.sub(r"\b[0-9a-f]{16}\b", "<id>", text)
     text = re.sub(r'"(cluster_id|member_id|ID|raft_term|revision)":\d+', r'"\1":<n>', text)
     text = re.sub(r"took = [0-9.]+[mµn]?s", "took = <t>", text)
+    # A second may tick between grant and the next call on either system.
+    text = re.sub(r"(remaining|TTL)\((59\d|600)s\)", r"\1(<ttl>)", text)
     text = re.sub(r"127\.0\.0\.1:\d+", "<addr>", text)
     text = re.sub(r'"name":"m\d"', '"name":"<m>"', text)
     return text
@@ -107,8 +120,13 @@ def normalize(text: str) -> str:
 def run_script(members: list[MemberProcess]) -> list[tuple[int, str, str]]:
     endpoints = ",".join(m.endpoint for m in members)
     results = []
-    for args, stdin in SCRIPT:
+    lease = ""
+    for template, stdin in SCRIPT:
+        args = [arg.replace("{lease}", lease) for arg in template]
         out = etcdctl(endpoints, *args, input_text=stdin)
+        granted = re.search(r"lease ([0-9a-f]+) granted", out.stdout)
+        if granted and template[:2] == ["lease", "grant"]:
+            lease = granted.group(1)
         # stderr also carries the client's JSON retry logs; the user-facing
         # error is the "Error:" line.
         error = "\n".join(line for line in out.stderr.splitlines() if line.startswith("Error:"))

@@ -310,6 +310,10 @@ def grpc_server_options(
     return [
         ("grpc.max_receive_message_length", receive_bytes_max),
         ("grpc.max_send_message_length", _MAX_SEND_BYTES),
+        # gRPC sets SO_REUSEPORT by default, so a second member (or an etcd
+        # started with it) would bind the same client port silently and
+        # split the traffic; a busy port must be an error, as it is for etcd.
+        ("grpc.so_reuseport", 0),
     ]
 
 

@@ -25,11 +25,12 @@ from click.testing import CliRunner
 from syndic.api.gen import rpc_pb2
 from syndic.api.services import KV_SERVICE, MAINTENANCE_SERVICE, add_servicer, make_stub
 from syndic.cli.main import cli
-from syndic.cli.snapshot import human_bytes, parse_duration_s, parse_endpoint, write_durably
+from syndic.cli.snapshot import PART_SUFFIX, human_bytes, parse_duration_s, parse_endpoint
 from syndic.kv.messages import PutRequest
 from syndic.server.app import MemberServer
 from syndic.server.grpc_api.maintenance import frame_snapshot
 from syndic.server.restore import snapshot_status
+from syndic.storage.durable import write_atomically
 from tests.server.cluster_util import cluster_configs, free_port
 
 ETCDCTL = shutil.which("etcdctl")
@@ -121,7 +122,7 @@ def test_save_writes_a_verified_file_and_status_describes_it(
     refused = invoke("snapshot", "save", str(occupied), "--endpoints", member.endpoint)
     assert refused.exit_code == 2 and "is a directory" in refused.output
     with pytest.raises(IsADirectoryError):
-        write_durably(occupied, saved)
+        write_atomically(occupied, saved, temp_suffix=PART_SUFFIX)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["backup.db", "source", "taken.db"]
 
 

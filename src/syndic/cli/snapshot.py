@@ -9,15 +9,15 @@ for a NEW cluster (see ``syndic.server.restore``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import Final
 
 import click
+
+from syndic.storage.durable import write_atomically
 
 # etcdctl's defaults: --endpoints 127.0.0.1:2379, --dial-timeout 2s.
 DEFAULT_ENDPOINT: Final = "127.0.0.1:2379"
@@ -125,30 +125,6 @@ async def fetch_snapshot(
     return b"".join(chunks)
 
 
-def write_durably(path: Path, data: bytes) -> None:
-    """Write ``path.part``, fsync it, rename it to ``path``, fsync the directory."""
-    part = path.with_name(path.name + PART_SUFFIX)
-    try:
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(part, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            part.unlink()
-        raise
-    dir_fd = os.open(path.absolute().parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 @click.group()
 def snapshot() -> None:
     """Save, inspect and restore snapshots (etcdctl snapshot, same file format)."""
@@ -180,7 +156,7 @@ def save(file: Path, endpoints: str, dial_timeout: str, command_timeout: str) ->
     except RestoreError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        write_durably(file, saved)
+        write_atomically(file, saved, temp_suffix=PART_SUFFIX)
     except OSError as exc:
         raise click.ClickException(f"{file}: cannot write: {exc.strerror or exc}") from exc
     click.echo(

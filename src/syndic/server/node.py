@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import itertools
 import logging
-import os
 import random
 import time
 from pathlib import Path
@@ -64,6 +63,7 @@ from syndic.server.metrics import ServerMetrics
 from syndic.server.state_machine import MemberAttrs, StateMachine
 from syndic.server.transport import PeerAddress, PeerTransport
 from syndic.storage import SnapshotStore, Wal, recover
+from syndic.storage.durable import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -198,11 +198,7 @@ class MemberNode:
                     f"--initial-cluster-token) make {mine.strip()!r}"
                 )
             return
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(mine)
-        with temporary.open("rb") as f:
-            os.fsync(f.fileno())
-        temporary.rename(path)
+        write_atomically(path, mine.encode())
 
     async def stop(self) -> None:
         """Stop serving, fail waiting callers, and close the WAL cleanly."""

@@ -50,6 +50,7 @@ import msgpack
 
 from syndic.raft.errors import InvalidArgumentError
 from syndic.raft.messages import ConfState, Snapshot, SnapshotMeta
+from syndic.storage.durable import FsyncFn, fsync_dir, write_atomically
 from syndic.storage.errors import (
     DataDirError,
     SnapshotCorruptError,
@@ -72,8 +73,6 @@ _NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.snap$")
 # far past any real cluster, and keeps a hostile header from forcing a big read.
 CONF_STATE_SIZE_BYTES_MAX: Final = 1024 * 1024
 GIB: Final = 1024 * 1024 * 1024
-
-FsyncFn = Callable[[int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,14 +175,6 @@ def decode_snapshot(path: str, raw: bytes, *, snapshot_size_bytes_max: int) -> S
     return Snapshot(meta=meta, data=bytes(body[conf_length:]))
 
 
-def _fsync_dir(path: str, fsync: FsyncFn) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class SnapshotStore:
     """A directory of snapshot files. Not thread-safe; one process per directory.
 
@@ -241,7 +232,7 @@ class SnapshotStore:
                 os.makedirs(path, mode=0o700)
             except OSError as exc:
                 raise DataDirError(path, f"cannot create snapshot directory: {exc}") from exc
-            _fsync_dir(os.path.dirname(os.path.abspath(path)), self._fsync)
+            fsync_dir(os.path.dirname(os.path.abspath(path)), self._fsync)
             return
         except OSError as exc:
             raise DataDirError(path, f"cannot stat snapshot directory: {exc}") from exc
@@ -292,21 +283,9 @@ class SnapshotStore:
         contents = encode_snapshot(snapshot)
         name = snapshot_file_name(snapshot.meta.index, snapshot.meta.term)
         path = os.path.join(self._dir_path, name)
-        temp_path = path + TEMP_SUFFIX
         try:
-            fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                view = memoryview(contents)
-                while view:
-                    view = view[os.write(fd, view) :]
-                self._fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(temp_path, path)
-            _fsync_dir(self._dir_path, self._fsync)
+            write_atomically(path, contents, fsync=self._fsync, temp_suffix=TEMP_SUFFIX)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(temp_path)
             raise SnapshotError(f"{path}: cannot save snapshot: {exc}") from exc
         self._apply_retention()
         return path

@@ -52,6 +52,7 @@ from types import TracebackType
 from typing import Final, ParamSpec, TypeVar
 
 from syndic.raft.messages import Entry, HardState, SnapshotMeta
+from syndic.storage.durable import FsyncFn, fsync_dir, write_all, write_atomically
 from syndic.storage.errors import (
     DataDirError,
     StorageArgumentError,
@@ -94,7 +95,6 @@ _SEGMENT_HEAD_SIZE_BYTES_MAX: Final = SEGMENT_HEADER_SIZE_BYTES + 2 * (
     RECORD_HEADER_SIZE_BYTES + 64
 )
 
-FsyncFn = Callable[[int], None]
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -450,21 +450,6 @@ def _scan_segment(
     return offset, None
 
 
-def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _fsync_dir(path: str, fsync: FsyncFn) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _prepare_dir(dir_path: str, *, create: bool, fsync: FsyncFn) -> None:
     try:
         mode = os.stat(dir_path).st_mode
@@ -475,7 +460,7 @@ def _prepare_dir(dir_path: str, *, create: bool, fsync: FsyncFn) -> None:
             os.makedirs(dir_path, mode=0o700)
         except OSError as exc:
             raise DataDirError(dir_path, f"cannot create WAL directory: {exc}") from exc
-        _fsync_dir(os.path.dirname(os.path.abspath(dir_path)), fsync)
+        fsync_dir(os.path.dirname(os.path.abspath(dir_path)), fsync)
         return
     except OSError as exc:
         raise DataDirError(dir_path, f"cannot stat WAL directory: {exc}") from exc
@@ -617,7 +602,7 @@ class Wal:
             _create_segment(path, _Segment(0, 1, ""), HardState(), None, fsync)
             segments = _list_segments(path)
         elif repairs:
-            _fsync_dir(path, fsync)
+            fsync_dir(path, fsync)
         replay = _Replay(segments[0].first_index)
         size = 0
         for number, segment in enumerate(segments):
@@ -722,7 +707,7 @@ class Wal:
         self._check_usable()
         if self._buffer:
             assert self._fd is not None
-            self._guarded(_write_all, self._fd, self._buffer)
+            self._guarded(write_all, self._fd, self._buffer)
             self._buffer.clear()
 
     def sync(self) -> None:
@@ -762,7 +747,7 @@ class Wal:
         for path in paths:  # oldest first: a crash leaves a contiguous suffix
             self._guarded(os.unlink, path)
         if paths:
-            self._guarded(_fsync_dir, self._dir_path, self._fsync)
+            self._guarded(fsync_dir, self._dir_path, self._fsync)
             del self._segments[:released]
         return paths
 
@@ -993,13 +978,5 @@ def _create_segment(
         head += frame_record(RecordType.SNAPSHOT_MARKER, encode_snapshot_marker(marker))
     assert len(head) <= _SEGMENT_HEAD_SIZE_BYTES_MAX, len(head)
     path = os.path.join(dir_path, segment_file_name(segment.seq, segment.first_index))
-    temp_path = path + TEMP_SUFFIX
-    fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        _write_all(fd, head)
-        fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(temp_path, path)
-    _fsync_dir(dir_path, fsync)
+    write_atomically(path, head, fsync=fsync, temp_suffix=TEMP_SUFFIX)
     return path, len(head)

@@ -515,13 +515,10 @@ class SimCluster:
             if m.core is not None and m.state is not MemberState.CRASHED
         ]
 
-    def settled_touched(self) -> list[int]:
-        """Members changed by the last event whose core has no Ready outstanding.
-
-        Between ``ready()`` and ``advance()`` (an fsync in flight) a core is
-        mid-transaction; its own invariants are checked when the fsync completes.
-        """
-        return [n for n in sorted(self.touched) if not self.members[n].busy]
+    def touched_members(self) -> list[int]:
+        """Members changed by the last event, including those with an fsync in
+        flight: a core's invariants hold between ``ready()`` and ``advance()`` too."""
+        return sorted(self.touched)
 
     def leader(self) -> int:
         """The live member that believes it leads in the highest term, or 0."""

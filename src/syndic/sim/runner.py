@@ -248,7 +248,7 @@ class _Run:
             cluster.touched.clear()
             try:
                 event.action()
-                checker.check_step(cluster.live_cores(), cluster.settled_touched())
+                checker.check_step(cluster.live_cores(), cluster.touched_members())
             except SafetyViolationError:
                 raise
             except Exception as exc:  # the core or runtime blew up: a finding, with its seed

@@ -62,30 +62,54 @@ def start_cluster(
 
     Timers default to twice etcd's speed so fault tests finish quickly."""
     names = [f"m{i}" for i in range(1, size + 1)]
-    ports = {n: (free_port(), free_port(), free_port()) for n in names}
-    initial = ",".join(f"{n}=http://127.0.0.1:{ports[n][1]}" for n in names)
-    program = [ETCD or "etcd"] if kind == "etcd" else [sys.executable, "-m", "syndic", "serve"]
+    peer_ports = {n: free_port() for n in names}
+    initial = ",".join(f"{n}=http://127.0.0.1:{peer_ports[n]}" for n in names)
     members = []
     for name in names:
-        client, peer, admin = ports[name]
-        argv = [
-            *program,
-            f"--name={name}",
-            f"--data-dir={root / name}",
-            f"--listen-client-urls=http://127.0.0.1:{client}",
-            f"--advertise-client-urls=http://127.0.0.1:{client}",
-            f"--listen-peer-urls=http://127.0.0.1:{peer}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-            f"--initial-cluster={initial}",
-            "--initial-cluster-state=new",
-            f"--heartbeat-interval={heartbeat_interval_ms}",
-            f"--election-timeout={election_timeout_ms}",
-            f"--listen-metrics-urls=http://127.0.0.1:{admin}",
-        ]
-        member = MemberProcess(name, client, peer, admin, root / name, argv, root / f"{name}.log")
+        member = member_process(
+            kind,
+            root,
+            name,
+            peer_ports[name],
+            initial,
+            "new",
+            timers=(heartbeat_interval_ms, election_timeout_ms),
+        )
         member.start()
         members.append(member)
     return members
+
+
+def member_process(
+    kind: str,
+    root: Path,
+    name: str,
+    peer_port: int,
+    initial_cluster: str,
+    cluster_state: str,
+    *,
+    timers: tuple[int, int] = (50, 500),
+) -> MemberProcess:
+    """One member of ``kind``, not yet started, on fresh client and admin ports.
+
+    ``timers`` is (heartbeat interval, election timeout) in milliseconds."""
+    program = [ETCD or "etcd"] if kind == "etcd" else [sys.executable, "-m", "syndic", "serve"]
+    client, admin = free_port(), free_port()
+    argv = [
+        *program,
+        f"--name={name}",
+        f"--data-dir={root / name}",
+        f"--listen-client-urls=http://127.0.0.1:{client}",
+        f"--advertise-client-urls=http://127.0.0.1:{client}",
+        f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+        f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+        f"--initial-cluster={initial_cluster}",
+        f"--initial-cluster-state={cluster_state}",
+        f"--heartbeat-interval={timers[0]}",
+        f"--election-timeout={timers[1]}",
+        f"--listen-metrics-urls=http://127.0.0.1:{admin}",
+    ]
+    return MemberProcess(name, client, peer_port, admin, root / name, argv, root / f"{name}.log")
 
 
 def etcdctl(

@@ -16,7 +16,8 @@ from syndic.kv.messages import (
 )
 from syndic.raft import Role
 from syndic.server.backend import ServerError
-from syndic.server.node import MemberIdentityError, MemberNode
+from syndic.server.bootstrap import MemberIdentityError
+from syndic.server.node import MemberNode
 from tests.server.cluster_util import cluster_configs, eventually
 
 

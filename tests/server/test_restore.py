@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 
 from syndic.kv.messages import LeaseGrantRequest, PutRequest, RangeRequest
 from syndic.raft import ConfState
+from syndic.server.bootstrap import INITIAL_INDEX
 from syndic.server.config import ServerConfig, load_config
 from syndic.server.grpc_api.maintenance import SNAPSHOT_ALIGN_BYTES, frame_snapshot
 from syndic.server.node import MemberNode
 from syndic.server.restore import (
-    RESTORED_INDEX,
     DataDirExistsError,
     RestoreConfigError,
     RestoreError,
@@ -147,7 +147,7 @@ async def test_restore_one_member_serves_the_keys_as_a_new_cluster(
     with Wal.open(config.data_path / "member" / "wal") as wal:
         recovered = recover(wal.read_all(), SnapshotStore(config.data_path / "member" / "snap"))
     assert recovered.state.snapshot is not None
-    assert recovered.state.snapshot.meta.index == RESTORED_INDEX
+    assert recovered.state.snapshot.meta.index == INITIAL_INDEX
     assert recovered.state.snapshot.meta.conf_state == ConfState(
         voters=frozenset(config.member_ids().values())
     )

@@ -228,6 +228,11 @@ class RaftNode:
     def lead_transferee(self) -> int:
         return self._lead_transferee
 
+    def match_index(self, node_id: int) -> int:
+        """The highest index known replicated on ``node_id``; 0 unless this node leads."""
+        pr = self._progress.get(node_id) if self.role is Role.LEADER else None
+        return pr.match if pr is not None else 0
+
     def entries_between(self, lo: int, hi: int) -> tuple[Entry, ...]:
         """Log entries ``[lo, hi)`` this node still holds (compacted ones are omitted)."""
         for name, value in (("lo", lo), ("hi", hi)):

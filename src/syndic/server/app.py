@@ -68,7 +68,12 @@ async def serve_until_signalled(config: ServerConfig, on_ready: object = None) -
     async with MemberServer(config) as server:
         if callable(on_ready):
             on_ready(server)
-        await stop.wait()
+        # A member removed from the cluster exits, as etcd's does.
+        signalled = asyncio.ensure_future(stop.wait())
+        removed = asyncio.ensure_future(server.node.removed.wait())
+        await asyncio.wait((signalled, removed), return_when=asyncio.FIRST_COMPLETED)
+        signalled.cancel()
+        removed.cancel()
         log.info("member %s: shutting down", config.name)
 
 

@@ -165,6 +165,17 @@ def member_not_found() -> ServerError:
     return ServerError("NOT_FOUND", "etcdserver: member not found")
 
 
+def unhealthy_cluster() -> ServerError:
+    return ServerError("UNAVAILABLE", "etcdserver: unhealthy cluster")
+
+
+def not_enough_started_members() -> ServerError:
+    return ServerError(
+        "FAILED_PRECONDITION",
+        "etcdserver: re-configuration failed due to not enough started members",
+    )
+
+
 def peer_url_exists() -> ServerError:
     return ServerError("FAILED_PRECONDITION", "etcdserver: Peer URLs already exists")
 

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import math
 import random
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ from syndic.raft import (
     EntryType,
     Message,
     NotLeaderError,
+    PersistentState,
     ProposalDroppedError,
     RaftConfig,
     RaftError,
@@ -55,15 +57,29 @@ from syndic.raft import (
     Role,
 )
 from syndic.server import backend as errors
+from syndic.server import reconfig
 from syndic.server.auth import AuthStore
 from syndic.server.backend import Header, Member, MemberStatus, ServerError
+from syndic.server.bootstrap import (
+    derived_identity,
+    initial_snapshot,
+    join_cluster,
+    settle_identity,
+    write_initial_log,
+)
 from syndic.server.config import ServerConfig, member_id, parse_url
 from syndic.server.entry_codec import EntryCodecError, EntryKind, decode_entry, encode_entry
 from syndic.server.metrics import ServerMetrics
+from syndic.server.peer_codec import (
+    PeerCodecError,
+    decode_member,
+    encode_cluster_info,
+    encode_member,
+)
+from syndic.server.reconfig import Voter
 from syndic.server.state_machine import MemberAttrs, StateMachine
-from syndic.server.transport import PeerAddress, PeerTransport
+from syndic.server.transport import PeerAddress, PeerTransport, call_peer
 from syndic.storage import SnapshotStore, Wal, recover
-from syndic.storage.durable import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +92,6 @@ PENDING_PROPOSALS_MAX = 100_000
 PENDING_READS_MAX = 100_000
 # Framing an entry adds ids and a timestamp to the request it carries.
 ENTRY_OVERHEAD_BYTES_MAX = 1024
-
-
-class MemberIdentityError(RuntimeError):
-    """The data directory belongs to a cluster this member is not part of."""
 
 
 class _Pending:
@@ -98,22 +110,14 @@ class MemberNode:
     def __init__(self, config: ServerConfig, metrics: ServerMetrics | None = None) -> None:
         self.config = config
         self.metrics = metrics or ServerMetrics()
-        ids = config.member_ids()
-        self.id = ids[config.name]
-        self.cluster_id = member_id(
-            tuple(sorted(u for urls in config.cluster_peers().values() for u in urls)),
-            config.initial_cluster_token,
-        )
-        peers = config.cluster_peers()
-        self._initial_members = {
-            ids[name]: MemberAttrs(
-                name, urls, config.advertise_client_urls if name == config.name else ()
-            )
-            for name, urls in peers.items()
-        }
+        # Settled by start(): derived from the flags, told by the cluster when
+        # joining, or read back from the data directory.
+        self.id = 0
+        self.cluster_id = 0
+        # The member table arrives in the first snapshot (bootstrap.py).
         self.state = StateMachine(
             StoreConfig(quota_bytes=config.quota_bytes, request_bytes_max=config.max_request_bytes),
-            self._initial_members,
+            {},
         )
         self.hub = WatchHub(self.state.store)
         self.raft: RaftNode | None = None
@@ -136,6 +140,10 @@ class MemberNode:
         # Set when a membership change, member attributes or a snapshot was
         # applied; the peer list is rebuilt only then, not every cycle.
         self._peers_dirty = True
+        # Set once this member sees itself in the configuration, and when it
+        # then applies its own removal (etcd: "permanently removed").
+        self._was_member = False
+        self.removed = asyncio.Event()
         self._started_monotonic_s = time.monotonic()
 
     # ------------------------------------------------------------ lifecycle
@@ -148,25 +156,24 @@ class MemberNode:
         """Open (or create) the data directory, restore, and join the cluster."""
         self._wal = await asyncio.to_thread(Wal.open, self.data_dir / "wal")
         try:
-            self._check_identity()
-        except MemberIdentityError:
+            recovered = await self._open_log()
+        except BaseException:
             await asyncio.to_thread(self._wal.close)
             raise
-        self._snapshots = SnapshotStore(self.data_dir / "snap")
-        recovered = recover(self._wal.read_all(), self._snapshots).state
-        fresh = not recovered.entries and recovered.snapshot is None
         if recovered.snapshot is not None:
             self.state.restore(recovered.snapshot.data)
             self._reset_hub()
             self._snapshot_index = recovered.snapshot.meta.index
-        voters = frozenset(self._initial_members)
+        fresh = not recovered.entries and recovered.snapshot is None
         raft_config = RaftConfig(
             node_id=self.id,
             election_timeout_ticks=self.config.election_timeout_ticks,
             heartbeat_interval_ticks=1,
         )
+        # A joining member knows no configuration until the leader's snapshot
+        # arrives; every other member's log starts with one.
         self.raft = RaftNode(
-            raft_config, ConfState(voters), random.Random(), None if fresh else recovered
+            raft_config, ConfState(frozenset()), random.Random(), None if fresh else recovered
         )
         host, port = parse_url(self.config.listen_peer_urls[0], "listen_peer_urls")
         self._transport = PeerTransport(
@@ -176,6 +183,7 @@ class MemberNode:
             self._on_peer_messages,
             self._on_unreachable,
             on_proposals=self._on_forwarded_proposals,
+            on_request=self._on_peer_request,
         )
         await self._transport.start()
         self._refresh_peers()
@@ -184,21 +192,28 @@ class MemberNode:
             self.raft.campaign()
         self._task = asyncio.create_task(self._run(), name=f"node-{self.config.name}")
 
-    def _check_identity(self) -> None:
-        """Refuse a data directory written by another member or cluster (etcd
-        compares the member and cluster ids it stored); record ours on first use."""
-        path = self.data_dir / "identity"
-        mine = f"member {self.id:x} cluster {self.cluster_id:x}\n"
-        if path.exists():
-            stored = path.read_text()
-            if stored != mine:
-                raise MemberIdentityError(
-                    f"{self.data_dir} belongs to {stored.strip()!r}, but these flags "
-                    f"(--name={self.config.name!r}, --initial-cluster, "
-                    f"--initial-cluster-token) make {mine.strip()!r}"
-                )
-            return
-        write_atomically(path, mine.encode())
+    async def _open_log(self) -> PersistentState:
+        """Settle this member's ids and recover its log; a founding member's
+        first start writes the log's initial snapshot (bootstrap.py)."""
+        assert self._wal is not None
+        self._snapshots = SnapshotStore(self.data_dir / "snap")
+        recovered = recover(self._wal.read_all(), self._snapshots).state
+        fresh = not recovered.entries and recovered.snapshot is None
+        founding = self.config.initial_cluster_state == "new"
+        claimed = derived_identity(self.config) if founding else None
+        if fresh and not founding:
+            claimed, members = await join_cluster(self.config)
+            # Until the snapshot arrives, these are the peers to talk to.
+            self.state.members = {
+                m.id: MemberAttrs(m.name, m.peer_urls, m.client_urls) for m in members
+            }
+        identity = settle_identity(self.data_dir, self.config, claimed)
+        self.id, self.cluster_id = identity.member_id, identity.cluster_id
+        if fresh and founding:
+            snapshot = initial_snapshot(self.config)
+            await asyncio.to_thread(write_initial_log, self._wal, self._snapshots, snapshot)
+            recovered = recover(self._wal.read_all(), self._snapshots).state
+        return recovered
 
     async def stop(self) -> None:
         """Stop serving, fail waiting callers, and close the WAL cleanly."""
@@ -265,6 +280,7 @@ class MemberNode:
             await self._maybe_snapshot()
             if self._peers_dirty:
                 self._refresh_peers()
+                self._check_removed()
 
     async def _persist(self, ready: Ready) -> None:
         assert self._wal is not None and self._snapshots is not None
@@ -320,6 +336,8 @@ class MemberNode:
             # Lease deadlines were set on the old leader's clock (etcd: Promote).
             self.state.store.lease_promote(self._now_ms())
             self._revokes_in_flight.clear()
+        if leader_id and not self._published:
+            self._publish_attrs()
 
     def _on_tick(self) -> None:
         assert self.raft is not None
@@ -410,12 +428,25 @@ class MemberNode:
             with contextlib.suppress(RaftError):
                 self.raft.report_unreachable(node_id)
 
+    def _check_removed(self) -> None:
+        """Stop serving once this member applied its own removal, as etcd does:
+        it can no longer take part, and its reads would only grow stale."""
+        assert self.raft is not None
+        if self.id in self.raft.conf_state.all_ids():
+            self._was_member = True
+        elif self._was_member and not self.removed.is_set():
+            log.warning("member %x: removed from cluster %x; stopping", self.id, self.cluster_id)
+            self.removed.set()
+
     def _refresh_peers(self) -> None:
         if self._transport is None or self.raft is None:
             return
         self._peers_dirty = False
         peers = []
-        for mid in self.raft.conf_state.all_ids():
+        # A joining member has no configuration yet: it talks to every member
+        # the cluster told it of until the leader's snapshot brings one.
+        ids = self.raft.conf_state.all_ids() or frozenset(self.state.members)
+        for mid in ids:
             attrs = self.state.members.get(mid)
             if mid != self.id and attrs is not None and attrs.peer_urls:
                 host, port = parse_url(attrs.peer_urls[0], "peer_urls")
@@ -612,16 +643,79 @@ class MemberNode:
             raise errors.not_leader() from exc
         except RaftError as exc:
             raise ServerError("FAILED_PRECONDITION", f"etcdserver: {exc}") from exc
+        self._wake.set()
+        await self._wait_applied(index)
+
+    async def _wait_applied(self, index: int) -> None:
+        """Return once this member applied ``index``; etcd's timeout error after
+        the request timeout."""
+        assert self.raft is not None
+        if self.raft.applied_index >= index:
+            return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._index_waiters.append((index, future))
-        self._wake.set()
         try:
             async with asyncio.timeout(self.request_timeout_s):
                 await future
         except TimeoutError:
             raise errors.request_timed_out() from None
 
+    def _voters_for_reconfig(self) -> dict[int, Voter]:
+        """Each voter as the strict reconfiguration check sees it from here."""
+        assert self.raft is not None and self._transport is not None
+        now = time.monotonic()
+        stats = self._transport.stats()
+        voters = {}
+        for mid in self.raft.conf_state.voters:
+            attrs = self.state.members.get(mid)
+            started = attrs is not None and bool(attrs.name)
+            if mid == self.id:
+                voters[mid] = Voter(True, math.inf)
+                continue
+            peer = stats.get(mid)
+            up = peer is not None and peer.connected
+            voters[mid] = Voter(started, now - peer.connected_since_s if up and peer else None)
+        return voters
+
+    # Membership changes are proposed by the leader, which alone knows which
+    # peers it has heard from; a follower hands them over (etcd does too).
+
     async def member_add(self, peer_urls: tuple[str, ...], is_learner: bool) -> Member:
+        if not self._is_leader():
+            return decode_member(
+                await self._ask_leader("member_add", [list(peer_urls), is_learner])
+            )
+        return await self._member_add_here(peer_urls, is_learner)
+
+    async def member_remove(self, member_id_: int) -> None:
+        if self.raft is None or member_id_ not in self.raft.conf_state.all_ids():
+            raise errors.member_not_found()
+        if not self._is_leader():
+            await self._ask_leader("member_remove", [member_id_])
+            return
+        await self._member_remove_here(member_id_)
+
+    async def member_promote(self, member_id_: int) -> None:
+        if self.raft is None or member_id_ not in self.raft.conf_state.all_ids():
+            raise errors.member_not_found()
+        if not self._is_leader():
+            await self._ask_leader("member_promote", [member_id_])
+            return
+        await self._member_promote_here(member_id_)
+
+    async def member_update(self, member_id_: int, peer_urls: tuple[str, ...]) -> None:
+        if self.raft is None or member_id_ not in self.raft.conf_state.all_ids():
+            raise errors.member_not_found()
+        attrs = self.state.members.get(member_id_, MemberAttrs("", (), ()))
+        await self._propose(
+            EntryKind.MEMBER_ATTRS,
+            [member_id_, attrs.name, list(peer_urls), list(attrs.client_urls)],
+        )
+
+    async def _member_add_here(self, peer_urls: tuple[str, ...], is_learner: bool) -> Member:
+        if not self._is_leader():
+            raise errors.not_leader()
+        reconfig.check_add(self._voters_for_reconfig(), is_learner)
         for mid, attrs in self.state.members.items():
             if (
                 set(attrs.peer_urls) & set(peer_urls)
@@ -636,26 +730,80 @@ class MemberNode:
         self._refresh_peers()
         return self._member(new_id)
 
-    async def member_remove(self, member_id_: int) -> None:
+    async def _member_remove_here(self, member_id_: int) -> None:
         if self.raft is None or member_id_ not in self.raft.conf_state.all_ids():
             raise errors.member_not_found()
+        if not self._is_leader():
+            raise errors.not_leader()
+        reconfig.check_remove(self._voters_for_reconfig(), member_id_)
         await self._change_membership(ConfChange(ConfChangeType.REMOVE_NODE, member_id_))
 
-    async def member_update(self, member_id_: int, peer_urls: tuple[str, ...]) -> None:
-        if self.raft is None or member_id_ not in self.raft.conf_state.all_ids():
-            raise errors.member_not_found()
-        attrs = self.state.members.get(member_id_, MemberAttrs("", (), ()))
-        await self._propose(
-            EntryKind.MEMBER_ATTRS,
-            [member_id_, attrs.name, list(peer_urls), list(attrs.client_urls)],
-        )
-
-    async def member_promote(self, member_id_: int) -> None:
+    async def _member_promote_here(self, member_id_: int) -> None:
         if self.raft is None or member_id_ not in self.raft.conf_state.all_ids():
             raise errors.member_not_found()
         if member_id_ not in self.raft.conf_state.learners:
             raise errors.member_not_learner()
+        if not self._is_leader():
+            raise errors.not_leader()
+        # etcd: a learner is ready once it holds 90% of the leader's log.
+        if self.raft.match_index(member_id_) < self.raft.last_index * 0.9:
+            raise errors.learner_not_ready()
+        reconfig.check_promote(self._voters_for_reconfig())
         await self._change_membership(ConfChange(ConfChangeType.ADD_VOTER, member_id_))
+
+    async def _ask_leader(self, op: str, args: list[Any]) -> Any:
+        """Hand a request to the leader over its peer port; its answer or its
+        error. A leader that cannot be reached may be gone: ask the next one."""
+        deadline = time.monotonic() + self.request_timeout_s
+        while True:
+            leader = await self._leader_member()
+            if leader.id == self.id or not leader.peer_urls:
+                raise errors.not_leader()
+            host, port = parse_url(leader.peer_urls[0], "peer_urls")
+            try:
+                ok, payload = await call_peer(host, port, op, args, self.request_timeout_s + 1)
+                break
+            except (OSError, TimeoutError, PeerCodecError) as exc:
+                log.info("member %x: leader %x did not answer %s: %s", self.id, leader.id, op, exc)
+                if time.monotonic() > deadline:
+                    raise errors.request_timed_out() from None
+                await asyncio.sleep(self.config.heartbeat_interval_ms / 1000)
+        if not ok:
+            raise ServerError(*payload)
+        if not _shaped(payload, object, int):
+            raise errors.request_timed_out()
+        # Answer only once this member applied the change too, so what the
+        # caller reads from it next (the member list) already shows it.
+        result, applied = payload
+        await self._wait_applied(applied)
+        return result
+
+    async def _on_peer_request(self, op: str, args: list[Any]) -> tuple[bool, Any]:
+        """Answer a peer: the member table for a joining member, or a
+        membership change a follower handed over (never handed on again),
+        with the index this member had applied when it finished."""
+        if op == "cluster":
+            return True, encode_cluster_info(self.cluster_id, self.members())
+        ok, result = await self._serve_member_change(op, args)
+        assert self.raft is not None
+        return ok, [result, self.raft.applied_index] if ok else result
+
+    async def _serve_member_change(self, op: str, args: list[Any]) -> tuple[bool, Any]:
+        try:
+            if op == "member_add" and _shaped(args, list, bool):
+                urls = args[0]
+                if not urls or not all(isinstance(u, str) for u in urls):
+                    raise ServerError("INVALID_ARGUMENT", "member_add: peer URLs must be strings")
+                return True, encode_member(await self._member_add_here(tuple(urls), args[1]))
+            if op == "member_remove" and _shaped(args, int):
+                await self._member_remove_here(args[0])
+                return True, None
+            if op == "member_promote" and _shaped(args, int):
+                await self._member_promote_here(args[0])
+                return True, None
+        except ServerError as exc:
+            return False, [exc.code, exc.message]
+        return False, ["INVALID_ARGUMENT", f"unknown peer request {op!r} with {len(args)} args"]
 
     async def move_leader(self, target_id: int) -> None:
         if self.raft is None or target_id not in self.raft.conf_state.voters:
@@ -720,3 +868,11 @@ class MemberNode:
             "pending_reads": len(self._reads),
             "snapshot_index": self._snapshot_index,
         }
+
+
+def _shaped(args: list[Any], *types: type) -> bool:
+    """``args`` holds exactly one value of each of ``types``, in order."""
+    return len(args) == len(types) and all(
+        isinstance(a, t) and not (t is int and isinstance(a, bool))
+        for a, t in zip(args, types, strict=True)
+    )

@@ -23,6 +23,7 @@ from syndic.raft import (
     Snapshot,
     SnapshotMeta,
 )
+from syndic.server.backend import Member
 
 # Version of the array layout below; a peer speaking another one is refused.
 PEER_WIRE_VERSION = 1
@@ -129,3 +130,117 @@ def decode_batch(body: bytes) -> tuple[list[Message], list[bytes]]:
         return [_decode_message(raw) for raw in raw_messages], proposals
     except (ValueError, TypeError, RaftError) as exc:
         raise PeerCodecError(f"malformed raft message in peer frame: {exc}") from exc
+
+
+# ------------------------------------------------------------ peer requests
+#
+# Besides the Raft stream, a member answers requests on its peer port, one
+# connection per request: a member joining with --initial-cluster-state=
+# existing asks for the cluster id and member table (etcd fetches /members
+# from a peer URL), and a follower hands a membership change to its leader
+# (etcd forwards those to the leader too). A request is [version, "request",
+# op, args]; its 4-element head tells it from a Raft batch's 3 elements
+# before any decoding. A reply is [version, ok, payload]; a refused request's
+# payload is [gRPC code name, etcd's message].
+
+_REQUEST_HEAD = b"\x94" + msgpack.packb(PEER_WIRE_VERSION) + msgpack.packb("request")
+# Arguments of one request; membership changes carry a few URLs at most.
+PEER_REQUEST_BYTES_MAX = 64 * 1024
+# A member table longer than this is not one a sound member sends.
+CLUSTER_MEMBERS_MAX = 1024
+
+
+def encode_request(op: str, args: list[Any]) -> bytes:
+    return msgpack.packb([PEER_WIRE_VERSION, "request", op, args])
+
+
+def is_request(body: bytes) -> bool:
+    return body.startswith(_REQUEST_HEAD)
+
+
+def decode_request(body: bytes) -> tuple[str, list[Any]]:
+    """The (op, args) of a request frame; any defect raises PeerCodecError."""
+    if len(body) > PEER_REQUEST_BYTES_MAX:
+        raise PeerCodecError(f"peer request of {len(body)} bytes is over {PEER_REQUEST_BYTES_MAX}")
+    try:
+        _, _, op, args = msgpack.unpackb(body, use_list=True, raw=False)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError) as exc:
+        raise PeerCodecError(f"peer request is not [version, 'request', op, args]: {exc}") from exc
+    if not isinstance(op, str) or not isinstance(args, list):
+        raise PeerCodecError("peer request: op must be a string and args a list")
+    return op, args
+
+
+def encode_reply(ok: bool, payload: Any) -> bytes:
+    return msgpack.packb([PEER_WIRE_VERSION, ok, payload])
+
+
+def decode_reply(body: bytes) -> tuple[bool, Any]:
+    """(ok, payload) of a reply; any defect raises PeerCodecError."""
+    try:
+        version, ok, payload = msgpack.unpackb(body, use_list=True, raw=False)
+    except (
+        ValueError,
+        TypeError,
+        msgpack.ExtraData,
+        msgpack.FormatError,
+        msgpack.StackError,
+    ) as exc:
+        raise PeerCodecError(f"peer reply is not a [version, ok, payload] triple: {exc}") from exc
+    if version != PEER_WIRE_VERSION or not isinstance(ok, bool):
+        raise PeerCodecError(f"peer reply has version {version!r} and ok {ok!r}")
+    if not ok and not (
+        isinstance(payload, list) and len(payload) == 2 and all(isinstance(p, str) for p in payload)
+    ):
+        raise PeerCodecError("a refused peer request must say [code, message]")
+    return ok, payload
+
+
+def encode_member(member: Member) -> list[Any]:
+    return [
+        member.id,
+        member.name,
+        list(member.peer_urls),
+        list(member.client_urls),
+        member.is_learner,
+    ]
+
+
+def _str_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PeerCodecError("peer reply: URLs must be a list of strings")
+    return tuple(value)
+
+
+def _check_id(value: Any, what: str) -> int:
+    if not isinstance(value, int) or not 0 < value < 2**64:
+        raise PeerCodecError(f"peer reply: {what} {value!r} is not a 64-bit id")
+    return value
+
+
+def decode_member(row: Any) -> Member:
+    if not isinstance(row, list) or len(row) != 5:
+        raise PeerCodecError(
+            "peer reply: a member is not [id, name, peer URLs, client URLs, learner]"
+        )
+    mid, name, peer_urls, client_urls, is_learner = row
+    if not isinstance(name, str) or not isinstance(is_learner, bool):
+        raise PeerCodecError("peer reply: a member's name or learner flag is malformed")
+    return Member(
+        _check_id(mid, "member id"), name, _str_list(peer_urls), _str_list(client_urls), is_learner
+    )
+
+
+def encode_cluster_info(cluster_id: int, members: list[Member]) -> list[Any]:
+    """The payload answering the "cluster" request: the cluster id and every member."""
+    return [cluster_id, [encode_member(m) for m in members]]
+
+
+def decode_cluster_info(payload: Any) -> tuple[int, list[Member]]:
+    """The inverse of :func:`encode_cluster_info`; any defect raises PeerCodecError."""
+    if not isinstance(payload, list) or len(payload) != 2:
+        raise PeerCodecError("cluster answer is not [cluster id, members]")
+    cluster_id, rows = payload
+    if not isinstance(rows, list) or len(rows) > CLUSTER_MEMBERS_MAX:
+        raise PeerCodecError(f"cluster answer: members must be a list of <= {CLUSTER_MEMBERS_MAX}")
+    return _check_id(cluster_id, "cluster id"), [decode_member(row) for row in rows]

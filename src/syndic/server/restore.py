@@ -9,7 +9,8 @@ Restoring follows ``etcdctl snapshot restore``: it builds the data directory of
 one member of a NEW cluster. The store is the snapshot's; the member table is
 the one named by the flags (``--initial-cluster``, ``--initial-cluster-token``),
 the old members are dropped; the Raft log starts over at index
-``RESTORED_INDEX`` in term ``RESTORED_TERM``. Every member of the new cluster is
+``INITIAL_INDEX`` in term ``INITIAL_TERM``, as a new cluster's does
+(``syndic.server.bootstrap``). Every member of the new cluster is
 restored from the same file with its own ``--name``, then started by ``syndic
 serve`` with the same ``--name``, ``--initial-cluster`` and
 ``--initial-cluster-token`` (member ids derive from them, as etcd's do).
@@ -47,18 +48,13 @@ from syndic.kv.errors import SnapshotCorruptError as FramingError
 from syndic.kv.messages import RangeRequest
 from syndic.kv.mvcc import StoreConfig
 from syndic.raft import ConfState, HardState, Snapshot, SnapshotMeta
+from syndic.server.bootstrap import INITIAL_INDEX, INITIAL_TERM, initial_members, write_initial_log
 from syndic.server.config import QUOTA_BACKEND_BYTES_MAX, ConfigError, ServerConfig, load_config
 from syndic.server.grpc_api.maintenance import unframe_snapshot
-from syndic.server.state_machine import MemberAttrs, StateMachine, StateSnapshotError
+from syndic.server.state_machine import StateMachine, StateSnapshotError
 from syndic.storage import SnapshotStore, StorageError, Wal, recover
 from syndic.storage.snapshots import SNAPSHOT_MAGIC, decode_snapshot
 
-# The new cluster's log starts here: one snapshot, nothing after it. etcd's
-# restore ends its fresh log at index len(members) in term 1 (one ConfChange
-# entry per member); syndic's member table travels in the snapshot instead,
-# so index 1 suffices.
-RESTORED_INDEX: Final = 1
-RESTORED_TERM: Final = 1
 # A snapshot holds at most the largest store a member accepts (etcd:
 # MaxQuotaBytes, 8 GiB) plus its framing; anything longer is not one, and the
 # bound keeps a hostile path (/dev/zero) from being read without end.
@@ -278,22 +274,6 @@ def check_data_dir_free(path: Path) -> None:
         raise DataDirExistsError(f'data-dir "{path}" exists and is not empty')
 
 
-def restored_state_bytes(
-    state: StateMachine, config: ServerConfig
-) -> tuple[bytes, dict[int, MemberAttrs]]:
-    """The new cluster's state: the snapshot's store, the flags' member table.
-
-    Client URLs are left empty, as etcd's restore leaves them: each member
-    publishes its own when it first sees a leader.
-    """
-    ids = config.member_ids()
-    members = {
-        ids[name]: MemberAttrs(name, urls, ()) for name, urls in config.cluster_peers().items()
-    }
-    state.members = dict(members)
-    return state.serialize(), members
-
-
 def restore_member(snapshot_file: str | os.PathLike[str], spec: RestoreSpec) -> RestoreResult:
     """Build ``spec``'s data dir from ``snapshot_file`` (``etcdctl snapshot restore``).
 
@@ -307,11 +287,14 @@ def restore_member(snapshot_file: str | os.PathLike[str], spec: RestoreSpec) -> 
     check_data_dir_free(target)
     state, size_bytes = read_snapshot_file(snapshot_file)
     status = status_of(state, size_bytes)
-    data, members = restored_state_bytes(state, config)
-    voters = frozenset(members)
+    # The snapshot's store under the flags' member table, as a new cluster starts.
+    state.members = initial_members(config)
     meta = SnapshotMeta(
-        index=RESTORED_INDEX, term=RESTORED_TERM, conf_state=ConfState(voters=voters)
+        index=INITIAL_INDEX,
+        term=INITIAL_TERM,
+        conf_state=ConfState(voters=frozenset(state.members)),
     )
+    data = state.serialize()
     parent = target.absolute().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -336,16 +319,8 @@ def restore_member(snapshot_file: str | os.PathLike[str], spec: RestoreSpec) -> 
 
 
 def _write_member_dir(member_dir: Path, snapshot: Snapshot) -> None:
-    # The snapshot file first, then the WAL marker that points at it: a marker
-    # must never name a file that is not durable (etcd orders them the same way).
-    SnapshotStore(member_dir / "snap").save(snapshot)
     with Wal.open(member_dir / "wal") as wal:
-        wal.save(
-            HardState(term=RESTORED_TERM, vote=0, commit=RESTORED_INDEX),
-            (),
-            snapshot=snapshot.meta,
-            must_sync=True,
-        )
+        write_initial_log(wal, SnapshotStore(member_dir / "snap"), snapshot)
 
 
 def _check_recoverable(member_dir: Path, meta: SnapshotMeta, data: bytes) -> None:
@@ -355,7 +330,7 @@ def _check_recoverable(member_dir: Path, meta: SnapshotMeta, data: bytes) -> Non
     state = recovered.state
     assert state.snapshot is not None and state.snapshot.meta == meta, state.snapshot
     assert state.snapshot.data == data
-    assert state.hard_state == HardState(term=RESTORED_TERM, vote=0, commit=RESTORED_INDEX)
+    assert state.hard_state == HardState(term=INITIAL_TERM, vote=0, commit=INITIAL_INDEX)
     assert state.entries == ()
 
 

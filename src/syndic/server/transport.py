@@ -19,11 +19,22 @@ import contextlib
 import logging
 import ssl
 import struct
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from syndic.raft import Message
-from syndic.server.peer_codec import PeerCodecError, decode_batch, encode_batch
+from syndic.server.peer_codec import (
+    PeerCodecError,
+    decode_batch,
+    decode_reply,
+    decode_request,
+    encode_batch,
+    encode_reply,
+    encode_request,
+    is_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +51,8 @@ PEER_QUEUE_BYTES_MAX = 64 * 1024 * 1024
 RECONNECT_DELAY_S_MIN = 0.05
 RECONNECT_DELAY_S_MAX = 1.0
 DIAL_TIMEOUT_S = 1.0
+# A reply carries a member table at most; anything longer is not one.
+PEER_REPLY_BYTES_MAX = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +68,8 @@ class PeerStats:
     frames_dropped: int = 0
     bytes_sent: int = 0
     connected: bool = False
+    # time.monotonic() when the current connection came up; 0.0 when down.
+    connected_since_s: float = 0.0
 
 
 class _PeerWriter:
@@ -115,12 +130,14 @@ class _PeerWriter:
                 continue
             delay_s = RECONNECT_DELAY_S_MIN
             self.stats.connected = True
+            self.stats.connected_since_s = time.monotonic()
             try:
                 await self._pump(reader, writer)
             except (OSError, ConnectionError):
                 log.debug("peer %x: connection lost", self.peer.node_id)
             finally:
                 self.stats.connected = False
+                self.stats.connected_since_s = 0.0
                 self._drain_queue()
                 self._on_unreachable(self.peer.node_id)
                 writer.close()
@@ -161,6 +178,7 @@ class PeerTransport:
         on_unreachable: Callable[[int], None],
         *,
         on_proposals: Callable[[list[bytes]], None] | None = None,
+        on_request: Callable[[str, list[Any]], Awaitable[tuple[bool, Any]]] | None = None,
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
     ) -> None:
@@ -169,6 +187,7 @@ class PeerTransport:
         self._on_messages = on_messages
         self._on_unreachable = on_unreachable
         self._on_proposals = on_proposals
+        self._on_request = on_request
         self._server_ssl = server_ssl
         self._client_ssl = client_ssl
         self._writers: dict[int, _PeerWriter] = {}
@@ -233,6 +252,19 @@ class PeerTransport:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
 
+    async def _answer(self, body: bytes, writer: asyncio.StreamWriter) -> None:
+        try:
+            op, args = decode_request(body)
+        except PeerCodecError as exc:
+            reply = encode_reply(False, ["INVALID_ARGUMENT", str(exc)])
+        else:
+            if self._on_request is None:
+                reply = encode_reply(False, ["UNIMPLEMENTED", f"peer request {op!r}"])
+            else:
+                reply = encode_reply(*await self._on_request(op, args))
+        writer.write(FRAME_HEADER.pack(len(reply)) + reply)
+        await writer.drain()
+
     async def _serve_inbound(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
@@ -246,6 +278,9 @@ class PeerTransport:
                     self.frames_rejected += 1
                     return
                 body = await reader.readexactly(length)
+                if is_request(body):
+                    await self._answer(body, writer)
+                    continue
                 try:
                     messages, proposals = decode_batch(body)
                 except PeerCodecError as exc:
@@ -264,3 +299,33 @@ class PeerTransport:
         finally:
             self._inbound.discard(writer)
             writer.close()
+
+
+async def call_peer(
+    host: str,
+    port: int,
+    op: str,
+    args: list[Any],
+    timeout_s: float,
+    ssl_context: ssl.SSLContext | None = None,
+) -> tuple[bool, Any]:
+    """Send one request to the member whose peer port is ``host:port``; its
+    (ok, payload) reply. Raises OSError, TimeoutError or PeerCodecError when
+    no sound reply arrives within ``timeout_s``."""
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, ssl=ssl_context), DIAL_TIMEOUT_S
+    )
+    try:
+        body = encode_request(op, args)
+        writer.write(FRAME_HEADER.pack(len(body)) + body)
+        async with asyncio.timeout(timeout_s):
+            (length,) = FRAME_HEADER.unpack(await reader.readexactly(FRAME_HEADER.size))
+            if length > PEER_REPLY_BYTES_MAX:
+                raise PeerCodecError(f"peer reply of {length} bytes is over the bound")
+            return decode_reply(await reader.readexactly(length))
+    except asyncio.IncompleteReadError as exc:
+        raise ConnectionResetError(f"{host}:{port} closed before answering") from exc
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, ConnectionError):
+            await writer.wait_closed()

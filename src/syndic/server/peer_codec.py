@@ -213,7 +213,7 @@ def _str_list(value: Any) -> tuple[str, ...]:
 
 
 def _check_id(value: Any, what: str) -> int:
-    if not isinstance(value, int) or not 0 < value < 2**64:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**64:
         raise PeerCodecError(f"peer reply: {what} {value!r} is not a 64-bit id")
     return value
 

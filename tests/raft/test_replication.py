@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from syndic.raft import (
+    InvalidArgumentError,
     InvariantError,
     Message,
     MessageType,
@@ -266,3 +267,32 @@ def test_lost_appends_are_retransmitted_after_heartbeat() -> None:
         net.stabilize()
     assert all(n.commit_index == 2 for n in net.nodes.values())
     assert leader.status()["progress"][2]["state"] == ProgressState.REPLICATE.name.lower()  # type: ignore[index]
+
+
+def test_a_batch_of_proposals_goes_out_as_one_append_per_follower() -> None:
+    net = Network(3)
+    leader = elect(net, 1)
+    net.stabilize()
+    assert leader.propose_batch([b"a", b"b", b"c"]) == 4
+    net.process_all()
+    appends = [m for m in net.in_flight if m.type is MessageType.APPEND]
+    assert sorted(m.to_id for m in appends) == [2, 3]
+    assert all([e.data for e in m.entries] == [b"a", b"b", b"c"] for m in appends)
+    net.stabilize()
+    for node_id in net.nodes:
+        assert net.applied_data(node_id) == [b"a", b"b", b"c"]
+
+
+def test_a_batch_is_proposed_whole_or_not_at_all() -> None:
+    net = Network(3, max_uncommitted_bytes=100)
+    leader = elect(net, 1)
+    net.stabilize()
+    before = leader.last_index
+    with pytest.raises(ProposalDroppedError):
+        leader.propose_batch([b"x" * 60, b"y" * 60])
+    for bad in ([], [b"ok", "not bytes"]):
+        with pytest.raises(InvalidArgumentError):
+            leader.propose_batch(bad)  # type: ignore[arg-type]
+    assert leader.last_index == before
+    with pytest.raises(NotLeaderError):
+        net.nodes[2].propose_batch([b"x"])

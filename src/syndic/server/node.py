@@ -128,6 +128,8 @@ class MemberNode:
         self._wake = asyncio.Event()
         self._stopping = False
         self._request_ids = itertools.count(1)
+        # (request id, entry data) proposed since the last cycle.
+        self._outbox: list[tuple[int, bytes]] = []
         self._proposals: dict[int, _Pending] = {}
         self._reads: dict[bytes, _Pending] = {}
         self._ready_reads: list[tuple[int, _Pending]] = []
@@ -261,6 +263,7 @@ class MemberNode:
 
     async def _process_ready(self) -> None:
         assert self.raft is not None and self._wal is not None and self._transport is not None
+        self._flush_outbox()
         while self.raft.has_ready():
             ready = self.raft.ready()
             if ready.soft_state is not None:
@@ -281,6 +284,8 @@ class MemberNode:
             if self._peers_dirty:
                 self._refresh_peers()
                 self._check_removed()
+            # Proposals made while this cycle's fsync ran join the next cycle.
+            self._flush_outbox()
 
     async def _persist(self, ready: Ready) -> None:
         assert self._wal is not None and self._snapshots is not None
@@ -415,13 +420,48 @@ class MemberNode:
         when it applies them. Dropped (the caller times out) if not leader."""
         if self.raft is None or not self._is_leader():
             return
-        for data in proposals:
-            try:
-                self.raft.propose(data)
-            except RaftError:
-                self.metrics.proposals_failed.inc()
-                return
+        try:
+            self.raft.propose_batch(proposals)
+        except RaftError:
+            self.metrics.proposals_failed.inc(len(proposals))
+            return
         self._wake.set()
+
+    def _flush_outbox(self) -> None:
+        """Propose this cycle's proposals as one batch, or forward them to the
+        leader as one frame; a proposal that cannot go fails its caller now."""
+        assert self.raft is not None and self._transport is not None
+        if not self._outbox:
+            return
+        batch, self._outbox = self._outbox, []
+        if not self._is_leader():
+            leader = self._leader_id
+            if not leader or not self._transport.forward_proposals(
+                leader, [data for _, data in batch]
+            ):
+                self._fail_proposals(batch, errors.not_leader())
+            return
+        try:
+            self.raft.propose_batch([data for _, data in batch])
+        except NotLeaderError:
+            self._fail_proposals(batch, errors.not_leader())
+        except ProposalDroppedError:
+            # Too many bytes as a whole (or leadership moving): each on its own.
+            for request_id, data in batch:
+                try:
+                    self.raft.propose(data)
+                except NotLeaderError:
+                    self._fail_proposals([(request_id, data)], errors.not_leader())
+                except ProposalDroppedError as exc:
+                    error = ServerError("UNAVAILABLE", f"etcdserver: proposal dropped: {exc}")
+                    self._fail_proposals([(request_id, data)], error)
+
+    def _fail_proposals(self, batch: list[tuple[int, bytes]], error: ServerError) -> None:
+        self.metrics.proposals_failed.inc(len(batch))
+        for request_id, _ in batch:
+            pending = self._proposals.get(request_id)
+            if pending is not None and not pending.future.done():
+                pending.future.set_exception(error)
 
     def _on_unreachable(self, node_id: int) -> None:
         if self.raft is not None:
@@ -469,22 +509,15 @@ class MemberNode:
         assert self.raft is not None and self._transport is not None
         if len(self._proposals) >= PENDING_PROPOSALS_MAX:
             raise errors.request_timed_out()
-        leader = await self._leader_member()
+        await self._leader_member()  # up to an election timeout for a leader to emerge
         request_id = next(self._request_ids)
         data = encode_entry(kind, self.id, request_id, self._now_ms(), payload)
         if len(data) > self.config.max_request_bytes + ENTRY_OVERHEAD_BYTES_MAX:
             raise errors.request_too_large()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if leader.id == self.id:
-            try:
-                self.raft.propose(data)
-            except NotLeaderError as exc:
-                raise errors.not_leader() from exc
-            except ProposalDroppedError as exc:
-                self.metrics.proposals_failed.inc()
-                raise ServerError("UNAVAILABLE", f"etcdserver: proposal dropped: {exc}") from exc
-        elif not self._transport.forward_proposals(leader.id, [data]):
-            raise errors.not_leader()
+        # Proposed by the node loop with the rest of this cycle's (one append
+        # per follower, or one forwarded frame, for the whole batch).
+        self._outbox.append((request_id, data))
         self._proposals[request_id] = _Pending(future)
         self._wake.set()
         try:

@@ -57,13 +57,17 @@ def start_cluster(
     *,
     heartbeat_interval_ms: int = 50,
     election_timeout_ms: int = 500,
+    scheme: str = "http",
+    extra_flags: tuple[str, ...] = (),
 ) -> list[MemberProcess]:
     """Start ``size`` members of ``kind`` ("syndic" or "etcd") with etcd's flags.
 
-    Timers default to twice etcd's speed so fault tests finish quickly."""
+    Timers default to twice etcd's speed so fault tests finish quickly.
+    ``scheme`` "https" serves clients and peers over TLS; ``extra_flags``
+    (the certificate flags, say) go to every member."""
     names = [f"m{i}" for i in range(1, size + 1)]
     peer_ports = {n: free_port() for n in names}
-    initial = ",".join(f"{n}=http://127.0.0.1:{peer_ports[n]}" for n in names)
+    initial = ",".join(f"{n}={scheme}://127.0.0.1:{peer_ports[n]}" for n in names)
     members = []
     for name in names:
         member = member_process(
@@ -74,6 +78,8 @@ def start_cluster(
             initial,
             "new",
             timers=(heartbeat_interval_ms, election_timeout_ms),
+            scheme=scheme,
+            extra_flags=extra_flags,
         )
         member.start()
         members.append(member)
@@ -89,6 +95,8 @@ def member_process(
     cluster_state: str,
     *,
     timers: tuple[int, int] = (50, 500),
+    scheme: str = "http",
+    extra_flags: tuple[str, ...] = (),
 ) -> MemberProcess:
     """One member of ``kind``, not yet started, on fresh client and admin ports.
 
@@ -99,15 +107,16 @@ def member_process(
         *program,
         f"--name={name}",
         f"--data-dir={root / name}",
-        f"--listen-client-urls=http://127.0.0.1:{client}",
-        f"--advertise-client-urls=http://127.0.0.1:{client}",
-        f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
-        f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+        f"--listen-client-urls={scheme}://127.0.0.1:{client}",
+        f"--advertise-client-urls={scheme}://127.0.0.1:{client}",
+        f"--listen-peer-urls={scheme}://127.0.0.1:{peer_port}",
+        f"--initial-advertise-peer-urls={scheme}://127.0.0.1:{peer_port}",
         f"--initial-cluster={initial_cluster}",
         f"--initial-cluster-state={cluster_state}",
         f"--heartbeat-interval={timers[0]}",
         f"--election-timeout={timers[1]}",
         f"--listen-metrics-urls=http://127.0.0.1:{admin}",
+        *extra_flags,
     ]
     return MemberProcess(name, client, peer_port, admin, root / name, argv, root / f"{name}.log")
 
@@ -137,11 +146,14 @@ def debug_status(member: MemberProcess) -> str:
         return f"{member.name}: no /debug/status ({exc})"
 
 
-def wait_healthy(members: list[MemberProcess], timeout_s: float = 60) -> None:
+def wait_healthy(
+    members: list[MemberProcess], timeout_s: float = 60, *, ctl_flags: tuple[str, ...] = ()
+) -> None:
+    """Wait until etcdctl (with ``ctl_flags``, e.g. certificates) finds every member healthy."""
     deadline = time.monotonic() + timeout_s
     endpoints = ",".join(m.endpoint for m in members)
     while time.monotonic() < deadline:
-        out = etcdctl(endpoints, "endpoint", "health")
+        out = etcdctl(endpoints, *ctl_flags, "endpoint", "health")
         # etcdctl 3.4 prints health lines on stderr.
         if out.returncode == 0 and (out.stdout + out.stderr).count("is healthy") == len(members):
             return

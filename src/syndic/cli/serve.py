@@ -15,18 +15,28 @@ from typing import Any
 
 import click
 
-from syndic.server.config import FIELD_FOR_FLAG, ConfigError, ServerConfig, load_config
+from syndic.server.config import (
+    BOOL_FIELDS,
+    FIELD_FOR_FLAG,
+    ConfigError,
+    ServerConfig,
+    load_config,
+)
 
 
 def _etcd_flag_options(command: Any) -> Any:
     # Defaults are None so only the flags actually given override the file and
     # the environment (precedence: defaults < file < environment < flags).
     for flag in sorted(FIELD_FOR_FLAG, reverse=True):
+        # etcd's boolean flags may stand alone (--client-cert-auth) or take a value.
+        boolean = FIELD_FOR_FLAG[flag] in BOOL_FIELDS
         command = click.option(
             f"--{flag}",
             flag.replace("-", "_"),
             default=None,
-            metavar="VALUE",
+            is_flag=False,
+            flag_value="true" if boolean else None,
+            metavar="BOOL" if boolean else "VALUE",
             help=f"as etcd's --{flag}",
         )(command)
     return command
@@ -60,7 +70,14 @@ def serve(config_file: str | None, **given: Any) -> None:
         f"syndic member {config.name!r}: client {','.join(config.advertise_client_urls)}, "
         f"peer {','.join(config.initial_advertise_peer_urls)}, data {config.data_path}"
     )
-    run(config)
+    from syndic.server.bootstrap import MemberIdentityError
+    from syndic.server.tls import TlsConfigError
+
+    try:
+        run(config)
+    except (MemberIdentityError, TlsConfigError) as exc:
+        # Refused before serving, with nothing changed: say why, as etcd does.
+        raise click.ClickException(str(exc)) from exc
 
 
 DEV_CLIENT_URL = "http://127.0.0.1:2379"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from urllib.parse import urlsplit
 
 import grpc
 from aiohttp import web
@@ -15,6 +16,7 @@ from syndic.server.config import ServerConfig, parse_url
 from syndic.server.grpc_api import register_services
 from syndic.server.http_api import build_admin_app
 from syndic.server.node import MemberNode
+from syndic.server.tls import client_credentials
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +31,17 @@ class MemberServer:
         self._http: web.AppRunner | None = None
 
     async def start(self) -> None:
+        credentials = client_credentials(self.config)  # checked before anything starts
         await self.node.start()
         self._grpc = grpc.aio.server(options=grpc_server_options(self.config.max_request_bytes))
         register_services(self._grpc, self.node, self.node.metrics)
         for url in self.config.listen_client_urls:
             host, port = parse_url(url, "listen_client_urls")
-            self._grpc.add_insecure_port(f"{host}:{port}")
+            if urlsplit(url).scheme in ("https", "unixs"):
+                assert credentials is not None  # the config requires cert and key
+                self._grpc.add_secure_port(f"{host}:{port}", credentials)
+            else:
+                self._grpc.add_insecure_port(f"{host}:{port}")
         await self._grpc.start()
         if self.config.listen_metrics_urls:
             self._http = web.AppRunner(build_admin_app(self.node), access_log=None)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,7 +128,9 @@ def settle_identity(
     return stored
 
 
-async def join_cluster(config: ServerConfig) -> tuple[MemberIdentity, list[Member]]:
+async def join_cluster(
+    config: ServerConfig, ssl_context: ssl.SSLContext | None = None
+) -> tuple[MemberIdentity, list[Member]]:
     """Ask the other members in ``--initial-cluster`` who this member is.
 
     This member must already have been added (``etcdctl member add``) with the
@@ -151,7 +154,9 @@ async def join_cluster(config: ServerConfig) -> tuple[MemberIdentity, list[Membe
         for url in others:
             host, port = parse_url(url, "initial_cluster")
             try:
-                ok, payload = await call_peer(host, port, "cluster", [], DIAL_TIMEOUT_S)
+                ok, payload = await call_peer(
+                    host, port, "cluster", [], DIAL_TIMEOUT_S, ssl_context
+                )
                 if not ok:
                     failures[url] = str(payload)
                     continue

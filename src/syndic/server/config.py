@@ -57,6 +57,17 @@ class ServerConfig:
     max_request_bytes: int = MAX_REQUEST_BYTES_DEFAULT
     heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS_DEFAULT
     election_timeout_ms: int = ELECTION_TIMEOUT_MS_DEFAULT
+    # TLS for clients (https client URLs) and between members (https peer
+    # URLs), with etcd's flags; *_client_cert_auth asks for a certificate
+    # signed by the trusted CA.
+    cert_file: str = ""
+    key_file: str = ""
+    trusted_ca_file: str = ""
+    client_cert_auth: bool = False
+    peer_cert_file: str = ""
+    peer_key_file: str = ""
+    peer_trusted_ca_file: str = ""
+    peer_client_cert_auth: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -97,6 +108,34 @@ class ServerConfig:
                 f"and should be set less than {ELECTION_TIMEOUT_MS_MAX}ms"
             )
         self.cluster_peers()
+        self._check_tls("client", self.listen_client_urls, "", self.client_cert_auth)
+        self._check_tls("peer", self.listen_peer_urls, "peer-", self.peer_client_cert_auth)
+
+    def _check_tls(self, side: str, urls: tuple[str, ...], prefix: str, cert_auth: bool) -> None:
+        """etcd's rules: https needs a certificate and key; asking clients for
+        certificates needs the CA that signs them."""
+        cert, key, ca = (
+            getattr(self, f"{prefix.replace('-', '_')}{name}")
+            for name in ("cert_file", "key_file", "trusted_ca_file")
+        )
+        secure = [u for u in urls if urlsplit(u).scheme in ("https", "unixs")]
+        if secure and not (cert and key):
+            raise ConfigError(
+                f"--{prefix}cert-file and --{prefix}key-file are needed to serve "
+                f"{side} TLS on {secure[0]}"
+            )
+        if bool(cert) != bool(key):
+            raise ConfigError(f"--{prefix}cert-file and --{prefix}key-file go together")
+        if cert_auth and not ca:
+            raise ConfigError(f"--{prefix}client-cert-auth needs --{prefix}trusted-ca-file")
+
+    @property
+    def client_tls(self) -> bool:
+        return any(urlsplit(u).scheme in ("https", "unixs") for u in self.listen_client_urls)
+
+    @property
+    def peer_tls(self) -> bool:
+        return any(urlsplit(u).scheme in ("https", "unixs") for u in self.listen_peer_urls)
 
     @property
     def data_path(self) -> Path:
@@ -188,6 +227,7 @@ _INT_FIELDS = frozenset(
         "election_timeout_ms",
     }
 )
+BOOL_FIELDS = frozenset({"client_cert_auth", "peer_client_cert_auth"})
 # etcd's flag names where they differ from the field (etcd's intervals are in ms).
 _FLAG_FOR_FIELD = {
     "heartbeat_interval_ms": "heartbeat-interval",
@@ -205,6 +245,14 @@ def _coerce(field_name: str, raw: Any, source: str) -> Any:
     if field_name in _URL_LIST_FIELDS:
         items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
         return tuple(str(item).strip() for item in items if str(item).strip())
+    if field_name in BOOL_FIELDS:
+        if isinstance(raw, bool):
+            return raw
+        if str(raw).lower() in ("true", "1"):
+            return True
+        if str(raw).lower() in ("false", "0"):
+            return False
+        raise ConfigError(f"{source}: {flag} must be true or false, got {raw!r}")
     if field_name in _INT_FIELDS:
         if isinstance(raw, bool):
             raise ConfigError(f"{source}: {flag} must be an integer, got {raw!r}")

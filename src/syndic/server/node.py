@@ -20,6 +20,7 @@ import itertools
 import logging
 import math
 import random
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,7 @@ from syndic.server.peer_codec import (
 )
 from syndic.server.reconfig import Voter
 from syndic.server.state_machine import MemberAttrs, StateMachine
+from syndic.server.tls import peer_contexts
 from syndic.server.transport import PeerAddress, PeerTransport, call_peer
 from syndic.storage import SnapshotStore, Wal, recover
 
@@ -124,6 +126,7 @@ class MemberNode:
         self._wal: Wal | None = None
         self._snapshots: SnapshotStore | None = None
         self._transport: PeerTransport | None = None
+        self._peer_client_ssl: ssl.SSLContext | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
@@ -156,6 +159,9 @@ class MemberNode:
 
     async def start(self) -> None:
         """Open (or create) the data directory, restore, and join the cluster."""
+        # TLS files are checked first: a bad one must stop the member before
+        # it touches its data directory.
+        peer_server_ssl, self._peer_client_ssl = peer_contexts(self.config)
         self._wal = await asyncio.to_thread(Wal.open, self.data_dir / "wal")
         try:
             recovered = await self._open_log()
@@ -186,6 +192,8 @@ class MemberNode:
             self._on_unreachable,
             on_proposals=self._on_forwarded_proposals,
             on_request=self._on_peer_request,
+            server_ssl=peer_server_ssl,
+            client_ssl=self._peer_client_ssl,
         )
         await self._transport.start()
         self._refresh_peers()
@@ -204,7 +212,7 @@ class MemberNode:
         founding = self.config.initial_cluster_state == "new"
         claimed = derived_identity(self.config) if founding else None
         if fresh and not founding:
-            claimed, members = await join_cluster(self.config)
+            claimed, members = await join_cluster(self.config, self._peer_client_ssl)
             # Until the snapshot arrives, these are the peers to talk to.
             self.state.members = {
                 m.id: MemberAttrs(m.name, m.peer_urls, m.client_urls) for m in members
@@ -794,7 +802,9 @@ class MemberNode:
                 raise errors.not_leader()
             host, port = parse_url(leader.peer_urls[0], "peer_urls")
             try:
-                ok, payload = await call_peer(host, port, op, args, self.request_timeout_s + 1)
+                ok, payload = await call_peer(
+                    host, port, op, args, self.request_timeout_s + 1, self._peer_client_ssl
+                )
                 break
             except (OSError, TimeoutError, PeerCodecError) as exc:
                 log.info("member %x: leader %x did not answer %s: %s", self.id, leader.id, op, exc)

@@ -1,0 +1,95 @@
+"""TLS for a member's two sides, from etcd's flags.
+
+Clients: https client URLs are served with ``--cert-file``/``--key-file``;
+with ``--client-cert-auth`` a client must present a certificate signed by
+``--trusted-ca-file``. Peers: the same with the ``--peer-`` flags, for the
+Raft stream and the peer requests (joining, membership changes). Every file
+is read and checked when the member starts, so a wrong path or a key that
+does not match its certificate stops it with a message naming the file,
+before it listens anywhere.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import grpc
+
+from syndic.server.config import ServerConfig
+
+# A certificate, key or CA bundle is a few kilobytes; refuse to read a file
+# that cannot be one (a device, a log pointed at by mistake).
+PEM_FILE_BYTES_MAX = 1024 * 1024
+
+
+class TlsConfigError(ValueError):
+    """A TLS file is missing, unreadable, or does not hold what its flag says."""
+
+
+def _read_pem(path: str, flag: str) -> bytes:
+    try:
+        file = Path(path)
+        if file.stat().st_size > PEM_FILE_BYTES_MAX:
+            raise TlsConfigError(f"--{flag} {path}: over {PEM_FILE_BYTES_MAX} bytes")
+        data = file.read_bytes()
+    except OSError as exc:
+        raise TlsConfigError(f"--{flag} {path}: {exc.strerror or exc}") from exc
+    if b"-----BEGIN " not in data:
+        raise TlsConfigError(f"--{flag} {path}: not a PEM file")
+    return data
+
+
+def _check_pair(cert_file: str, key_file: str, prefix: str) -> None:
+    """Load the pair once with ssl so a mismatch is reported by name."""
+    _read_pem(cert_file, f"{prefix}cert-file")
+    _read_pem(key_file, f"{prefix}key-file")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
+    except ssl.SSLError as exc:
+        raise TlsConfigError(
+            f"--{prefix}cert-file {cert_file} and --{prefix}key-file {key_file} "
+            f"are not a certificate and its key: {exc.reason or exc}"
+        ) from exc
+
+
+def client_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """gRPC credentials for the https client URLs; None when there are none."""
+    if not config.client_tls:
+        return None
+    _check_pair(config.cert_file, config.key_file, "")
+    ca = _read_pem(config.trusted_ca_file, "trusted-ca-file") if config.trusted_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(Path(config.key_file).read_bytes(), Path(config.cert_file).read_bytes())],
+        root_certificates=ca,
+        require_client_auth=config.client_cert_auth,
+    )
+
+
+def peer_contexts(config: ServerConfig) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+    """(server, client) contexts for the peer port; (None, None) without peer TLS.
+
+    A member presents its peer certificate both ways, as etcd's do. Without
+    ``--peer-trusted-ca-file`` the link is encrypted but peers are not
+    verified (etcd: the same, short of --peer-client-cert-auth).
+    """
+    if not config.peer_tls:
+        return None, None
+    _check_pair(config.peer_cert_file, config.peer_key_file, "peer-")
+    ca = config.peer_trusted_ca_file
+    if ca:
+        _read_pem(ca, "peer-trusted-ca-file")
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(config.peer_cert_file, config.peer_key_file)
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.load_cert_chain(config.peer_cert_file, config.peer_key_file)
+    if ca:
+        server.load_verify_locations(ca)
+        client.load_verify_locations(ca)
+        client.check_hostname = True
+        client.verify_mode = ssl.CERT_REQUIRED
+    else:
+        client.check_hostname = False
+        client.verify_mode = ssl.CERT_NONE
+    server.verify_mode = ssl.CERT_REQUIRED if config.peer_client_cert_auth else ssl.CERT_NONE
+    return server, client

@@ -134,6 +134,9 @@ def run_membership(kind: str, root: Path) -> list[Step]:
         removed.process.wait(30)
         survivors = [members[0], members[2], joiner]
         near = ",".join(m.endpoint for m in survivors)
+        # m2 may have led: let the rest settle on a leader first (etcd too
+        # times out a request sent in the middle of that election).
+        wait_healthy(survivors)
         record(steps, "remove m2 again", "member", "remove", ids["m2"], endpoints=near)
         record(steps, "remove an unknown id", "member", "remove", "1234", endpoints=near)
         record(steps, "put after removal", "put", "/c", "3", endpoints=near)

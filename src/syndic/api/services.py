@@ -401,12 +401,17 @@ def _wrap_behavior(method: MethodSpec, behavior: Callable[..., Any]) -> Callable
     """Guard ``behavior`` against undecodable requests and wrong response types."""
     streaming_requests = method.kind is MethodKind.STREAM_STREAM
 
+    response_type = method.response_type
+    is_coroutine = inspect.iscoroutinefunction(behavior)
+
     async def unary_response(request: Any, context: Any) -> Any:
-        await _abort_if_undecodable(request, context)
+        # The per-call checks are inlined: this runs for every request.
+        if type(request) is _UndecodableRequest:
+            await context.abort(grpc.StatusCode.INTERNAL, request.details)
         response = behavior(request, context)
-        if inspect.isawaitable(response):
+        if is_coroutine or inspect.isawaitable(response):
             response = await response
-        if not isinstance(response, method.response_type):
+        if not isinstance(response, response_type):
             await _abort_on_bad_response(method, response, context)
         return response
 

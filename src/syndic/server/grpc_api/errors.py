@@ -64,6 +64,9 @@ def guard(service: str, method: str, metrics: ServerMetrics | None, handler: _F)
     ``context.write``), so one wrapper serves every method shape.
     """
     counter = metrics.grpc_handled if metrics is not None else None
+    # One labelled child per status code, looked up once: labels() takes a
+    # lock and builds a key on every call.
+    by_code: dict[str, Any] = {}
 
     @functools.wraps(handler)
     async def guarded(request: Any, context: Any) -> Any:
@@ -85,6 +88,9 @@ def guard(service: str, method: str, metrics: ServerMetrics | None, handler: _F)
             raise  # abort raises; kept for the type checker
         finally:
             if counter is not None:
-                counter.labels(service, method, code).inc()
+                child = by_code.get(code)
+                if child is None:
+                    child = by_code[code] = counter.labels(service, method, code)
+                child.inc()
 
     return guarded  # type: ignore[return-value]

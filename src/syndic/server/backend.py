@@ -9,6 +9,7 @@ lets the runtime change without touching the wire layer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -99,8 +100,10 @@ class Backend(Protocol):
         """A new watch stream on this member's hub; close it when the gRPC stream ends."""
         ...
 
-    async def wait_watch_ready(self, stream: WatchStream, timeout_s: float) -> None:
-        """Return when ``stream`` may have responses to pull, or after ``timeout_s``."""
+    def watch_listen(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake`` whenever watch streams may have new responses to pull
+        (writes applied, a compaction, the hub replaced); returns the function
+        that stops the calls."""
         ...
 
     def hash_kv(self, revision: int) -> HashKVResponse: ...

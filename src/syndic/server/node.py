@@ -22,6 +22,7 @@ import math
 import random
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,8 @@ class MemberNode:
         self._reads: dict[bytes, _Pending] = {}
         self._ready_reads: list[tuple[int, _Pending]] = []
         self._index_waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._watch_event = asyncio.Event()
+        # Each watch stream's wake-up, called after every applied batch.
+        self._watch_listeners: set[Callable[[], None]] = set()
         self._leader_id = 0
         self._snapshot_index = 0
         self._revokes_in_flight: set[int] = set()
@@ -336,8 +338,7 @@ class MemberNode:
                     pending.future.set_result(result)
         self.metrics.apply_duration.observe(time.perf_counter() - started)
         self.metrics.proposals_applied.set(ready.committed_entries[-1].index)
-        self._watch_event.set()
-        self._watch_event = asyncio.Event()
+        self._wake_watchers()
 
     def _on_soft_state(self, leader_id: int, role: Role) -> None:
         if leader_id != self._leader_id:
@@ -410,6 +411,7 @@ class MemberNode:
     def _reset_hub(self) -> None:
         self.hub.close()
         self.hub = WatchHub(self.state.store)
+        self._wake_watchers()  # their streams were closed
 
     # ------------------------------------------------------------ peers
 
@@ -634,12 +636,13 @@ class MemberNode:
     def open_watch_stream(self) -> WatchStream:
         return self.hub.open_stream()
 
-    async def wait_watch_ready(self, stream: WatchStream, timeout_s: float) -> None:
-        if stream.pending():
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                await self._watch_event.wait()
+    def watch_listen(self, wake: Callable[[], None]) -> Callable[[], None]:
+        self._watch_listeners.add(wake)
+        return lambda: self._watch_listeners.discard(wake)
+
+    def _wake_watchers(self) -> None:
+        for wake in tuple(self._watch_listeners):
+            wake()
 
     def hash_kv(self, revision: int) -> HashKVResponse:
         return self.state.store.hash_kv(revision)

@@ -9,7 +9,7 @@ comes from an injected millisecond clock, never the wall clock.
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,7 +68,7 @@ class LocalBackend:
         # Every auth operation applied, in order, as the log would carry it.
         self.auth_ops: list[list[Any]] = []
         self.hub = WatchHub(self.store, self.watch_config)
-        self._waiters: set[asyncio.Future[None]] = set()
+        self._listeners: set[Callable[[], None]] = set()
         self.store.add_observer(self)
         self.writes: list[object] = []
         self._members: dict[int, Member] = {
@@ -89,10 +89,8 @@ class LocalBackend:
         self._wake_all()
 
     def _wake_all(self) -> None:
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._waiters.clear()
+        for wake in tuple(self._listeners):
+            wake()
 
     def header(self) -> Header:
         return Header(CLUSTER_ID, MEMBER_ID, self.store.revision, RAFT_TERM)
@@ -117,17 +115,9 @@ class LocalBackend:
     def open_watch_stream(self) -> WatchStream:
         return self.hub.open_stream()
 
-    async def wait_watch_ready(self, stream: WatchStream, timeout_s: float) -> None:
-        if stream.pending():
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.add(waiter)
-        try:
-            await asyncio.wait_for(waiter, timeout_s)
-        except TimeoutError:
-            return
-        finally:
-            self._waiters.discard(waiter)
+    def watch_listen(self, wake: Callable[[], None]) -> Callable[[], None]:
+        self._listeners.add(wake)
+        return lambda: self._listeners.discard(wake)
 
     def hash_kv(self, revision: int) -> HashKVResponse:
         return self.store.hash_kv(revision)

@@ -2,9 +2,11 @@
 
 Each gRPC stream gets one ``WatchStream`` of the member's hub. A reader task
 applies create, cancel and progress requests to it as they arrive; the
-handler's sender loop is the only writer to the gRPC stream: it waits for
-``backend.wait_watch_ready`` (or a wake-up from the reader), pulls a bounded
-batch of responses and writes them. When either side ends the stream is
+handler's sender loop is the only writer to the gRPC stream: it sleeps on one
+event, set by the reader or by the backend when applied writes may have
+given the stream responses (``backend.watch_listen``), pulls a bounded batch
+of responses and writes them. One event and no task per wait matters: a
+write watched by a thousand streams wakes a thousand senders. When either side ends the stream is
 closed, dropping its watchers (etcd: serverWatchStream.close).
 
 Once auth is enabled, a create needs READ on its range, checked when the
@@ -110,6 +112,7 @@ class _WatchSession:
     async def run(self, request_iterator: AsyncIterator[rpc_pb2.WatchRequest]) -> None:
         reader = asyncio.create_task(self._read(request_iterator))
         sender = asyncio.create_task(self._send())
+        unlisten = self._backend.watch_listen(self._wake.set)
         try:
             done, _ = await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
             if reader in done and reader.exception() is None:
@@ -119,6 +122,7 @@ class _WatchSession:
                 self._wake.set()
                 await sender
         finally:
+            unlisten()
             for task in (reader, sender):
                 task.cancel()
             for task in (reader, sender):
@@ -241,12 +245,8 @@ class _WatchSession:
                 )
 
     async def _wait(self, timeout_s: float) -> None:
-        ready = asyncio.ensure_future(self._backend.wait_watch_ready(self._stream, timeout_s))
-        woken = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({ready, woken}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            ready.cancel()
-            woken.cancel()
-        if ready.done() and not ready.cancelled():
-            ready.result()  # a backend failure ends the stream
+        if self._stream.pending():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._wake.wait()

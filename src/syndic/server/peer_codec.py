@@ -99,10 +99,10 @@ def _decode_message(raw: Any) -> Message:
     )
 
 
-def decode_batch(body: bytes) -> tuple[list[Message], list[bytes]]:
-    """The inverse of :func:`encode_batch`; any defect raises PeerCodecError."""
+def _unpack(body: bytes, shape: str, fields: int) -> list[Any]:
+    """``body`` as a msgpack array of ``fields`` items; PeerCodecError otherwise."""
     try:
-        version, raw_messages, proposals = msgpack.unpackb(body, use_list=True, raw=False)
+        value = msgpack.unpackb(body, use_list=True, raw=False)
     except (
         ValueError,
         TypeError,
@@ -110,9 +110,15 @@ def decode_batch(body: bytes) -> tuple[list[Message], list[bytes]]:
         msgpack.FormatError,
         msgpack.StackError,
     ) as exc:
-        raise PeerCodecError(
-            f"peer frame is not a msgpack [version, messages, proposals] triple: {exc}"
-        ) from exc
+        raise PeerCodecError(f"peer frame is not a msgpack {shape}: {exc}") from exc
+    if not isinstance(value, list) or len(value) != fields:
+        raise PeerCodecError(f"peer frame is not a msgpack {shape}")
+    return value
+
+
+def decode_batch(body: bytes) -> tuple[list[Message], list[bytes]]:
+    """The inverse of :func:`encode_batch`; any defect raises PeerCodecError."""
+    version, raw_messages, proposals = _unpack(body, "[version, messages, proposals]", 3)
     if version != PEER_WIRE_VERSION:
         raise PeerCodecError(f"peer wire version {version!r} is not {PEER_WIRE_VERSION}")
     if not isinstance(raw_messages, list):
@@ -162,10 +168,7 @@ def decode_request(body: bytes) -> tuple[str, list[Any]]:
     """The (op, args) of a request frame; any defect raises PeerCodecError."""
     if len(body) > PEER_REQUEST_BYTES_MAX:
         raise PeerCodecError(f"peer request of {len(body)} bytes is over {PEER_REQUEST_BYTES_MAX}")
-    try:
-        _, _, op, args = msgpack.unpackb(body, use_list=True, raw=False)
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError) as exc:
-        raise PeerCodecError(f"peer request is not [version, 'request', op, args]: {exc}") from exc
+    _, _, op, args = _unpack(body, "[version, 'request', op, args]", 4)
     if not isinstance(op, str) or not isinstance(args, list):
         raise PeerCodecError("peer request: op must be a string and args a list")
     return op, args
@@ -177,16 +180,7 @@ def encode_reply(ok: bool, payload: Any) -> bytes:
 
 def decode_reply(body: bytes) -> tuple[bool, Any]:
     """(ok, payload) of a reply; any defect raises PeerCodecError."""
-    try:
-        version, ok, payload = msgpack.unpackb(body, use_list=True, raw=False)
-    except (
-        ValueError,
-        TypeError,
-        msgpack.ExtraData,
-        msgpack.FormatError,
-        msgpack.StackError,
-    ) as exc:
-        raise PeerCodecError(f"peer reply is not a [version, ok, payload] triple: {exc}") from exc
+    version, ok, payload = _unpack(body, "[version, ok, payload]", 3)
     if version != PEER_WIRE_VERSION or not isinstance(ok, bool):
         raise PeerCodecError(f"peer reply has version {version!r} and ok {ok!r}")
     if not ok and not (

@@ -30,6 +30,7 @@ from syndic.kv.messages import PutRequest
 from syndic.server.app import MemberServer
 from syndic.server.grpc_api.maintenance import frame_snapshot
 from syndic.server.restore import snapshot_status
+from syndic.storage.bolt import build_db
 from syndic.storage.durable import write_atomically
 from tests.server.cluster_util import cluster_configs, free_port
 
@@ -189,12 +190,18 @@ class _GarbageMaintenance:
             yield rpc_pb2.SnapshotResponse(remaining_bytes=len(self.blobs) - index - 1, blob=blob)
 
 
+EMPTY_DB = build_db({})
+
+
 @pytest.mark.parametrize(
     "blobs",
     [
         [b"x" * 100],
-        [frame_snapshot(b"state"), b"\0" * 32],  # wrong digest
-        [frame_snapshot(b"state"), hashlib.sha256(frame_snapshot(b"state")).digest()],
+        [frame_snapshot(b"state", EMPTY_DB), b"\0" * 32],  # wrong digest
+        [
+            frame_snapshot(b"state", EMPTY_DB),
+            hashlib.sha256(frame_snapshot(b"state", EMPTY_DB)).digest(),
+        ],
     ],
     ids=["unaligned", "bad-digest", "not-syndic-state"],
 )

@@ -383,3 +383,33 @@ def test_hash_kv_equal_for_equal_logs_and_by_revision() -> None:
     assert a.hash_kv().compact_revision == 4
     with pytest.raises(CompactedError):
         a.hash_kv(3)
+
+
+def test_history_lists_retained_records_in_revision_then_write_order(store: Store) -> None:
+    put(store, b"a", b"1")  # 2
+    store.txn(TxnRequest(success=(PutRequest(b"z", b"2"), PutRequest(b"b", b"3"))))  # 3
+    put(store, b"a", b"4", lease=0)  # 4
+    store.delete_range(DeleteRangeRequest(b"a"))  # 5
+    assert [(main, sub, key) for main, sub, key, _ in store.history()] == [
+        (2, 0, b"a"),
+        (3, 0, b"z"),  # the txn wrote z first
+        (3, 1, b"b"),
+        (4, 0, b"a"),
+        (5, 0, b"a"),
+    ]
+    assert store.history()[-1][3][4] is None  # the delete is a tombstone
+    store.compact(CompactionRequest(4))
+    # Below the log's base only compaction survivors remain (b and z at 3),
+    # numbered in key order: what survives keeps unique (main, sub) pairs.
+    assert [(main, sub, key) for main, sub, key, _ in store.history()] == [
+        (3, 0, b"b"),
+        (3, 1, b"z"),
+        (4, 0, b"a"),
+        (5, 0, b"a"),
+    ]
+
+
+def test_leases_lists_ids_and_granted_ttls(store: Store) -> None:
+    store.lease_grant(LeaseGrantRequest(ttl_s=30, id=7), now_ms=0)
+    store.lease_grant(LeaseGrantRequest(ttl_s=600, id=3), now_ms=0)
+    assert store.leases() == [(3, 600), (7, 30)]

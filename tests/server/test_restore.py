@@ -19,7 +19,11 @@ from syndic.kv.messages import LeaseGrantRequest, PutRequest, RangeRequest
 from syndic.raft import ConfState
 from syndic.server.bootstrap import INITIAL_INDEX
 from syndic.server.config import ServerConfig, load_config
-from syndic.server.grpc_api.maintenance import SNAPSHOT_ALIGN_BYTES, frame_snapshot
+from syndic.server.grpc_api.maintenance import (
+    SNAPSHOT_ALIGN_BYTES,
+    frame_snapshot,
+    snapshot_stream_bytes,
+)
 from syndic.server.node import MemberNode
 from syndic.server.restore import (
     DataDirExistsError,
@@ -32,12 +36,19 @@ from syndic.server.restore import (
     snapshot_status,
 )
 from syndic.storage import SnapshotStore, Wal, recover
+from syndic.storage.bolt import build_db
 from tests.server.cluster_util import cluster_configs, eventually, free_port
 
 
 def saved_file_bytes(state: bytes) -> bytes:
     """What Maintenance.Snapshot streams and ``snapshot save`` writes."""
-    framed = frame_snapshot(state)
+    framed = snapshot_stream_bytes(state, consistent_index=1, member_id=1)
+    return framed + hashlib.sha256(framed).digest()
+
+
+def framed_file_bytes(data: bytes) -> bytes:
+    """Any bytes framed as a saved snapshot is, behind an empty bbolt image."""
+    framed = frame_snapshot(data, build_db({}))
     return framed + hashlib.sha256(framed).digest()
 
 
@@ -235,7 +246,7 @@ def mangled(saved: bytes) -> dict[str, bytes]:
         "flipped body": bytes([saved[0] ^ 0xFF]) + saved[1:],
         "random": os.urandom(len(saved)),
         # Aligned, digest correct: the framing passes, the contents are not syndic's.
-        "foreign state": saved_file_bytes(b"\x93\x01\x02\x03not ours"),
+        "foreign state": framed_file_bytes(b"\x93\x01\x02\x03not ours"),
         "foreign aligned": framed_garbage + hashlib.sha256(framed_garbage).digest(),
         "member snap header only": b"\x89SYNSNP\n" + bytes(100),
     }
@@ -326,7 +337,7 @@ async def test_a_failed_write_leaves_no_partial_data_dir(
 
 @given(st.binary(max_size=2048))
 def test_arbitrary_bytes_are_refused_with_a_typed_error(data: bytes) -> None:
-    for candidate in (data, saved_file_bytes(data)):
+    for candidate in (data, framed_file_bytes(data)):
         with pytest.raises(SnapshotFileError):
             decode_saved_snapshot(candidate, "fuzz.db")
 

@@ -264,6 +264,38 @@ class Store:
             return ()
         return (item,) if type(item) is bytes else item  # type: ignore[return-value]
 
+    def history(self) -> list[tuple[int, int, bytes, Record]]:
+        """Every retained record as ``(main, sub, key, record)``, in revision order.
+
+        ``sub`` orders the keys one revision changed (etcd's revision.sub):
+        the log's write order where the log covers the revision; below the
+        log base only compaction survivors remain, numbered in key order.
+        """
+        rows: list[tuple[int, int, bytes, Record]] = []
+        write_order: dict[int, dict[bytes, int]] = {}
+        survivors: dict[int, int] = {}
+        for key, entry in self._index.items():
+            for rec in [entry] if type(entry) is tuple else entry:
+                mod = rec[MOD]
+                if mod < self._log_base:
+                    sub = survivors.get(mod, 0)
+                    survivors[mod] = sub + 1
+                elif type(self._log[mod - self._log_base]) is bytes:
+                    sub = 0
+                else:
+                    order = write_order.get(mod)
+                    if order is None:
+                        keys = self.log_keys(mod)
+                        order = write_order[mod] = {k: i for i, k in enumerate(keys)}
+                    sub = order[key]
+                rows.append((mod, sub, key, rec))
+        rows.sort(key=itemgetter(0, 1))
+        return rows
+
+    def leases(self) -> list[tuple[int, int]]:
+        """Every granted lease as ``(id, granted TTL in seconds)``, by id."""
+        return sorted((lease.id, lease.ttl_s) for lease in self._lessor.leases.values())
+
     # --------------------------------------------------------------- checks
 
     def _check_key(self, key: bytes, extra_bytes: int = 0) -> None:

@@ -123,7 +123,7 @@ class Backend(Protocol):
     async def move_leader(self, target_id: int) -> None: ...
 
     def snapshot_bytes(self) -> bytes:
-        """The whole store as a snapshot file's bytes (Maintenance.Snapshot)."""
+        """The member state as ``StateMachine.serialize()`` writes it (Maintenance.Snapshot)."""
         ...
 
     def alarms(self) -> list[tuple[int, str]]:

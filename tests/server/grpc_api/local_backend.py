@@ -37,6 +37,7 @@ from syndic.server.backend import (
     peer_url_exists,
 )
 from syndic.server.entry_codec import EntryKind, decode_entry, encode_entry
+from syndic.server.state_machine import MemberAttrs, StateMachine
 
 CLUSTER_ID = 0x1C1C
 MEMBER_ID = 0x8E9E05C52164694D
@@ -185,7 +186,13 @@ class LocalBackend:
         return self.auth
 
     def snapshot_bytes(self) -> bytes:
-        return self.store.serialize()
+        # A member's state: this store and auth store, and the member table.
+        state = StateMachine(self.store_config, {})
+        state.store, state.auth = self.store, self.auth
+        state.members = {
+            m.id: MemberAttrs(m.name, m.peer_urls, m.client_urls) for m in self._members.values()
+        }
+        return state.serialize()
 
     def alarms(self) -> list[tuple[int, str]]:
         return [(MEMBER_ID, a.name) for a in sorted(self.store.alarms)]

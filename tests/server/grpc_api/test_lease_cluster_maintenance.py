@@ -19,10 +19,12 @@ from syndic.api.services import (
 )
 from syndic.kv.errors import SnapshotCorruptError
 from syndic.kv.messages import LeaseTimeToLiveRequest
-from syndic.kv.mvcc import Store
+from syndic.kv.mvcc import StoreConfig
 from syndic.server.grpc_api.maintenance import frame_snapshot, unframe_snapshot
+from syndic.server.state_machine import StateMachine
+from syndic.storage.bolt import build_db
 from tests.server.grpc_api.conftest import CALL_TIMEOUT_S, Served
-from tests.server.grpc_api.local_backend import MEMBER_ID
+from tests.server.grpc_api.local_backend import CLUSTER_ID, MEMBER_ID, RAFT_TERM
 from tests.server.grpc_api.test_kv import expect_error
 
 _Alarm = rpc_pb2.AlarmRequest
@@ -142,6 +144,27 @@ async def test_member_list_add_update_promote_remove(served: Served) -> None:
     )
 
 
+async def test_cluster_headers_carry_no_revision(served: Served) -> None:
+    # etcd: ClusterServer.header() has cluster id, member id and term only;
+    # etcdctl member list -w json shows that header as is.
+    await stub(served, KV_SERVICE).Put(
+        rpc_pb2.PutRequest(key=b"k", value=b"v"), timeout=CALL_TIMEOUT_S
+    )
+    cluster = stub(served, CLUSTER_SERVICE)
+    listed = await cluster.MemberList(rpc_pb2.MemberListRequest(), timeout=CALL_TIMEOUT_S)
+    added = await cluster.MemberAdd(
+        rpc_pb2.MemberAddRequest(peerURLs=["http://10.0.0.2:2380"], isLearner=True),
+        timeout=CALL_TIMEOUT_S,
+    )
+    for header in (listed.header, added.header):
+        assert (header.cluster_id, header.member_id, header.raft_term) == (
+            CLUSTER_ID,
+            MEMBER_ID,
+            RAFT_TERM,
+        )
+        assert header.revision == 0
+
+
 @pytest.mark.parametrize(
     "urls",
     [[], ["not a url"], ["ftp://h:1"], ["http://h"], ["http://h:1/path"], ["http://h:99999"]],
@@ -237,8 +260,9 @@ async def test_snapshot_streams_chunks_and_sha256_trailer(served: Served) -> Non
     assert [c.remaining_bytes for c in data_chunks][-1] == 0
     assert data_chunks[0].remaining_bytes == len(data) - len(data_chunks[0].blob)
     assert trailer.blob == hashlib.sha256(data).digest()
-    restored = Store.restore(unframe_snapshot(data + trailer.blob))
-    assert restored.hash_kv().hash == served.backend.store.hash_kv().hash
+    restored = StateMachine(StoreConfig(), {})
+    restored.restore(unframe_snapshot(data + trailer.blob))
+    assert restored.store.hash_kv().hash == served.backend.store.hash_kv().hash
 
 
 async def test_auth_answers_as_an_etcd_with_auth_disabled(served: Served) -> None:
@@ -276,12 +300,17 @@ async def test_auth_answers_as_an_etcd_with_auth_disabled(served: Served) -> Non
     assert list(users.users) == ["u"]
 
 
+# The smallest bbolt image: what a stream carries ahead of syndic's state.
+EMPTY_DB = build_db({})
+
+
 @pytest.mark.parametrize("size", [0, 1, 503, 504, 505, 4096])
 def test_snapshot_frame_round_trips_and_aligns(size: int) -> None:
     data = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    framed = frame_snapshot(data)
+    framed = frame_snapshot(data, EMPTY_DB)
     saved = framed + hashlib.sha256(framed).digest()
     assert len(saved) % 512 == 32  # what etcdctl 3.4 snapshot save checks
+    assert saved.startswith(EMPTY_DB)  # what etcdctl snapshot status opens
     assert unframe_snapshot(saved) == data
 
 
@@ -295,18 +324,22 @@ def test_snapshot_frame_round_trips_and_aligns(size: int) -> None:
     ],
 )
 def test_snapshot_unframe_refuses_damaged_files(mangle: Any, reason: str) -> None:
-    framed = frame_snapshot(b"payload")
+    framed = frame_snapshot(b"payload", EMPTY_DB)
     saved = framed + hashlib.sha256(framed).digest()
     with pytest.raises(SnapshotCorruptError, match=reason):
         unframe_snapshot(mangle(saved))
 
 
 def test_snapshot_unframe_refuses_bad_length_and_padding() -> None:
-    framed = bytearray(frame_snapshot(b"payload"))
+    framed = bytearray(frame_snapshot(b"payload", EMPTY_DB))
     framed[-8:] = (10_000).to_bytes(8, "big")
     with pytest.raises(SnapshotCorruptError, match="exceeds"):
         unframe_snapshot(bytes(framed) + hashlib.sha256(framed).digest())
-    framed = bytearray(frame_snapshot(b"payload"))
-    framed[20] = 1
+    framed = bytearray(frame_snapshot(b"payload", EMPTY_DB))
+    framed[-16:-8] = (100).to_bytes(8, "big")
+    with pytest.raises(SnapshotCorruptError, match="page boundary"):
+        unframe_snapshot(bytes(framed) + hashlib.sha256(framed).digest())
+    framed = bytearray(frame_snapshot(b"payload", EMPTY_DB))
+    framed[len(EMPTY_DB) + 20] = 1
     with pytest.raises(SnapshotCorruptError, match="padding"):
         unframe_snapshot(bytes(framed) + hashlib.sha256(framed).digest())

@@ -11,6 +11,8 @@ import pytest
 from syndic.api.gen import rpc_pb2
 from syndic.api.services import KV_SERVICE, WATCH_SERVICE
 from syndic.server.grpc_api import GrpcApiConfig
+from syndic.server.grpc_api.auth import AuthGate
+from syndic.server.grpc_api.watch import WatchServicer
 from tests.server.grpc_api.conftest import (
     CALL_TIMEOUT_S,
     TEST_WATCH_WAIT_TIMEOUT_S,
@@ -18,6 +20,7 @@ from tests.server.grpc_api.conftest import (
     start_served,
     stop_served,
 )
+from tests.server.grpc_api.local_backend import LocalBackend
 
 _Filter = rpc_pb2.WatchCreateRequest.FilterType
 
@@ -185,3 +188,41 @@ async def test_stream_end_closes_hub_stream(served: Served) -> None:
         while len(served.backend.hub._streams):
             await asyncio.sleep(TEST_WATCH_WAIT_TIMEOUT_S)
     assert await call.code() is not None
+
+
+class _DyingStream:
+    """A servicer context whose client is gone: a write fails and gRPC
+    cancels the handler at the same time, as grpc.aio does on a disconnect."""
+
+    def __init__(self) -> None:
+        self.handler: asyncio.Task[None] | None = None
+
+    async def write(self, response: rpc_pb2.WatchResponse) -> None:
+        assert self.handler is not None
+        self.handler.cancel()
+        raise RuntimeError("execute_batch failed: the stream is gone")
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:1"
+
+    def invocation_metadata(self) -> tuple[()]:
+        return ()
+
+
+async def test_a_client_gone_mid_write_cancels_the_handler_quietly() -> None:
+    # The failed write must not replace the cancellation: the error wrapper
+    # would log it as an unexpected handler error and count UNKNOWN.
+    backend = LocalBackend()
+    config = GrpcApiConfig(watch_wait_timeout_s=TEST_WATCH_WAIT_TIMEOUT_S)
+    servicer = WatchServicer(backend, config, AuthGate(backend, None, lambda: 0.0))
+    requests: asyncio.Queue[rpc_pb2.WatchRequest] = asyncio.Queue()
+    await requests.put(create(key=b"k"))
+
+    async def request_iterator() -> AsyncIterator[rpc_pb2.WatchRequest]:
+        while True:
+            yield await requests.get()
+
+    context = _DyingStream()
+    context.handler = asyncio.create_task(servicer.Watch(request_iterator(), context))
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(context.handler, CALL_TIMEOUT_S)

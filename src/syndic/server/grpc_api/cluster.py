@@ -23,6 +23,12 @@ class ClusterServicer:
         self._backend = backend
         self._gate = gate
 
+    def _header(self) -> rpc_pb2.ResponseHeader:
+        # etcd: ClusterServer.header() fills cluster id, member id and term,
+        # never the revision (membership is not in the MVCC store), so
+        # etcdctl member list -w json shows no "revision".
+        return convert.header_pb(self._backend.header(), revision=0)
+
     def _members_pb(self) -> list[rpc_pb2.Member]:
         return [convert.member_to_pb(m) for m in self._backend.members()]
 
@@ -31,9 +37,7 @@ class ClusterServicer:
     ) -> rpc_pb2.MemberListResponse:
         # ``linearizable`` (etcd 3.5) asks for a ReadIndex first; the backend's
         # member list is the applied configuration, which is what 3.4 answers.
-        return rpc_pb2.MemberListResponse(
-            header=convert.header_pb(self._backend.header()), members=self._members_pb()
-        )
+        return rpc_pb2.MemberListResponse(header=self._header(), members=self._members_pb())
 
     async def MemberAdd(
         self, request: rpc_pb2.MemberAddRequest, context: Any
@@ -42,7 +46,7 @@ class ClusterServicer:
         urls = convert.member_urls_from_pb(request.peerURLs)
         member = await self._backend.member_add(urls, request.isLearner)
         return rpc_pb2.MemberAddResponse(
-            header=convert.header_pb(self._backend.header()),
+            header=self._header(),
             member=convert.member_to_pb(member),
             members=self._members_pb(),
         )
@@ -52,9 +56,7 @@ class ClusterServicer:
     ) -> rpc_pb2.MemberRemoveResponse:
         await self._gate.require_admin(context)
         await self._backend.member_remove(request.ID)
-        return rpc_pb2.MemberRemoveResponse(
-            header=convert.header_pb(self._backend.header()), members=self._members_pb()
-        )
+        return rpc_pb2.MemberRemoveResponse(header=self._header(), members=self._members_pb())
 
     async def MemberUpdate(
         self, request: rpc_pb2.MemberUpdateRequest, context: Any
@@ -62,15 +64,11 @@ class ClusterServicer:
         await self._gate.require_admin(context)
         urls = convert.member_urls_from_pb(request.peerURLs)
         await self._backend.member_update(request.ID, urls)
-        return rpc_pb2.MemberUpdateResponse(
-            header=convert.header_pb(self._backend.header()), members=self._members_pb()
-        )
+        return rpc_pb2.MemberUpdateResponse(header=self._header(), members=self._members_pb())
 
     async def MemberPromote(
         self, request: rpc_pb2.MemberPromoteRequest, context: Any
     ) -> rpc_pb2.MemberPromoteResponse:
         await self._gate.require_admin(context)
         await self._backend.member_promote(request.ID)
-        return rpc_pb2.MemberPromoteResponse(
-            header=convert.header_pb(self._backend.header()), members=self._members_pb()
-        )
+        return rpc_pb2.MemberPromoteResponse(header=self._header(), members=self._members_pb())

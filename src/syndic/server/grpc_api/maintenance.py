@@ -10,54 +10,81 @@ etcd's usual errors; Status and Alarm need nothing.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import struct
 from typing import Any, Final
 
 from syndic.api.gen import rpc_pb2
-from syndic.kv.errors import SnapshotCorruptError
+from syndic.kv.errors import KvError, SnapshotCorruptError
+from syndic.kv.mvcc import StoreConfig
 from syndic.server.backend import Backend
+from syndic.server.etcd_db import etcd_db
 from syndic.server.grpc_api import convert
 from syndic.server.grpc_api.auth import AuthGate
 from syndic.server.grpc_api.config import GrpcApiConfig
+from syndic.server.state_machine import StateMachine, StateSnapshotError
+from syndic.storage.bolt import PAGE_SIZE_BYTES
 
 _AlarmAction = rpc_pb2.AlarmRequest.AlarmAction
 
 # etcdctl 3.4 ``snapshot save`` refuses a stream unless its length is
 # 32 (the SHA-256 trailer) modulo 512: etcd's bolt file is page-aligned
-# (clientv3 snapshot hasChecksum). syndic's snapshot is not, so the stream
-# carries it framed: data, zero padding, its length as a big-endian u64,
-# aligned to 512 bytes, then the SHA-256 of all of that.
+# (clientv3 snapshot hasChecksum). etcd's tools then open the file as a
+# bbolt database. So the stream starts with the bbolt image of the state
+# (``syndic.server.etcd_db``), which etcdctl snapshot status reads; syndic's
+# own state bytes follow past the image's last page, where bbolt never
+# looks, then zero padding to the alignment, their offset and length as
+# big-endian u64s, and the SHA-256 of all of that.
 SNAPSHOT_ALIGN_BYTES: Final = 512
 SNAPSHOT_DIGEST_BYTES: Final = hashlib.sha256().digest_size
-_LENGTH = struct.Struct(">Q")
+_PLACEMENT = struct.Struct(">QQ")  # offset, length of syndic's state
 
 
-def frame_snapshot(data: bytes) -> bytes:
-    """The bytes Maintenance.Snapshot streams before its digest: ``data`` framed and aligned."""
-    unpadded = len(data) + _LENGTH.size
+def frame_snapshot(data: bytes, db: bytes) -> bytes:
+    """The bytes Maintenance.Snapshot streams before its digest: the bbolt
+    image ``db`` (whole pages), then ``data``, framed and aligned."""
+    if len(db) % PAGE_SIZE_BYTES:
+        raise ValueError(f"a bbolt image is whole {PAGE_SIZE_BYTES}-byte pages, got {len(db)}")
+    unpadded = len(db) + len(data) + _PLACEMENT.size
     padding = -unpadded % SNAPSHOT_ALIGN_BYTES
-    return data + bytes(padding) + _LENGTH.pack(len(data))
+    return db + data + bytes(padding) + _PLACEMENT.pack(len(db), len(data))
 
 
 def unframe_snapshot(saved: bytes) -> bytes:
-    """The snapshot inside a file written by ``etcdctl snapshot save`` from syndic.
+    """The syndic state inside a file written by ``etcdctl snapshot save`` from syndic.
 
-    Checks the alignment, the SHA-256 trailer, the length and the padding;
-    raises SnapshotCorruptError naming the first check that failed.
+    Checks the alignment, the SHA-256 trailer, where the state lies and the
+    padding; raises SnapshotCorruptError naming the first check that failed.
     """
     body_bytes = len(saved) - SNAPSHOT_DIGEST_BYTES
-    if body_bytes < _LENGTH.size or body_bytes % SNAPSHOT_ALIGN_BYTES:
+    if body_bytes < _PLACEMENT.size or body_bytes % SNAPSHOT_ALIGN_BYTES:
         raise SnapshotCorruptError(f"{len(saved)} bytes is not an aligned snapshot file")
     body, digest = saved[:body_bytes], saved[body_bytes:]
     if hashlib.sha256(body).digest() != digest:
         raise SnapshotCorruptError("sha256 trailer does not match the snapshot")
-    (length,) = _LENGTH.unpack_from(body, body_bytes - _LENGTH.size)
-    if length > body_bytes - _LENGTH.size:
+    placement_at = body_bytes - _PLACEMENT.size
+    offset, length = _PLACEMENT.unpack_from(body, placement_at)
+    if offset % PAGE_SIZE_BYTES or offset > placement_at:
+        raise SnapshotCorruptError(f"state offset {offset} is not a page boundary in the file")
+    if length > placement_at - offset:
         raise SnapshotCorruptError(f"framed length {length} exceeds the file")
-    if any(body[length : body_bytes - _LENGTH.size]):
+    if any(body[offset + length : placement_at]):
         raise SnapshotCorruptError("snapshot padding is not zero")
-    return body[:length]
+    return body[offset : offset + length]
+
+
+def snapshot_stream_bytes(data: bytes, consistent_index: int, member_id: int) -> bytes:
+    """The stream for member state ``data`` (``StateMachine.serialize()``), before its digest.
+
+    Raises SnapshotCorruptError if ``data`` is not a syndic state.
+    """
+    state = StateMachine(StoreConfig(), {})
+    try:
+        state.restore(data)
+    except (StateSnapshotError, KvError) as exc:
+        raise SnapshotCorruptError(f"member state does not decode: {exc}") from exc
+    return frame_snapshot(data, etcd_db(state, consistent_index, member_id))
 
 
 class MaintenanceServicer:
@@ -135,12 +162,21 @@ class MaintenanceServicer:
         """The framed snapshot in chunks, then its SHA-256 as a last chunk (etcd's trailer).
 
         etcd streams ``db`` then ``sha256(db)``; clients check the digest
-        and the alignment, so syndic streams ``frame_snapshot(data)`` the
-        same way. :func:`unframe_snapshot` recovers the data from a saved file.
+        and the alignment, and etcd's tools open the file as a bbolt
+        database, so syndic streams :func:`snapshot_stream_bytes` the same
+        way. :func:`unframe_snapshot` recovers the state from a saved file.
         """
         await self._gate.require_admin_untranslated(context)
-        data = frame_snapshot(self._backend.snapshot_bytes())
+        status = self._backend.status()
         header = self._header()
+        # Decoding the state and laying out the image is CPU work in
+        # proportion to the store; a thread keeps the member's loop serving.
+        data = await asyncio.to_thread(
+            snapshot_stream_bytes,
+            self._backend.snapshot_bytes(),
+            status.raft_applied_index,
+            header.member_id,
+        )
         chunk_bytes = self._config.snapshot_chunk_bytes
         view = memoryview(data)
         total = len(data)

@@ -125,11 +125,13 @@ class _WatchSession:
             unlisten()
             for task in (reader, sender):
                 task.cancel()
-            for task in (reader, sender):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Collected, not raised: when the client goes away, gRPC cancels
+            # this handler while a write of the sender fails on the dead
+            # stream, and that failure must not replace the cancellation
+            # (it would be reported as an unexpected handler error).
+            await asyncio.gather(reader, sender, return_exceptions=True)
         for task in (reader, sender):
-            if task.done() and not task.cancelled():
+            if not task.cancelled():
                 task.result()  # errors propagate
 
     # ------------------------------------------------------------- reader

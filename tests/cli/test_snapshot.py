@@ -102,7 +102,9 @@ def test_save_writes_a_verified_file_and_status_describes_it(
     assert hashlib.sha256(saved[:-32]).digest() == saved[-32:]
 
     simple = invoke("snapshot", "status", str(path))
-    assert simple.output == f"{digest:x}, {revision}, 5, {human_bytes(size)}\n"
+    # TOTAL KEYS counts what etcdctl counts in the file's etcd-layout image:
+    # 5 revisions, consistent_index, the member, clusterVersion, authRevision.
+    assert simple.output == f"{digest:x}, {revision}, 9, {human_bytes(size)}\n"
     table = invoke("snapshot", "status", str(path), "-w", "table").output.splitlines()
     assert [cell.strip() for cell in table[1].strip("|").split("|")] == [
         "HASH",
@@ -113,10 +115,10 @@ def test_save_writes_a_verified_file_and_status_describes_it(
     assert [cell.strip() for cell in table[3].strip("|").split("|")][:3] == [
         f"{digest:x}",
         str(revision),
-        "5",
+        "9",
     ]
     as_json = json.loads(invoke("snapshot", "status", str(path), "--write-out=json").output)
-    assert as_json == {"hash": digest, "revision": revision, "totalKey": 5, "totalSize": size}
+    assert as_json == {"hash": digest, "revision": revision, "totalKey": 9, "totalSize": size}
 
     occupied = tmp_path / "taken.db"
     occupied.mkdir()

@@ -136,8 +136,10 @@ def _auth_buckets(auth: AuthStore) -> dict[bytes, list[tuple[bytes, bytes]]]:
     return {b"auth": flags, b"authUsers": sorted(users), b"authRoles": sorted(roles)}
 
 
-def etcd_db(state: StateMachine, consistent_index: int, member_id: int) -> bytes:
-    """The bbolt image etcd 3.4 would hold for ``state``, applied up to ``consistent_index``.
+def etcd_buckets(
+    state: StateMachine, consistent_index: int, member_id: int
+) -> dict[bytes, list[tuple[bytes, bytes]]]:
+    """The buckets etcd 3.4 would hold for ``state``, applied up to ``consistent_index``.
 
     ``member_id`` names the member that raised each alarm (syndic's alarms
     are cluster-wide; etcd records who raised one).
@@ -148,15 +150,24 @@ def etcd_db(state: StateMachine, consistent_index: int, member_id: int) -> bytes
         for alarm in sorted(store.alarms)
     ]
     leases = [(_I64.pack(i), _lease_value(i, ttl_s)) for i, ttl_s in store.leases()]
-    return build_db(
-        {
-            b"alarm": sorted(alarms),
-            b"cluster": [(b"clusterVersion", CLUSTER_VERSION)],
-            b"key": _key_bucket(store),
-            b"lease": sorted(leases),
-            b"members": _members_bucket(state.members),
-            b"members_removed": [],
-            b"meta": _meta_bucket(store, consistent_index),
-            **_auth_buckets(auth=state.auth),
-        }
-    )
+    return {
+        b"alarm": sorted(alarms),
+        b"cluster": [(b"clusterVersion", CLUSTER_VERSION)],
+        b"key": _key_bucket(store),
+        b"lease": sorted(leases),
+        b"members": _members_bucket(state.members),
+        b"members_removed": [],
+        b"meta": _meta_bucket(store, consistent_index),
+        **_auth_buckets(auth=state.auth),
+    }
+
+
+def etcd_db(state: StateMachine, consistent_index: int, member_id: int) -> bytes:
+    """The bbolt image of :func:`etcd_buckets`."""
+    return build_db(etcd_buckets(state, consistent_index, member_id))
+
+
+def etcd_total_keys(state: StateMachine) -> int:
+    """What ``etcdctl snapshot status`` prints as TOTAL KEYS for ``state``'s
+    image: every entry of every bucket."""
+    return sum(len(entries) for entries in etcd_buckets(state, 0, 0).values())

@@ -45,11 +45,11 @@ from typing import Final
 
 from syndic.kv.errors import KvError
 from syndic.kv.errors import SnapshotCorruptError as FramingError
-from syndic.kv.messages import RangeRequest
 from syndic.kv.mvcc import StoreConfig
 from syndic.raft import ConfState, HardState, Snapshot, SnapshotMeta
 from syndic.server.bootstrap import INITIAL_INDEX, INITIAL_TERM, initial_members, write_initial_log
 from syndic.server.config import QUOTA_BACKEND_BYTES_MAX, ConfigError, ServerConfig, load_config
+from syndic.server.etcd_db import etcd_total_keys
 from syndic.server.grpc_api.maintenance import unframe_snapshot
 from syndic.server.state_machine import StateMachine, StateSnapshotError
 from syndic.storage import SnapshotStore, StorageError, Wal, recover
@@ -92,7 +92,9 @@ class SnapshotStatus:
 
     ``hash`` is the store's HashKV over every retained revision (what
     ``etcdctl endpoint hashkv`` prints for the member it came from);
-    ``total_keys`` counts live keys; ``total_size_bytes`` is the file's size.
+    ``total_keys`` counts what etcdctl counts in the same file (every record
+    of the etcd-layout image: revisions, members, leases, meta, auth);
+    ``total_size_bytes`` is the file's size.
     """
 
     hash: int
@@ -171,12 +173,11 @@ def read_snapshot_file(path: str | os.PathLike[str]) -> tuple[StateMachine, int]
 
 def status_of(state: StateMachine, size_bytes: int) -> SnapshotStatus:
     store = state.store
-    live = store.range(RangeRequest(key=b"\0", range_end=b"\0", count_only=True))
     return SnapshotStatus(
         hash=store.hash_kv(0).hash,
         revision=store.revision,
         compact_revision=store.compact_revision,
-        total_keys=live.count,
+        total_keys=etcd_total_keys(state),
         total_size_bytes=size_bytes,
         members=tuple(attrs.name for _, attrs in sorted(state.members.items())),
     )

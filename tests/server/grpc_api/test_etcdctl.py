@@ -13,6 +13,7 @@ import pytest
 
 from syndic.kv.mvcc import StoreConfig
 from syndic.server.grpc_api.maintenance import unframe_snapshot
+from syndic.server.restore import snapshot_status
 from syndic.server.state_machine import StateMachine
 from tests.server.grpc_api.conftest import CALL_TIMEOUT_S, Served
 from tests.server.grpc_api.local_backend import MEMBER_ID
@@ -177,6 +178,8 @@ async def test_snapshot_status_reads_the_saved_file_as_etcd_s(
     # members: 1; cluster: clusterVersion; auth: authRevision; a lease, a
     # user, a role.
     assert (status["revision"], status["totalKey"]) == (6, 6 + 3 + 1 + 1 + 1 + 3)
+    # syndic's own status command counts the same file the same way.
+    assert snapshot_status(path).total_keys == status["totalKey"]
     assert status["totalSize"] < path.stat().st_size  # syndic's own state follows the image
 
 

@@ -3,6 +3,7 @@ restart, replication to followers, ReadIndex reads, leader failover."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 from syndic.kv.errors import KvError
 from syndic.kv.messages import (
     DeleteRangeRequest,
+    LeaseGrantRequest,
+    LeaseGrantResponse,
     PutRequest,
     RangeRequest,
 )
@@ -134,3 +137,40 @@ async def test_a_data_dir_refuses_a_member_it_does_not_know(tmp_path: Path) -> N
         await eventually(lambda: again.state.store.revision == 2)
     finally:
         await again.stop()
+
+
+async def test_the_clock_ticks_while_writes_never_stop(tmp_path: Path) -> None:
+    """A steady stream of writes always leaves another cycle to run; the node
+    must still tick between cycles, or leases never expire (and heartbeats and
+    elections stall) for as long as the load lasts."""
+    (config,) = cluster_configs(tmp_path, 1)
+    node = MemberNode(config)
+    await node.start()
+    stop = asyncio.Event()
+
+    async def writer(n: int) -> None:
+        # Staggered, as network clients are: some write always arrives while
+        # a cycle's fsync runs, so there is always a next cycle.
+        i = 0
+        while not stop.is_set():
+            await asyncio.sleep(0.0002 * (n % 8))
+            await node.write(PutRequest(key=b"w%d/%d" % (n, i % 100), value=b"v"))
+            i += 1
+
+    try:
+        grant = await node.write(LeaseGrantRequest(ttl_s=1))
+        assert isinstance(grant, LeaseGrantResponse)
+        await node.write(PutRequest(key=b"leased", value=b"v", lease=grant.id))
+        writers = [asyncio.create_task(writer(n)) for n in range(64)]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 6
+        while node.state.store.range(RangeRequest(key=b"leased")).count:
+            assert loop.time() < deadline, "the lease did not expire under load"
+            await asyncio.sleep(0.05)
+        # The writers were still going when the lease expired.
+        assert not any(w.done() for w in writers)
+        stop.set()
+        await asyncio.gather(*writers)
+    finally:
+        stop.set()
+        await node.stop()

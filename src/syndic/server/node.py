@@ -272,30 +272,35 @@ class MemberNode:
                 raise
 
     async def _process_ready(self) -> None:
+        """One cycle: at most one Ready. Under a steady stream of writes there
+        is always another; the loop comes back through ``_run`` for it, so the
+        clock still ticks (heartbeats, elections, lease expiry) under load."""
         assert self.raft is not None and self._wal is not None and self._transport is not None
+        # Proposals made while the last cycle's fsync ran join this cycle.
         self._flush_outbox()
-        while self.raft.has_ready():
-            ready = self.raft.ready()
-            if ready.soft_state is not None:
-                self._on_soft_state(ready.soft_state.leader_id, ready.soft_state.role)
-            await self._persist(ready)
-            self._transport.send(ready.messages)
-            if ready.snapshot is not None:
-                self.state.restore(ready.snapshot.data)
-                self._snapshot_index = ready.snapshot.meta.index
-                self._reset_hub()
-                self._peers_dirty = True
-            self._apply(ready)
-            self._queue_reads(ready.read_states)
-            self.raft.advance(ready)
-            self._serve_reads()
-            self._wake_index_waiters()
-            await self._maybe_snapshot()
-            if self._peers_dirty:
-                self._refresh_peers()
-                self._check_removed()
-            # Proposals made while this cycle's fsync ran join the next cycle.
-            self._flush_outbox()
+        if not self.raft.has_ready():
+            return
+        ready = self.raft.ready()
+        if ready.soft_state is not None:
+            self._on_soft_state(ready.soft_state.leader_id, ready.soft_state.role)
+        await self._persist(ready)
+        self._transport.send(ready.messages)
+        if ready.snapshot is not None:
+            self.state.restore(ready.snapshot.data)
+            self._snapshot_index = ready.snapshot.meta.index
+            self._reset_hub()
+            self._peers_dirty = True
+        self._apply(ready)
+        self._queue_reads(ready.read_states)
+        self.raft.advance(ready)
+        self._serve_reads()
+        self._wake_index_waiters()
+        await self._maybe_snapshot()
+        if self._peers_dirty:
+            self._refresh_peers()
+            self._check_removed()
+        if self._outbox or self.raft.has_ready():
+            self._wake.set()
 
     async def _persist(self, ready: Ready) -> None:
         assert self._wal is not None and self._snapshots is not None

@@ -4,6 +4,7 @@ and fault tests. Each starts with etcd's own flags, so one launcher serves both.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -119,6 +120,14 @@ def member_process(
         *extra_flags,
     ]
     return MemberProcess(name, client, peer_port, admin, root / name, argv, root / f"{name}.log")
+
+
+def mask_ids_and_addresses(text: str) -> str:
+    """Member and lease ids are random 64-bit numbers (printed without leading
+    zeros, or space-padded by "%16x"), and ports are free ones: both differ
+    between any two clusters, so comparisons mask them."""
+    text = re.sub(r" *\b[0-9a-f]{12,16}\b", " <id>", text)
+    return re.sub(r"127\.0\.0\.1:\d+", "<addr>", text)
 
 
 def etcdctl(

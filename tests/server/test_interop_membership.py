@@ -20,6 +20,7 @@ from tests.server.processes import (
     MemberProcess,
     debug_status,
     etcdctl,
+    mask_ids_and_addresses,
     member_process,
     start_cluster,
     wait_healthy,
@@ -34,9 +35,7 @@ Step = tuple[str, int, str, str]  # (what, exit code, stdout, error line)
 
 
 def normalize(text: str) -> str:
-    # Ids are random; etcdctl pads a short one with spaces ("%16x").
-    text = re.sub(r" *\b[0-9a-f]{12,16}\b", " <id>", text)
-    text = re.sub(r"127\.0\.0\.1:\d+", "<addr>", text)
+    text = mask_ids_and_addresses(text)
     # The member table comes in id order, and ids are random.
     return re.sub(
         r'ETCD_INITIAL_CLUSTER="([^"]+)"',

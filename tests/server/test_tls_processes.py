@@ -5,7 +5,6 @@ files stop a member with a message naming the file, before it writes anything.""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.processes import ETCD, ETCDCTL, etcdctl, start_cluster, wait_healthy
+from tests.server.processes import (
+    ETCD,
+    ETCDCTL,
+    etcdctl,
+    mask_ids_and_addresses,
+    start_cluster,
+    wait_healthy,
+)
 from tests.server.tls_certs import Certificates, make_certificates
 
 pytestmark = [
@@ -25,9 +31,7 @@ Step = tuple[int, str, bool]  # (exit code, normalized stdout, failed)
 
 
 def normalize(text: str) -> str:
-    # Member ids are random 64-bit numbers, printed without leading zeros.
-    text = re.sub(r"\b[0-9a-f]{12,16}\b", "<id>", text)
-    text = re.sub(r"127\.0\.0\.1:\d+", "<addr>", text)
+    text = mask_ids_and_addresses(text)
     # Members are listed in id order, and ids differ between the systems.
     return "".join(sorted(text.splitlines(keepends=True))) if "started" in text else text
 

@@ -39,11 +39,9 @@ def check_add(voters: Mapping[int, Voter], is_learner: bool) -> None:
 
 
 def check_promote(voters: Mapping[int, Voter]) -> None:
-    """Raise ServerError unless promoting a learner to voter is safe."""
-    if not _quorum_started_after_add(voters):
-        raise errors.not_enough_started_members()
-    if not all(_healthy(v) for v in voters.values()):
-        raise errors.unhealthy_cluster()
+    """Raise ServerError unless promoting a learner to voter is safe: the same
+    rules as adding a voter."""
+    check_add(voters, is_learner=False)
 
 
 def check_remove(voters: Mapping[int, Voter], member_id: int) -> None:

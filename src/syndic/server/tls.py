@@ -40,10 +40,11 @@ def _read_pem(path: str, flag: str) -> bytes:
     return data
 
 
-def _check_pair(cert_file: str, key_file: str, prefix: str) -> None:
-    """Load the pair once with ssl so a mismatch is reported by name."""
-    _read_pem(cert_file, f"{prefix}cert-file")
-    _read_pem(key_file, f"{prefix}key-file")
+def _read_pair(cert_file: str, key_file: str, prefix: str) -> tuple[bytes, bytes]:
+    """The certificate and key PEM bytes, loaded once with ssl so that a key
+    that does not belong to its certificate is reported by name."""
+    cert = _read_pem(cert_file, f"{prefix}cert-file")
+    key = _read_pem(key_file, f"{prefix}key-file")
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
     except ssl.SSLError as exc:
@@ -51,16 +52,17 @@ def _check_pair(cert_file: str, key_file: str, prefix: str) -> None:
             f"--{prefix}cert-file {cert_file} and --{prefix}key-file {key_file} "
             f"are not a certificate and its key: {exc.reason or exc}"
         ) from exc
+    return cert, key
 
 
 def client_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     """gRPC credentials for the https client URLs; None when there are none."""
     if not config.client_tls:
         return None
-    _check_pair(config.cert_file, config.key_file, "")
+    cert, key = _read_pair(config.cert_file, config.key_file, "")
     ca = _read_pem(config.trusted_ca_file, "trusted-ca-file") if config.trusted_ca_file else None
     return grpc.ssl_server_credentials(
-        [(Path(config.key_file).read_bytes(), Path(config.cert_file).read_bytes())],
+        [(key, cert)],
         root_certificates=ca,
         require_client_auth=config.client_cert_auth,
     )
@@ -75,7 +77,7 @@ def peer_contexts(config: ServerConfig) -> tuple[ssl.SSLContext | None, ssl.SSLC
     """
     if not config.peer_tls:
         return None, None
-    _check_pair(config.peer_cert_file, config.peer_key_file, "peer-")
+    _read_pair(config.peer_cert_file, config.peer_key_file, "peer-")
     ca = config.peer_trusted_ca_file
     if ca:
         _read_pem(ca, "peer-trusted-ca-file")

@@ -526,7 +526,7 @@ class MemberNode:
         assert self.raft is not None and self._transport is not None
         if len(self._proposals) >= PENDING_PROPOSALS_MAX:
             raise errors.request_timed_out()
-        await self._leader_member()  # up to an election timeout for a leader to emerge
+        await self._await_leader()
         request_id = next(self._request_ids)
         data = encode_entry(kind, self.id, request_id, self._now_ms(), payload)
         if len(data) > self.config.max_request_bytes + ENTRY_OVERHEAD_BYTES_MAX:
@@ -546,14 +546,16 @@ class MemberNode:
         finally:
             self._proposals.pop(request_id, None)
 
-    async def _leader_member(self) -> Member:
-        """The current leader, waiting up to one election timeout for one to emerge."""
+    async def _await_leader(self) -> int:
+        """The current leader's id, waiting up to one election timeout for one
+        to emerge. Every write and read passes here: with a leader known it
+        returns at once, without building a Member."""
         deadline = time.monotonic() + self.config.election_timeout_ms / 1000
         while not self._leader_id:
             if time.monotonic() > deadline:
                 raise errors.not_leader()
             await asyncio.sleep(self.config.heartbeat_interval_ms / 1000)
-        return self._member(self._leader_id)
+        return self._leader_id
 
     def _is_leader(self) -> bool:
         return self.raft is not None and self.raft.role is Role.LEADER
@@ -579,7 +581,7 @@ class MemberNode:
         """Return once this member has applied everything committed before the call
         (ReadIndex, Raft thesis §6.4)."""
         assert self.raft is not None
-        await self._leader_member()
+        await self._await_leader()
         if len(self._reads) >= PENDING_READS_MAX:
             raise errors.request_timed_out()
         ctx = next(self._request_ids).to_bytes(8, "big")
@@ -807,7 +809,7 @@ class MemberNode:
         error. A leader that cannot be reached may be gone: ask the next one."""
         deadline = time.monotonic() + self.request_timeout_s
         while True:
-            leader = await self._leader_member()
+            leader = self._member(await self._await_leader())
             if leader.id == self.id or not leader.peer_urls:
                 raise errors.not_leader()
             host, port = parse_url(leader.peer_urls[0], "peer_urls")

@@ -456,7 +456,10 @@ def _rpc_method_handler(method: MethodSpec, behavior: Callable[..., Any]) -> Any
 
 
 def add_servicer(server: Any, service_name: str, handler: object) -> tuple[str, ...]:
-    """Serve ``service_name`` on ``server`` (a ``grpc.aio.Server``) with ``handler``.
+    """Serve ``service_name`` on ``server`` with ``handler``.
+
+    ``server`` is syndic's :class:`~syndic.server.h2.GrpcServer` or a
+    ``grpc.aio.Server``; both take ``add_registered_method_handlers``.
 
     ``handler`` has one attribute per implemented method, named as etcd names
     it (``Range``, ``Put``, ``Watch``, ...), with grpc.aio's signatures:
@@ -506,8 +509,7 @@ def add_servicer(server: Any, service_name: str, handler: object) -> tuple[str, 
         name: _rpc_method_handler(spec.method(name), behavior)
         for name, behavior in behaviors.items()
     }
-    generic = grpc.method_handlers_generic_handler(spec.full_name, method_handlers)
-    server.add_generic_rpc_handlers((generic,))
+    server.add_registered_method_handlers(spec.full_name, method_handlers)
     return tuple(behaviors)
 
 

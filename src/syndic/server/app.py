@@ -8,15 +8,14 @@ import logging
 import signal
 from urllib.parse import urlsplit
 
-import grpc
 from aiohttp import web
 
-from syndic.api.services import grpc_server_options
 from syndic.server.config import ServerConfig, parse_url
 from syndic.server.grpc_api import register_services
+from syndic.server.h2 import GrpcServer, ServerLimits
 from syndic.server.http_api import build_admin_app
 from syndic.server.node import MemberNode
-from syndic.server.tls import client_credentials
+from syndic.server.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +26,19 @@ class MemberServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.node = MemberNode(config)
-        self._grpc: grpc.aio.Server | None = None
+        self._grpc: GrpcServer | None = None
         self._http: web.AppRunner | None = None
 
     async def start(self) -> None:
-        credentials = client_credentials(self.config)  # checked before anything starts
+        tls = client_context(self.config)  # checked before anything starts
         await self.node.start()
-        self._grpc = grpc.aio.server(options=grpc_server_options(self.config.max_request_bytes))
+        self._grpc = GrpcServer(ServerLimits.for_max_request_bytes(self.config.max_request_bytes))
         register_services(self._grpc, self.node, self.node.metrics)
         for url in self.config.listen_client_urls:
             host, port = parse_url(url, "listen_client_urls")
             if urlsplit(url).scheme in ("https", "unixs"):
-                assert credentials is not None  # the config requires cert and key
-                self._grpc.add_secure_port(f"{host}:{port}", credentials)
+                assert tls is not None  # the config requires cert and key
+                self._grpc.add_secure_port(f"{host}:{port}", tls)
             else:
                 self._grpc.add_insecure_port(f"{host}:{port}")
         await self._grpc.start()

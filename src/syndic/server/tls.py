@@ -14,8 +14,6 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-import grpc
-
 from syndic.server.config import ServerConfig
 
 # A certificate, key or CA bundle is a few kilobytes; refuse to read a file
@@ -40,11 +38,11 @@ def _read_pem(path: str, flag: str) -> bytes:
     return data
 
 
-def _read_pair(cert_file: str, key_file: str, prefix: str) -> tuple[bytes, bytes]:
-    """The certificate and key PEM bytes, loaded once with ssl so that a key
-    that does not belong to its certificate is reported by name."""
-    cert = _read_pem(cert_file, f"{prefix}cert-file")
-    key = _read_pem(key_file, f"{prefix}key-file")
+def _read_pair(cert_file: str, key_file: str, prefix: str) -> None:
+    """Check the certificate and key files, loading them once with ssl so that
+    a key that does not belong to its certificate is reported by name."""
+    _read_pem(cert_file, f"{prefix}cert-file")
+    _read_pem(key_file, f"{prefix}key-file")
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
     except ssl.SSLError as exc:
@@ -52,20 +50,25 @@ def _read_pair(cert_file: str, key_file: str, prefix: str) -> tuple[bytes, bytes
             f"--{prefix}cert-file {cert_file} and --{prefix}key-file {key_file} "
             f"are not a certificate and its key: {exc.reason or exc}"
         ) from exc
-    return cert, key
 
 
-def client_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
-    """gRPC credentials for the https client URLs; None when there are none."""
+def client_context(config: ServerConfig) -> ssl.SSLContext | None:
+    """The TLS context for the https client URLs; None when there are none.
+
+    It offers HTTP/2 by ALPN, which gRPC clients require of a TLS server.
+    """
     if not config.client_tls:
         return None
-    cert, key = _read_pair(config.cert_file, config.key_file, "")
-    ca = _read_pem(config.trusted_ca_file, "trusted-ca-file") if config.trusted_ca_file else None
-    return grpc.ssl_server_credentials(
-        [(key, cert)],
-        root_certificates=ca,
-        require_client_auth=config.client_cert_auth,
-    )
+    _read_pair(config.cert_file, config.key_file, "")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.cert_file, config.key_file)
+    context.set_alpn_protocols(["h2"])
+    if config.trusted_ca_file:
+        _read_pem(config.trusted_ca_file, "trusted-ca-file")
+        context.load_verify_locations(config.trusted_ca_file)
+    context.verify_mode = ssl.CERT_REQUIRED if config.client_cert_auth else ssl.CERT_NONE
+    return context
 
 
 def peer_contexts(config: ServerConfig) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:

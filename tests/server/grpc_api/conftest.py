@@ -1,4 +1,4 @@
-"""A real grpc.aio server on 127.0.0.1 serving etcd's API over a LocalBackend."""
+"""syndic's gRPC server on 127.0.0.1 serving etcd's API over a LocalBackend."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 import grpc
 import pytest
 
-from syndic.api.services import grpc_server_options, make_stub
+from syndic.api.services import make_stub
 from syndic.server.grpc_api import GrpcApiConfig, register_services
+from syndic.server.h2 import GrpcServer, ServerLimits
 from syndic.server.metrics import ServerMetrics
 from tests.server.grpc_api.local_backend import LocalBackend
 
@@ -34,7 +35,7 @@ class MonotonicFake:
 
 @dataclass
 class Served:
-    server: grpc.aio.Server
+    server: GrpcServer
     port: int
     backend: LocalBackend
     metrics: ServerMetrics
@@ -61,7 +62,7 @@ async def start_served(
     )
     metrics = ServerMetrics()
     clock = MonotonicFake()
-    server = grpc.aio.server(options=grpc_server_options(config.max_request_bytes))
+    server = GrpcServer(ServerLimits.for_max_request_bytes(config.max_request_bytes))
     register_services(server, backend, metrics, config, clock=clock)
     port = server.add_insecure_port("127.0.0.1:0")
     assert port > 0

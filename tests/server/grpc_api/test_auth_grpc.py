@@ -22,12 +22,12 @@ from syndic.api.services import (
     LEASE_SERVICE,
     MAINTENANCE_SERVICE,
     WATCH_SERVICE,
-    grpc_server_options,
     make_stub,
 )
 from syndic.server.auth import NAME_BYTES_MAX, PASSWORD_BYTES_MAX
 from syndic.server.grpc_api import AuthSettings, GrpcApiConfig, register_services
 from syndic.server.grpc_api.watch import PERMISSION_DENIED_REASON
+from syndic.server.h2 import GrpcServer, ServerLimits
 from syndic.server.metrics import ServerMetrics
 from tests.server.grpc_api.conftest import CALL_TIMEOUT_S, MonotonicFake
 from tests.server.grpc_api.local_backend import MEMBER_ID, LocalBackend
@@ -55,7 +55,7 @@ class WallClock:
 
 @dataclass
 class AuthServed:
-    server: grpc.aio.Server
+    server: GrpcServer
     port: int
     backend: LocalBackend
     channel: grpc.aio.Channel
@@ -70,7 +70,7 @@ async def served() -> AsyncIterator[AuthServed]:
     backend = LocalBackend()
     wall = WallClock()
     config = GrpcApiConfig(watch_wait_timeout_s=0.02)
-    server = grpc.aio.server(options=grpc_server_options(config.max_request_bytes))
+    server = GrpcServer(ServerLimits.for_max_request_bytes(config.max_request_bytes))
     register_services(
         server,
         backend,

@@ -1,7 +1,7 @@
 """etcd's v3 gRPC API served over a :class:`~syndic.server.backend.Backend`.
 
 ``register_services`` binds KV, Watch, Lease, Cluster, Maintenance and Auth
-to etcd's method paths on a ``grpc.aio`` server, all checking callers through
+to etcd's method paths on syndic's gRPC server (or a ``grpc.aio`` one), all checking callers through
 one ``AuthGate`` (etcd's authentication and permissions). Every handler is wrapped so
 that syndic's errors reach the client with etcd's status code and message,
 an unexpected exception is logged and answered UNKNOWN (the server keeps
@@ -9,7 +9,7 @@ serving), and each call is counted in ``grpc_server_handled``.
 
 Example::
 
-    server = grpc.aio.server(options=grpc_server_options())
+    server = GrpcServer()
     register_services(server, backend, metrics)
     server.add_insecure_port("127.0.0.1:2379")
     await server.start()
@@ -43,6 +43,7 @@ from syndic.server.grpc_api.kv import KVServicer
 from syndic.server.grpc_api.lease import LeaseServicer
 from syndic.server.grpc_api.maintenance import MaintenanceServicer
 from syndic.server.grpc_api.watch import WatchServicer
+from syndic.server.h2 import GrpcServer
 from syndic.server.metrics import ServerMetrics
 
 __all__ = ["AuthSettings", "GrpcApiConfig", "register_services"]
@@ -59,7 +60,7 @@ def _guarded(service_name: str, servicer: object, metrics: ServerMetrics | None)
 
 
 def register_services(
-    server: grpc.aio.Server,
+    server: GrpcServer | grpc.aio.Server,
     backend: Backend,
     metrics: ServerMetrics | None,
     config: GrpcApiConfig | None = None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -27,6 +26,7 @@ class Stream:
         "handler",
         "head",
         "headers_sent",
+        "held_bytes",
         "id",
         "message_count",
         "pending",
@@ -51,6 +51,7 @@ class Stream:
         self.send_window = send_window
         self.recv_window = recv_window
         self.unacked_bytes = 0  # consumed by the handler, not yet given back
+        self.held_bytes = 0  # received, not yet consumed by the handler
         self.recv_buffer = bytearray()
         self.message_count = 0
         self.single_request: bytes | None = None
@@ -102,7 +103,7 @@ def end_of_requests() -> object:
 class CallContext:
     """The servicer context a handler gets: grpc.aio's, as far as syndic uses it."""
 
-    __slots__ = ("_connection", "_serialize", "_started", "_stream")
+    __slots__ = ("_connection", "_serialize", "_stream")
 
     def __init__(
         self, connection: Http2Connection, stream: Stream, serialize: Callable[[Any], bytes]
@@ -110,7 +111,6 @@ class CallContext:
         self._connection = connection
         self._stream = stream
         self._serialize = serialize
-        self._started = time.monotonic()
 
     async def abort(self, code: grpc.StatusCode, details: str = "", *_: Any) -> None:
         """End the call with ``code``; raises grpc.aio.AbortError, as grpc.aio does."""
@@ -136,12 +136,3 @@ class CallContext:
 
     def peer(self) -> str:
         return self._connection.peer_name
-
-    def time_remaining(self) -> float | None:
-        timeout = self._stream.head.timeout_s
-        if timeout is None:
-            return None
-        return max(0.0, timeout - (time.monotonic() - self._started))
-
-    def cancelled(self) -> bool:
-        return self._stream.sent_end and self._stream.task is not None

@@ -39,8 +39,11 @@ from syndic.server.h2.limits import ServerLimits
 
 log = logging.getLogger("syndic.server.h2")
 
-# grpc-message longer than this is cut, so a status always fits one frame.
-_STATUS_MESSAGE_CHARS_MAX: Final = 4096
+# A closing connection waits this long for the client to close its end.
+_HANG_UP_WAIT_S: Final = 1.0
+# Output gathered for one write; a streaming handler past it flushes at once,
+# so the transport can tell it to wait (pause_writing) before more piles up.
+_OUT_BYTES_FLUSH: Final = 256 * 1024
 _UNKNOWN_ERROR: Final = "unexpected server error"
 _MESSAGE_PREFIX_BYTES: Final = 5
 
@@ -79,13 +82,17 @@ class Http2Connection(asyncio.Protocol):
         # What we allow the client: the connection window and its unreturned part.
         self._recv_window = limits.connection_window_bytes
         self._recv_unacked = 0
+        self._stream_window = limits.initial_stream_window
+        self._held_bytes = 0  # request bytes received, not yet taken by handlers
         self._blocked: dict[int, Stream] = {}  # streams waiting for window, in order
         self._out: list[bytes] = []
+        self._out_bytes = 0
         self._flush_scheduled = False
         self._table_size_sent = False
         self._writing_paused = False
         self._transport_writable: asyncio.Event | None = None
-        self._closing = False
+        self._closing = False  # broken or gone: nothing more is read
+        self._draining = False  # GOAWAY sent: running calls finish, no new ones
         self.peer_name = "unknown"
 
     # -- asyncio.Protocol -------------------------------------------------
@@ -101,7 +108,7 @@ class Http2Connection(asyncio.Protocol):
         settings = frames.settings_frame(
             {
                 Setting.MAX_CONCURRENT_STREAMS: limits.concurrent_streams_max,
-                Setting.INITIAL_WINDOW_SIZE: limits.stream_window_bytes,
+                Setting.INITIAL_WINDOW_SIZE: self._stream_window,
                 Setting.MAX_HEADER_LIST_SIZE: limits.header_list_bytes_max,
                 Setting.ENABLE_PUSH: 0,
             }
@@ -134,7 +141,7 @@ class Http2Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
-            return
+            return  # a broken connection, or a hang-up under way
         try:
             self._receive(data)
         except ProtocolError as exc:
@@ -144,6 +151,7 @@ class Http2Connection(asyncio.Protocol):
 
     def _send(self, data: bytes) -> None:
         self._out.append(data)
+        self._out_bytes += len(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
@@ -153,6 +161,7 @@ class Http2Connection(asyncio.Protocol):
         if self._out and self._transport is not None and not self._transport.is_closing():
             self._transport.write(b"".join(self._out))
         self._out.clear()
+        self._out_bytes = 0
 
     def _fail(self, code: ErrorCode, reason: str) -> None:
         """End the connection for a protocol error, telling the client why."""
@@ -164,21 +173,42 @@ class Http2Connection(asyncio.Protocol):
             self._transport.close()
 
     def close_gracefully(self) -> None:
-        """GOAWAY: no new calls; the ones running finish (the server's stop)."""
-        if self._transport is not None and not self._closing:
-            self._send(frames.goaway(self._last_stream_id, ErrorCode.NO_ERROR))
-            self._closing = True
-            if not self._streams:
-                self._flush()
-                self._transport.close()
+        """GOAWAY: no new calls; the ones running finish (the server's stop).
+
+        Frames from the client are still read, since running calls may need
+        its window updates, and the socket is closed only once they end.
+        """
+        if self._transport is None or self._closing or self._draining:
+            return
+        self._draining = True
+        self._send(frames.goaway(self._last_stream_id, ErrorCode.NO_ERROR))
+        if not self._streams:
+            self._hang_up()
+
+    def _hang_up(self) -> None:
+        """Close after a graceful stop without cutting off the last answer.
+
+        Closing a socket the client still writes to makes the kernel reset
+        it and drop what is unsent, so the write side is shut first and the
+        client given a moment to close its end.
+        """
+        transport = self._transport
+        assert transport is not None
+        self._flush()
+        self._closing = True
+        if transport.can_write_eof() and not transport.is_closing():
+            try:
+                transport.write_eof()
+            except OSError:  # the client has already gone
+                transport.close()
+                return
+            self._loop.call_later(_HANG_UP_WAIT_S, transport.close)
+        else:
+            transport.close()
 
     def abort_now(self) -> None:
         if self._transport is not None:
             self._transport.abort()
-
-    @property
-    def idle(self) -> bool:
-        return not self._streams
 
     def _preface_timed_out(self) -> None:
         if not self._preface_seen and not self._closing:
@@ -245,8 +275,10 @@ class Http2Connection(asyncio.Protocol):
         elif frame_type == FrameType.WINDOW_UPDATE:
             self._window_update(stream_id, payload)
         elif frame_type == FrameType.PING:
-            if stream_id != 0 or len(payload) != 8:
-                raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "malformed PING")
+            if len(payload) != 8:
+                raise ProtocolError(ErrorCode.FRAME_SIZE_ERROR, f"PING of {len(payload)} bytes")
+            if stream_id != 0:
+                raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "PING on a stream")
             if not flags & Flag.ACK:
                 self._send(frames.frame(FrameType.PING, Flag.ACK, 0, payload))
         elif frame_type == FrameType.RST_STREAM:
@@ -359,15 +391,13 @@ class Http2Connection(asyncio.Protocol):
         if stream_id % 2 == 0:
             raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "a client stream id must be odd")
         self._last_stream_id = stream_id
-        if self._closing:
+        if self._draining:
             self._send(frames.rst_stream(stream_id, ErrorCode.REFUSED_STREAM))
             return
         if len(self._streams) >= self._limits.concurrent_streams_max:
             self._send(frames.rst_stream(stream_id, ErrorCode.REFUSED_STREAM))
             return
-        stream = Stream(
-            stream_id, head, self._peer_initial_window, self._limits.stream_window_bytes
-        )
+        stream = Stream(stream_id, head, self._peer_initial_window, self._stream_window)
         self._streams[stream_id] = stream
         self._open(stream, self._header_end_stream)
 
@@ -399,20 +429,21 @@ class Http2Connection(asyncio.Protocol):
         if head.malformed:
             return 200, grpc.StatusCode.INTERNAL, f"transport: {head.malformed}"
         if head.method != b"POST":
-            return 405, grpc.StatusCode.INTERNAL, f"invalid gRPC method {head.method!r}"
+            method = head.method.decode("latin-1")
+            return 405, grpc.StatusCode.INTERNAL, f'invalid gRPC request method "{method}"'
         if not head.content_type.startswith(b"application/grpc"):
             content_type = head.content_type.decode("latin-1")
             return (
                 415,
                 grpc.StatusCode.INTERNAL,
-                (f"invalid gRPC request content-type {content_type!r}"),
+                f'invalid gRPC request content-type "{content_type}"',
             )
         if head.encoding not in (b"", b"identity"):
             encoding = head.encoding.decode("latin-1")
             return (
                 200,
                 grpc.StatusCode.UNIMPLEMENTED,
-                (f"grpc: Decompressor is not installed for grpc-encoding {encoding!r}"),
+                f'grpc: Decompressor is not installed for grpc-encoding "{encoding}"',
             )
         return None
 
@@ -423,40 +454,46 @@ class Http2Connection(asyncio.Protocol):
         self._recv_window -= size
         if self._recv_window < 0:
             raise ProtocolError(ErrorCode.FLOW_CONTROL_ERROR, "DATA beyond the connection window")
+        # The connection window is returned as data arrives. What one stream
+        # may hold is bounded by its own window, what the whole connection
+        # holds by request_buffer_bytes_max.
+        self._give_back(size)
         data = frames.strip_padding(payload, flags)
         stream = self._streams.get(stream_id)
         if stream is None or stream.remote_closed or stream.sent_end:
             if stream_id > self._last_stream_id:
                 raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "DATA on an idle stream")
-            # A call that already ended: its data is dropped, its window returned.
-            self._give_back(size)
-            return
+            return  # a call that already ended: its data is dropped
         stream.recv_window -= size
         if stream.recv_window < 0:
             raise ProtocolError(ErrorCode.FLOW_CONTROL_ERROR, "DATA beyond the stream window")
-        # Padding is never handed to a handler, so it is returned at once.
-        pad = size - len(data)
-        if pad:
-            self._give_back(pad)
+        if len(data) < size:  # padding reaches no handler: the stream has it back now
+            self._return_to_stream(stream, size - len(data))
         if data:
+            self._hold(stream, len(data))
             self._messages(stream, data)
         if flags & Flag.END_STREAM and not stream.sent_end:
             self._remote_closed(stream)
 
     def _messages(self, stream: Stream, data: bytes) -> None:
-        """Cut gRPC's length-prefixed messages out of the stream's bytes."""
+        """Cut gRPC's length-prefixed messages out of the stream's bytes.
+
+        A message split over many frames is gathered in the stream's buffer,
+        whose prefix is read once per frame, so gathering costs no copies
+        beyond the appends.
+        """
         buffer = stream.recv_buffer
+        view: bytes | bytearray = data
         if buffer:
             buffer += data
-            data = bytes(buffer)
-            buffer.clear()
-        offset, end = 0, len(data)
+            view = buffer
+        offset, end = 0, len(view)
         limit = self._limits.receive_message_bytes_max
         while end - offset >= _MESSAGE_PREFIX_BYTES:
-            compressed = data[offset]
-            length = int.from_bytes(data[offset + 1 : offset + 5], "big")
+            compressed = view[offset]
+            length = int.from_bytes(view[offset + 1 : offset + 5], "big")
             if length > limit:
-                self._give_back(end - offset)
+                buffer.clear()
                 self._end_call(
                     stream,
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -464,7 +501,7 @@ class Http2Connection(asyncio.Protocol):
                 )
                 return
             if compressed:
-                self._give_back(end - offset)
+                buffer.clear()
                 self._end_call(
                     stream,
                     grpc.StatusCode.INTERNAL,
@@ -475,11 +512,14 @@ class Http2Connection(asyncio.Protocol):
                 break
             start = offset + _MESSAGE_PREFIX_BYTES
             offset = start + length
-            self._deliver(stream, data[start:offset])
+            self._deliver(stream, bytes(view[start:offset]))
             if stream.sent_end:
+                buffer.clear()
                 return
-        if offset < end:
-            buffer += data[offset:]
+        if view is buffer:
+            del buffer[:offset]
+        elif offset < end:
+            buffer += view[offset:]
 
     def _deliver(self, stream: Stream, message: bytes) -> None:
         stream.message_count += 1
@@ -487,7 +527,6 @@ class Http2Connection(asyncio.Protocol):
             stream.requests.put_nowait(message)
             return
         if stream.message_count > 1:
-            self._give_back(len(message) + _MESSAGE_PREFIX_BYTES)
             self._end_call(
                 stream, grpc.StatusCode.INTERNAL, "grpc: more than one request for a unary call"
             )
@@ -518,15 +557,32 @@ class Http2Connection(asyncio.Protocol):
         stream.single_request = None
         stream.task.add_done_callback(functools.partial(self._handler_done, stream))
 
-    # -- flow control given back ----------------------------------------------
+    # -- what the client may send ------------------------------------------------
+
+    def _hold(self, stream: Stream, size: int) -> None:
+        stream.held_bytes += size
+        self._held_bytes += size
+        if self._held_bytes > self._limits.request_buffer_bytes_max:
+            raise ProtocolError(
+                ErrorCode.ENHANCE_YOUR_CALM,
+                f"over {self._limits.request_buffer_bytes_max} bytes of requests held unread",
+            )
+
+    def _release(self, stream: Stream, size: int) -> None:
+        size = min(size, stream.held_bytes)
+        stream.held_bytes -= size
+        self._held_bytes -= size
 
     def consumed(self, stream: Stream, size: int) -> None:
-        """A handler took ``size`` bytes: the client may send that much more."""
-        self._give_back(size)
+        """A handler took ``size`` bytes: the stream may send that much more."""
+        self._release(stream, size)
+        self._return_to_stream(stream, size)
+
+    def _return_to_stream(self, stream: Stream, size: int) -> None:
         if stream.remote_closed or stream.sent_end:
             return
         stream.unacked_bytes += size
-        if stream.unacked_bytes * 2 >= self._limits.stream_window_bytes:
+        if stream.unacked_bytes * 2 >= self._stream_window:
             self._send(frames.window_update(stream.id, stream.unacked_bytes))
             stream.recv_window += stream.unacked_bytes
             stream.unacked_bytes = 0
@@ -577,18 +633,19 @@ class Http2Connection(asyncio.Protocol):
             self._end_call(stream, grpc.StatusCode.UNKNOWN, _UNKNOWN_ERROR)
 
     def _handler_done(self, stream: Stream, _task: object = None) -> None:
-        if stream.deadline is not None:
-            stream.deadline.cancel()
         if not stream.sent_end:
             return  # the answer is still queued behind the client's window
         self._forget(stream)
 
     def _forget(self, stream: Stream) -> None:
+        if stream.deadline is not None:
+            stream.deadline.cancel()  # it holds the stream until it fires
+            stream.deadline = None
+        self._release(stream, stream.held_bytes)
         self._streams.pop(stream.id, None)
         self._blocked.pop(stream.id, None)
-        if self._closing and not self._streams and self._transport is not None:
-            self._flush()
-            self._transport.close()
+        if self._draining and not self._closing and not self._streams:
+            self._hang_up()
 
     def _deadline_expired(self, stream: Stream) -> None:
         stream.deadline = None
@@ -661,6 +718,8 @@ class Http2Connection(asyncio.Protocol):
             raise asyncio.CancelledError()  # the client has gone; stop the handler
         self._queue(stream, payload)
         self._pump(stream)
+        if self._out_bytes >= _OUT_BYTES_FLUSH:
+            self._flush()  # may call pause_writing, which the loop below obeys
         while stream.pending_bytes > self._limits.stream_send_buffer_bytes_max or (
             self._writing_paused and not stream.sent_end
         ):
@@ -694,7 +753,7 @@ class Http2Connection(asyncio.Protocol):
         stream.pending.clear()
         stream.pending_bytes = 0
         self._blocked.pop(stream.id, None)
-        trailers = status_trailers(code.value[0], message[:_STATUS_MESSAGE_CHARS_MAX])
+        trailers = status_trailers(code.value[0], message)
         if stream.headers_sent:
             block = trailers
         else:

@@ -182,12 +182,26 @@ RESPONSE_HEADERS: Final = _STATUS_200 + literal(b"content-type", b"application/g
 OK_TRAILERS: Final = literal(b"grpc-status", b"0")
 
 
+# grpc-message is cut to this many bytes once encoded, so that a status
+# always fits one frame of the smallest size a client may allow.
+STATUS_MESSAGE_BYTES_MAX: Final = 8192
+
+
 def status_trailers(code: int, message: str) -> bytes:
     """The trailers that end a call with ``code`` (and ``message`` unless empty)."""
     block = literal(b"grpc-status", str(code).encode())
     if message:
-        block += literal(b"grpc-message", percent_encode(message))
+        block += literal(b"grpc-message", _cut(percent_encode(message)))
     return block
+
+
+def _cut(encoded: bytes) -> bytes:
+    """``encoded`` within STATUS_MESSAGE_BYTES_MAX, never splitting a %XX escape."""
+    if len(encoded) <= STATUS_MESSAGE_BYTES_MAX:
+        return encoded
+    cut = encoded[:STATUS_MESSAGE_BYTES_MAX]
+    escape = cut.rfind(b"%", len(cut) - 2)
+    return cut[:escape] if escape >= 0 else cut
 
 
 def http_error_headers(status: int, grpc_code: int, message: str) -> bytes:

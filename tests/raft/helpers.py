@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from syndic.raft import RaftNode, Role
+from syndic.raft import Message, RaftNode, Ready, Role
 
 from .network import Network
 
@@ -24,3 +24,8 @@ def frozen_view(node: RaftNode) -> tuple[object, ...]:
         node.entries_between(0, node.last_index + 1),
         node.conf_state,
     )
+
+
+def sent(rd: Ready) -> tuple[Message, ...]:
+    """Every message a Ready sends, those allowed before persisting first."""
+    return rd.early_messages + rd.messages

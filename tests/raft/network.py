@@ -117,6 +117,7 @@ def describe_ready(node_id: int, rd: Ready) -> list[str]:
     for rs in rd.read_states:
         parts.append(f"read-state index={rs.index} ctx={rs.request_ctx!r}")
     lines = [f"{node_id}:" + (" " + " | ".join(parts) if parts else "")]
+    lines.extend("  early " + describe_message(m) for m in rd.early_messages)
     lines.extend("  " + describe_message(m) for m in rd.messages)
     return lines
 
@@ -221,7 +222,8 @@ class Network:
         if rd.entries:
             first = rd.entries[0].index
             stored.entries = [e for e in stored.entries if e.index < first] + list(rd.entries)
-        # (2) send
+        # (2) send (the early ones may leave before persisting; here it is all one step)
+        self.in_flight.extend(rd.early_messages)
         self.in_flight.extend(rd.messages)
         # (3) apply
         if rd.snapshot is not None:

@@ -7,7 +7,7 @@ import random
 
 from syndic.raft import ConfState, Message, MessageType, RaftConfig, RaftNode, Role
 
-from .helpers import elect
+from .helpers import elect, sent
 from .network import Network
 
 
@@ -21,10 +21,13 @@ def test_three_nodes_elect_one_leader_and_commit_its_empty_entry() -> None:
         assert node.commit_index == 1  # Raft §8: the leader's no-op entry commits
 
 
-def test_single_voter_elects_itself_at_once() -> None:
+def test_single_voter_elects_itself_at_once_and_commits_once_persisted() -> None:
     node = RaftNode(RaftConfig(1), ConfState(voters=frozenset({1})), random.Random(1))
     node.campaign()
     assert node.role is Role.LEADER
+    # Its first entry is on no disk yet, so not even a quorum of one holds it.
+    assert node.commit_index == 0
+    node.advance(node.ready())
     assert node.commit_index == 1
 
 
@@ -75,12 +78,12 @@ def test_vote_only_for_up_to_date_log() -> None:
     voter.step(vote_request(3, term=5, last_index=1, last_term=1))  # shorter log
     rd = voter.ready()
     voter.advance(rd)
-    resp = [m for m in rd.messages if m.type is MessageType.VOTE_RESP]
+    resp = [m for m in sent(rd) if m.type is MessageType.VOTE_RESP]
     assert resp and resp[0].reject
     assert voter.vote == 0 and voter.term == 5
     voter.step(vote_request(3, term=5, last_index=2, last_term=1))
     rd = voter.ready()
-    assert not rd.messages[0].reject
+    assert not sent(rd)[0].reject
     assert rd.hard_state is not None and rd.hard_state.vote == 2
     assert rd.must_sync  # the vote must be durable before the grant is sent
 
@@ -91,7 +94,7 @@ def test_one_vote_per_term() -> None:
     node.step(vote_request(1, term=1, last_index=0, last_term=0, frm=3))
     node.step(vote_request(1, term=1, last_index=0, last_term=0, frm=2))  # repeat: granted again
     rd = node.ready()
-    assert [m.reject for m in rd.messages] == [False, True, False]
+    assert [m.reject for m in sent(rd)] == [False, True, False]
     assert node.vote == 2
 
 
@@ -99,8 +102,8 @@ def test_pre_vote_changes_neither_term_nor_vote() -> None:
     node = fresh(1)
     node.step(Message(MessageType.PRE_VOTE, 2, 1, 3, log_term=0, index=0))
     rd = node.ready()
-    assert rd.messages[0].type is MessageType.PRE_VOTE_RESP and not rd.messages[0].reject
-    assert rd.messages[0].term == 3
+    assert sent(rd)[0].type is MessageType.PRE_VOTE_RESP and not sent(rd)[0].reject
+    assert sent(rd)[0].term == 3
     assert (node.term, node.vote) == (0, 0)
     assert rd.hard_state is None
 

@@ -6,7 +6,7 @@ import pytest
 
 from syndic.raft import InvalidArgumentError, MessageType, NotLeaderError, Role
 
-from .helpers import elect, frozen_view
+from .helpers import elect, frozen_view, sent
 from .network import Network
 
 
@@ -18,9 +18,9 @@ def test_read_index_on_leader_after_quorum_confirmation() -> None:
     leader.read_index(b"r1")
     rd = leader.ready()
     assert not rd.read_states  # not before a heartbeat round
-    assert {m.type for m in rd.messages} == {MessageType.HEARTBEAT}
+    assert {m.type for m in sent(rd)} == {MessageType.HEARTBEAT}
     leader.advance(rd)
-    net.in_flight.extend(rd.messages)
+    net.in_flight.extend(sent(rd))
     net.stabilize()
     states = net.read_states[1]
     assert [(s.index, s.request_ctx) for s in states] == [(2, b"r1")]
@@ -109,7 +109,7 @@ def test_lease_read_answers_without_a_round_when_enabled() -> None:
     leader.read_index(b"fast")
     rd = leader.ready()
     assert [(s.index, s.request_ctx) for s in rd.read_states] == [(1, b"fast")]
-    assert not rd.messages
+    assert not sent(rd)
     leader.advance(rd)
 
 
@@ -120,7 +120,7 @@ def test_no_lease_read_when_disabled() -> None:
     leader.read_index(b"slow")
     rd = leader.ready()
     assert not rd.read_states
-    assert rd.messages
+    assert sent(rd)
     leader.advance(rd)
 
 

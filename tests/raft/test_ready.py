@@ -16,7 +16,7 @@ from syndic.raft import (
     Role,
 )
 
-from .helpers import elect
+from .helpers import elect, sent
 from .network import Network
 
 
@@ -37,7 +37,7 @@ def test_campaign_ready_carries_term_and_vote_and_must_sync() -> None:
     assert (rd.hard_state.term, rd.hard_state.vote) == (1, 1)
     assert rd.must_sync
     assert rd.soft_state is not None and rd.soft_state.role is Role.CANDIDATE
-    assert {m.type for m in rd.messages} == {MessageType.VOTE}
+    assert {m.type for m in sent(rd)} == {MessageType.VOTE}
     node.advance(rd)
     assert not node.has_ready()
 
@@ -53,7 +53,7 @@ def test_hard_state_only_when_changed_and_commit_alone_needs_no_sync() -> None:
     assert rd.entries and rd.must_sync
     assert rd.hard_state is None  # term, vote, commit unchanged
     follower.advance(rd)
-    net.in_flight.extend(rd.messages)
+    net.in_flight.extend(sent(rd))
     net.deliver_once()  # leader commits
     net.process_ready(1)
     net.deliver_once()  # follower learns commit
@@ -71,7 +71,7 @@ def test_vote_grant_is_in_the_same_ready_as_the_vote_it_promises() -> None:
     rd = node.ready()
     assert rd.hard_state is not None and rd.hard_state.vote == 1
     assert rd.must_sync
-    assert rd.messages[0].type is MessageType.VOTE_RESP and not rd.messages[0].reject
+    assert sent(rd)[0].type is MessageType.VOTE_RESP and not sent(rd)[0].reject
 
 
 def test_ready_twice_without_advance_and_foreign_advance_are_refused() -> None:
@@ -110,6 +110,6 @@ def test_leader_messages_include_append_responses_only_after_persisting_entries(
     net.deliver_once()
     follower = net.nodes[3]
     rd = follower.ready()
-    acks = [m for m in rd.messages if m.type is MessageType.APPEND_RESP]
+    acks = [m for m in sent(rd) if m.type is MessageType.APPEND_RESP]
     assert acks and all(m.index <= rd.entries[-1].index for m in acks)
     follower.advance(rd)

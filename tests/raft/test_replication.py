@@ -18,7 +18,7 @@ from syndic.raft import (
 )
 from syndic.raft.progress import ProgressState
 
-from .helpers import elect, frozen_view
+from .helpers import elect, frozen_view, sent
 from .network import Network
 
 
@@ -56,15 +56,15 @@ def test_append_batches_respect_entry_and_byte_bounds() -> None:
     net.deliver_once()  # heartbeat response -> appends
     appends = [m for m in net.in_flight if m.type is MessageType.APPEND]
     net.stabilize()
-    sent = [m for m in net.trace if " APPEND " in m and "[" in m]
-    assert sent
+    traced = [m for m in net.trace if " APPEND " in m and "[" in m]
+    assert traced
     assert all(len(m.entries) <= 3 for m in appends)
     big = Network(2, max_entries_per_message=64, max_bytes_per_message=25)
     leader = elect(big, 1)
     for _ in range(4):
         leader.propose(b"y" * 10)
     rd = leader.ready()
-    sizes = [sum(len(e.data) for e in m.entries) for m in rd.messages]
+    sizes = [sum(len(e.data) for e in m.entries) for m in sent(rd)]
     assert all(size <= 25 for size in sizes)
 
 
@@ -74,13 +74,13 @@ def test_inflight_window_limits_unacknowledged_appends() -> None:
     for i in range(6):
         leader.propose(bytes([i]))
     rd = leader.ready()
-    to_2 = [m for m in rd.messages if m.type is MessageType.APPEND and m.to_id == 2]
+    to_2 = [m for m in sent(rd) if m.type is MessageType.APPEND and m.to_id == 2]
     assert len(to_2) == 2
     progress = leader.status()["progress"]
     assert isinstance(progress, dict)
     assert progress[2]["inflight"] == 2
     leader.advance(rd)
-    net.in_flight.extend(rd.messages)
+    net.in_flight.extend(sent(rd))
     net.stabilize()
     assert net.nodes[2].commit_index == 7
 
@@ -91,7 +91,7 @@ def test_inflight_byte_window() -> None:
     for _ in range(5):
         leader.propose(b"z" * 10)
     rd = leader.ready()
-    to_2 = [m for m in rd.messages if m.type is MessageType.APPEND and m.to_id == 2]
+    to_2 = [m for m in sent(rd) if m.type is MessageType.APPEND and m.to_id == 2]
     assert len(to_2) == 3  # 10 + 10 < 25, the third fills it
     leader.advance(rd)
 
@@ -296,3 +296,44 @@ def test_a_batch_is_proposed_whole_or_not_at_all() -> None:
     assert leader.last_index == before
     with pytest.raises(NotLeaderError):
         net.nodes[2].propose_batch([b"x"])
+
+
+def test_leader_appends_may_leave_before_its_own_fsync() -> None:
+    net = Network(3)
+    leader = elect(net, 1)
+    leader.propose(b"x")
+    rd = leader.ready()
+    appends = [m for m in rd.early_messages if m.type is MessageType.APPEND]
+    assert {m.to_id for m in appends} == {2, 3}
+    assert all(m.entries and m.entries[-1].data == b"x" for m in appends)
+    assert not [m for m in rd.messages if m.type is MessageType.APPEND]
+    leader.advance(rd)
+
+
+def test_leader_counts_itself_only_once_its_entries_are_persisted() -> None:
+    net = Network(3)
+    leader = elect(net, 1)
+    index = leader.propose(b"x")
+    rd = leader.ready()  # being persisted: not advanced yet
+    net.in_flight.extend(m for m in rd.early_messages if m.to_id == 2)
+    net.deliver_once()  # node 2 takes the append
+    net.process_ready(2)  # ... persists it and acknowledges
+    ack = [m for m in net.in_flight if m.type is MessageType.APPEND_RESP]
+    assert ack and ack[0].index == index
+    leader.step(ack[0])
+    # One follower holds it durably; the leader's own copy may not be on disk.
+    assert leader.commit_index < index
+    leader.advance(rd)
+    assert leader.commit_index == index
+    leader.check_invariants()
+
+
+def test_a_candidates_messages_never_leave_early() -> None:
+    net = Network(3)
+    net.nodes[1].campaign()
+    rd = net.nodes[1].ready()
+    # Its (pre-)vote requests speak for a term and vote that must be durable first.
+    assert rd.early_messages == ()
+    assert rd.messages
+    assert all(m.type in (MessageType.PRE_VOTE, MessageType.VOTE) for m in rd.messages)
+    net.nodes[1].advance(rd)

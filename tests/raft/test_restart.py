@@ -19,7 +19,7 @@ from syndic.raft import (
     Role,
 )
 
-from .helpers import elect
+from .helpers import elect, sent
 from .network import Network
 
 
@@ -51,7 +51,7 @@ def test_restarted_node_does_not_vote_twice_in_a_term() -> None:
 
     node.step(Message(MessageType.VOTE, 3, 2, 1, log_term=1, index=1))
     rd = node.ready()
-    assert rd.messages[0].reject
+    assert sent(rd)[0].reject
 
 
 def test_restart_restores_membership_from_log_and_snapshot() -> None:
@@ -121,4 +121,4 @@ def test_lease_read_restart_stays_quiet_for_an_election_timeout() -> None:
         node.tick()
     node.step(Message(MessageType.PRE_VOTE, 2, 3, 2, log_term=1, index=1))
     rd = node.ready()
-    assert [m.type for m in rd.messages] == [MessageType.PRE_VOTE_RESP]
+    assert [m.type for m in sent(rd)] == [MessageType.PRE_VOTE_RESP]

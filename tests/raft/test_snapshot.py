@@ -6,7 +6,7 @@ import pytest
 
 from syndic.raft import InvalidArgumentError, MessageType, SnapshotOutOfDateError
 
-from .helpers import elect, frozen_view
+from .helpers import elect, frozen_view, sent
 from .network import Network
 
 
@@ -56,7 +56,7 @@ def test_snapshot_is_surfaced_in_ready_with_conf_state() -> None:
         if follower.has_ready():
             rd = follower.ready()
             seen.append(rd)
-            net.in_flight.extend(rd.messages)
+            net.in_flight.extend(sent(rd))
             follower.advance(rd)
     snaps = [rd for rd in seen if rd.snapshot is not None]
     assert len(snaps) == 1

@@ -14,7 +14,7 @@ from syndic.raft import (
     Role,
 )
 
-from .helpers import elect, frozen_view
+from .helpers import elect, frozen_view, sent
 from .network import Network
 
 
@@ -23,9 +23,9 @@ def test_transfer_to_up_to_date_follower() -> None:
     leader = elect(net, 1)
     leader.transfer_leadership(2)
     rd = leader.ready()
-    assert [m.type for m in rd.messages] == [MessageType.TIMEOUT_NOW]
+    assert [m.type for m in sent(rd)] == [MessageType.TIMEOUT_NOW]
     leader.advance(rd)
-    net.in_flight.extend(rd.messages)
+    net.in_flight.extend(sent(rd))
     net.stabilize()
     assert net.nodes[2].role is Role.LEADER
     assert net.nodes[2].term == 2

@@ -26,7 +26,10 @@ _SAFETY = frozenset(
 
 # bug -> (members, seeds to sweep, invariants that may report it)
 CONTROLS: dict[str, tuple[int, int, frozenset[str]]] = {
-    "vote-not-persisted": (3, 40, _SAFETY),
+    # Since a leader's appends leave before its own fsync, a new leader settles
+    # its term sooner and contested elections are rarer: the first catch moved
+    # from seed 5 to seed 62 (11 of seeds 1-400).
+    "vote-not-persisted": (3, 100, _SAFETY),
     # A follower that lost entries its leader counted can also wedge replication
     # (the leader never resends below its match index, etcd's rule): a liveness
     # failure, at times with an append/reject storm; or leave a disk whose commit

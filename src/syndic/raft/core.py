@@ -86,6 +86,8 @@ READ_CONTEXT_BYTES_MAX = 4096
 # Committed entries handed out in one Ready; bounds the work (and memory) of one
 # apply step, the rest follows in the next Ready.
 COMMITTED_ENTRIES_PER_READY_MAX = 4096
+# What a leader may send before persisting the Ready that holds them.
+_EARLY_TYPES = frozenset({MessageType.APPEND, MessageType.HEARTBEAT})
 
 # APPENDs sent to one follower in one burst after an acknowledgement; the inflight
 # window bounds it too, this keeps one step's work finite whatever the config.
@@ -472,13 +474,15 @@ class RaftNode:
             or hard.term != self._prev_hard.term
             or hard.vote != self._prev_hard.vote
         )
+        early, late = self._split_early(hard)
         rd = Ready(
             soft_state=soft if soft != self._prev_soft else None,
             hard_state=hard if hard != self._prev_hard else None,
             entries=entries,
             snapshot=snapshot,
             committed_entries=self._committed_to_apply(),
-            messages=tuple(self._msgs),
+            early_messages=early,
+            messages=late,
             read_states=tuple(self._read_states),
             must_sync=must_sync,
         )
@@ -486,6 +490,26 @@ class RaftNode:
         self._read_states = []
         self._outstanding = rd
         return rd
+
+    def _split_early(self, hard: HardState) -> tuple[tuple[Message, ...], tuple[Message, ...]]:
+        """(messages that may leave before this Ready is persisted, the rest).
+
+        A leader's appends and heartbeats promise nothing about its own disk,
+        so they may go while it fsyncs the same entries (Raft thesis
+        §10.2.1), provided its term and vote are already durable: a leader
+        must not speak for a term it could forget it voted in.
+        """
+        msgs = tuple(self._msgs)
+        if (
+            self.role is not Role.LEADER
+            or hard.term != self._prev_hard.term
+            or hard.vote != self._prev_hard.vote
+        ):
+            return (), msgs
+        early = tuple(m for m in msgs if m.type in _EARLY_TYPES)
+        if not early:
+            return (), msgs
+        return early, tuple(m for m in msgs if m.type not in _EARLY_TYPES)
 
     def advance(self, ready: Ready) -> None:
         """The runtime persisted, sent and applied ``ready`` (the last one handed out)."""
@@ -504,6 +528,10 @@ class RaftNode:
         if ready.entries:
             last = ready.entries[-1]
             self._log.stable_to(last.index, last.term)
+            own = self._progress.get(self.id)
+            if self.role is Role.LEADER and own is not None:
+                own.maybe_update(self._log.stable_last_index())
+                self._maybe_commit()
         if ready.committed_entries:
             last_index = ready.committed_entries[-1].index
             if last_index > self._log.applied:
@@ -541,8 +569,9 @@ class RaftNode:
             return
         if self.lead != self.id:
             raise InvariantError(f"leader {self.id} names {self.lead} as leader")
-        if self._progress[self.id].match != log.last_index():
-            raise InvariantError("leader's own progress does not match its last index")
+        own = self._progress.get(self.id)
+        if own is not None and own.match != log.stable_last_index():
+            raise InvariantError("leader's own progress does not match its persisted index")
         for node_id, pr in self._progress.items():
             pr.check(node_id, log.last_index())
         match = {node_id: pr.match for node_id, pr in self._progress.items()}
@@ -577,7 +606,8 @@ class RaftNode:
             )
             fresh.is_learner = pr.is_learner
             if node_id == self.id:
-                fresh.match = last
+                # A leader counts itself only for what it has persisted.
+                fresh.match = self._log.stable_last_index()
             self._progress[node_id] = fresh
         self._pending_conf_index = 0
         self._uncommitted_bytes = 0
@@ -976,10 +1006,9 @@ class RaftNode:
         )
         last = self._log.append(entries)
         self._uncommitted_bytes += sum(e.size_bytes() for e in entries)
-        own = self._progress.get(self.id)
-        if own is not None:
-            own.maybe_update(last)
-        self._maybe_commit()
+        # The leader's own match moves in advance(), once these are persisted:
+        # its appends may leave before its fsync ends (Raft thesis §10.2.1),
+        # so counting itself now could commit an entry only one member holds.
         return last
 
     def _maybe_commit(self) -> bool:

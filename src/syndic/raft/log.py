@@ -193,6 +193,10 @@ class RaftLog:
         if index >= self.unstable_from and self.match_term(index, term):
             self.unstable_from = index + 1
 
+    def stable_last_index(self) -> int:
+        """The last index the runtime has persisted."""
+        return min(self.unstable_from - 1, self.last_index())
+
     def stable_snapshot_to(self, index: int) -> None:
         if self.unstable_snapshot is not None and self.unstable_snapshot.meta.index == index:
             self.unstable_snapshot = None

@@ -313,6 +313,9 @@ class Ready:
 
     The runtime must:
 
+    0. send ``early_messages``, at any time before step 5: a leader's appends
+       and heartbeats, which go out while its own disk writes the same entries
+       (Raft thesis §10.2.1; the leader counts itself only after step 5);
     1. persist ``hard_state`` (when not None), ``snapshot`` (when not None) and
        ``entries`` (appending them, replacing any stored entries at the same or
        higher indexes), fsyncing first if ``must_sync`` is true;
@@ -333,6 +336,7 @@ class Ready:
     entries: tuple[Entry, ...]
     snapshot: Snapshot | None
     committed_entries: tuple[Entry, ...]
+    early_messages: tuple[Message, ...]
     messages: tuple[Message, ...]
     read_states: tuple[ReadState, ...]
     must_sync: bool

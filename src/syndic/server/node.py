@@ -283,6 +283,10 @@ class MemberNode:
         ready = self.raft.ready()
         if ready.soft_state is not None:
             self._on_soft_state(ready.soft_state.leader_id, ready.soft_state.role)
+        # A leader's appends go to the followers while its own fsync runs,
+        # so the two disks write the same entries at the same time.
+        if ready.early_messages:
+            self._transport.send(ready.early_messages)
         await self._persist(ready)
         self._transport.send(ready.messages)
         if ready.snapshot is not None:

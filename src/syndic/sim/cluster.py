@@ -355,6 +355,8 @@ class SimCluster:
         hs = rd.hard_state
         if hs is not None and "vote-not-persisted" in self.bugs:
             hs = HardState(term=hs.term, vote=0, commit=hs.commit)
+        # A leader's appends leave while its own disk is still writing them.
+        self._send(rd.early_messages)
         member.disk.write(hard_state=hs, entries=rd.entries, snapshot=rd.snapshot)
         if rd.entries:
             first = rd.entries[0].index
@@ -366,7 +368,7 @@ class SimCluster:
             return
         sent = False
         if "ack-before-persist" in self.bugs:
-            self._send(rd)
+            self._send(rd.messages)
             sent = True
         member.busy = True
         generation = member.generation
@@ -390,10 +392,10 @@ class SimCluster:
 
         self._clock.schedule(delay, fsync_done, "fsync")
 
-    def _send(self, rd: Ready) -> None:
+    def _send(self, messages: tuple[Message, ...]) -> None:
         assert self.network is not None
         granted = 0
-        for msg in rd.messages:
+        for msg in messages:
             self.network.send(msg)
             if msg.type is MessageType.VOTE_RESP and not msg.reject:
                 granted = msg.from_id
@@ -406,7 +408,7 @@ class SimCluster:
             self.stats.fsyncs += 1
         member.busy = False
         if not sent:
-            self._send(rd)
+            self._send(rd.messages)
         if rd.snapshot is not None:
             member.sm = KVStateMachine.restore(rd.snapshot.data)
             member.snapshot_index = rd.snapshot.meta.index

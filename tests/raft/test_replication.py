@@ -326,6 +326,11 @@ def test_leader_counts_itself_only_once_its_entries_are_persisted() -> None:
     leader.advance(rd)
     assert leader.commit_index == index
     leader.check_invariants()
+    # The followers hear of the commit at once: they answer writes forwarded
+    # through them when they apply, and must not wait for a heartbeat.
+    told = [m for m in sent(leader.ready()) if m.type is MessageType.APPEND]
+    assert {m.to_id for m in told} == {2, 3}
+    assert all(m.commit == index for m in told)
 
 
 def test_a_candidates_messages_never_leave_early() -> None:

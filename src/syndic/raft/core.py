@@ -531,7 +531,10 @@ class RaftNode:
             own = self._progress.get(self.id)
             if self.role is Role.LEADER and own is not None:
                 own.maybe_update(self._log.stable_last_index())
-                self._maybe_commit()
+                if self._maybe_commit():
+                    # Followers answer forwarded writes when they apply, so
+                    # they hear of the commit now, not at the next heartbeat.
+                    self._bcast_append()
         if ready.committed_entries:
             last_index = ready.committed_entries[-1].index
             if last_index > self._log.applied:

@@ -272,15 +272,31 @@ class MemberNode:
                 raise
 
     async def _process_ready(self) -> None:
-        """One cycle: at most one Ready. Under a steady stream of writes there
-        is always another; the loop comes back through ``_run`` for it, so the
-        clock still ticks (heartbeats, elections, lease expiry) under load."""
-        assert self.raft is not None and self._wal is not None and self._transport is not None
+        """One cycle: one Ready, and the commit it may have caused. Under a
+        steady stream of writes there is always another; the loop comes back
+        through ``_run`` for it, so the clock still ticks (heartbeats,
+        elections, lease expiry) under load."""
+        assert self.raft is not None
         # Proposals made while the last cycle's fsync ran join this cycle.
         self._flush_outbox()
         if not self.raft.has_ready():
             return
-        ready = self.raft.ready()
+        await self._handle_ready(self.raft.ready())
+        # A leader counts its own copy only once it is persisted (in
+        # advance), so the fsync just done may have committed the batch:
+        # answer it now, before new proposals start the next fsync. This
+        # Ready has nothing to fsync unless something was proposed meanwhile.
+        if self.raft.has_ready():
+            await self._handle_ready(self.raft.ready())
+        await self._maybe_snapshot()
+        if self._peers_dirty:
+            self._refresh_peers()
+            self._check_removed()
+        if self._outbox or self.raft.has_ready():
+            self._wake.set()
+
+    async def _handle_ready(self, ready: Ready) -> None:
+        assert self.raft is not None and self._transport is not None
         if ready.soft_state is not None:
             self._on_soft_state(ready.soft_state.leader_id, ready.soft_state.role)
         # A leader's appends go to the followers while its own fsync runs,
@@ -299,12 +315,6 @@ class MemberNode:
         self.raft.advance(ready)
         self._serve_reads()
         self._wake_index_waiters()
-        await self._maybe_snapshot()
-        if self._peers_dirty:
-            self._refresh_peers()
-            self._check_removed()
-        if self._outbox or self.raft.has_ready():
-            self._wake.set()
 
     async def _persist(self, ready: Ready) -> None:
         assert self._wal is not None and self._snapshots is not None

@@ -43,7 +43,6 @@ from syndic.kv.messages import (
     INT64_MAX,
     Event,
     EventType,
-    KeyValue,
     WatchFilter,
     _check_bool,
     _check_bytes,
@@ -299,12 +298,17 @@ class WatchHub:
                 if w.matches(key):
                     hits.setdefault(w.seq, (w, []))[1].append(change)
         config = self.config
+        # Watchers of the same change share its Event (built once per key and
+        # prev_kv choice): a thousand watchers of one key cost one KeyValue.
+        shared: dict[tuple[bytes, bool], Event] = {}
         for seq in sorted(hits):
             w, matched = hits[seq]
             if revision < w.next_rev:
                 continue  # a future start revision not reached yet
             events = tuple(
-                ev for ev in (self._event(w, k, rec, prev) for k, rec, prev in matched) if ev
+                ev
+                for ev in (self._event(w, k, rec, prev, shared) for k, rec, prev in matched)
+                if ev
             )
             if not events:
                 continue
@@ -328,7 +332,13 @@ class WatchHub:
                 )
 
     @staticmethod
-    def _event(w: Watcher, key: bytes, rec: Record, prev: Record | None) -> Event | None:
+    def _event(
+        w: Watcher,
+        key: bytes,
+        rec: Record,
+        prev: Record | None,
+        shared: dict[tuple[bytes, bool], Event] | None = None,
+    ) -> Event | None:
         if rec[VALUE] is None:
             if w.nodelete:
                 return None
@@ -337,10 +347,16 @@ class WatchHub:
             if w.noput:
                 return None
             kind = EventType.PUT
-        prev_kv: KeyValue | None = None
-        if w.prev_kv and prev is not None and prev[VALUE] is not None:
-            prev_kv = to_kv(key, prev)
-        return Event(kind, to_kv(key, rec), prev_kv)
+        with_prev = w.prev_kv and prev is not None and prev[VALUE] is not None
+        if shared is not None:
+            event = shared.get((key, with_prev))
+            if event is not None:
+                return event
+        prev_kv = to_kv(key, prev) if with_prev and prev is not None else None
+        event = Event(kind, to_kv(key, rec), prev_kv)
+        if shared is not None:
+            shared[(key, with_prev)] = event
+        return event
 
     # ----------------------------------------------------------- catch-up
 

@@ -64,6 +64,7 @@ class WatchServicer:
         self._config = config
         self._gate = gate
         self._clock = clock
+        self._events = convert.WatchEventEncoder()  # shared by every stream
 
     async def Watch(
         self, request_iterator: AsyncIterator[rpc_pb2.WatchRequest], context: Any
@@ -71,7 +72,7 @@ class WatchServicer:
         stream = self._backend.open_watch_stream()
         try:
             session = _WatchSession(
-                self._backend, self._config, self._gate, self._clock, stream, context
+                self._backend, self._config, self._gate, self._clock, stream, context, self._events
             )
             await session.run(request_iterator)
         finally:
@@ -95,8 +96,10 @@ class _WatchSession:
         clock: Callable[[], float],
         stream: WatchStream,
         context: Any,
+        events: convert.WatchEventEncoder,
     ) -> None:
         self._backend = backend
+        self._events = events
         self._config = config
         self._gate = gate
         self._clock = clock
@@ -108,11 +111,13 @@ class _WatchSession:
         self._active: set[int] = set()
         # Watchers that asked for progress_notify -> "no events since last tick".
         self._progress: dict[int, bool] = {}
+        self._ticker: asyncio.TimerHandle | None = None
 
     async def run(self, request_iterator: AsyncIterator[rpc_pb2.WatchRequest]) -> None:
         reader = asyncio.create_task(self._read(request_iterator))
         sender = asyncio.create_task(self._send())
         unlisten = self._backend.watch_listen(self._wake.set)
+        self._schedule_tick()
         try:
             done, _ = await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
             if reader in done and reader.exception() is None:
@@ -123,6 +128,8 @@ class _WatchSession:
                 await sender
         finally:
             unlisten()
+            if self._ticker is not None:
+                self._ticker.cancel()
             for task in (reader, sender):
                 task.cancel()
             # Collected, not raised: when the client goes away, gRPC cancels
@@ -208,8 +215,7 @@ class _WatchSession:
             if now_s >= next_progress_s:
                 await self._progress_tick()
                 next_progress_s = now_s + interval_s
-            timeout_s = min(self._config.watch_wait_timeout_s, max(next_progress_s - now_s, 0.0))
-            await self._wait(timeout_s)
+            await self._wait()
 
     async def _flush(self) -> int:
         """Write one pulled batch of the hub's responses; returns how many were written."""
@@ -218,7 +224,7 @@ class _WatchSession:
             header = self._backend.header()
             for resp in responses:
                 self._account(resp)
-                await self._context.write(convert.watch_response_to_pb(resp, header))
+                await self._context.write(convert.watch_response_to_pb(resp, header, self._events))
         return len(responses)
 
     def _account(self, resp: WatchResponse) -> None:
@@ -246,9 +252,19 @@ class _WatchSession:
                     rpc_pb2.WatchResponse(header=convert.header_pb(header), watch_id=watch_id)
                 )
 
-    async def _wait(self, timeout_s: float) -> None:
-        if self._stream.pending():
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                await self._wake.wait()
+    async def _wait(self) -> None:
+        if not self._stream.pending():
+            await self._wake.wait()
+
+    def _schedule_tick(self) -> None:
+        """Wake the sender every watch_wait_timeout_s (progress notifications,
+        and a safety net for a missed wake-up). One repeating timer per
+        stream: a timer armed per wait cost more than the wait itself when a
+        thousand streams wake for every event."""
+        self._ticker = asyncio.get_running_loop().call_later(
+            self._config.watch_wait_timeout_s, self._tick
+        )
+
+    def _tick(self) -> None:
+        self._wake.set()
+        self._schedule_tick()

@@ -846,6 +846,8 @@ class Http2Connection(asyncio.Protocol):
                 self._forget(stream)
 
     def _pump_blocked(self) -> None:
+        if not self._blocked:
+            return
         for stream in list(self._blocked.values()):
             if self._send_window <= 0:
                 return

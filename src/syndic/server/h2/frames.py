@@ -34,12 +34,15 @@ class FrameType(enum.IntEnum):
     CONTINUATION = 0x9
 
 
-class Flag(enum.IntFlag):
-    END_STREAM = 0x1
-    ACK = 0x1
-    END_HEADERS = 0x4
-    PADDED = 0x8
-    PRIORITY = 0x20
+class Flag:
+    """Frame flags. Plain ints, not an IntFlag: ``flags & Flag.X`` runs for
+    every frame, and IntFlag's operators build enum members each time."""
+
+    END_STREAM: Final = 0x1
+    ACK: Final = 0x1
+    END_HEADERS: Final = 0x4
+    PADDED: Final = 0x8
+    PRIORITY: Final = 0x20
 
 
 class Setting(enum.IntEnum):
@@ -121,7 +124,7 @@ def goaway(last_stream_id: int, code: ErrorCode, reason: str = "") -> bytes:
 
 def strip_padding(payload: bytes, flags: int) -> bytes:
     """The frame's content without its padding (RFC 9113 §6.1)."""
-    if not flags & Flag.PADDED:
+    if not flags & 0x8:  # Flag.PADDED
         return payload
     if not payload:
         raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "PADDED frame without a pad length")

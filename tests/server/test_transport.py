@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from syndic.raft import Message, MessageType
+from syndic.raft import Entry, Message, MessageType
 from syndic.server.transport import FRAME_HEADER, PEER_FRAME_BYTES_MAX, PeerAddress, PeerTransport
 
 
@@ -43,6 +43,33 @@ async def test_messages_cross_in_order_once_connected() -> None:
             a.send([heartbeat(1, 2, term)])
         await wait_for(lambda: len(received) == 50)
         assert [m.term for m in received] == list(range(1, 51))
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_frames_written_at_once_and_frames_queued_behind_a_full_socket_keep_order() -> None:
+    # A frame is written straight to the socket while its buffer is short
+    # and queued once it fills; large appends fill it, so both paths mix.
+    received: list[Message] = []
+    port_a, port_b = free_port(), free_port()
+    a = PeerTransport(1, "127.0.0.1", port_a, lambda _: None, lambda _: None)
+    b = PeerTransport(2, "127.0.0.1", port_b, received.extend, lambda _: None)
+    await a.start()
+    await b.start()
+    try:
+        a.set_peers([PeerAddress(2, "127.0.0.1", port_b)])
+        await wait_for(lambda: a.stats()[2].connected)
+        big = (Entry(term=1, index=1, data=b"x" * 200_000),)
+        for term in range(1, 401):
+            if term % 2 == 0:
+                a.send([Message(MessageType.APPEND, 1, 2, term, entries=big)])
+            else:
+                a.send([heartbeat(1, 2, term)])
+            if term % 7 == 0:
+                await asyncio.sleep(0)  # the receiver reads some; the buffer drains a little
+        await wait_for(lambda: len(received) == 400, timeout_s=20.0)
+        assert [m.term for m in received] == list(range(1, 401))
     finally:
         await a.stop()
         await b.stop()

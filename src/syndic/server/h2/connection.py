@@ -606,7 +606,7 @@ class Http2Connection(asyncio.Protocol):
                 argument = handler.request_deserializer(request)
             if handler.response_streaming:
                 behavior = (
-                    handler.stream_stream if handler.request_streaming else (handler.unary_stream)
+                    handler.stream_stream if handler.request_streaming else handler.unary_stream
                 )
                 result = behavior(argument, context)
                 if hasattr(result, "__aiter__"):
@@ -617,7 +617,7 @@ class Http2Connection(asyncio.Protocol):
                 self._finish(stream, OK_TRAILERS)
             else:
                 behavior = (
-                    handler.stream_unary if handler.request_streaming else (handler.unary_unary)
+                    handler.stream_unary if handler.request_streaming else handler.unary_unary
                 )
                 response = await behavior(argument, context)
                 self._answer(stream, handler.response_serializer(response))

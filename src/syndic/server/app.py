@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
+from typing import Final
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -18,6 +20,15 @@ from syndic.server.node import MemberNode
 from syndic.server.tls import client_context
 
 log = logging.getLogger(__name__)
+
+# A member's heap is mostly the store's long-lived records, which Python's
+# cyclic collector rescans on its default thresholds (700, 10, 10) every few
+# thousand allocations, and a write allocates dozens of objects. With these,
+# young collections run about 70x less often and full ones rarely; the store
+# holds no reference cycles, and short-lived cycles still die young. On the
+# benchmark machine, 256 clients on 1 member: 9.5-9.9k -> 12.2-12.5k puts/s,
+# p99 70-80 -> 40 ms.
+GC_THRESHOLDS: Final = (50_000, 20, 100)
 
 
 class MemberServer:
@@ -72,6 +83,9 @@ async def serve_until_signalled(config: ServerConfig, on_ready: object = None) -
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     async with MemberServer(config) as server:
+        # What recovery loaded (the store, the log) lives as long as the
+        # process: keep it out of every later collection.
+        gc.freeze()
         if callable(on_ready):
             on_ready(server)
         # A member removed from the cluster exits, as etcd's does.
@@ -85,6 +99,7 @@ async def serve_until_signalled(config: ServerConfig, on_ready: object = None) -
 
 def run(config: ServerConfig, on_ready: object = None) -> None:
     """Run a member on uvloop (the asyncio loop when uvloop is unavailable)."""
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         import uvloop
 

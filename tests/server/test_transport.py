@@ -4,7 +4,9 @@ a down peer is reported unreachable instead of blocking the sender."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import AsyncIterator
 
 from syndic.raft import Entry, Message, MessageType
 from syndic.server.transport import FRAME_HEADER, PEER_FRAME_BYTES_MAX, PeerAddress, PeerTransport
@@ -28,30 +30,9 @@ async def wait_for(predicate: object, timeout_s: float = 5.0) -> None:
     await asyncio.wait_for(poll(), timeout_s)
 
 
-async def test_messages_cross_in_order_once_connected() -> None:
-    received: list[Message] = []
-    unreachable: list[int] = []
-    port_a, port_b = free_port(), free_port()
-    a = PeerTransport(1, "127.0.0.1", port_a, received.extend, unreachable.append)
-    b = PeerTransport(2, "127.0.0.1", port_b, received.extend, unreachable.append)
-    await a.start()
-    await b.start()
-    try:
-        a.set_peers([PeerAddress(2, "127.0.0.1", port_b)])
-        await wait_for(lambda: a.stats()[2].connected)
-        for term in range(1, 51):
-            a.send([heartbeat(1, 2, term)])
-        await wait_for(lambda: len(received) == 50)
-        assert [m.term for m in received] == list(range(1, 51))
-    finally:
-        await a.stop()
-        await b.stop()
-
-
-async def test_frames_written_at_once_and_frames_queued_behind_a_full_socket_keep_order() -> None:
-    # A frame is written straight to the socket while its buffer is short
-    # and queued once it fills; large appends fill it, so both paths mix.
-    received: list[Message] = []
+@contextlib.asynccontextmanager
+async def connected_pair(received: list[Message]) -> AsyncIterator[PeerTransport]:
+    """Member 1's transport, connected to member 2's, which files what it gets in ``received``."""
     port_a, port_b = free_port(), free_port()
     a = PeerTransport(1, "127.0.0.1", port_a, lambda _: None, lambda _: None)
     b = PeerTransport(2, "127.0.0.1", port_b, received.extend, lambda _: None)
@@ -60,7 +41,27 @@ async def test_frames_written_at_once_and_frames_queued_behind_a_full_socket_kee
     try:
         a.set_peers([PeerAddress(2, "127.0.0.1", port_b)])
         await wait_for(lambda: a.stats()[2].connected)
-        big = (Entry(term=1, index=1, data=b"x" * 200_000),)
+        yield a
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_messages_cross_in_order_once_connected() -> None:
+    received: list[Message] = []
+    async with connected_pair(received) as a:
+        for term in range(1, 51):
+            a.send([heartbeat(1, 2, term)])
+        await wait_for(lambda: len(received) == 50)
+        assert [m.term for m in received] == list(range(1, 51))
+
+
+async def test_frames_written_at_once_and_frames_queued_behind_a_full_socket_keep_order() -> None:
+    # A frame is written straight to the socket while its buffer is short
+    # and queued once it fills; large appends fill it, so both paths mix.
+    received: list[Message] = []
+    big = (Entry(term=1, index=1, data=b"x" * 200_000),)
+    async with connected_pair(received) as a:
         for term in range(1, 401):
             if term % 2 == 0:
                 a.send([Message(MessageType.APPEND, 1, 2, term, entries=big)])
@@ -70,9 +71,6 @@ async def test_frames_written_at_once_and_frames_queued_behind_a_full_socket_kee
                 await asyncio.sleep(0)  # the receiver reads some; the buffer drains a little
         await wait_for(lambda: len(received) == 400, timeout_s=20.0)
         assert [m.term for m in received] == list(range(1, 401))
-    finally:
-        await a.stop()
-        await b.stop()
 
 
 async def test_sending_to_a_down_peer_reports_it_unreachable() -> None:

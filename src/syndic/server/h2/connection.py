@@ -47,7 +47,14 @@ _OUT_BYTES_FLUSH: Final = 256 * 1024
 _UNKNOWN_ERROR: Final = "unexpected server error"
 _MESSAGE_PREFIX_BYTES: Final = 5
 
-HandlerLookup = Callable[[str], Any]  # path -> grpc.RpcMethodHandler | None
+HandlerLookup = Callable[[str], Any]
+
+
+def _grpc_message(payload: bytes) -> bytes:
+    """gRPC's length-prefixed message: not compressed, 4-byte length, bytes."""
+    return (
+        b"\x00" + len(payload).to_bytes(4, "big") + payload
+    )  # path -> grpc.RpcMethodHandler | None
 
 
 class Http2Connection(asyncio.Protocol):
@@ -688,26 +695,11 @@ class Http2Connection(asyncio.Protocol):
         ):
             stream.send_window -= size
             self._send_window -= size
-            stream.sent_end = True
-            stream.headers_sent = True
             self._send(
-                frames.frame(
-                    FrameType.HEADERS,
-                    Flag.END_HEADERS,
-                    stream.id,
-                    self._head_block(RESPONSE_HEADERS),
-                )
-                + frames.frame(
-                    FrameType.DATA,
-                    0,
-                    stream.id,
-                    b"\x00" + len(payload).to_bytes(4, "big") + payload,
-                )
-                + frames.frame(
-                    FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, stream.id, OK_TRAILERS
-                )
+                self._response_headers(stream)
+                + frames.frame(FrameType.DATA, 0, stream.id, _grpc_message(payload))
             )
-            self._after_end(stream)
+            self._close(stream, OK_TRAILERS)
             return
         self._queue(stream, payload)
         self._finish(stream, OK_TRAILERS)
@@ -736,7 +728,7 @@ class Http2Connection(asyncio.Protocol):
             await stream.writable.wait()
 
     def _queue(self, stream: Stream, payload: bytes) -> None:
-        message = b"\x00" + len(payload).to_bytes(4, "big") + payload
+        message = _grpc_message(payload)
         stream.pending.append(message)
         stream.pending_bytes += len(message)
 
@@ -753,19 +745,7 @@ class Http2Connection(asyncio.Protocol):
         stream.pending.clear()
         stream.pending_bytes = 0
         self._blocked.pop(stream.id, None)
-        trailers = status_trailers(code.value[0], message)
-        if stream.headers_sent:
-            block = trailers
-        else:
-            stream.headers_sent = True
-            block = self._head_block(RESPONSE_HEADERS + trailers)
-        stream.sent_end = True
-        self._send(
-            frames.frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, stream.id, block)
-        )
-        self._after_end(stream)
-        if stream.task is None or stream.task.done():
-            self._forget(stream)
+        self._close(stream, status_trailers(code.value[0], message))
 
     def _finish_early(
         self, stream: Stream, http_status: int, code: grpc.StatusCode, message: str
@@ -773,13 +753,32 @@ class Http2Connection(asyncio.Protocol):
         if http_status == 200:
             self._end_call(stream, code, message)
             return
+        self._end_stream(
+            stream, self._head_block(http_error_headers(http_status, code.value[0], message))
+        )
+
+    def _response_headers(self, stream: Stream) -> bytes:
+        """The HEADERS frame that opens a response."""
+        stream.headers_sent = True
+        return frames.frame(
+            FrameType.HEADERS, Flag.END_HEADERS, stream.id, self._head_block(RESPONSE_HEADERS)
+        )
+
+    def _close(self, stream: Stream, trailers: bytes) -> None:
+        """End the response with ``trailers``: trailers-only if nothing was sent yet."""
+        if not stream.headers_sent:
+            stream.headers_sent = True
+            trailers = self._head_block(RESPONSE_HEADERS + trailers)
+        self._end_stream(stream, trailers)
+
+    def _end_stream(self, stream: Stream, block: bytes) -> None:
         stream.sent_end = True
-        block = self._head_block(http_error_headers(http_status, code.value[0], message))
         self._send(
             frames.frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, stream.id, block)
         )
         self._after_end(stream)
-        self._forget(stream)
+        if stream.task is None or stream.task.done():
+            self._forget(stream)
 
     def _after_end(self, stream: Stream) -> None:
         """We have ended the stream; if the client is still sending, tell it to stop."""
@@ -807,15 +806,7 @@ class Http2Connection(asyncio.Protocol):
                     stream.writable.set()
                 return
             if not stream.headers_sent:
-                stream.headers_sent = True
-                out(
-                    frames.frame(
-                        FrameType.HEADERS,
-                        Flag.END_HEADERS,
-                        stream.id,
-                        self._head_block(RESPONSE_HEADERS),
-                    )
-                )
+                out(self._response_headers(stream))
             message = stream.pending[0]
             chunk = message[:allowed]
             if len(chunk) < len(message):
@@ -832,18 +823,7 @@ class Http2Connection(asyncio.Protocol):
         trailers = stream.pending_trailers
         if trailers is not None:
             stream.pending_trailers = None
-            if not stream.headers_sent:
-                stream.headers_sent = True
-                trailers = self._head_block(RESPONSE_HEADERS + trailers)
-            stream.sent_end = True
-            out(
-                frames.frame(
-                    FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, stream.id, trailers
-                )
-            )
-            self._after_end(stream)
-            if stream.task is None or stream.task.done():
-                self._forget(stream)
+            self._close(stream, trailers)
 
     def _pump_blocked(self) -> None:
         if not self._blocked:

@@ -25,7 +25,7 @@ class TlsConfigError(ValueError):
     """A TLS file is missing, unreadable, or does not hold what its flag says."""
 
 
-def _read_pem(path: str, flag: str) -> bytes:
+def _check_pem(path: str, flag: str) -> None:
     try:
         file = Path(path)
         if file.stat().st_size > PEM_FILE_BYTES_MAX:
@@ -35,20 +35,33 @@ def _read_pem(path: str, flag: str) -> bytes:
         raise TlsConfigError(f"--{flag} {path}: {exc.strerror or exc}") from exc
     if b"-----BEGIN " not in data:
         raise TlsConfigError(f"--{flag} {path}: not a PEM file")
-    return data
 
 
-def _read_pair(cert_file: str, key_file: str, prefix: str) -> None:
-    """Check the certificate and key files, loading them once with ssl so that
-    a key that does not belong to its certificate is reported by name."""
-    _read_pem(cert_file, f"{prefix}cert-file")
-    _read_pem(key_file, f"{prefix}key-file")
+def _load_pair(
+    contexts: tuple[ssl.SSLContext, ...], cert_file: str, key_file: str, prefix: str
+) -> None:
+    """Load the certificate and key into ``contexts``, naming the flag and file
+    of a path that is wrong or a key that does not belong to its certificate."""
+    _check_pem(cert_file, f"{prefix}cert-file")
+    _check_pem(key_file, f"{prefix}key-file")
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
+        for context in contexts:
+            context.load_cert_chain(cert_file, key_file)
     except ssl.SSLError as exc:
         raise TlsConfigError(
             f"--{prefix}cert-file {cert_file} and --{prefix}key-file {key_file} "
             f"are not a certificate and its key: {exc.reason or exc}"
+        ) from exc
+
+
+def _load_ca(contexts: tuple[ssl.SSLContext, ...], ca_file: str, flag: str) -> None:
+    _check_pem(ca_file, flag)
+    try:
+        for context in contexts:
+            context.load_verify_locations(ca_file)
+    except ssl.SSLError as exc:
+        raise TlsConfigError(
+            f"--{flag} {ca_file}: not a CA certificate: {exc.reason or exc}"
         ) from exc
 
 
@@ -59,14 +72,12 @@ def client_context(config: ServerConfig) -> ssl.SSLContext | None:
     """
     if not config.client_tls:
         return None
-    _read_pair(config.cert_file, config.key_file, "")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(config.cert_file, config.key_file)
+    _load_pair((context,), config.cert_file, config.key_file, "")
     context.set_alpn_protocols(["h2"])
     if config.trusted_ca_file:
-        _read_pem(config.trusted_ca_file, "trusted-ca-file")
-        context.load_verify_locations(config.trusted_ca_file)
+        _load_ca((context,), config.trusted_ca_file, "trusted-ca-file")
     context.verify_mode = ssl.CERT_REQUIRED if config.client_cert_auth else ssl.CERT_NONE
     return context
 
@@ -80,17 +91,12 @@ def peer_contexts(config: ServerConfig) -> tuple[ssl.SSLContext | None, ssl.SSLC
     """
     if not config.peer_tls:
         return None, None
-    _read_pair(config.peer_cert_file, config.peer_key_file, "peer-")
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    _load_pair((server, client), config.peer_cert_file, config.peer_key_file, "peer-")
     ca = config.peer_trusted_ca_file
     if ca:
-        _read_pem(ca, "peer-trusted-ca-file")
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(config.peer_cert_file, config.peer_key_file)
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client.load_cert_chain(config.peer_cert_file, config.peer_key_file)
-    if ca:
-        server.load_verify_locations(ca)
-        client.load_verify_locations(ca)
+        _load_ca((server, client), ca, "peer-trusted-ca-file")
         client.check_hostname = True
         client.verify_mode = ssl.CERT_REQUIRED
     else:

@@ -768,24 +768,25 @@ class MemberNode:
         return await self._member_add_here(peer_urls, is_learner)
 
     async def member_remove(self, member_id_: int) -> None:
-        if self.raft is None or member_id_ not in self.raft.conf_state.all_ids():
-            raise errors.member_not_found()
-        if not self._is_leader():
+        self._require_member(member_id_)
+        if self._is_leader():
+            await self._member_remove_here(member_id_)
+        else:
             await self._ask_leader("member_remove", [member_id_])
-            return
-        await self._member_remove_here(member_id_)
 
     async def member_promote(self, member_id_: int) -> None:
+        self._require_member(member_id_)
+        if self._is_leader():
+            await self._member_promote_here(member_id_)
+        else:
+            await self._ask_leader("member_promote", [member_id_])
+
+    def _require_member(self, member_id_: int) -> None:
         if self.raft is None or member_id_ not in self.raft.conf_state.all_ids():
             raise errors.member_not_found()
-        if not self._is_leader():
-            await self._ask_leader("member_promote", [member_id_])
-            return
-        await self._member_promote_here(member_id_)
 
     async def member_update(self, member_id_: int, peer_urls: tuple[str, ...]) -> None:
-        if self.raft is None or member_id_ not in self.raft.conf_state.all_ids():
-            raise errors.member_not_found()
+        self._require_member(member_id_)
         attrs = self.state.members.get(member_id_, MemberAttrs("", (), ()))
         await self._propose(
             EntryKind.MEMBER_ATTRS,
@@ -811,16 +812,15 @@ class MemberNode:
         return self._member(new_id)
 
     async def _member_remove_here(self, member_id_: int) -> None:
-        if self.raft is None or member_id_ not in self.raft.conf_state.all_ids():
-            raise errors.member_not_found()
+        self._require_member(member_id_)
         if not self._is_leader():
             raise errors.not_leader()
         reconfig.check_remove(self._voters_for_reconfig(), member_id_)
         await self._change_membership(ConfChange(ConfChangeType.REMOVE_NODE, member_id_))
 
     async def _member_promote_here(self, member_id_: int) -> None:
-        if self.raft is None or member_id_ not in self.raft.conf_state.all_ids():
-            raise errors.member_not_found()
+        self._require_member(member_id_)
+        assert self.raft is not None
         if member_id_ not in self.raft.conf_state.learners:
             raise errors.member_not_learner()
         if not self._is_leader():

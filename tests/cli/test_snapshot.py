@@ -8,7 +8,6 @@ import asyncio
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -33,8 +32,8 @@ from syndic.server.restore import snapshot_status
 from syndic.storage.bolt import build_db
 from syndic.storage.durable import write_atomically
 from tests.server.cluster_util import cluster_configs, free_port
+from tests.server.processes import ETCDCTL, NEEDS_ETCDCTL
 
-ETCDCTL = shutil.which("etcdctl")
 T = TypeVar("T")
 
 
@@ -129,7 +128,7 @@ def test_save_writes_a_verified_file_and_status_describes_it(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["backup.db", "source", "taken.db"]
 
 
-@pytest.mark.skipif(ETCDCTL is None, reason="etcdctl (Debian's etcd-client) is not on PATH")
+@NEEDS_ETCDCTL
 def test_a_file_saved_by_etcdctl_is_accepted(member: Running, tmp_path: Path) -> None:
     assert ETCDCTL is not None
     path = tmp_path / "etcdctl.db"

@@ -14,10 +14,24 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from tests.server.cluster_util import free_port
 
 ETCD = shutil.which("etcd")
 ETCDCTL = shutil.which("etcdctl")
+
+# `make test` installs both Debian packages; a run without them skips what
+# needs them, with the package named.
+NEEDS_ETCDCTL = pytest.mark.skipif(
+    ETCDCTL is None, reason="etcdctl (Debian's etcd-client) not on PATH"
+)
+
+
+def require_etcd() -> None:
+    """Skip the calling test or fixture unless Debian's etcd-server is installed."""
+    if ETCD is None:
+        pytest.skip("etcd (Debian's etcd-server) not on PATH")
 
 
 @dataclass

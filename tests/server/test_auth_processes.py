@@ -16,11 +16,17 @@ import pytest
 
 from syndic.api.gen import rpc_pb2
 from syndic.api.services import AUTH_SERVICE, KV_SERVICE, make_stub
-from tests.server.processes import ETCDCTL, MemberProcess, etcdctl, start_cluster, wait_healthy
+from tests.server.processes import (
+    NEEDS_ETCDCTL,
+    MemberProcess,
+    etcdctl,
+    start_cluster,
+    wait_healthy,
+)
 
 pytestmark = [
     pytest.mark.etcd,
-    pytest.mark.skipif(ETCDCTL is None, reason="etcdctl (Debian's etcd-client) not on PATH"),
+    NEEDS_ETCDCTL,
 ]
 
 CALL_TIMEOUT_S = 10.0

@@ -24,17 +24,17 @@ import pytest
 
 from tests.server.etcdctl_sessions import Background
 from tests.server.processes import (
-    ETCD,
-    ETCDCTL,
+    NEEDS_ETCDCTL,
     MemberProcess,
     etcdctl,
+    require_etcd,
     start_cluster,
     wait_healthy,
 )
 
 pytestmark = [
     pytest.mark.etcd,
-    pytest.mark.skipif(ETCDCTL is None, reason="etcdctl (Debian's etcd-client) not on PATH"),
+    NEEDS_ETCDCTL,
 ]
 
 # (arguments, stdin) in order; each step's stdout is compared after normalizing.
@@ -474,8 +474,7 @@ def run_all(members: list[MemberProcess], scratch: Path) -> Results:
 
 @pytest.fixture(scope="module")
 def etcd_results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Results]:
-    if ETCD is None:
-        pytest.skip("etcd (Debian's etcd-server) not on PATH")
+    require_etcd()
     root = tmp_path_factory.mktemp("etcd")
     members = start_cluster("etcd", root, 3)
     try:

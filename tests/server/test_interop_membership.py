@@ -15,20 +15,20 @@ import pytest
 
 from tests.server.cluster_util import free_port
 from tests.server.processes import (
-    ETCD,
-    ETCDCTL,
+    NEEDS_ETCDCTL,
     MemberProcess,
     debug_status,
     etcdctl,
     mask_ids_and_addresses,
     member_process,
+    require_etcd,
     start_cluster,
     wait_healthy,
 )
 
 pytestmark = [
     pytest.mark.etcd,
-    pytest.mark.skipif(ETCDCTL is None, reason="etcdctl (Debian's etcd-client) not on PATH"),
+    NEEDS_ETCDCTL,
 ]
 
 Step = tuple[str, int, str, str]  # (what, exit code, stdout, error line)
@@ -171,8 +171,7 @@ def run_membership(kind: str, root: Path) -> list[Step]:
 
 @pytest.fixture(scope="module")
 def etcd_steps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Step]]:
-    if ETCD is None:
-        pytest.skip("etcd (Debian's etcd-server) not on PATH")
+    require_etcd()
     yield run_membership("etcd", tmp_path_factory.mktemp("etcd"))
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.server.processes import (
-    ETCD,
-    ETCDCTL,
+    NEEDS_ETCDCTL,
     etcdctl,
     mask_ids_and_addresses,
+    require_etcd,
     start_cluster,
     wait_healthy,
 )
@@ -24,7 +24,7 @@ from tests.server.tls_certs import Certificates, make_certificates
 
 pytestmark = [
     pytest.mark.etcd,
-    pytest.mark.skipif(ETCDCTL is None, reason="etcdctl (Debian's etcd-client) not on PATH"),
+    NEEDS_ETCDCTL,
 ]
 
 Step = tuple[int, str, bool]  # (exit code, normalized stdout, failed)
@@ -71,8 +71,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
 def etcd_steps(
     tmp_path_factory: pytest.TempPathFactory, certs: Certificates
 ) -> Iterator[list[Step]]:
-    if ETCD is None:
-        pytest.skip("etcd (Debian's etcd-server) not on PATH")
+    require_etcd()
     yield run_tls_script("etcd", tmp_path_factory.mktemp("etcd"), certs)
 
 

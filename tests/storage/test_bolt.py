@@ -5,7 +5,6 @@ with bbolt itself and runs its consistency check."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,9 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from syndic.storage.bolt import NODE_ELEMENTS_MAX, PAGE_SIZE_BYTES, BoltFormatError, build_db
+from tests.server.processes import ETCDCTL, NEEDS_ETCDCTL
 from tests.storage.bolt_reader import read_db
-
-ETCDCTL = shutil.which("etcdctl")
 
 
 def test_empty_buckets_and_the_smallest_image() -> None:
@@ -56,7 +54,7 @@ def test_what_is_written_reads_back(contents: dict[bytes, dict[bytes, bytes]]) -
     assert read_db(build_db(buckets))[0] == buckets
 
 
-@pytest.mark.skipif(ETCDCTL is None, reason="etcdctl (Debian's etcd-client) not on PATH")
+@NEEDS_ETCDCTL
 def test_bbolt_itself_opens_checks_and_counts_the_image(tmp_path: Path) -> None:
     # etcdctl snapshot status opens the file read-only with bbolt, runs
     # tx.Check and counts every entry of every bucket; "key" gives the revision.

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,11 +16,11 @@ from syndic.server.restore import snapshot_status
 from syndic.server.state_machine import StateMachine
 from tests.server.grpc_api.conftest import CALL_TIMEOUT_S, Served
 from tests.server.grpc_api.local_backend import MEMBER_ID
+from tests.server.processes import ETCDCTL, NEEDS_ETCDCTL
 
-ETCDCTL = shutil.which("etcdctl")
 pytestmark = [
     pytest.mark.etcd,
-    pytest.mark.skipif(ETCDCTL is None, reason="etcdctl (Debian's etcd-client) is not on PATH"),
+    NEEDS_ETCDCTL,
 ]
 
 

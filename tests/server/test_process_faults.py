@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import grpc
-import pytest
 
 from syndic.api import kv_pb2, rpc_pb2
 from syndic.api.services import KV_SERVICE, WATCH_SERVICE, make_stub
@@ -49,9 +48,15 @@ from syndic.check.linearizability import Operation, Verdict, check_history
 from syndic.check.watch_guarantees import WatchSpec, WriteEvent, check_watch, writes_from_responses
 from syndic.kv.messages import Event, EventType, KeyValue
 from syndic.kv.watch import WatchResponse
-from tests.server.processes import ETCDCTL, MemberProcess, etcdctl, start_cluster, wait_healthy
+from tests.server.processes import (
+    NEEDS_ETCDCTL,
+    MemberProcess,
+    etcdctl,
+    start_cluster,
+    wait_healthy,
+)
 
-pytestmark = pytest.mark.skipif(ETCDCTL is None, reason="etcdctl not on PATH")
+pytestmark = NEEDS_ETCDCTL
 
 # A bound on each gRPC read of the history; loopback answers in milliseconds.
 CALL_TIMEOUT_S: Final = 10.0

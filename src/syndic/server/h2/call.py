@@ -130,9 +130,5 @@ class CallContext:
         aborted = self._stream.aborted_with
         return aborted[0] if aborted is not None else None
 
-    def details(self) -> str | None:
-        aborted = self._stream.aborted_with
-        return aborted[1] if aborted is not None else None
-
     def peer(self) -> str:
         return self._connection.peer_name

@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-DEBIAN_PACKAGES := etcd-server etcd-client prometheus
+DEBIAN_PACKAGES := etcd-server etcd-client prometheus nghttp2-client chromium
 PYTEST_ARGS ?=
 
 .PHONY: help run test test-deep lint format bench sim-deep debs clean

@@ -1,0 +1,1 @@
+"""The syndic agent: health checks for locally registered services and the HTTP API."""

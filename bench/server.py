@@ -8,6 +8,10 @@ grpc.aio, etcd's protobuf messages) drives both:
   8-byte keys and 256-byte values;
 * linearizable and serializable Range throughput (16 clients);
 * watch fan-out: 1 writer, 1,000 watchers on one key, p99 delivery latency;
+* capacity: h2load (a C load generator, bench/_h2load.py) sending unary Put
+  and serializable and linearizable Range at 1x1, 16x16 and 64x64
+  connections x streams to the first member, successes counted from the
+  store, with each system's CPU per call from /proc;
 * ``etcdctl check perf --load=m`` on 3 members (PASS/FAIL) and ``--load=l``'s
   throughput (a Go load generator, as a second opinion on the Python one).
 
@@ -34,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
+from bench._h2load import H2LOAD, Capacity, Shape, put_capacity, range_capacity  # noqa: E402
 from tests.server.processes import (  # noqa: E402
     ETCD,
     ETCDCTL,
@@ -163,13 +168,33 @@ def check_perf(endpoints: str, load: str) -> dict[str, Any]:
     }
 
 
+def capacity(procs: list[MemberProcess], args: argparse.Namespace) -> dict[str, Any]:
+    """h2load against the first member: puts, then ranges of the key they wrote."""
+    endpoint = procs[0].endpoint
+    pids = [p.process.pid for p in procs if p.process is not None]
+    result: dict[str, Any] = {}
+    for shape in args.shapes:
+        runs: dict[str, Capacity] = {
+            "put": put_capacity(endpoint, pids, shape, VALUE),
+            "range_serializable": range_capacity(endpoint, pids, shape, serializable=True),
+            "range_linearizable": range_capacity(endpoint, pids, shape, serializable=False),
+        }
+        for name, cap in runs.items():
+            result[f"h2load_{name}_{shape.label}"] = {
+                "calls_per_s": cap.calls_per_s,
+                "cpu_us_per_call": cap.cpu_us_per_call,
+                "succeeded_fraction": cap.succeeded / cap.attempted,
+            }
+    return result
+
+
 def run_system(kind: str, members: int, args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
     procs: list[MemberProcess] = start_cluster(kind, root, members, **ETCD_DEFAULT_TIMERS)
     try:
         wait_healthy(procs)
         endpoints = [p.endpoint for p in procs]
-        result: dict[str, Any] = {}
+        result: dict[str, Any] = capacity(procs, args)
         for clients in (1, 16, 256):
             result[f"put_c{clients}"] = asyncio.run(
                 closed_loop(endpoints, clients, args.duration_s, put_call)
@@ -212,7 +237,16 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+SHAPES = (Shape(1, 1, 2_000), Shape(16, 16, 30_000), Shape(64, 64, 60_000))
+QUICK_SHAPES = (Shape(1, 1, 500), Shape(16, 16, 5_000), Shape(64, 64, 10_000))
+CAPACITY_ROWS = [
+    (f"h2load_{call}_{shape.label}", metric, f"h2load {call} {label} {shape.label}")
+    for shape in SHAPES
+    for call in ("put", "range_serializable", "range_linearizable")
+    for metric, label in (("calls_per_s", "calls/s"), ("cpu_us_per_call", "CPU us/call"))
+]
 ROWS = [
+    *CAPACITY_ROWS,
     ("put_c1", "ops_per_s", "put ops/s, 1 client"),
     ("put_c1", "p99_ms", "put p99 ms, 1 client"),
     ("put_c16", "ops_per_s", "put ops/s, 16 clients"),
@@ -235,10 +269,13 @@ def main() -> None:
     args = parser.parse_args()
     args.duration_s = 1.0 if args.quick else 3.0
     args.watch_events = 5 if args.quick else 20
+    args.shapes = QUICK_SHAPES if args.quick else SHAPES
     if args.quick:
         args.repeats = 1
-    if ETCD is None or ETCDCTL is None:
-        sys.exit("bench/server.py needs Debian's etcd-server and etcd-client (make debs)")
+    if ETCD is None or ETCDCTL is None or H2LOAD is None:
+        sys.exit(
+            "bench/server.py needs Debian's etcd-server, etcd-client, nghttp2-client (make debs)"
+        )
     results: dict[str, Any] = {"repeats": args.repeats, "duration_s": args.duration_s}
     for members in (1, 3):
         for kind in ("etcd", "syndic"):

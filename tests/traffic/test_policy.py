@@ -397,3 +397,50 @@ def test_module_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module))
     assert result.failed == 0
     assert result.attempted > 0
+
+
+async def test_policy_works_as_written_on_the_monotonic_clock() -> None:
+    policy = Policy({"retry": {"max_attempts": 2, "idempotent": True, "backoff": NO_WAIT}})
+    flaky = Flaky(1)
+    assert await policy.call(flaky) == "ok"
+    assert flaky.calls == 2
+
+
+async def test_swap_keeps_an_unchanged_budget_and_refreshes_a_changed_one() -> None:
+    retry = {"max_attempts": 2, "idempotent": True, "backoff": NO_WAIT}
+    budget = {"ratio": 0.0, "min_retries_per_s": 0.1, "window_s": 10}  # one retry per window
+    policy = make({"retry": retry, "budget": budget})
+    kept = policy.budget
+    assert kept is not None
+    assert await policy.call(Flaky(1)) == "ok"  # spends the one retry token
+    policy.swap_rules({"retry": {**retry, "max_attempts": 3}, "budget": budget})
+    assert policy.budget is kept  # same budget rule: the spent token stays spent
+    with pytest.raises(ConnectionError):
+        await policy.call(Flaky(1))
+    policy.swap_rules({"retry": retry, "budget": {**budget, "min_retries_per_s": 0.2}})
+    assert policy.budget is not kept
+    assert await policy.call(Flaky(1)) == "ok"  # a fresh budget has tokens again
+
+
+def test_swaps_from_many_threads_leave_one_whole_rule_set() -> None:
+    import threading
+
+    policy = make({})
+    documents = [
+        {"name": f"p{i}", "bulkhead": {"max_concurrent": i + 1}, "timeout": {"overall_s": i + 1}}
+        for i in range(8)
+    ]
+
+    def swap(doc: dict[str, Any]) -> None:
+        for _ in range(50):
+            policy.swap_rules(doc)
+
+    threads = [threading.Thread(target=swap, args=(doc,)) for doc in documents]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rules = policy.rules
+    i = int(rules.name[1:])
+    assert rules.timeout_s == i + 1
+    assert policy.bulkhead is not None and policy.bulkhead.config.max_concurrent == i + 1

@@ -248,3 +248,40 @@ def test_arbitrary_documents_either_parse_or_raise_rule_error(document: Any) -> 
     except RuleError as exc:
         assert exc.path
         assert str(exc).startswith(exc.path)
+
+
+def test_parse_rules_reads_mappings_json_and_yaml_text_alike() -> None:
+    from_mapping = parse_rules(FULL)
+    assert parse_rules(json.dumps(FULL)) == from_mapping
+    assert parse_rules(json.dumps(FULL).encode()) == from_mapping
+    assert parse_rules(bytearray(json.dumps(FULL).encode())) == from_mapping
+    assert parse_rules(YAML) == parse_rules_yaml(YAML)
+    assert parse_rules(YAML.encode()) == parse_rules_yaml(YAML)
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ("", r"^\$: must be a mapping, got null$"),
+        ('{"breaker": {"failure_ratio": NaN}}', r"^\$: non-finite number NaN"),
+        ("{", r"^\$: malformed JSON"),
+        ("breaker: [", r"^\$: malformed YAML"),
+        (b"breaker: \xc3\x28", r"^\$: malformed YAML"),
+        ("retry: {max_attempts: 0}", r"^retry\.max_attempts: must be in \[1, 100\], got 0$"),
+        ("breaker:\n  window_size: 0\n", r"^breaker\.window_size: must be in"),
+        ("x" * (RULES_DOCUMENT_BYTES_MAX + 1), r"^\$: document is \d+ bytes"),
+    ],
+)
+def test_parse_rules_text_errors_carry_the_path(text: str | bytes, pattern: str) -> None:
+    with pytest.raises(RuleError, match=pattern) as caught:
+        parse_rules(text)
+    assert str(caught.value).startswith(caught.value.path + ": ")
+
+
+def test_swap_rules_accepts_text_and_returns_the_rules_in_force() -> None:
+    policy = Policy({}, clock=ManualClock(), rng=random.Random(0))
+    rules = policy.swap_rules(YAML)
+    assert rules == parse_rules_yaml(YAML) and policy.rules is rules
+    with pytest.raises(RuleError, match=r"^\$: malformed YAML"):
+        policy.swap_rules("breaker: [")
+    assert policy.rules is rules

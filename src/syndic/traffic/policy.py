@@ -52,6 +52,7 @@ import contextlib
 import functools
 import inspect
 import random
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar, overload
@@ -60,7 +61,7 @@ from syndic.traffic import deadline as _deadline
 from syndic.traffic.breaker import CircuitBreaker
 from syndic.traffic.budget import RetryBudget
 from syndic.traffic.bulkhead import Bulkhead
-from syndic.traffic.clock import Clock
+from syndic.traffic.clock import Clock, MonotonicClock
 from syndic.traffic.degrade import DegradeSwitches, Feature
 from syndic.traffic.errors import DeadlineExceededError, RateLimitedError, RuleError
 from syndic.traffic.fallback import MISSING, Fallback
@@ -125,6 +126,7 @@ class Policy:
         "_retry_on",
         "_rng",
         "_stack",
+        "_swap_lock",
         "_switches",
         "_sync_sleep",
     )
@@ -133,8 +135,8 @@ class Policy:
         self,
         rules: PolicyRules | Mapping[str, Any],
         *,
-        clock: Clock,
-        rng: random.Random,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
         limiters: Mapping[str, Limiter] | None = None,
         switches: DegradeSwitches | None = None,
         record_exceptions: tuple[type[BaseException], ...] = (Exception,),
@@ -146,8 +148,11 @@ class Policy:
         fallback_handler: Callable[[BaseException], Any] | None = None,
         sync_sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        # Defaults are what production wants; tests inject a ManualClock and a seeded rng.
+        clock = clock if clock is not None else MonotonicClock()
         self._clock = clock
-        self._rng = rng
+        self._rng = rng if rng is not None else random.Random()
+        self._swap_lock = threading.Lock()
         self._limiters = dict(limiters or {})
         self._switches = switches if switches is not None else DegradeSwitches(clock=clock)
         self._breaker_kwargs: dict[str, Any] = {
@@ -185,13 +190,29 @@ class Policy:
     def switches(self) -> DegradeSwitches:
         return self._switches
 
-    def swap_rules(self, new: PolicyRules | Mapping[str, Any]) -> None:
-        """Replace the rules atomically; invalid rules raise RuleError and change nothing.
+    def swap_rules(self, new: PolicyRules | Mapping[str, Any] | str | bytes) -> PolicyRules:
+        """Replace the whole rule set at once for new calls; returns the rules now in force.
 
-        Calls already running keep the stack they started with.
+        ``new`` is a :class:`PolicyRules` or anything :func:`parse_rules`
+        reads (a mapping, JSON or YAML text). Invalid rules raise
+        :class:`RuleError` naming the bad field, and change nothing.
+
+        Calls already running keep the stack they started with and finish
+        on the old rules. A component whose rule is equal to the old one is
+        carried over with its state (an open breaker stays open, the retry
+        budget keeps its tokens, the fallback its last good answer); a
+        component whose rule changed starts fresh, because state gathered
+        under other thresholds (a window of 100 calls read against a new
+        window of 10) would mean something else under the new ones.
+
+        Safe to call from any thread (a configuration listener's, say):
+        swaps are serialised, and a call sees either the old or the new
+        set, never a mix.
         """
         rules = new if isinstance(new, PolicyRules) else parse_rules(new)
-        self._stack = self._build(rules, self._stack)
+        with self._swap_lock:
+            self._stack = self._build(rules, self._stack)
+        return rules
 
     def _build(self, rules: PolicyRules, old: _Stack | None) -> _Stack:
         # Validate everything that can fail before touching shared state.

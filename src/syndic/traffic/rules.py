@@ -313,7 +313,39 @@ def _retry(path: str, value: object) -> RetryConfig:
 
 
 def parse_rules(document: object) -> PolicyRules:
-    """Validate a rule document (already decoded) into :class:`PolicyRules`."""
+    """Validate a rule document into :class:`PolicyRules`; the one parser for rules.
+
+    ``document`` is a decoded mapping, or the text of a JSON or YAML
+    document (``str`` or UTF-8 ``bytes``, at most
+    :data:`RULES_DOCUMENT_BYTES_MAX`). A configuration centre calls this at
+    publish time, and a :class:`~syndic.traffic.policy.Policy` calls it on
+    :meth:`~syndic.traffic.policy.Policy.swap_rules`, so a document the
+    centre accepted is one every client accepts. Raises :class:`RuleError`
+    whose ``path`` names the bad field (``$`` for the document itself).
+
+    >>> parse_rules('{"retry": {"max_attempts": 2}}').retry.max_attempts
+    2
+    >>> parse_rules(b"breaker: {window_size: 0}")
+    Traceback (most recent call last):
+    ...
+    syndic.traffic.errors.RuleError: breaker.window_size: must be in [1, 1000000], got 0
+    """
+    if isinstance(document, str | bytes | bytearray):
+        return _parse_text(bytes(document) if isinstance(document, bytearray) else document)
+    return _parse_document(document)
+
+
+def _parse_text(text: str | bytes) -> PolicyRules:
+    # JSON is tried as JSON (so NaN and Infinity are refused with a JSON
+    # message); everything else is read as YAML, of which JSON is a subset.
+    _check_size(text)
+    head = text.lstrip()[:1]
+    if head in ("{", b"{"):
+        return parse_rules_json(text)
+    return parse_rules_yaml(text)
+
+
+def _parse_document(document: object) -> PolicyRules:
     top: dict[str, _Checker] = {
         "name": _str_any,
         "degrade": lambda p, v: _section(p, v, {"feature": _str_any}).get("feature"),
@@ -339,7 +371,7 @@ def parse_rules(document: object) -> PolicyRules:
         "hedge": sections.get("hedge"),
         "fallback": sections.get("fallback"),
     }
-    if isinstance(document, Mapping):
+    if isinstance(document, Mapping):  # a known section present but empty
         if "degrade" in document and kwargs["degrade_feature"] is None:
             raise RuleError("degrade.feature", "is required")
         if "timeout" in document and kwargs["timeout_s"] is None:
@@ -372,7 +404,7 @@ def parse_rules_json(text: str | bytes) -> PolicyRules:
         raise
     except (ValueError, RecursionError) as exc:
         raise RuleError("$", f"malformed JSON: {exc}") from None
-    return parse_rules(document)
+    return _parse_document(document)
 
 
 def parse_rules_yaml(text: str | bytes) -> PolicyRules:
@@ -382,7 +414,7 @@ def parse_rules_yaml(text: str | bytes) -> PolicyRules:
         document = yaml.safe_load(text)
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         raise RuleError("$", f"malformed YAML: {exc}") from None
-    return parse_rules(document)
+    return _parse_document(document)
 
 
 def build_policy(document: Mapping[str, Any] | PolicyRules, **kwargs: Any) -> Policy:

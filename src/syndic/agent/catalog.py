@@ -1,0 +1,139 @@
+"""The agent's live catalog: a :class:`RegistryView` kept current by one prefix watch,
+and the blocking-query waits that ride on it.
+
+One watch on the registry prefix feeds the view; each change wakes only the
+waiters of the services it touched (plus catalog-wide waiters when an
+instance came or went), so 1,000 open blocking queries on 1,000 services
+cost one wake-up per change, not 1,000.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from syndic.client import ClientError, CompactedError
+from syndic.registry.store import RegistryStore
+from syndic.registry.view import RegistryView
+
+log = logging.getLogger(__name__)
+
+#: Pause before re-reading the registry after the watch failed, in ms: long
+#: enough not to spin on a store that is down, short enough to catch up fast.
+RESYNC_DELAY_MS = 500.0
+
+_CATALOG = ("", "")  # waiter key for "any instance came or went"
+_NODES = ("", "nodes")
+
+
+class LiveCatalog:
+    """The view plus its watch task and per-service waiters."""
+
+    def __init__(self, store: RegistryStore) -> None:
+        self.store = store
+        self.view = RegistryView(store.layout)
+        self._waiters: dict[tuple[str, str], asyncio.Event] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._synced = asyncio.Event()
+        self.wakeups_total = 0
+
+    async def start(self) -> None:
+        await self._load()
+        self._task = asyncio.create_task(self._run(), name="syndic-agent-catalog")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _load(self) -> None:
+        changes, revision = await self.store.read_all()
+        self.view.load(changes, revision)
+        self._wake_all()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async for changes, revision in self.store.watch(self.view.revision + 1):
+                    catalog_before = self.view.catalog_index
+                    nodes_before = self.view.nodes_index
+                    touched = self.view.apply(changes, revision)
+                    for key in touched:
+                        self._wake(key)
+                    if self.view.catalog_index != catalog_before:
+                        self._wake(_CATALOG)
+                    if self.view.nodes_index != nodes_before:
+                        self._wake(_NODES)
+                    self._wake(("", "revision"))
+            except CompactedError:
+                log.warning("agent catalog: watch compacted; reloading the registry")
+            except ClientError as exc:
+                log.warning("agent catalog: watch failed (%s); reloading", exc)
+            await asyncio.sleep(RESYNC_DELAY_MS / 1000.0)
+            try:
+                await self._load()
+            except ClientError as exc:
+                log.warning("agent catalog: reload failed (%s); retrying", exc)
+
+    def _wake(self, key: tuple[str, str]) -> None:
+        event = self._waiters.pop(key, None)
+        if event is not None:
+            self.wakeups_total += 1
+            event.set()
+
+    def _wake_all(self) -> None:
+        for key in list(self._waiters):
+            self._wake(key)
+
+    async def _wait(self, key: tuple[str, str], current: object, timeout_s: float) -> None:
+        del current
+        event = self._waiters.get(key)
+        if event is None:
+            event = self._waiters[key] = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout_s)
+
+    async def wait_service(self, ns: str, name: str, index: int, timeout_s: float) -> int:
+        """Block until the service's index passes ``index`` or the time is up; the new index."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.view.service_index(ns, name) <= index:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await self._wait((ns, name), None, remaining)
+        return self.view.service_index(ns, name)
+
+    async def wait_catalog(self, index: int, timeout_s: float) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.view.catalog_index <= index:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await self._wait(_CATALOG, None, remaining)
+        return self.view.catalog_index
+
+    async def wait_nodes(self, index: int, timeout_s: float) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.view.nodes_index <= index:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await self._wait(_NODES, None, remaining)
+        return self.view.nodes_index
+
+    async def wait_revision(self, revision: int, timeout_s: float) -> bool:
+        """Wait until the view has applied ``revision`` (a consistent read's barrier)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.view.revision < revision:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await self._wait(("", "revision"), None, remaining)
+        return True

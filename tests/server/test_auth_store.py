@@ -639,8 +639,8 @@ def test_restore_refuses_foreign_data(mangle: Callable[[list[Any]], Any]) -> Non
         AuthStore.restore(mangle(admin_store().serialize()))
 
 
-def entry(op: list[Any], now_ms: int = 5) -> DecodedEntry:
-    return decode_entry(encode_entry(EntryKind.AUTH, 1, 1, now_ms, op))
+def entry(op: list[Any]) -> DecodedEntry:
+    return decode_entry(encode_entry(EntryKind.AUTH, 1, 1, op))
 
 
 def test_state_machine_applies_auth_entries_and_snapshots_them() -> None:

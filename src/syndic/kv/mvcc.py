@@ -714,7 +714,8 @@ class Store:
     # --------------------------------------------------------------- leases
 
     def lease_grant(self, req: LeaseGrantRequest, now_ms: int) -> LeaseGrantResponse:
-        """etcd LeaseGrant; ``now_ms`` is the proposer's clock stamped into the entry."""
+        """etcd LeaseGrant; ``now_ms`` is the applying member's own clock, used
+        only while its lessor is primary (see ``syndic.kv.lease``)."""
         lessor = self._lessor
         lessor.check_grant(req.id, req.ttl_s)
         self._check_space(LEASE_OVERHEAD_BYTES)
@@ -734,7 +735,7 @@ class Store:
                 prev = _latest(self._index[k])
                 self._write_delete(k, prev, revision, changes)
             self._commit(revision, keys, changes)
-        del self._lessor.leases[req.id]
+        self._lessor.remove(req.id)
         self._size_bytes -= LEASE_OVERHEAD_BYTES
         return LeaseRevokeResponse(revision=self._rev)
 
@@ -769,6 +770,14 @@ class Store:
     def lease_promote(self, now_ms: int) -> None:
         """Restart every lease's TTL from ``now_ms`` when this member becomes leader."""
         self._lessor.promote(now_ms)
+
+    def lease_demote(self) -> None:
+        """Forget every lease deadline: this member no longer decides expiry."""
+        self._lessor.demote()
+
+    @property
+    def lease_primary(self) -> bool:
+        return self._lessor.primary
 
     # --------------------------------------------------------------- alarms
 
@@ -871,6 +880,7 @@ class Store:
         for lease_id, keys in lease_keys.items():
             assert self._lessor.leases[lease_id].keys == keys, lease_id
         size += LEASE_OVERHEAD_BYTES * len(self._lessor.leases)
+        self._lessor.check_invariants()
         assert size == self._size_bytes, (size, self._size_bytes)
         for rev in range(self._log_base + 1, self._rev + 1):
             for k in self.log_keys(rev):

@@ -10,7 +10,7 @@ Payload (a msgpack map, short keys):
   ``r`` revision, ``c`` compact revision, ``g`` log base revision,
   ``l`` log (per revision: nil, key, or list of keys), ``i`` index as a list
   of ``[key, [[mod, create, version, lease, value|nil], ...]]`` in key order,
-  ``s`` [lease-id counter, [[id, ttl_s, expiry_ms], ...]], ``a`` alarms.
+  ``s`` [lease-id counter, [[id, ttl_s, 0], ...]], ``a`` alarms.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def dump(store: Store) -> bytes:
         "g": store._log_base,
         "l": [list(x) if type(x) is tuple else x for x in store._log],
         "i": index,
-        "s": [lessor.id_seq, [[ls.id, ls.ttl_s, ls.expiry_ms] for ls in lessor.leases.values()]],
+        # The third field once held a deadline; deadlines are the leader's
+        # alone (syndic.kv.lease) and never leave it, so it is always 0.
+        "s": [lessor.id_seq, [[ls.id, ls.ttl_s, 0] for ls in lessor.leases.values()]],
         "a": sorted(int(a) for a in store._alarms),
     }
     body = msgpack.packb(payload, use_bin_type=True)
@@ -146,11 +148,12 @@ def _build(payload: Any, config: StoreConfig | None) -> Store:
         store._index[key] = records[0] if len(records) == 1 else records
     lease_seq, leases_in = payload["s"]
     store._lessor.id_seq = _int(lease_seq, "lease id counter", 0)
+    # A restored store knows no deadlines; its owner promotes it if it leads.
+    store._lessor.demote()
     for raw in leases_in:
         lease_id, ttl_s, expiry_ms = raw
-        lease = Lease(
-            _int(lease_id, "lease id"), _int(ttl_s, "lease ttl", 1), _int(expiry_ms, "expiry")
-        )
+        _int(expiry_ms, "expiry")  # ignored: a deadline read on another member's clock
+        lease = Lease(_int(lease_id, "lease id"), _int(ttl_s, "lease ttl", 1))
         if lease.id == 0 or lease.id in store._lessor.leases:
             raise _fail(f"lease id {lease.id} is zero or repeated")
         store._lessor.leases[lease.id] = lease

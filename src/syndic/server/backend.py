@@ -89,10 +89,19 @@ class Backend(Protocol):
         ...
 
     async def lease_keep_alive(self, lease_id: int) -> int:
-        """Refresh a lease on the leader; returns the new TTL in seconds."""
+        """Renew a lease in the leader's memory (no log entry); the granted TTL
+        in seconds. A follower hands the renewal to its leader."""
         ...
 
-    def lease_time_to_live(self, request: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse: ...
+    def lease_time_to_live(self, request: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse:
+        """This member's own view: the granted TTL and keys are replicated,
+        the remaining TTL is meaningful only on the leader."""
+        ...
+
+    async def lease_ttl(self, request: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse:
+        """TimeToLive as the leader sees it (etcd forwards it to the leader):
+        only the leader's clock knows a lease's deadline."""
+        ...
 
     def lease_leases(self) -> LeaseLeasesResponse: ...
 

@@ -1,10 +1,12 @@
 """Store requests inside Raft log entries.
 
-A log entry's data is msgpack:
-``[kind, proposer_id, request_id, leader_now_ms, payload]``. The proposer's
-member id and its request id let the member that proposed the entry answer
-its waiting caller; ``leader_now_ms`` is the proposer's clock, so lease deadlines are
-computed from one time on every member and all members apply identically.
+A log entry's data is msgpack: ``[kind, proposer_id, request_id, payload]``.
+The proposer's member id and its request id let the member that proposed the
+entry answer its waiting caller. An entry carries no clock reading: lease
+deadlines are the leader's alone, on its own clock (``syndic.kv.lease``).
+Entries written before that held the proposer's clock as a fourth field,
+``[kind, proposer_id, request_id, now_ms, payload]``; they still decode, and
+the reading is dropped unread.
 
 Store requests are the frozen dataclasses of ``syndic.kv.messages``; each is
 encoded as a one-entry map ``{type_id: [field values]}`` and tuples as lists,
@@ -87,24 +89,28 @@ class DecodedEntry:
     kind: EntryKind
     proposer_id: int
     request_id: int
-    now_ms: int
     payload: Any
 
 
-def encode_entry(
-    kind: EntryKind, proposer_id: int, request_id: int, now_ms: int, payload: Any
-) -> bytes:
-    """Entry data for ``payload`` (a store request, or plain msgpack data)."""
-    return msgpack.packb([int(kind), proposer_id, request_id, now_ms, _encode_value(payload)])
+def encode_entry(kind: EntryKind, proposer_id: int, request_id: int, payload: Any) -> bytes:
+    """Entry data for ``payload`` (a store request, or plain msgpack data).
+
+    >>> decode_entry(encode_entry(EntryKind.ALARM, 1, 2, [True, 1])).payload
+    (True, 1)
+    """
+    return msgpack.packb([int(kind), proposer_id, request_id, _encode_value(payload)])
 
 
 def decode_entry(data: bytes) -> DecodedEntry:
     """The inverse of :func:`encode_entry`; raises EntryCodecError on foreign bytes."""
     try:
-        kind, proposer_id, request_id, now_ms, payload = msgpack.unpackb(data, strict_map_key=False)
-        return DecodedEntry(
-            EntryKind(kind), proposer_id, request_id, now_ms, _decode_value(payload)
-        )
+        fields = msgpack.unpackb(data, strict_map_key=False)
+        if isinstance(fields, list) and len(fields) == 5:
+            del fields[3]  # an older entry's clock reading (module docstring)
+        kind, proposer_id, request_id, payload = fields
+        if not isinstance(proposer_id, int) or not isinstance(request_id, int):
+            raise EntryCodecError("proposer and request ids must be integers")
+        return DecodedEntry(EntryKind(kind), proposer_id, request_id, _decode_value(payload))
     except EntryCodecError:
         raise
     except Exception as exc:  # any defect of untrusted bytes is the same failure

@@ -19,6 +19,7 @@ import dataclasses
 import itertools
 import logging
 import math
+import os
 import random
 import ssl
 import time
@@ -27,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from syndic import __version__
-from syndic.kv.errors import KvError
+from syndic.kv.errors import KvError, LeaseNotFoundError
+from syndic.kv.lease import LeaseNotPrimaryError
 from syndic.kv.messages import (
     AlarmType,
     HashKVResponse,
     LeaseKeepAliveRequest,
-    LeaseKeepAliveResponse,
     LeaseLeasesResponse,
     LeaseRevokeRequest,
     LeaseTimeToLiveRequest,
@@ -93,8 +94,23 @@ ETCD_API_VERSION = "3.4.0"
 # new writes are refused rather than queued without bound.
 PENDING_PROPOSALS_MAX = 100_000
 PENDING_READS_MAX = 100_000
-# Framing an entry adds ids and a timestamp to the request it carries.
+# Framing an entry adds its kind and ids to the request it carries.
 ENTRY_OVERHEAD_BYTES_MAX = 1024
+# Keep-alives a follower hands to its leader in one peer request; more wait
+# for the next one (etcd forwards each over HTTP; batching keeps a follower's
+# thousand leases to a few round trips).
+FORWARDED_RENEWALS_MAX = 4096
+# Test-only: shifts this member's monotonic clock by this many seconds, so a
+# process test can run members whose clocks differ by days, as members on
+# different hosts do. Read by _member_clock() and nowhere else.
+CLOCK_OFFSET_ENV = "SYNDIC_CLOCK_OFFSET_S"
+
+
+def _member_clock() -> Callable[[], int]:
+    """This member's clock in ms: monotonic, meaningful on this host only."""
+    offset_ms = int(float(os.environ.get(CLOCK_OFFSET_ENV, "0")) * 1000)
+    monotonic = time.monotonic
+    return lambda: int(monotonic() * 1000) + offset_ms
 
 
 class _Pending:
@@ -117,11 +133,16 @@ class MemberNode:
         # joining, or read back from the data directory.
         self.id = 0
         self.cluster_id = 0
+        self._now_ms = _member_clock()
         # The member table arrives in the first snapshot (bootstrap.py).
         self.state = StateMachine(
             StoreConfig(quota_bytes=config.quota_bytes, request_bytes_max=config.max_request_bytes),
             {},
+            clock_ms=self._now_ms,
         )
+        # Lease deadlines are the leader's alone: a member decides none until
+        # it leads (_on_soft_state promotes and demotes).
+        self.state.store.lease_demote()
         self.hub = WatchHub(self.state.store)
         self.raft: RaftNode | None = None
         self._wal: Wal | None = None
@@ -143,6 +164,9 @@ class MemberNode:
         self._leader_id = 0
         self._snapshot_index = 0
         self._revokes_in_flight: set[int] = set()
+        # Keep-alives waiting to be handed to the leader, by lease id.
+        self._renewals: dict[int, list[asyncio.Future[int]]] = {}
+        self._renewal_task: asyncio.Task[None] | None = None
         self._published = False
         # Set when a membership change, member attributes or a snapshot was
         # applied; the peer list is rebuilt only then, not every cycle.
@@ -381,9 +405,12 @@ class MemberNode:
         self.metrics.has_leader.set(1 if leader_id else 0)
         self.metrics.is_leader.set(1 if role is Role.LEADER else 0)
         if role is Role.LEADER:
-            # Lease deadlines were set on the old leader's clock (etcd: Promote).
+            # The old leader's deadlines died with its leadership: every lease
+            # gets a full TTL on this member's clock (etcd: Promote).
             self.state.store.lease_promote(self._now_ms())
             self._revokes_in_flight.clear()
+        elif self.state.store.lease_primary:
+            self.state.store.lease_demote()
         if leader_id and not self._published:
             self._publish_attrs()
 
@@ -539,9 +566,6 @@ class MemberNode:
 
     # ------------------------------------------------------------ proposals
 
-    def _now_ms(self) -> int:
-        return int(time.monotonic() * 1000)
-
     @property
     def request_timeout_s(self) -> float:
         # etcd: 5 s plus two election timeouts.
@@ -555,7 +579,7 @@ class MemberNode:
             raise errors.request_timed_out()
         await self._await_leader()
         request_id = next(self._request_ids)
-        data = encode_entry(kind, self.id, request_id, self._now_ms(), payload)
+        data = encode_entry(kind, self.id, request_id, payload)
         if len(data) > self.config.max_request_bytes + ENTRY_OVERHEAD_BYTES_MAX:
             raise errors.request_too_large()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -658,10 +682,107 @@ class MemberNode:
                 still.append((index, future))
         self._index_waiters = still
 
+    # ------------------------------------------------------------ leases
+    # Deadlines live in the leader's memory alone (syndic.kv.lease): a
+    # keep-alive costs no log entry and no fsync, and a follower hands its
+    # keep-alives and TimeToLive questions to the leader (etcd does the same
+    # over HTTP; here the peer port's request path carries them).
+
     async def lease_keep_alive(self, lease_id: int) -> int:
-        response = await self.write(LeaseKeepAliveRequest(id=lease_id))
-        assert isinstance(response, LeaseKeepAliveResponse)
-        return response.ttl_s
+        if self._is_leader():
+            (ttl_s,) = await self._renew_here([lease_id])
+        else:
+            ttl_s = await self._renew_via_leader(lease_id)
+        if ttl_s < 0:
+            raise LeaseNotFoundError(f"id={lease_id}")
+        return ttl_s
+
+    async def _renew_here(self, lease_ids: list[int]) -> list[int]:
+        """Renew on this leader; each lease's TTL, or -1 if it is unknown or
+        expired. A miss may be a grant this new leader has not applied yet,
+        so misses are tried once more after a read barrier."""
+        ttls = self._renew_applied(lease_ids)
+        missed = [lid for lid, ttl in zip(lease_ids, ttls, strict=True) if ttl < 0]
+        if not missed:
+            return ttls
+        await self._read_barrier()
+        again = dict(zip(missed, self._renew_applied(missed), strict=True))
+        return [again.get(lid, ttl) for lid, ttl in zip(lease_ids, ttls, strict=True)]
+
+    def _renew_applied(self, lease_ids: list[int]) -> list[int]:
+        store, now_ms = self.state.store, self._now_ms()
+        ttls = []
+        for lease_id in lease_ids:
+            try:
+                ttls.append(store.lease_keep_alive(LeaseKeepAliveRequest(lease_id), now_ms).ttl_s)
+            except LeaseNotPrimaryError:
+                raise errors.not_leader() from None
+            except LeaseNotFoundError:
+                ttls.append(-1)
+        return ttls
+
+    async def _renew_via_leader(self, lease_id: int) -> int:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._renewals.setdefault(lease_id, []).append(future)
+        if self._renewal_task is None or self._renewal_task.done():
+            self._renewal_task = asyncio.get_running_loop().create_task(self._forward_renewals())
+        return await future
+
+    async def _forward_renewals(self) -> None:
+        """Hand waiting keep-alives to the leader, a batch per request, until
+        none wait; every caller gets the leader's answer or its error."""
+        while self._renewals and not self._stopping:
+            ids = list(itertools.islice(self._renewals, FORWARDED_RENEWALS_MAX))
+            waiters = {lid: self._renewals.pop(lid) for lid in ids}
+            try:
+                ttls = await self._call_leader("lease_keep_alive", [ids])
+                if not isinstance(ttls, list) or len(ttls) != len(ids):
+                    raise errors.request_timed_out()
+                outcome: list[int] | ServerError = ttls
+            except ServerError as exc:
+                outcome = exc
+            for i, lease_id in enumerate(ids):
+                for future in waiters[lease_id]:
+                    if future.done():
+                        continue
+                    if isinstance(outcome, ServerError):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(int(outcome[i]))
+
+    async def lease_ttl(self, request: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse:
+        if self._is_leader():
+            return self.lease_time_to_live(request)
+        answer = await self._call_leader("lease_time_to_live", [request.id, request.keys])
+        if not _shaped(answer, int, int, list) or not all(isinstance(k, bytes) for k in answer[2]):
+            raise errors.request_timed_out()
+        ttl_s, granted_ttl_s, keys = answer
+        return LeaseTimeToLiveResponse(
+            revision=self.state.store.revision,
+            id=request.id,
+            ttl_s=ttl_s,
+            granted_ttl_s=granted_ttl_s,
+            keys=tuple(keys),
+        )
+
+    async def _serve_lease_request(self, op: str, args: list[Any]) -> tuple[bool, Any]:
+        """A follower's keep-alives or TimeToLive, answered by this leader."""
+        try:
+            if not self._is_leader():
+                raise errors.not_leader()
+            if op == "lease_keep_alive" and _shaped(args, list):
+                ids = args[0]
+                if len(ids) > FORWARDED_RENEWALS_MAX or not all(
+                    isinstance(i, int) and not isinstance(i, bool) for i in ids
+                ):
+                    raise ServerError("INVALID_ARGUMENT", "lease_keep_alive: bad lease ids")
+                return True, await self._renew_here(ids)
+            if op == "lease_time_to_live" and _shaped(args, int, bool):
+                resp = self.lease_time_to_live(LeaseTimeToLiveRequest(args[0], keys=args[1]))
+                return True, [resp.ttl_s, resp.granted_ttl_s, list(resp.keys)]
+        except ServerError as exc:
+            return False, [exc.code, exc.message]
+        return False, ["INVALID_ARGUMENT", f"bad {op} request with {len(args)} args"]
 
     def lease_time_to_live(self, request: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse:
         return self.state.store.lease_time_to_live(request, self._now_ms())
@@ -832,8 +953,21 @@ class MemberNode:
         await self._change_membership(ConfChange(ConfChangeType.ADD_VOTER, member_id_))
 
     async def _ask_leader(self, op: str, args: list[Any]) -> Any:
+        """Hand a membership change to the leader; its answer once this
+        member applied the change too."""
+        payload = await self._call_leader(op, args)
+        if not _shaped(payload, object, int):
+            raise errors.request_timed_out()
+        # Answer only once this member applied the change too, so what the
+        # caller reads from it next (the member list) already shows it.
+        result, applied = payload
+        await self._wait_applied(applied)
+        return result
+
+    async def _call_leader(self, op: str, args: list[Any]) -> Any:
         """Hand a request to the leader over its peer port; its answer or its
-        error. A leader that cannot be reached may be gone: ask the next one."""
+        error. A leader that cannot be reached, or that is no longer leader,
+        may be gone: ask the next one until the request timeout."""
         deadline = time.monotonic() + self.request_timeout_s
         while True:
             leader = self._member(await self._await_leader())
@@ -844,21 +978,19 @@ class MemberNode:
                 ok, payload = await call_peer(
                     host, port, op, args, self.request_timeout_s + 1, self._peer_client_ssl
                 )
-                break
             except (OSError, TimeoutError, PeerCodecError) as exc:
                 log.info("member %x: leader %x did not answer %s: %s", self.id, leader.id, op, exc)
-                if time.monotonic() > deadline:
-                    raise errors.request_timed_out() from None
-                await asyncio.sleep(self.config.heartbeat_interval_ms / 1000)
-        if not ok:
-            raise ServerError(*payload)
-        if not _shaped(payload, object, int):
-            raise errors.request_timed_out()
-        # Answer only once this member applied the change too, so what the
-        # caller reads from it next (the member list) already shows it.
-        result, applied = payload
-        await self._wait_applied(applied)
-        return result
+                ok, payload = False, None
+            if ok:
+                return payload
+            stale = payload is None or payload == [*_NOT_LEADER]
+            if not stale:
+                if not _shaped(payload, str, str):
+                    raise errors.request_timed_out()
+                raise ServerError(*payload)
+            if time.monotonic() > deadline:
+                raise errors.request_timed_out()
+            await asyncio.sleep(self.config.heartbeat_interval_ms / 1000)
 
     async def _on_peer_request(self, op: str, args: list[Any]) -> tuple[bool, Any]:
         """Answer a peer: the member table for a joining member, or a
@@ -866,6 +998,8 @@ class MemberNode:
         with the index this member had applied when it finished."""
         if op == "cluster":
             return True, encode_cluster_info(self.cluster_id, self.members())
+        if op.startswith("lease_"):
+            return await self._serve_lease_request(op, args)
         ok, result = await self._serve_member_change(op, args)
         assert self.raft is not None
         return ok, [result, self.raft.applied_index] if ok else result
@@ -950,6 +1084,9 @@ class MemberNode:
             "pending_reads": len(self._reads),
             "snapshot_index": self._snapshot_index,
         }
+
+
+_NOT_LEADER = (errors.not_leader().code, errors.not_leader().message)
 
 
 def _shaped(args: list[Any], *types: type) -> bool:

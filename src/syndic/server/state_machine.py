@@ -9,6 +9,7 @@ handed back to the caller that proposed it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +41,18 @@ class MemberAttrs:
 class StateMachine:
     """The store, the member table and the auth store, advanced only by committed entries."""
 
-    def __init__(self, store_config: StoreConfig, members: dict[int, MemberAttrs]) -> None:
+    def __init__(
+        self,
+        store_config: StoreConfig,
+        members: dict[int, MemberAttrs],
+        clock_ms: Callable[[], int] = lambda: 0,
+    ) -> None:
         self.store_config = store_config
+        # The applying member's own monotonic clock, in ms. Entries carry no
+        # time; the store reads this only while its lessor is primary (the
+        # leader starting a granted lease's TTL), so what every member
+        # replicates never depends on it.
+        self.clock_ms = clock_ms
         self.store = Store(store_config)
         self.members = dict(members)
         self.auth = AuthStore()
@@ -50,7 +61,7 @@ class StateMachine:
         """Apply one decoded entry; returns the store's response or its KvError."""
         if entry.kind is EntryKind.STORE:
             try:
-                return self.store.apply(entry.payload, entry.now_ms)
+                return self.store.apply(entry.payload, self.clock_ms())
             except KvError as exc:
                 return exc
         if entry.kind is EntryKind.MEMBER_ATTRS:
@@ -66,7 +77,7 @@ class StateMachine:
             return None
         if entry.kind is EntryKind.AUTH:
             try:
-                return apply_auth_entry(self.auth, self.store, entry.payload, entry.now_ms)
+                return apply_auth_entry(self.auth, self.store, entry.payload, self.clock_ms())
             except (AuthError, KvError) as exc:
                 return exc
         raise AssertionError(f"unhandled entry kind {entry.kind}")
@@ -95,6 +106,10 @@ class StateMachine:
         except AuthSnapshotError as exc:
             raise StateSnapshotError(str(exc)) from exc
         store = Store.restore(store_bytes, self.store_config)
+        if self.store.lease_primary:
+            # A restored store knows no deadlines; a primary one keeps its
+            # role and starts every lease afresh, as a new leader would.
+            store.lease_promote(self.clock_ms())
         self.members = {
             mid: MemberAttrs(name, tuple(peers), tuple(clients))
             for mid, name, peers, clients in members

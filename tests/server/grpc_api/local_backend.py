@@ -110,6 +110,9 @@ class LocalBackend:
     def lease_time_to_live(self, request: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse:
         return self.store.lease_time_to_live(request, self.clock())
 
+    async def lease_ttl(self, request: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse:
+        return self.lease_time_to_live(request)
+
     def lease_leases(self) -> LeaseLeasesResponse:
         return self.store.lease_leases()
 
@@ -173,12 +176,12 @@ class LocalBackend:
 
     async def auth_apply(self, op: list[Any]) -> Any:
         # Through the entry codec, as a member's log carries it.
-        entry = decode_entry(encode_entry(EntryKind.AUTH, MEMBER_ID, 1, self.clock(), op))
+        entry = decode_entry(encode_entry(EntryKind.AUTH, MEMBER_ID, 1, op))
         self.auth_ops.append(op)
         if op and op[0] == WRITE_OP:
             self.writes.append(op[3])
         try:
-            return apply_auth_entry(self.auth, self.store, entry.payload, entry.now_ms)
+            return apply_auth_entry(self.auth, self.store, entry.payload, self.clock())
         finally:
             self.auth.check_invariants()
 

@@ -1,9 +1,10 @@
 """etcd's Lease service over a Backend.
 
 Grant and revoke are replicated writes, through the auth gate (a revoke
-needs WRITE on every key attached to the lease); keep-alive goes to the leader
-through ``backend.lease_keep_alive``; time-to-live and the lease list are
-answered from this member's state.
+needs WRITE on every key attached to the lease); keep-alive renews in the leader's
+memory through ``backend.lease_keep_alive`` (no log entry); time-to-live is
+the leader's view (``backend.lease_ttl``), as only its clock knows a deadline;
+the lease list is answered from this member's state.
 """
 
 # ruff: noqa: N802  (handlers carry etcd's method names: Range, Put, ...)
@@ -77,7 +78,7 @@ class LeaseServicer:
     async def LeaseTimeToLive(
         self, request: rpc_pb2.LeaseTimeToLiveRequest, context: Any
     ) -> rpc_pb2.LeaseTimeToLiveResponse:
-        resp = self._backend.lease_time_to_live(
+        resp = await self._backend.lease_ttl(
             LeaseTimeToLiveRequest(id=request.ID, keys=request.keys)
         )
         return convert.lease_time_to_live_to_pb(

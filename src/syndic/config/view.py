@@ -1,0 +1,46 @@
+"""A config's live state, read from the keys under its watch prefix (pure).
+
+The store writes a config's head, release and grays in one transaction, so
+any one revision of the prefix is a consistent state. The SDK keeps the
+raw values of that prefix up to date from watch events and asks this
+module what they mean.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from syndic.config.keys import KeyLayout
+from syndic.config.model import ConfigId, Entry
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigState:
+    """Everything a client needs to pick its content, as of ``revision``."""
+
+    config: ConfigId
+    revision: int
+    version: int
+    release: Entry | None
+    grays: tuple[Entry, ...]
+
+
+def state_of(
+    layout: KeyLayout, cid: ConfigId, values: Mapping[bytes, bytes], revision: int
+) -> ConfigState:
+    """``values`` maps the keys under the config's watch prefix to their values."""
+    version = 0
+    release: Entry | None = None
+    grays: list[Entry] = []
+    for key, value in values.items():
+        kind, _name = layout.classify(cid, key)
+        if kind == "head":
+            version = int(json.loads(value)["version"])
+        elif kind == "release":
+            release = Entry.decode(value)
+        elif kind == "gray":
+            grays.append(Entry.decode(value))
+    grays.sort(key=lambda g: (g.rank, g.gray_name or ""))
+    return ConfigState(cid, revision, version, release, tuple(grays))

@@ -3,6 +3,7 @@ and fault tests. Each starts with etcd's own flags, so one launcher serves both.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -44,13 +45,15 @@ class MemberProcess:
     argv: list[str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = field(default=None)
+    # Added to the member's environment (a test-only clock offset, say).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.client_port}"
 
     def start(self) -> None:
-        env = dict(os.environ, ETCD_UNSUPPORTED_ARCH="arm64")
+        env = dict(os.environ, ETCD_UNSUPPORTED_ARCH="arm64", **self.env)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(self.argv, stdout=log, stderr=log, env=env)
 
@@ -74,12 +77,14 @@ def start_cluster(
     election_timeout_ms: int = 500,
     scheme: str = "http",
     extra_flags: tuple[str, ...] = (),
+    envs: tuple[dict[str, str], ...] = (),
 ) -> list[MemberProcess]:
     """Start ``size`` members of ``kind`` ("syndic" or "etcd") with etcd's flags.
 
     Timers default to twice etcd's speed so fault tests finish quickly.
     ``scheme`` "https" serves clients and peers over TLS; ``extra_flags``
-    (the certificate flags, say) go to every member."""
+    (the certificate flags, say) go to every member; ``envs[i]`` is added to
+    the environment of member i."""
     names = [f"m{i}" for i in range(1, size + 1)]
     peer_ports = {n: free_port() for n in names}
     initial = ",".join(f"{n}={scheme}://127.0.0.1:{peer_ports[n]}" for n in names)
@@ -96,6 +101,8 @@ def start_cluster(
             scheme=scheme,
             extra_flags=extra_flags,
         )
+        if len(envs) > len(members):
+            member.env.update(envs[len(members)])
         member.start()
         members.append(member)
     return members
@@ -157,6 +164,20 @@ def etcdctl(
         env=env,
         check=False,
     )
+
+
+def leader_of(members: list[MemberProcess]) -> MemberProcess:
+    """The live member that reports itself leader; fails after about 10 s."""
+    for _ in range(100):
+        for member in members:
+            if member.process is not None and member.process.poll() is None:
+                out = etcdctl(member.endpoint, "endpoint", "status", "-w", "json")
+                if out.returncode == 0:
+                    st = json.loads(out.stdout)[0]["Status"]
+                    if st["leader"] == st["header"]["member_id"]:
+                        return member
+        time.sleep(0.1)
+    raise AssertionError("no leader")
 
 
 def debug_status(member: MemberProcess) -> str:

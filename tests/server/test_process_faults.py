@@ -52,6 +52,7 @@ from tests.server.processes import (
     NEEDS_ETCDCTL,
     MemberProcess,
     etcdctl,
+    leader_of,
     start_cluster,
     wait_healthy,
 )
@@ -92,19 +93,6 @@ def status(member: MemberProcess) -> dict[str, object]:
     out = etcdctl(member.endpoint, "endpoint", "status", "-w", "json")
     assert out.returncode == 0, out.stderr
     return dict(json.loads(out.stdout)[0]["Status"])
-
-
-def leader_of(members: list[MemberProcess]) -> MemberProcess:
-    for _ in range(100):
-        for member in members:
-            if member.process is not None and member.process.poll() is None:
-                out = etcdctl(member.endpoint, "endpoint", "status", "-w", "json")
-                if out.returncode == 0:
-                    st = json.loads(out.stdout)[0]["Status"]
-                    if st["leader"] == st["header"]["member_id"]:
-                        return member
-        time.sleep(0.1)
-    raise AssertionError("no leader")
 
 
 def header_revision(out: subprocess.CompletedProcess[str]) -> int:

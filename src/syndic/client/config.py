@@ -1,0 +1,94 @@
+"""The client's settings, each with its unit and why its default is what it is."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from syndic.client.errors import InvalidRequestError
+from syndic.client.validate import REQUEST_BYTES_MAX_DEFAULT
+from syndic.traffic.retry import Backoff
+
+# etcd's clientv3 gives a call no deadline of its own; a script that forgets
+# one hangs on a partitioned member, so syndic's client bounds every call.
+CALL_TIMEOUT_S_DEFAULT = 5.0
+# Longer than an election plus a round of retries, shorter than a day.
+CALL_TIMEOUT_S_MAX = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class TlsOptions:
+    """etcd's client TLS options: ``--cacert`` (ca_file), ``--cert``, ``--key``.
+
+    ``ca_file`` None trusts the system roots; ``cert_file`` and ``key_file``
+    (both or neither) present a client certificate (mutual TLS).
+    """
+
+    ca_file: Path | str | None = None
+    cert_file: Path | str | None = None
+    key_file: Path | str | None = None
+    server_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise InvalidRequestError(
+                "TLS cert_file and key_file go together: give both or neither"
+            )
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise InvalidRequestError(f"TLS {name} {str(path)!r} is not a readable file")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """Everything a :class:`~syndic.client.Client` is built from."""
+
+    endpoints: tuple[str, ...]
+    # The whole call, retries included, unless a syndic.traffic deadline in
+    # the caller's context ends sooner.
+    timeout_s: float = CALL_TIMEOUT_S_DEFAULT
+    request_bytes_max: int = REQUEST_BYTES_MAX_DEFAULT
+    username: str | None = None
+    password: str | None = None
+    tls: TlsOptions | None = None
+    # gRPC keepalive (etcd: --keepalive-time, --keepalive-timeout). etcd's
+    # server refuses pings more often than every 5 s (GRPCKeepAliveMinTime),
+    # answering with GOAWAY, so 30 s is well clear of it.
+    keepalive_time_ms: int = 30_000
+    keepalive_timeout_ms: int = 10_000
+    # Attempts per idempotent call, the first included: enough to walk a
+    # three-member cluster and wait out an election once.
+    retry_attempts_max: int = 6
+    retry_backoff: Backoff = field(default_factory=lambda: Backoff(base_s=0.05, cap_s=1.0))
+    # Retries may add at most this share of calls, plus a floor for quiet
+    # clients (Finagle's RetryBudget defaults: 20%, 10 per second).
+    retry_budget_ratio: float = 0.2
+    retry_budget_min_per_s: float = 10.0
+    # A member that failed is skipped for this long before being tried again,
+    # unless every member has failed.
+    endpoint_quarantine_ms: int = 1_000
+
+    def __post_init__(self) -> None:
+        endpoints: object = self.endpoints  # callers may pass anything
+        if isinstance(endpoints, str) or not self.endpoints:
+            raise InvalidRequestError("endpoints must be a non-empty list of 'host:port' strings")
+        for endpoint in self.endpoints:
+            if not isinstance(endpoint, str) or not endpoint:
+                raise InvalidRequestError(f"endpoint {endpoint!r} is not a 'host:port' string")
+        _positive("timeout_s", self.timeout_s, CALL_TIMEOUT_S_MAX)
+        _positive("request_bytes_max", self.request_bytes_max, 2**31 - 1)
+        _positive("keepalive_time_ms", self.keepalive_time_ms, 86_400_000)
+        _positive("keepalive_timeout_ms", self.keepalive_timeout_ms, 86_400_000)
+        _positive("retry_attempts_max", self.retry_attempts_max, 100)
+        _positive("endpoint_quarantine_ms", self.endpoint_quarantine_ms, 3_600_000)
+        if (self.username is None) != (self.password is None):
+            raise InvalidRequestError("username and password go together: give both or neither")
+
+
+def _positive(name: str, value: object, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRequestError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or not 0 < value <= high:
+        raise InvalidRequestError(f"{name} must be in (0, {high:g}], got {value!r}")

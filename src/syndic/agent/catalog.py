@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from syndic.client import ClientError, CompactedError
 from syndic.registry.store import RegistryStore
-from syndic.registry.view import RegistryView
+from syndic.registry.view import Change, RegistryView
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,9 @@ class LiveCatalog:
         self._task: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
         self.wakeups_total = 0
+        #: Called with a session's id when its key is deleted (destroyed or expired).
+        self.on_session_end: Callable[[str], Awaitable[None]] | None = None
+        self._hooks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self._load()
@@ -61,6 +65,7 @@ class LiveCatalog:
                     catalog_before = self.view.catalog_index
                     nodes_before = self.view.nodes_index
                     touched = self.view.apply(changes, revision)
+                    self._sessions_ended(changes)
                     for key in touched:
                         self._wake(key)
                     if self.view.catalog_index != catalog_before:
@@ -77,6 +82,24 @@ class LiveCatalog:
                 await self._load()
             except ClientError as exc:
                 log.warning("agent catalog: reload failed (%s); retrying", exc)
+
+    def _sessions_ended(self, changes: list[Change]) -> None:
+        hook = self.on_session_end
+        if hook is None:
+            return
+        for change in changes:
+            parsed = self.view.layout.parse(change.key)
+            if change.value is None and parsed is not None and parsed.kind == "session":
+                task = asyncio.create_task(self._run_hook(hook, parsed.name))
+                self._hooks.add(task)
+                task.add_done_callback(self._hooks.discard)
+
+    @staticmethod
+    async def _run_hook(hook: Callable[[str], Awaitable[None]], session_id: str) -> None:
+        try:
+            await hook(session_id)
+        except ClientError as exc:
+            log.warning("agent catalog: session %s cleanup failed: %s", session_id, exc)
 
     def _wake(self, key: tuple[str, str]) -> None:
         event = self._waiters.pop(key, None)

@@ -15,6 +15,7 @@ at least any deletion's revision).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -49,6 +50,13 @@ class StoredInstance:
 @dataclass(frozen=True, slots=True)
 class StoredCheck:
     state: CheckState
+    create_revision: int
+    mod_revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    address: str
     create_revision: int
     mod_revision: int
 
@@ -91,7 +99,7 @@ class RegistryView:
     def __init__(self, layout: KeyLayout) -> None:
         self.layout = layout
         self.services: dict[tuple[str, str], ServiceEntry] = {}
-        self.nodes: dict[str, int] = {}  # node name -> mod revision of its record
+        self.nodes: dict[str, NodeRecord] = {}
         self.catalog_index = 1
         self.nodes_index = 1
         self.revision = 0
@@ -158,7 +166,9 @@ class RegistryView:
             if change.value is None:
                 self.nodes.pop(parsed.name, None)
             else:
-                self.nodes[parsed.name] = change.mod_revision
+                self.nodes[parsed.name] = NodeRecord(
+                    _node_address(change.value), change.create_revision, change.mod_revision
+                )
             self.nodes_index = max(self.nodes_index, change.mod_revision)
             return None
         if parsed.kind not in ("inst", "check", "settings"):
@@ -215,3 +225,12 @@ class RegistryView:
         )
         for _index, key in dead[: len(self.services) - TOMBSTONES_MAX]:
             del self.services[key]
+
+
+def _node_address(value: bytes) -> str:
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return ""
+    address = doc.get("address", "") if isinstance(doc, dict) else ""
+    return address if isinstance(address, str) else ""

@@ -1,0 +1,417 @@
+"""Consul's agent, catalog, health and status endpoints, and Prometheus HTTP SD.
+
+Reads are answered from the agent's live catalog (one watch keeps it
+current), so a blocking query costs nothing until its service changes.
+``?consistent`` first reads the store's revision with a linearizable read
+and waits until the catalog has applied it; the default and ``?stale`` read
+the catalog as it is, as a Consul server answers from its own state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from syndic.agent.agent import Agent
+from syndic.agent.decode import BodyError, decode_registration, fields, parse_json
+from syndic.agent.http_common import (
+    Blocking,
+    HttpError,
+    blocking_params,
+    flag,
+    json_response,
+    read_body,
+    text_param,
+    text_response,
+)
+from syndic.agent.render import (
+    agent_service_doc,
+    catalog_service_doc,
+    check_doc,
+    instance_checks,
+    node_doc,
+    service_doc,
+)
+from syndic.client import ClientError
+from syndic.registry.model import HealthStatus, ModelError, check_name
+from syndic.registry.view import ServiceEntry, StoredInstance
+
+#: The Consul version syndic's API matches; tools that gate features on it see a current one.
+CONSUL_VERSION = "1.17.0"
+#: Consul's default server RPC port, reported in /v1/status answers.
+SERVER_RPC_PORT = 8300
+
+
+def _name(request: web.Request, key: str, what: str) -> str:
+    value = request.match_info[key]
+    try:
+        return check_name(value, what)
+    except ModelError as exc:
+        raise HttpError(400, f"Invalid {what}: {exc.problem}") from exc
+
+
+class ConsulApi:
+    """The Consul-compatible endpoints of one agent."""
+
+    def __init__(self, agent: Agent, rng: random.Random | None = None) -> None:
+        self.agent = agent
+        self.config = agent.config
+        self.rng = rng or random.Random()
+
+    def add_routes(self, app: web.Application) -> None:
+        r = app.router
+        r.add_get("/v1/agent/self", self.agent_self)
+        r.add_get("/v1/agent/services", self.agent_services)
+        r.add_get("/v1/agent/checks", self.agent_checks)
+        r.add_put("/v1/agent/service/register", self.agent_register)
+        r.add_put("/v1/agent/service/deregister/{id}", self.agent_deregister)
+        r.add_put("/v1/agent/service/maintenance/{id}", self.agent_maintenance)
+        for verb, status in (
+            ("pass", HealthStatus.PASSING),
+            ("warn", HealthStatus.WARNING),
+            ("fail", HealthStatus.CRITICAL),
+        ):
+            r.add_put(f"/v1/agent/check/{verb}/{{id}}", self._ttl_handler(status))
+        r.add_put("/v1/agent/check/update/{id}", self.agent_check_update)
+        r.add_get("/v1/catalog/services", self.catalog_services)
+        r.add_get("/v1/catalog/service/{name}", self.catalog_service)
+        r.add_get("/v1/catalog/nodes", self.catalog_nodes)
+        r.add_get("/v1/catalog/datacenters", self.catalog_datacenters)
+        r.add_get("/v1/health/service/{name}", self.health_service)
+        r.add_get("/v1/health/checks/{name}", self.health_checks)
+        r.add_get("/v1/health/state/{state}", self.health_state)
+        r.add_get("/v1/status/leader", self.status_leader)
+        r.add_get("/v1/status/peers", self.status_peers)
+        r.add_get("/v1/sd/prometheus", self.sd_prometheus)
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _ns(self, request: web.Request) -> str:
+        ns = text_param(request, "ns") or self.config.namespace
+        try:
+            return check_name(ns, "namespace")
+        except ModelError as exc:
+            raise HttpError(400, f"Invalid namespace: {exc.problem}") from exc
+
+    def _check_dc(self, request: web.Request) -> None:
+        dc = text_param(request, "dc")
+        if dc and dc != self.config.datacenter:
+            raise HttpError(500, f"No path to datacenter {dc[:64]!r}")
+
+    def _blocking(self, request: web.Request) -> Blocking:
+        self._check_dc(request)
+        if text_param(request, "filter"):
+            raise HttpError(
+                400,
+                "Failed to create boolean expression evaluator: "
+                "filter expressions are not supported by syndic",
+            )
+        return blocking_params(request, self.config, self.rng)
+
+    async def _barrier(self, b: Blocking) -> None:
+        if not b.consistent:
+            return
+        try:
+            r = await self.agent.client.get(self.agent.store.layout.all(), count_only=True)
+        except ClientError as exc:
+            raise HttpError(500, f"store unavailable: {exc}") from exc
+        if not await self.agent.catalog.wait_revision(r.revision, b.wait_s or 5.0):
+            raise HttpError(500, "timed out waiting for a consistent read")
+
+    @staticmethod
+    def _consistency(b: Blocking) -> str:
+        return "stale" if b.stale else "consistent" if b.consistent else "leader"
+
+    def _node(self, name: str) -> dict[str, Any]:
+        view = self.agent.catalog.view
+        return node_doc(
+            name, view.nodes.get(name), self.config.datacenter, self.config.advertise_address
+        )
+
+    @staticmethod
+    def _tag_filter(request: web.Request, stored: StoredInstance) -> bool:
+        tags = request.query.getall("tag", [])
+        return all(t in stored.instance.tags for t in tags)
+
+    @staticmethod
+    def _node_meta_filter(request: web.Request) -> bool:
+        # Nodes carry no meta in syndic, so any node-meta filter matches nothing.
+        return not request.query.getall("node-meta", [])
+
+    # -- agent ------------------------------------------------------------------
+
+    async def agent_self(self, request: web.Request) -> web.Response:
+        c = self.config
+        return json_response(
+            {
+                "Config": {
+                    "Datacenter": c.datacenter,
+                    "PrimaryDatacenter": c.datacenter,
+                    "NodeName": c.node_name,
+                    "NodeID": "",
+                    "Revision": "syndic",
+                    "Server": True,
+                    "Version": CONSUL_VERSION,
+                },
+                "DebugConfig": {},
+                "Coord": None,
+                "Member": {
+                    "Name": c.node_name,
+                    "Addr": c.advertise_address,
+                    "Port": 8301,
+                    "Tags": {"dc": c.datacenter, "role": "consul"},
+                    "Status": 1,
+                },
+                "Stats": {},
+                "Meta": {},
+                "xDS": None,
+            }
+        )
+
+    async def agent_services(self, request: web.Request) -> web.Response:
+        dc = self.config.datacenter
+        return json_response(
+            {
+                sid: agent_service_doc(s.instance, dc)
+                for sid, s in sorted(self.agent.services.items())
+            }
+        )
+
+    async def agent_checks(self, request: web.Request) -> web.Response:
+        out: dict[str, Any] = {}
+        for local in self.agent.services.values():
+            for cid, lc in local.checks.items():
+                out[cid] = check_doc(
+                    local.instance, cid, None, lc.tracker.status.value, lc.tracker.output
+                )
+            maint = self.agent.maintenance_state(local)
+            if maint is not None:
+                cid = "_service_maintenance:" + local.instance.instance_id
+                out[cid] = check_doc(local.instance, cid, None, maint.status.value, maint.output)
+        return json_response(out)
+
+    async def agent_register(self, request: web.Request) -> web.Response:
+        doc = parse_json(await read_body(request))
+        inst = decode_registration(doc, namespace=self._ns(request), node=self.config.node_name)
+        await self.agent.register(
+            inst, replace_existing_checks=flag(request, "replace-existing-checks")
+        )
+        return text_response("")
+
+    async def agent_deregister(self, request: web.Request) -> web.Response:
+        await self.agent.deregister(_name(request, "id", "service ID"))
+        return text_response("")
+
+    async def agent_maintenance(self, request: web.Request) -> web.Response:
+        sid = _name(request, "id", "service ID")
+        enable = request.query.get("enable")
+        if enable is None:
+            raise HttpError(400, "Missing value for enable")
+        if enable.lower() not in ("true", "false"):
+            raise HttpError(400, f"Invalid value for enable: {enable[:32]!r}")
+        reason = text_param(request, "reason") or ""
+        await self.agent.set_maintenance(sid, enable.lower() == "true", reason)
+        return text_response("")
+
+    def _ttl_handler(self, status: HealthStatus) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            cid = _name(request, "id", "check ID")
+            await self.agent.update_ttl(cid, status, text_param(request, "note") or "")
+            return text_response("")
+
+        return handler
+
+    async def agent_check_update(self, request: web.Request) -> web.Response:
+        cid = _name(request, "id", "check ID")
+        f = fields(parse_json(await read_body(request)), {"status", "output"}, "update")
+        status_text = f.get("status")
+        try:
+            status = HealthStatus(status_text)
+        except ValueError as exc:
+            raise BodyError(f"Invalid check status: '{str(status_text)[:32]}'") from exc
+        output = f.get("output") or ""
+        if not isinstance(output, str):
+            raise BodyError("Request decode failed: Output must be a string")
+        await self.agent.update_ttl(cid, status, output)
+        return text_response("")
+
+    # -- catalog ----------------------------------------------------------------
+
+    async def catalog_services(self, request: web.Request) -> web.Response:
+        b = self._blocking(request)
+        ns = self._ns(request)
+        await self._barrier(b)
+        index = (
+            await self.agent.catalog.wait_catalog(b.index, b.wait_s)
+            if b.index
+            else (self.agent.catalog.view.catalog_index)
+        )
+        out: dict[str, list[str]] = {}
+        if self._node_meta_filter(request):
+            for entry in self.agent.catalog.view.live_services(ns):
+                tags: list[str] = []
+                for stored in entry.sorted_instances():
+                    tags.extend(t for t in stored.instance.tags if t not in tags)
+                out[entry.name] = tags
+        return json_response(out, index=index, consistency=self._consistency(b))
+
+    async def _service_read(
+        self, request: web.Request
+    ) -> tuple[ServiceEntry | None, int, Blocking]:
+        name = _name(request, "name", "service name")
+        b = self._blocking(request)
+        ns = self._ns(request)
+        await self._barrier(b)
+        catalog = self.agent.catalog
+        if b.index:
+            index = await catalog.wait_service(ns, name, b.index, b.wait_s)
+        else:
+            index = catalog.view.service_index(ns, name)
+        return catalog.view.service(ns, name), index, b
+
+    async def catalog_service(self, request: web.Request) -> web.Response:
+        entry, index, b = await self._service_read(request)
+        out = []
+        if entry is not None and self._node_meta_filter(request):
+            for stored in entry.sorted_instances():
+                if self._tag_filter(request, stored):
+                    out.append(catalog_service_doc(stored, self._node(stored.instance.node)))
+        return json_response(out, index=index, consistency=self._consistency(b))
+
+    async def catalog_nodes(self, request: web.Request) -> web.Response:
+        b = self._blocking(request)
+        await self._barrier(b)
+        catalog = self.agent.catalog
+        if b.index:
+            await catalog.wait_nodes(b.index, b.wait_s)
+        view = catalog.view
+        index = max(view.nodes_index, view.catalog_index)
+        nodes = (
+            [self._node(n) for n in view.node_names()] if self._node_meta_filter(request) else []
+        )
+        return json_response(nodes, index=index, consistency=self._consistency(b))
+
+    async def catalog_datacenters(self, request: web.Request) -> web.Response:
+        return json_response([self.config.datacenter])
+
+    # -- health -----------------------------------------------------------------
+
+    async def health_service(self, request: web.Request) -> web.Response:
+        entry, index, b = await self._service_read(request)
+        passing = flag(request, "passing")
+        out = []
+        if entry is not None and self._node_meta_filter(request):
+            for stored in entry.sorted_instances():
+                if not self._tag_filter(request, stored):
+                    continue
+                checks = instance_checks(entry, stored)
+                if passing and any(c["Status"] != "passing" for c in checks):
+                    continue
+                out.append(
+                    {
+                        "Node": self._node(stored.instance.node),
+                        "Service": service_doc(stored),
+                        "Checks": checks,
+                    }
+                )
+        return json_response(out, index=index, consistency=self._consistency(b))
+
+    async def health_checks(self, request: web.Request) -> web.Response:
+        entry, index, b = await self._service_read(request)
+        out: list[dict[str, Any]] = []
+        if entry is not None:
+            for stored in entry.sorted_instances():
+                out.extend(instance_checks(entry, stored))
+        return json_response(out, index=index, consistency=self._consistency(b))
+
+    async def health_state(self, request: web.Request) -> web.Response:
+        state = request.match_info["state"]
+        if state not in ("any", "passing", "warning", "critical"):
+            raise HttpError(400, f"Invalid state: {state[:32]!r}")
+        b = self._blocking(request)
+        ns = self._ns(request)
+        await self._barrier(b)
+        catalog = self.agent.catalog
+
+        def current() -> int:
+            return max((e.index for e in catalog.view.live_services(ns)), default=1)
+
+        if b.index:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + b.wait_s
+            while current() <= b.index and loop.time() < deadline:
+                await catalog.wait_revision(catalog.view.revision + 1, deadline - loop.time())
+        out: list[dict[str, Any]] = []
+        for entry in catalog.view.live_services(ns):
+            for stored in entry.sorted_instances():
+                out.extend(
+                    c for c in instance_checks(entry, stored) if state in ("any", c["Status"])
+                )
+        return json_response(out, index=current(), consistency=self._consistency(b))
+
+    # -- status -----------------------------------------------------------------
+
+    async def _peer_addresses(self) -> tuple[str, list[str]]:
+        client = self.agent.client
+        try:
+            members = (await client.member_list()).members
+            status = await client.status()
+        except ClientError as exc:
+            raise HttpError(500, f"store unavailable: {exc}") from exc
+
+        def address(urls: list[str]) -> str:
+            parts = urlsplit(urls[0]) if urls else None
+            host = parts.hostname if parts is not None and parts.hostname else "127.0.0.1"
+            return f"{host}:{SERVER_RPC_PORT}"
+
+        peers = [address(m.peer_urls) for m in members if not m.is_learner]
+        leader = next((address(m.peer_urls) for m in members if m.id == status.leader), "")
+        return leader, peers
+
+    async def status_leader(self, request: web.Request) -> web.Response:
+        leader, _peers = await self._peer_addresses()
+        return json_response(leader)
+
+    async def status_peers(self, request: web.Request) -> web.Response:
+        _leader, peers = await self._peer_addresses()
+        return json_response(peers)
+
+    # -- Prometheus HTTP SD ------------------------------------------------------
+
+    async def sd_prometheus(self, request: web.Request) -> web.Response:
+        """Prometheus's HTTP SD format: one target group per passing instance."""
+        ns = self._ns(request)
+        only = text_param(request, "service")
+        if only is not None:
+            try:
+                check_name(only, "service")
+            except ModelError as exc:
+                raise HttpError(400, f"Invalid service: {exc.problem}") from exc
+        view = self.agent.catalog.view
+        groups: list[dict[str, Any]] = []
+        for entry in view.live_services(ns):
+            if only is not None and entry.name != only:
+                continue
+            for stored in entry.sorted_instances():
+                inst = stored.instance
+                if entry.status_of(inst.instance_id) is not HealthStatus.PASSING:
+                    continue
+                address = inst.address or self._node(inst.node)["Address"]
+                labels = {
+                    "__meta_syndic_namespace": inst.namespace,
+                    "__meta_syndic_service": inst.service,
+                    "__meta_syndic_instance_id": inst.instance_id,
+                    "__meta_syndic_node": inst.node,
+                    "__meta_syndic_zone": inst.zone,
+                    "__meta_syndic_version": inst.version,
+                    # Consul SD's convention: tags joined with a leading and trailing comma.
+                    "__meta_syndic_tags": "," + ",".join(inst.tags) + "," if inst.tags else "",
+                }
+                for k, v in inst.meta.items():
+                    labels[f"__meta_syndic_meta_{k.replace('-', '_')}"] = v
+                groups.append({"targets": [f"{address}:{inst.port}"], "labels": labels})
+        return json_response(groups, index=view.catalog_index)

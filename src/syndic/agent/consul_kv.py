@@ -1,0 +1,389 @@
+"""Consul's KV store and sessions on raw etcd keys.
+
+``/v1/kv/<key>`` is the etcd key ``<key>`` itself, so Consul tools and etcd
+tools see the same data. What Consul keeps beside a value lives under the
+registry prefix (see :mod:`syndic.registry.keys`): flags and the lock index
+in ``kvmeta/<key>``, the holding session in ``lock/<key>``, which is bound
+to the session's lease, so a session that ends (destroyed, or its TTL
+passed) releases its locks at the same revision. A session whose behavior
+is ``delete`` lists its keys under ``sessdel/<session>/``; when the session
+ends, those keys are deleted.
+
+Sessions are etcd leases: a TTL session's lease has the session's TTL and is
+renewed by ``/v1/session/renew``; a session without a TTL is kept alive by
+the agent that created it (Consul ties such a session to its node's health).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from syndic.client import Client, Compare, GetResult, NotFoundError, Op, TxnResult
+from syndic.client.types import KeyValue
+from syndic.registry.keys import KeyLayout
+
+#: A session without a TTL lives on a lease of this many seconds that its
+#: agent renews; if the agent dies the session ends within it (Consul's
+#: serfHealth-bound sessions end when the node fails).
+AGENT_SESSION_LEASE_S = 30
+#: Longest session name, in characters.
+SESSION_NAME_LENGTH_MAX = 256
+#: Tries of a read-modify-write on kvmeta when another writer races it.
+META_RETRIES_MAX = 8
+
+
+class KvError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    session_id: str
+    name: str
+    node: str
+    behavior: str  # "release" | "delete"
+    ttl_s: int  # 0: no TTL (kept alive by the agent)
+    lock_delay_ms: float
+    lease: int
+    create_revision: int = 0
+    mod_revision: int = 0
+
+    def to_consul(self) -> dict[str, Any]:
+        return {
+            "ID": self.session_id,
+            "Name": self.name,
+            "Node": self.node,
+            "LockDelay": int(self.lock_delay_ms * 1_000_000),
+            "Behavior": self.behavior,
+            "TTL": f"{self.ttl_s}s" if self.ttl_s else "",
+            "NodeChecks": ["serfHealth"],
+            "ServiceChecks": None,
+            "Namespace": "default",
+            "CreateIndex": self.create_revision,
+            "ModifyIndex": self.mod_revision,
+        }
+
+
+def _session_doc(s: Session) -> bytes:
+    return json.dumps(
+        {
+            "id": s.session_id,
+            "name": s.name,
+            "node": s.node,
+            "behavior": s.behavior,
+            "ttl_s": s.ttl_s,
+            "lock_delay_ms": s.lock_delay_ms,
+            "lease": s.lease,
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def _session_from(kv: KeyValue) -> Session:
+    doc = json.loads(kv.value)
+    return Session(
+        doc["id"],
+        doc["name"],
+        doc["node"],
+        doc["behavior"],
+        doc["ttl_s"],
+        doc["lock_delay_ms"],
+        doc["lease"],
+        kv.create_revision,
+        kv.mod_revision,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class KvEntry:
+    key: bytes
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    flags: int
+    lock_index: int
+    session: str
+
+    def to_consul(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "LockIndex": self.lock_index,
+            "Key": self.key.decode("utf-8", "replace"),
+            "Flags": self.flags,
+            "Value": base64.b64encode(self.value).decode() if self.value else None,
+            "CreateIndex": self.create_revision,
+            "ModifyIndex": self.mod_revision,
+        }
+        if self.session:
+            out["Session"] = self.session
+        return out
+
+
+class ConsulKv:
+    """Consul's KV and session operations over one etcd client."""
+
+    def __init__(self, client: Client, layout: KeyLayout, node: str) -> None:
+        self.client = client
+        self.layout = layout
+        self.node = node
+        self._kept: dict[str, Any] = {}  # session id -> Lease kept alive by this agent
+
+    def reserved(self, key: bytes) -> bool:
+        """Keys under the registry prefix are syndic's own: not written through /v1/kv."""
+        return key.startswith(self.layout.all())
+
+    # -- reads ----------------------------------------------------------------
+
+    async def read(self, key: bytes, *, recurse: bool, limit: int) -> tuple[list[KvEntry], int]:
+        """The entries at ``key`` (or under it); returns them and the store revision."""
+        lay = self.layout
+        reads = [
+            Op.get(key, prefix=recurse, limit=limit),
+            Op.get(lay.kvmeta(key), prefix=recurse, limit=limit),
+            Op.get(lay.lock(key), prefix=recurse, limit=limit),
+        ]
+        t = await self.client.txn(compare=[], success=reads, failure=[])
+        data, meta, locks = (r for r in t.responses)
+        assert isinstance(data, GetResult) and isinstance(meta, GetResult)
+        assert isinstance(locks, GetResult)
+        meta_by = {bytes(kv.key)[len(lay.kvmeta(b"")) :]: kv for kv in meta.kvs}
+        lock_by = {bytes(kv.key)[len(lay.lock(b"")) :]: kv for kv in locks.kvs}
+        out: list[KvEntry] = []
+        for kv in data.kvs:
+            k = bytes(kv.key)
+            if self.reserved(k):
+                continue
+            m = json.loads(meta_by[k].value) if k in meta_by else {}
+            holder = json.loads(lock_by[k].value)["session"] if k in lock_by else ""
+            out.append(
+                KvEntry(
+                    k,
+                    bytes(kv.value),
+                    kv.create_revision,
+                    kv.mod_revision,
+                    int(m.get("flags", 0)),
+                    int(m.get("lock_index", 0)),
+                    holder,
+                )
+            )
+        return out, t.revision
+
+    async def wait_change(self, key: bytes, *, recurse: bool, index: int, timeout_s: float) -> int:
+        """Block until something at ``key`` changes after revision ``index``; the change's
+        revision, or 0 when the time ran out."""
+        watch = self.client.watch(key, prefix=recurse, start_revision=index + 1)
+
+        async def first() -> int:
+            async for batch in watch:
+                if batch.events:
+                    return batch.revision
+            return 0
+
+        try:
+            return await asyncio.wait_for(first(), timeout_s)
+        except TimeoutError:
+            return 0
+        finally:
+            await watch.close()
+
+    # -- writes ---------------------------------------------------------------
+
+    async def put(
+        self,
+        key: bytes,
+        value: bytes,
+        *,
+        flags: int | None,
+        cas: int | None,
+        acquire: str | None,
+        release: str | None,
+    ) -> bool:
+        if self.reserved(key):
+            raise KvError(403, "Permission denied: key is reserved for syndic's registry")
+        if acquire:
+            return await self._acquire(key, value, flags, acquire)
+        if release:
+            return await self._release(key, value, flags, release)
+        compare = []
+        if cas is not None:
+            compare.append(
+                Compare.create_revision(key) == 0 if cas == 0 else Compare.mod_revision(key) == cas
+            )
+        for _ in range(META_RETRIES_MAX):
+            meta_kv, meta = await self._meta(key)
+            ops = [Op.put(key, value)]
+            guard = list(compare)
+            if flags is not None and flags != meta.get("flags", 0):
+                guard.append(self._meta_guard(key, meta_kv))
+                ops.append(Op.put(self.layout.kvmeta(key), self._meta_doc(meta, flags=flags)))
+            t = await self.client.txn(compare=guard, success=ops, failure=[Op.get(key)])
+            if t.succeeded:
+                return True
+            if cas is not None and not self._cas_holds(t, key, cas):
+                return False
+        raise KvError(500, "too many concurrent writers on the key's flags")
+
+    def _cas_holds(self, t: TxnResult, key: bytes, cas: int) -> bool:
+        got = t.responses[0]
+        assert isinstance(got, GetResult)
+        current = got.kvs[0].mod_revision if got.kvs else 0
+        return current == cas
+
+    async def _meta(self, key: bytes) -> tuple[KeyValue | None, dict[str, Any]]:
+        r = await self.client.get(self.layout.kvmeta(key))
+        if not r.kvs:
+            return None, {}
+        return r.kvs[0], json.loads(r.kvs[0].value)
+
+    def _meta_guard(self, key: bytes, meta_kv: KeyValue | None) -> Any:
+        revision = meta_kv.mod_revision if meta_kv is not None else 0
+        return Compare.mod_revision(self.layout.kvmeta(key)) == revision
+
+    @staticmethod
+    def _meta_doc(meta: dict[str, Any], **changes: int) -> bytes:
+        doc = {"flags": meta.get("flags", 0), "lock_index": meta.get("lock_index", 0)}
+        doc.update(changes)
+        return json.dumps(doc, sort_keys=True).encode()
+
+    async def _acquire(self, key: bytes, value: bytes, flags: int | None, sid: str) -> bool:
+        session = await self.session(sid)
+        if session is None:
+            raise KvError(500, f'invalid session "{sid}"')
+        lay = self.layout
+        holder = json.dumps({"session": sid}).encode()
+        for _ in range(META_RETRIES_MAX):
+            meta_kv, meta = await self._meta(key)
+            lock = await self.client.get(lay.lock(key))
+            held_by_us = bool(lock.kvs) and lock.kvs[0].value == holder
+            if lock.kvs and not held_by_us:
+                return False
+            lock_index = int(meta.get("lock_index", 0)) + (0 if held_by_us else 1)
+            new_flags = flags if flags is not None else int(meta.get("flags", 0))
+            ops = [
+                Op.put(key, value),
+                Op.put(lay.lock(key), holder, lease=session.lease),
+                Op.put(
+                    lay.kvmeta(key), self._meta_doc(meta, flags=new_flags, lock_index=lock_index)
+                ),
+            ]
+            if session.behavior == "delete":
+                ops.append(Op.put(lay.session_delete(sid, key), b""))
+            guard = [
+                Compare.create_revision(lay.session(sid)) > 0,
+                self._meta_guard(key, meta_kv),
+                (Compare.value(lay.lock(key)) == holder)
+                if held_by_us
+                else (Compare.create_revision(lay.lock(key)) == 0),
+            ]
+            t = await self.client.txn(compare=guard, success=ops, failure=[])
+            if t.succeeded:
+                return True
+            if await self.session(sid) is None:
+                raise KvError(500, f'invalid session "{sid}"')
+        return False
+
+    async def _release(self, key: bytes, value: bytes, flags: int | None, sid: str) -> bool:
+        lay = self.layout
+        holder = json.dumps({"session": sid}).encode()
+        ops = [
+            Op.put(key, value),
+            Op.delete(lay.lock(key)),
+            Op.delete(lay.session_delete(sid, key)),
+        ]
+        if flags is not None:
+            _meta_kv, meta = await self._meta(key)
+            ops.append(Op.put(lay.kvmeta(key), self._meta_doc(meta, flags=flags)))
+        t = await self.client.txn(
+            compare=[Compare.value(lay.lock(key)) == holder], success=ops, failure=[]
+        )
+        return t.succeeded
+
+    async def delete(self, key: bytes, *, recurse: bool, cas: int | None) -> bool:
+        if self.reserved(key):
+            raise KvError(403, "Permission denied: key is reserved for syndic's registry")
+        lay = self.layout
+        compare = []
+        if cas is not None and not recurse:
+            compare.append(Compare.mod_revision(key) == cas)
+        ops = [
+            Op.delete(key, prefix=recurse),
+            Op.delete(lay.kvmeta(key), prefix=recurse),
+            Op.delete(lay.lock(key), prefix=recurse),
+        ]
+        t = await self.client.txn(compare=compare, success=ops, failure=[])
+        return t.succeeded
+
+    # -- sessions -------------------------------------------------------------
+
+    async def create_session(
+        self, *, name: str, behavior: str, ttl_s: int, lock_delay_ms: float, node: str
+    ) -> Session:
+        lease_ttl = ttl_s or AGENT_SESSION_LEASE_S
+        grant = await self.client.grant(lease_ttl)
+        sid = str(uuid.uuid4())
+        session = Session(sid, name, node, behavior, ttl_s, lock_delay_ms, grant.id)
+        await self.client.put(self.layout.session(sid), _session_doc(session), lease=grant.id)
+        if not ttl_s:
+            self._kept[sid] = await self.client.keep_alive(grant.id, lease_ttl)
+        stored = await self.session(sid)
+        assert stored is not None, "a session just created is readable"
+        return stored
+
+    async def session(self, sid: str) -> Session | None:
+        r = await self.client.get(self.layout.session(sid))
+        return _session_from(r.kvs[0]) if r.kvs else None
+
+    async def sessions(self) -> tuple[list[Session], int]:
+        r = await self.client.get(self.layout.sessions(), prefix=True)
+        return [_session_from(kv) for kv in r.kvs], r.revision
+
+    async def renew_session(self, sid: str) -> Session | None:
+        session = await self.session(sid)
+        if session is None:
+            return None
+        try:
+            await self.client.keep_alive_once(session.lease)
+        except NotFoundError:
+            return None
+        return session
+
+    async def destroy_session(self, sid: str) -> bool:
+        session = await self.session(sid)
+        kept = self._kept.pop(sid, None)
+        if kept is not None:
+            await kept.release()
+        if session is None:
+            return True
+        await self.session_ended(sid)
+        with contextlib.suppress(NotFoundError):
+            await self.client.revoke(session.lease)
+        return True
+
+    async def session_ended(self, sid: str) -> None:
+        """Delete the keys a ``delete``-behavior session held (idempotent)."""
+        lay = self.layout
+        marks = await self.client.get(lay.session_deletes(sid), prefix=True, keys_only=True)
+        base = len(lay.session_deletes(sid))
+        ops = [Op.delete(lay.session_deletes(sid), prefix=True)]
+        for kv in marks.kvs:
+            k = bytes(kv.key)[base:]
+            ops += [Op.delete(k), Op.delete(lay.kvmeta(k)), Op.delete(lay.lock(k))]
+        await self.client.txn(compare=[], success=ops, failure=[])
+
+    async def close(self) -> None:
+        for lease in self._kept.values():
+            await lease.release()
+        self._kept.clear()
+
+
+def session_ttl_s(ttl_ms: float) -> int:
+    return math.ceil(ttl_ms / 1000.0)

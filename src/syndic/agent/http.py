@@ -1,0 +1,151 @@
+"""The agent's HTTP application: Consul's API, syndic's registry API, the OpenAPI
+document, and any extra API another subsystem mounts (:class:`HttpApi`).
+
+Every answer to a failed request is plain text with Consul's status code;
+bodies above ``http_body_bytes_max`` get 413 before a handler runs. When a
+``token_checker`` is given (auth on), each request's ``X-Consul-Token``
+(or ``?token=``) must pass it, else 403 ``Permission denied``.
+
+Example::
+
+    agent = Agent(client, AgentConfig())
+    await agent.start()
+    app = build_http_app(agent, extra_apis=[config_centre_api])
+    runner = await start_http(app, "127.0.0.1", 8500)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiohttp import web
+
+from syndic.agent.agent import Agent, AgentError
+from syndic.agent.consul_api import ConsulApi
+from syndic.agent.consul_kv import ConsulKv, KvError
+from syndic.agent.decode import BodyError
+from syndic.agent.http_api_protocol import HttpApi
+from syndic.agent.http_common import HttpError, text_response
+from syndic.agent.kv_api import KvApi
+from syndic.agent.native_api import NativeApi
+from syndic.agent.openapi import build_openapi
+from syndic.client import ClientError, PermissionDeniedError
+from syndic.registry.model import ModelError
+
+log = logging.getLogger(__name__)
+
+TokenChecker = Callable[[str | None], Awaitable[bool]]
+
+AGENT_KEY = web.AppKey("syndic_agent", Agent)
+KV_KEY = web.AppKey("syndic_consul_kv", ConsulKv)
+
+
+def _token(request: web.Request) -> str | None:
+    token = request.headers.get("X-Consul-Token") or request.query.get("token")
+    if token:
+        return token
+    auth = request.headers.get("Authorization", "")
+    return auth[len("Bearer ") :] if auth.startswith("Bearer ") else None
+
+
+def _error_middleware() -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def consul_errors(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except HttpError as exc:
+            return text_response(exc.text, exc.status)
+        except BodyError as exc:
+            return text_response(str(exc), 400)
+        except ModelError as exc:
+            return text_response(f"Invalid request: {exc}", 400)
+        except (AgentError, KvError) as exc:
+            return text_response(exc.message, exc.status)
+        except web.HTTPRequestEntityTooLarge:
+            return text_response("Request body too large", 413)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return text_response(exc.reason or "error", exc.status)
+        except PermissionDeniedError as exc:
+            return text_response(f"Permission denied: {exc.message}", 403)
+        except ClientError as exc:
+            return text_response(f"store unavailable: {exc.message}", 500)
+
+    return consul_errors
+
+
+def _token_middleware(checker: TokenChecker) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def consul_token(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path == "/v1/openapi.json" or await checker(_token(request)):
+            return await handler(request)
+        return text_response("Permission denied", 403)
+
+    return consul_token
+
+
+def build_http_app(
+    agent: Agent,
+    *,
+    extra_apis: Sequence[HttpApi] = (),
+    token_checker: TokenChecker | None = None,
+) -> web.Application:
+    """The aiohttp application of one agent; ``extra_apis`` add routes and OpenAPI paths."""
+    config = agent.config
+    middlewares = [_error_middleware()]
+    if token_checker is not None:
+        middlewares.append(_token_middleware(token_checker))
+    app = web.Application(
+        middlewares=middlewares,
+        client_max_size=max(config.http_body_bytes_max, config.kv_value_bytes_max),
+    )
+    kv = ConsulKv(agent.client, agent.store.layout, config.node_name)
+    agent.catalog.on_session_end = kv.session_ended
+    app[AGENT_KEY] = agent
+    app[KV_KEY] = kv
+    document = build_openapi(extra_apis)
+    body = json.dumps(document).encode()
+
+    async def openapi(_request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    own: list[ConsulApi | KvApi | NativeApi] = [
+        ConsulApi(agent),
+        KvApi(kv, config),
+        NativeApi(agent),
+    ]
+    for mine in own:
+        mine.add_routes(app)
+    for api in extra_apis:
+        api.add_routes(app)
+    app.router.add_get("/v1/openapi.json", openapi)
+
+    async def close_kv(_app: web.Application) -> None:
+        await kv.close()
+
+    app.on_cleanup.append(close_kv)
+    return app
+
+
+async def start_http(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Serve ``app`` on ``host:port``; ``await runner.cleanup()`` stops it."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) into its parts; ValueError when malformed."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"bad address {addr!r}: expected host:port")
+    return host.strip("[]") or "127.0.0.1", int(port)

@@ -30,12 +30,13 @@ def version() -> None:
 def _register_verbs() -> None:
     # Imported here so ``syndic version`` does not pay for every verb's imports.
     from syndic.cli.cluster import cluster
+    from syndic.cli.config_cmd import config
     from syndic.cli.demo import demo
     from syndic.cli.serve import dev, serve
     from syndic.cli.sim import sim
     from syndic.cli.snapshot import snapshot
 
-    for verb in (serve, dev, sim, demo, cluster, snapshot):
+    for verb in (serve, dev, sim, demo, cluster, snapshot, config):
         cli.add_command(verb)
 
 

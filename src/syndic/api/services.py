@@ -30,16 +30,19 @@ from typing import Any, Final, NoReturn
 import grpc
 from google.protobuf.message import DecodeError, Message
 
-from syndic.api.gen import rpc_pb2
+from syndic.api.gen import rpc_pb2, v3election_pb2, v3lock_pb2
 
 __all__ = [
     "AUTH_SERVICE",
     "CLUSTER_SERVICE",
+    "CONCURRENCY_SERVICES",
     "DEFAULT_MAX_REQUEST_BYTES",
+    "ELECTION_SERVICE",
     "ETCD_PACKAGE",
     "GRPC_OVERHEAD_BYTES",
     "KV_SERVICE",
     "LEASE_SERVICE",
+    "LOCK_SERVICE",
     "MAINTENANCE_SERVICE",
     "SERVICES",
     "WATCH_SERVICE",
@@ -68,6 +71,12 @@ CLUSTER_SERVICE: Final = "etcdserverpb.Cluster"
 MAINTENANCE_SERVICE: Final = "etcdserverpb.Maintenance"
 AUTH_SERVICE: Final = "etcdserverpb.Auth"
 
+# etcd's lock and election services (server/etcdserver/api/v3lock and
+# v3election) live in protobuf packages of their own.
+LOCK_SERVICE: Final = "v3lockpb.Lock"
+ELECTION_SERVICE: Final = "v3electionpb.Election"
+_SERVICE_PACKAGES: Final = (ETCD_PACKAGE, "v3lockpb", "v3electionpb")
+
 # etcd: --max-request-bytes defaults to 1.5 MiB (embed.DefaultMaxRequestBytes).
 DEFAULT_MAX_REQUEST_BYTES: Final = 1536 * 1024
 # etcd: v3rpc.grpcOverheadBytes. gRPC framing and the other fields of a
@@ -85,10 +94,10 @@ class ApiBindingError(Exception):
 
 
 class UnknownServiceError(ApiBindingError):
-    """The name is not one of etcd's six v3 services."""
+    """The name is not one of etcd's v3 services."""
 
     def __init__(self, service_name: str) -> None:
-        known = ", ".join(sorted(SERVICES))
+        known = ", ".join(sorted([*SERVICES, *CONCURRENCY_SERVICES]))
         super().__init__(f"unknown etcd v3 service {service_name!r}; known services: {known}")
         self.service_name = service_name
 
@@ -129,9 +138,10 @@ class MethodSpec:
 
     def __post_init__(self) -> None:
         package, _, short = self.service_name.rpartition(".")
-        if package != ETCD_PACKAGE or not short.isidentifier():
+        if package not in _SERVICE_PACKAGES or not short.isidentifier():
             raise ApiBindingError(
-                f"service name {self.service_name!r} is not of the form '{ETCD_PACKAGE}.<Name>'"
+                f"service name {self.service_name!r} is not of the form '<package>.<Name>' "
+                f"with a package among {', '.join(_SERVICE_PACKAGES)}"
             )
         if not self.name.isidentifier() or keyword.iskeyword(self.name):
             raise ApiBindingError(f"method name {self.name!r} is not a valid identifier")
@@ -281,10 +291,42 @@ SERVICES: Final[Mapping[str, ServiceSpec]] = types.MappingProxyType(
 )
 """Every etcd v3 service, keyed by its wire name (``etcdserverpb.KV``, ...)."""
 
+_lk = v3lock_pb2
+_el = v3election_pb2
+
+# etcd: v3lockpb/v3lock.proto and v3electionpb/v3election.proto, release 3.5.
+CONCURRENCY_SERVICES: Final[Mapping[str, ServiceSpec]] = types.MappingProxyType(
+    {
+        spec.full_name: spec
+        for spec in (
+            _service(
+                LOCK_SERVICE,
+                [
+                    ("Lock", _UU, _lk.LockRequest, _lk.LockResponse),
+                    ("Unlock", _UU, _lk.UnlockRequest, _lk.UnlockResponse),
+                ],
+            ),
+            _service(
+                ELECTION_SERVICE,
+                [
+                    ("Campaign", _UU, _el.CampaignRequest, _el.CampaignResponse),
+                    ("Proclaim", _UU, _el.ProclaimRequest, _el.ProclaimResponse),
+                    ("Leader", _UU, _el.LeaderRequest, _el.LeaderResponse),
+                    ("Observe", _US, _el.LeaderRequest, _el.LeaderResponse),
+                    ("Resign", _UU, _el.ResignRequest, _el.ResignResponse),
+                ],
+            ),
+        )
+    }
+)
+"""etcd's lock and election services (``v3lockpb.Lock``, ``v3electionpb.Election``)."""
+
 
 def service(service_name: str) -> ServiceSpec:
     """The spec of ``service_name``; raises UnknownServiceError otherwise."""
-    spec = SERVICES.get(service_name) if isinstance(service_name, str) else None
+    spec = None
+    if isinstance(service_name, str):
+        spec = SERVICES.get(service_name) or CONCURRENCY_SERVICES.get(service_name)
     if spec is None:
         raise UnknownServiceError(str(service_name))
     return spec

@@ -27,8 +27,10 @@ import grpc
 from syndic.api.services import (
     AUTH_SERVICE,
     CLUSTER_SERVICE,
+    ELECTION_SERVICE,
     KV_SERVICE,
     LEASE_SERVICE,
+    LOCK_SERVICE,
     MAINTENANCE_SERVICE,
     WATCH_SERVICE,
     add_servicer,
@@ -38,9 +40,11 @@ from syndic.server.backend import Backend
 from syndic.server.grpc_api.auth import AuthGate, AuthServicer, AuthSettings
 from syndic.server.grpc_api.cluster import ClusterServicer
 from syndic.server.grpc_api.config import GrpcApiConfig
+from syndic.server.grpc_api.election import ElectionServicer
 from syndic.server.grpc_api.errors import guard
 from syndic.server.grpc_api.kv import KVServicer
 from syndic.server.grpc_api.lease import LeaseServicer
+from syndic.server.grpc_api.lock import LockServicer
 from syndic.server.grpc_api.maintenance import MaintenanceServicer
 from syndic.server.grpc_api.watch import WatchServicer
 from syndic.server.h2 import GrpcServer
@@ -68,7 +72,8 @@ def register_services(
     auth_settings: AuthSettings | None = None,
     wall_clock_s: Callable[[], float] = time.time,
 ) -> dict[str, tuple[str, ...]]:
-    """Serve etcd's six v3 services on ``server``; returns the methods bound per service.
+    """Serve etcd's six v3 services, Lock and Election on ``server``; returns the methods
+    bound per service.
 
     ``clock`` (monotonic seconds) times periodic watch progress and
     ``wall_clock_s`` (Unix seconds) auth token expiry; tests inject both.
@@ -83,6 +88,8 @@ def register_services(
         CLUSTER_SERVICE: ClusterServicer(backend, gate),
         MAINTENANCE_SERVICE: MaintenanceServicer(backend, config, gate),
         AUTH_SERVICE: AuthServicer(backend, gate),
+        LOCK_SERVICE: LockServicer(backend, gate),
+        ELECTION_SERVICE: ElectionServicer(backend, gate),
     }
     return {
         name: add_servicer(server, name, _guarded(name, servicer, metrics))

@@ -91,10 +91,14 @@ async def serve_until_signalled(config: ServerConfig, on_ready: object = None) -
         # A member removed from the cluster exits, as etcd's does.
         signalled = asyncio.ensure_future(stop.wait())
         removed = asyncio.ensure_future(server.node.removed.wait())
-        await asyncio.wait((signalled, removed), return_when=asyncio.FIRST_COMPLETED)
-        signalled.cancel()
-        removed.cancel()
+        # A member whose node loop stopped on a fault exits non-zero.
+        failed = asyncio.ensure_future(server.node.failed.wait())
+        await asyncio.wait((signalled, removed, failed), return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (signalled, removed, failed):
+            waiter.cancel()
         log.info("member %s: shutting down", config.name)
+    if server.node.failure:
+        raise SystemExit(f"syndic: {server.node.failure}")
 
 
 def run(config: ServerConfig, on_ready: object = None) -> None:

@@ -113,6 +113,12 @@ def _member_clock() -> Callable[[], int]:
     return lambda: int(monotonic() * 1000) + offset_ms
 
 
+class UndecodableEntryError(RuntimeError):
+    """A committed entry this member cannot decode: applying past it would let
+    this member's state drift from the others', so the member stops (etcd
+    panics). The message names the entry's index."""
+
+
 class _Pending:
     """A caller waiting for its proposal (or read) to be applied."""
 
@@ -175,6 +181,13 @@ class MemberNode:
         # then applies its own removal (etcd: "permanently removed").
         self._was_member = False
         self.removed = asyncio.Event()
+        # Set when the node loop stopped on a fault (a failed fsync, an entry
+        # it cannot decode); ``failure`` says which. The process exits.
+        self.failed = asyncio.Event()
+        self.failure = ""
+        # The disk operation running in a worker thread, if any: stop() lets
+        # it finish before closing the WAL under it.
+        self._disk_op: asyncio.Future[Any] | None = None
         self._started_monotonic_s = time.monotonic()
 
     # ------------------------------------------------------------ lifecycle
@@ -252,13 +265,19 @@ class MemberNode:
         return recovered
 
     async def stop(self) -> None:
-        """Stop serving, fail waiting callers, and close the WAL cleanly."""
+        """Stop serving, fail waiting callers, and close the WAL cleanly: a
+        write or fsync in flight finishes first, so the WAL is never closed
+        under a worker thread still writing to it."""
         self._stopping = True
         self._wake.set()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A loop that failed has already logged why (see _run).
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        if self._disk_op is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait((self._disk_op,))
         if self._transport is not None:
             await self._transport.stop()
         for pending in itertools.chain(self._proposals.values(), self._reads.values()):
@@ -298,11 +317,14 @@ class MemberNode:
                     self._on_tick()
                 try:
                     await self._process_ready()
-                except Exception:
+                except Exception as exc:
                     # A failure to persist leaves the member unable to promise
-                    # durability: stop rather than acknowledge unsafely.
+                    # durability, an undecodable entry unable to apply the log
+                    # as the others do: stop rather than go on unsafely.
                     log.exception("member %x: node loop failed; stopping", self.id)
                     self._stopping = True
+                    self.failure = f"member {self.id:x}: {exc}"
+                    self.failed.set()
                     raise
         finally:
             if ticker is not None:
@@ -356,7 +378,7 @@ class MemberNode:
     async def _persist(self, ready: Ready) -> None:
         assert self._wal is not None and self._snapshots is not None
         if ready.snapshot is not None:
-            await asyncio.to_thread(self._snapshots.save, ready.snapshot)
+            await self._on_disk(self._snapshots.save, ready.snapshot)
         if ready.hard_state is None and not ready.entries and ready.snapshot is None:
             return
         snapshot = ready.snapshot.meta if ready.snapshot is not None else None
@@ -367,10 +389,22 @@ class MemberNode:
             self._wal.save(ready.hard_state, ready.entries, snapshot=snapshot, must_sync=False)
             return
         started = time.perf_counter()
-        await asyncio.to_thread(
+        await self._on_disk(
             self._wal.save, ready.hard_state, ready.entries, snapshot=snapshot, must_sync=True
         )
         self.metrics.fsync_duration.observe(time.perf_counter() - started)
+
+    async def _on_disk(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a disk operation in a worker thread. Cancelling the caller (stop)
+        does not cancel the thread, so the operation is shielded and kept
+        where stop() can wait for it before closing the WAL."""
+        op = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+        self._disk_op = op
+        try:
+            return await asyncio.shield(op)
+        finally:
+            if op.done():
+                self._disk_op = None
 
     def _apply(self, ready: Ready) -> None:
         if not ready.committed_entries:
@@ -384,9 +418,12 @@ class MemberNode:
                 continue
             try:
                 decoded = decode_entry(entry.data)
-            except EntryCodecError:
-                log.error("member %x: skipping undecodable entry %d", self.id, entry.index)
-                continue
+            except EntryCodecError as exc:
+                # Skipping it would apply a different log than the other
+                # members: stop here, naming the entry (etcd panics).
+                raise UndecodableEntryError(
+                    f"committed entry {entry.index} (term {entry.term}) cannot be decoded: {exc}"
+                ) from exc
             result = self.state.apply(decoded)
             if decoded.kind is EntryKind.MEMBER_ATTRS:
                 self._peers_dirty = True
@@ -464,9 +501,9 @@ class MemberNode:
         if applied - self._snapshot_index < self.config.snapshot_count:
             return
         snapshot = self.raft.compact(applied, self.state.serialize())
-        await asyncio.to_thread(self._snapshots.save, snapshot)
-        await asyncio.to_thread(self._wal.save, None, (), snapshot=snapshot.meta, must_sync=True)
-        await asyncio.to_thread(self._wal.release_before, snapshot.meta.index)
+        await self._on_disk(self._snapshots.save, snapshot)
+        await self._on_disk(self._wal.save, None, (), snapshot=snapshot.meta, must_sync=True)
+        await self._on_disk(self._wal.release_before, snapshot.meta.index)
         self._snapshot_index = applied
 
     def _reset_hub(self) -> None:
@@ -491,6 +528,20 @@ class MemberNode:
         when it applies them. Dropped (the caller times out) if not leader."""
         if self.raft is None or not self._is_leader():
             return
+        # Every member must be able to apply what is committed (an entry it
+        # cannot decode stops it), so entry data from a peer is checked
+        # before it enters the log, not after.
+        sound = [data for data in proposals if _decodes(data)]
+        if len(sound) != len(proposals):
+            log.warning(
+                "member %x: refused %d undecodable forwarded proposals",
+                self.id,
+                len(proposals) - len(sound),
+            )
+            self.metrics.proposals_failed.inc(len(proposals) - len(sound))
+        if not sound:
+            return
+        proposals = sound
         try:
             self.raft.propose_batch(proposals)
         except RaftError:
@@ -1084,6 +1135,14 @@ class MemberNode:
             "pending_reads": len(self._reads),
             "snapshot_index": self._snapshot_index,
         }
+
+
+def _decodes(data: bytes) -> bool:
+    try:
+        decode_entry(data)
+    except EntryCodecError:
+        return False
+    return True
 
 
 _NOT_LEADER = (errors.not_leader().code, errors.not_leader().message)

@@ -17,8 +17,9 @@ import pytest
 
 from syndic.api.gen import rpc_pb2
 from syndic.server.h2 import ServerLimits
-from syndic.server.h2.call import Stream
+from syndic.server.h2.call import Call
 from syndic.server.h2.frames import PREFACE, ErrorCode, Flag, FrameType, Setting, window_update
+from syndic.server.h2.protocol import H2Stream
 from tests.server.h2.conftest import (
     CALL_TIMEOUT_S,
     KEY_BLOCK,
@@ -825,4 +826,4 @@ async def test_calls_ended_before_their_handler_hold_no_memory(
 
 
 def live_streams() -> int:
-    return sum(isinstance(o, Stream) for o in gc.get_objects())
+    return sum(isinstance(o, H2Stream | Call) for o in gc.get_objects())

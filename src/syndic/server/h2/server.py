@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import socket
 import ssl
@@ -10,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from syndic.server.h2.connection import Http2Connection
-from syndic.server.h2.limits import ServerLimits
+from syndic.server.h2.limits import ServerLimits, SharedBudget
 
 
 class ListenError(RuntimeError):
@@ -35,6 +36,10 @@ class GrpcServer:
         self._sockets: list[tuple[socket.socket, ssl.SSLContext | None]] = []
         self._servers: list[asyncio.Server] = []
         self._connections: set[Http2Connection] = set()
+        self._per_peer: collections.Counter[str] = collections.Counter()
+        self._counted: dict[Http2Connection, str] = {}
+        # Request bytes held unread, summed over every connection.
+        self.request_budget = SharedBudget(self.limits.server_request_buffer_bytes_max)
 
     # -- registration -----------------------------------------------------
 
@@ -116,10 +121,34 @@ class GrpcServer:
 
     def _new_connection(self) -> Http2Connection:
         connection = Http2Connection(
-            self.limits, self._lookup, self._unknown_method, self._connections.discard
+            self.limits,
+            self._lookup,
+            self._unknown_method,
+            self._closed,
+            self.request_budget,
+            self._admit,
         )
         self._connections.add(connection)
         return connection
+
+    def _admit(self, connection: Http2Connection, peer_host: str) -> str | None:
+        """Count the connection against the caps; why it may not stay, or None."""
+        limits = self.limits
+        if len(self._counted) >= limits.connections_max:
+            return f"over {limits.connections_max} connections"
+        if self._per_peer[peer_host] >= limits.connections_per_peer_max:
+            return f"over {limits.connections_per_peer_max} connections from {peer_host}"
+        self._per_peer[peer_host] += 1
+        self._counted[connection] = peer_host
+        return None
+
+    def _closed(self, connection: Http2Connection) -> None:
+        self._connections.discard(connection)
+        peer_host = self._counted.pop(connection, None)
+        if peer_host is not None:
+            self._per_peer[peer_host] -= 1
+            if not self._per_peer[peer_host]:
+                del self._per_peer[peer_host]
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let running calls finish for ``grace`` seconds, then cut."""

@@ -82,7 +82,7 @@ from syndic.server.peer_codec import (
 from syndic.server.reconfig import Voter
 from syndic.server.state_machine import MemberAttrs, StateMachine
 from syndic.server.tls import peer_contexts
-from syndic.server.transport import PeerAddress, PeerTransport, call_peer
+from syndic.server.transport import FrameLimits, PeerAddress, PeerTransport, call_peer
 from syndic.storage import SnapshotStore, Wal, recover
 
 log = logging.getLogger(__name__)
@@ -233,6 +233,11 @@ class MemberNode:
             on_request=self._on_peer_request,
             server_ssl=peer_server_ssl,
             client_ssl=self._peer_client_ssl,
+            limits=FrameLimits.derive(
+                self.config.max_request_bytes + ENTRY_OVERHEAD_BYTES_MAX,
+                self.config.quota_bytes,
+                raft_config,
+            ),
         )
         await self._transport.start()
         self._refresh_peers()

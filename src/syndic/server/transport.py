@@ -10,6 +10,17 @@ Raft tolerates lost messages, so the transport never blocks the node loop:
 when a peer's queue is full or its connection is down, frames are dropped
 and the node is told the peer is unreachable (it then probes instead of
 streaming).
+
+Frame sizes are bounded by :class:`FrameLimits`, derived from the request
+limit and Raft's batch bounds: a receiver never reads a longer frame, and a
+sender splits a cycle's batch that would exceed it. A snapshot travels alone
+in a frame marked by the high bit of the length word, bounded by the store's
+quota instead. Bodies longer than ``DECODE_INLINE_BYTES_MAX`` are decoded in
+a worker thread so a large frame does not hold the event loop.
+
+Trust: the peer port accepts Raft messages and proposals from whoever
+connects. Run it with mutual TLS (``--peer-client-cert-auth``) or behind a
+firewall that admits only the members (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -24,8 +35,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from syndic.raft import Message
+from syndic.raft import Message, RaftConfig
 from syndic.server.peer_codec import (
+    FORWARDED_PROPOSALS_MAX,
     PeerCodecError,
     decode_batch,
     decode_reply,
@@ -39,10 +51,20 @@ from syndic.server.peer_codec import (
 log = logging.getLogger(__name__)
 
 FRAME_HEADER = struct.Struct(">I")
-# A frame holds at most one snapshot plus a batch of entries; the request
-# limit bounds entries, so the snapshot dominates. 512 MiB covers a full
-# default quota (2 GiB holds far fewer bytes of live state than that on disk).
-PEER_FRAME_BYTES_MAX = 512 * 1024 * 1024
+# The high bit of the length word marks a frame that carries one snapshot
+# message; the other 31 bits are the body's length.
+SNAPSHOT_FRAME_FLAG = 1 << 31
+FRAME_LENGTH_MASK = SNAPSHOT_FRAME_FLAG - 1
+# msgpack framing of one message around its entries' data: the fixed fields
+# and a ReadIndex context (raft: READ_CONTEXT_BYTES_MAX = 4 KiB).
+MESSAGE_FRAMING_BYTES_MAX = 8 * 1024
+# msgpack framing of one entry (term, index, type, data header).
+ENTRY_FRAMING_BYTES_MAX = 32
+# Serialised state beyond the store's quota: the member and auth tables.
+SNAPSHOT_SLACK_BYTES = 64 * 1024 * 1024
+# Bodies at least this long are decoded in a worker thread: decoding a few
+# MiB of msgpack takes milliseconds the event loop owes to heartbeats.
+DECODE_INLINE_BYTES_MAX = 256 * 1024
 # Frames waiting for one peer. Past these, new frames are dropped: a slow or
 # dead peer must not grow the leader's memory without bound.
 PEER_QUEUE_FRAMES_MAX = 4096
@@ -56,6 +78,45 @@ RECONNECT_DELAY_S_MAX = 1.0
 DIAL_TIMEOUT_S = 1.0
 # A reply carries a member table at most; anything longer is not one.
 PEER_REPLY_BYTES_MAX = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FrameLimits:
+    """The longest peer frame bodies, in bytes.
+
+    ``frame_bytes_max``: one APPEND holds at most ``max_bytes_per_message``
+    of entries, or a single entry if that is larger, and an entry is at most
+    the request limit plus its framing (the member refuses larger requests
+    before proposing them); a frame holds two such messages' worth, and the
+    sender splits a cycle's batch to fit. ``snapshot_frame_bytes_max``: a
+    snapshot is the store's state, which the quota bounds.
+
+    >>> FrameLimits.derive(1_572_864, 2**31).frame_bytes_max
+    3166208
+    """
+
+    frame_bytes_max: int
+    snapshot_frame_bytes_max: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.frame_bytes_max <= self.snapshot_frame_bytes_max <= FRAME_LENGTH_MASK:
+            raise ValueError(
+                "FrameLimits needs 0 < frame_bytes_max <= snapshot_frame_bytes_max < 2 GiB"
+            )
+
+    @classmethod
+    def derive(
+        cls, entry_bytes_max: int, quota_bytes: int, raft: RaftConfig | None = None
+    ) -> FrameLimits:
+        raft = raft or RaftConfig(node_id=1)
+        message = (
+            max(raft.max_bytes_per_message, entry_bytes_max)
+            + raft.max_entries_per_message * ENTRY_FRAMING_BYTES_MAX
+            + MESSAGE_FRAMING_BYTES_MAX
+        )
+        frame = 2 * message
+        snapshot = min(FRAME_LENGTH_MASK, max(frame, quota_bytes + SNAPSHOT_SLACK_BYTES))
+        return cls(frame, snapshot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +269,11 @@ class PeerTransport:
         on_request: Callable[[str, list[Any]], Awaitable[tuple[bool, Any]]] | None = None,
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
+        limits: FrameLimits | None = None,
     ) -> None:
+        # etcd's request limit (1.5 MiB) and default quota (2 GiB) when the
+        # member does not say.
+        self.limits = limits or FrameLimits.derive(1_572_864 + 1024, 2 * 1024**3)
         self.node_id = node_id
         self._listen = (listen_host, listen_port)
         self._on_messages = on_messages
@@ -221,6 +286,7 @@ class PeerTransport:
         self._server: asyncio.Server | None = None
         self._inbound: set[asyncio.StreamWriter] = set()
         self.frames_rejected = 0
+        self.frames_oversized = 0
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
@@ -250,17 +316,49 @@ class PeerTransport:
             if writer is None:
                 self._on_unreachable(node_id)
                 continue
-            body = encode_batch(batch)
-            writer.enqueue(FRAME_HEADER.pack(len(body)) + body)
+            plain = [m for m in batch if m.snapshot is None]
+            for frame in self._frames(plain, []):
+                writer.enqueue(frame)
+            for msg in batch:
+                if msg.snapshot is not None:
+                    self._enqueue_snapshot(writer, msg)
 
     def forward_proposals(self, to_id: int, proposals: list[bytes]) -> bool:
         """Queue entry data for the leader ``to_id`` to propose; False if it cannot go."""
         writer = self._writers.get(to_id)
         if writer is None or not writer.stats.connected:
             return False
-        body = encode_batch([], proposals)
-        writer.enqueue(FRAME_HEADER.pack(len(body)) + body)
+        for frame in self._frames([], proposals):
+            writer.enqueue(frame)
         return True
+
+    def _frames(self, messages: list[Message], proposals: list[bytes]) -> list[bytes]:
+        """Frames carrying ``messages`` and ``proposals`` in order, each within
+        the frame limit: a batch that is too long is split in halves."""
+        if not messages and not proposals:
+            return []
+        body = encode_batch(messages, proposals)
+        if len(body) <= self.limits.frame_bytes_max and len(proposals) <= FORWARDED_PROPOSALS_MAX:
+            return [FRAME_HEADER.pack(len(body)) + body]
+        if len(messages) + len(proposals) == 1:
+            # FrameLimits.derive makes this impossible for what a member
+            # produces; dropping it is what Raft expects of a lossy link.
+            log.error("a peer message of %d bytes exceeds the frame limit; dropped", len(body))
+            self.frames_oversized += 1
+            return []
+        if messages:
+            half = (len(messages) + 1) // 2
+            return self._frames(messages[:half], []) + self._frames(messages[half:], proposals)
+        half = len(proposals) // 2
+        return self._frames([], proposals[:half]) + self._frames([], proposals[half:])
+
+    def _enqueue_snapshot(self, writer: _PeerWriter, msg: Message) -> None:
+        body = encode_batch([msg])
+        if len(body) > self.limits.snapshot_frame_bytes_max:
+            log.error("a snapshot of %d bytes exceeds the snapshot frame limit", len(body))
+            self.frames_oversized += 1
+            return
+        writer.enqueue(FRAME_HEADER.pack(SNAPSHOT_FRAME_FLAG | len(body)) + body)
 
     def stats(self) -> dict[int, PeerStats]:
         return {node_id: w.stats for node_id, w in self._writers.items()}
@@ -299,17 +397,28 @@ class PeerTransport:
         try:
             while True:
                 header = await reader.readexactly(FRAME_HEADER.size)
-                (length,) = FRAME_HEADER.unpack(header)
-                if length > PEER_FRAME_BYTES_MAX:
-                    log.warning("peer frame of %d bytes exceeds the limit; closing", length)
+                (word,) = FRAME_HEADER.unpack(header)
+                is_snapshot = bool(word & SNAPSHOT_FRAME_FLAG)
+                length = word & FRAME_LENGTH_MASK
+                limit = (
+                    self.limits.snapshot_frame_bytes_max
+                    if is_snapshot
+                    else self.limits.frame_bytes_max
+                )
+                if length > limit:
+                    # The stream cannot be resynchronised without reading the
+                    # body, which is what the limit refuses: hang up.
+                    log.warning("peer frame of %d bytes exceeds %d; closing", length, limit)
                     self.frames_rejected += 1
                     return
                 body = await reader.readexactly(length)
-                if is_request(body):
+                if not is_snapshot and is_request(body):
                     await self._answer(body, writer)
                     continue
                 try:
-                    messages, proposals = decode_batch(body)
+                    messages, proposals = await _decode(body)
+                    if any(m.snapshot is not None for m in messages) != is_snapshot:
+                        raise PeerCodecError("snapshot messages travel alone in marked frames")
                 except PeerCodecError as exc:
                     log.warning("dropping a malformed peer frame: %s", exc)
                     self.frames_rejected += 1
@@ -326,6 +435,14 @@ class PeerTransport:
         finally:
             self._inbound.discard(writer)
             writer.close()
+
+
+async def _decode(body: bytes) -> tuple[list[Message], list[bytes]]:
+    # The inbound reader awaits each frame's decoding before reading the
+    # next, so frames of one connection are still handed over in order.
+    if len(body) < DECODE_INLINE_BYTES_MAX:
+        return decode_batch(body)
+    return await asyncio.to_thread(decode_batch, body)
 
 
 async def call_peer(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from syndic.raft import ConfState, HardState, Snapshot, SnapshotMeta
+from syndic.raft import ConfState, Entry, HardState, Snapshot, SnapshotMeta
 from syndic.storage import RecoveryError, SnapshotStore, Wal, recover
 from tests.storage._util import make_entries, no_fsync
 
@@ -94,3 +94,16 @@ def test_missing_snapshot_after_release_is_an_error(tmp_path: Path) -> None:
         state = wal.read_all()
     with pytest.raises(RecoveryError, match="no valid snapshot"):
         recover(state, store)
+
+
+def test_entries_of_a_newer_term_than_the_hard_state_adopt_it_without_a_vote(
+    tmp_path: Path,
+) -> None:
+    # A crash kept a Ready's entries but not the hard state written after them.
+    with Wal.open(tmp_path / "wal", fsync=no_fsync) as wal:
+        wal.save(HardState(term=1, vote=1, commit=1), [Entry(term=1, index=1)])
+        wal.save(None, [Entry(term=3, index=2)])
+    with Wal.open(tmp_path / "wal", fsync=no_fsync) as wal:
+        state = recover(wal.read_all(), SnapshotStore(tmp_path / "snap", fsync=no_fsync)).state
+    assert state.hard_state == HardState(term=3, vote=0, commit=1)
+    assert [e.index for e in state.entries] == [1, 2]

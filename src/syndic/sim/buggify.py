@@ -26,9 +26,16 @@ PLANTED_BUGS: dict[str, str] = {
         "the Raft core commits entries of earlier terms by counting replicas "
         "(the Figure 8 anomaly, Raft §5.4.2)"
     ),
+    "skip-undecodable-entry": (
+        "WAL recovery takes a record that fails its CRC in the middle of the log "
+        "for a torn tail and drops it and everything after it, instead of "
+        "stopping the member (loses synced votes and entries)"
+    ),
 }
 
 CORE_BUGS = frozenset({"old-term-commit"})
+# Honoured by the production WAL (syndic.storage.WalOptions.planted_bugs).
+WAL_BUGS = frozenset({"skip-undecodable-entry"})
 RUNTIME_BUGS = frozenset(PLANTED_BUGS) - CORE_BUGS
 
 

@@ -2,11 +2,12 @@
 
 Each member honours the Ready contract exactly (``syndic.raft.Ready``):
 
-1. write the snapshot, entries and hard state to its disk;
+1. write the snapshot file, then the entries and hard state to its WAL (the
+   production ``syndic.storage`` code over a :class:`~syndic.sim.disk.SimDisk`);
 2. when ``must_sync``, fsync, which takes virtual time; the member does nothing
    else meanwhile (messages and requests queue in its inbox, as in a
-   single-threaded node loop), and a crash before the fsync completes loses
-   the writes;
+   single-threaded node loop), and a crash before the fsync completes may
+   lose any suffix of the writes; a failed fsync stops the member;
 3. only then send the messages;
 4. apply committed entries (restoring a snapshot first) and reply to the
    clients whose requests it proposed;
@@ -43,10 +44,18 @@ from syndic.raft import (
     Ready,
     Role,
 )
-from syndic.sim.buggify import CORE_BUGS
+from syndic.sim.apply import MemberState as AppliedState
+from syndic.sim.apply import encode_request
+from syndic.sim.buggify import CORE_BUGS, WAL_BUGS
 from syndic.sim.disk import SimDisk
-from syndic.sim.kvsm import Command, KVStateMachine
+from syndic.sim.persist import DurableMark, MemberStorage, wal_options
 from syndic.sim.workload import Reply, ReplyStatus, Request
+from syndic.storage import StorageError
+from syndic.storage.records import (
+    RECORD_HEADER,
+    RECORD_HEADER_SIZE_BYTES,
+    SEGMENT_HEADER_SIZE_BYTES,
+)
 
 if TYPE_CHECKING:
     from syndic.sim.clock import VirtualClock
@@ -55,6 +64,9 @@ if TYPE_CHECKING:
 # A paused or fsyncing member buffers what arrives, like a socket buffer; past
 # this many queued inputs it drops new ones, as a full kernel buffer would.
 MAX_INBOX_ITEMS = 4096
+
+# A member whose fsync failed exits and is restarted within this long.
+FSYNC_FAILURE_DOWN_MS_MAX = 200
 
 # Reads waiting for the applied index to reach their ReadIndex; a member with
 # more than this outstanding refuses new reads instead of growing without bound.
@@ -80,6 +92,12 @@ class ClusterConfig:
     # Entries per APPEND message; each run draws one of these so small batches
     # (match indexes that move one entry at a time) are exercised too.
     max_entries_per_message_choices: tuple[int, ...] = (1, 4, 64)
+    # Disk faults: the share of fsyncs that fail (the member exits and is
+    # restarted), and the share of crashes after which one durable WAL byte is
+    # found flipped (at most one member per run, since a member whose WAL fails
+    # its CRC stays down and a majority must remain).
+    fsync_failure_share: float = 0.002
+    bit_flip_share: float = 0.08
 
 
 @dataclass(slots=True)
@@ -87,11 +105,14 @@ class ClusterStats:
     crashes: int = 0
     restarts: int = 0
     pauses: int = 0
-    unsynced_writes_lost: int = 0
-    writes_flushed_at_crash: int = 0
+    unsynced_bytes_lost: int = 0
+    bytes_flushed_at_crash: int = 0
     torn_writes: int = 0
-    torn_writes_discarded: int = 0
+    torn_tails_repaired: int = 0
     fsyncs: int = 0
+    fsync_failures: int = 0
+    bit_flips: int = 0
+    stopped_corrupt: int = 0
     leaders_elected: int = 0
     snapshots_taken: int = 0
     snapshots_installed: int = 0
@@ -109,12 +130,19 @@ class Member:
         self.state = MemberState.UP
         self.core: RaftNode | None = None
         self.disk = SimDisk()
-        self.sm = KVStateMachine()
+        self.storage: MemberStorage | None = None
+        # What the member last made durable; survives its crashes (checked at restart).
+        self.durable = DurableMark(HardState(), 0)
+        # Set when recovery refused the disk (a corrupt WAL): the member stays down.
+        self.stopped_reason: str | None = None
+        self.sm = AppliedState()
         self.generation = 0
         self.busy = False
         self.inbox: deque[Callable[[], None]] = deque()
         self.tick_owed = False
-        self.pending_writes: dict[str, Request] = {}
+        # Proposed writes by the request id stamped into their entry.
+        self.pending_writes: dict[int, Request] = {}
+        self.next_request_id = 1
         self.pending_reads: dict[bytes, Request] = {}
         self.waiting_reads: list[tuple[int, bytes]] = []
         self.role = Role.FOLLOWER
@@ -169,7 +197,10 @@ class SimCluster:
             for i in node_ids
         }
         self._conf = ConfState(voters=frozenset(node_ids))
+        self._wal_options = wal_options(frozenset(b for b in bugs if b in WAL_BUGS))
+        self.bit_flipped = False
         for member in self.members.values():
+            member.storage, _ = MemberStorage.open(member.disk, self._wal_options)
             self._boot(member, None)
 
     # --- lifecycle --------------------------------------------------------
@@ -179,11 +210,43 @@ class SimCluster:
         member.core = RaftNode(self._raft_config[member.node_id], self._conf, core_rng, restored)
         member.role = member.core.role
         if restored is not None and restored.snapshot is not None:
-            member.sm = KVStateMachine.restore(restored.snapshot.data)
+            member.sm = AppliedState.restore(restored.snapshot.data, restored.snapshot.meta.index)
             member.snapshot_index = restored.snapshot.meta.index
         else:
-            member.sm = KVStateMachine()
+            member.sm = AppliedState()
             member.snapshot_index = 0
+
+    def _check_durable(self, member: Member, restored: PersistentState) -> None:
+        """Recovery never returns less than the member had synced (DESIGN: a
+        corrupt record is reported, never silently skipped)."""
+        mark = member.durable
+        hs = restored.hard_state
+        if restored.entries:
+            last = restored.entries[-1].index
+        else:
+            last = restored.snapshot.meta.index if restored.snapshot is not None else 0
+        lost = (
+            hs.term < mark.hard_state.term
+            or (hs.term == mark.hard_state.term and mark.hard_state.vote not in (0, hs.vote))
+            or last < mark.hard_state.commit
+        )
+        if lost:
+            raise SafetyViolationError(
+                "durability",
+                f"n{member.node_id} recovered term={hs.term} vote={hs.vote} last index={last} "
+                f"but had synced term={mark.hard_state.term} vote={mark.hard_state.vote} "
+                f"commit={mark.hard_state.commit}",
+            )
+
+    def _stop_on_disk_failure(self, member: Member, exc: StorageError) -> None:
+        """A failed fsync leaves the file's state unknown: the process exits
+        (etcd panics) and is restarted later, recovering from what is durable."""
+        self.stats.fsync_failures += 1
+        self._trace(f"n{member.node_id} EXIT on disk failure: {exc}")
+        self.crash(member.node_id)
+        node_id = member.node_id
+        down = self._rng.randint(1, FSYNC_FAILURE_DOWN_MS_MAX)
+        self._clock.schedule(down, lambda: self.restart(node_id), "restart")
 
     def _rng_for_core(self) -> random.Random:
         # Each core (and each restart) gets its own stream drawn from the run's rng.
@@ -193,11 +256,14 @@ class SimCluster:
         member = self.members[node_id]
         if member.state is MemberState.CRASHED:
             return
-        report = member.disk.crash(self._rng, self.disk_faults)
+        assert member.storage is not None
+        report = member.storage.crash(self._rng if self.disk_faults else None)
+        member.storage = None
         self.stats.crashes += 1
-        self.stats.unsynced_writes_lost += report.unsynced_lost
-        self.stats.writes_flushed_at_crash += report.flushed_anyway
+        self.stats.unsynced_bytes_lost += report.unsynced_bytes_lost
+        self.stats.bytes_flushed_at_crash += report.flushed_bytes
         self.stats.torn_writes += int(report.torn)
+        flipped = self._maybe_flip_bit(member)
         member.state = MemberState.CRASHED
         member.core = None
         member.generation += 1
@@ -210,17 +276,55 @@ class SimCluster:
         member.role = Role.FOLLOWER
         extra = ", torn write" if report.torn else ""
         self._trace(
-            f"n{node_id} CRASH (lost {report.unsynced_lost} unsynced writes, "
-            f"{report.flushed_anyway} flushed anyway{extra})"
+            f"n{node_id} CRASH (lost {report.unsynced_bytes_lost} unsynced bytes, "
+            f"{report.flushed_bytes} flushed anyway{extra}{flipped})"
         )
+
+    def _maybe_flip_bit(self, member: Member) -> str:
+        """Now and then, a durable WAL byte of a crashed member rots."""
+        if (
+            not self.disk_faults
+            or self.bit_flipped
+            or len(self.node_ids) < 3
+            or self._rng.random() >= self.config.bit_flip_share
+        ):
+            return ""
+        disk = member.disk
+        wal_dir = "/data/wal"
+        segments = [n for n in disk.list_dir(wal_dir) if n.endswith(".wal")]
+        choices: list[tuple[str, int]] = []
+        for number, name in enumerate(segments):
+            path = f"{wal_dir}/{name}"
+            data = disk.read_file(path)
+            # The last record of the last segment is left alone: damage there is
+            # indistinguishable from a torn write, and is repaired as one.
+            end = _last_record_start(data) if number == len(segments) - 1 else len(data)
+            if end > 0:
+                choices.append((path, end))
+        if not choices:
+            return ""
+        path, end = self._rng.choice(choices)
+        offset = self._rng.randrange(end)
+        disk.flip_bit(path, offset, self._rng.randrange(8))
+        self.bit_flipped = True
+        self.stats.bit_flips += 1
+        return f", bit flip in {path} at {offset}"
 
     def restart(self, node_id: int) -> None:
         member = self.members[node_id]
-        if member.state is not MemberState.CRASHED:
+        if member.state is not MemberState.CRASHED or member.stopped_reason is not None:
             return
-        before = member.disk.torn_discarded
-        restored = member.disk.load()
-        self.stats.torn_writes_discarded += member.disk.torn_discarded - before
+        try:
+            storage, restored = MemberStorage.open(member.disk, self._wal_options)
+        except StorageError as exc:
+            # Recovery refused the disk (CRC failure mid-log, no fitting snapshot):
+            # the member must not rejoin with a log it cannot trust.
+            member.stopped_reason = str(exc)
+            self.stats.stopped_corrupt += 1
+            self._trace(f"n{node_id} STOPPED: {exc}")
+            return
+        self._check_durable(member, restored)
+        member.storage = storage
         self.stats.restarts += 1
         member.state = MemberState.UP
         self._boot(member, restored)
@@ -297,18 +401,18 @@ class SimCluster:
         if request.kind is OpKind.READ:
             self._handle_read(member, request)
             return
-        op = "put" if request.kind is OpKind.WRITE else "cas"
-        assert request.value is not None
-        cmd = Command(request.request_id, op, request.key, request.value, request.expected)
+        request_id = member.next_request_id
+        member.next_request_id += 1
+        data = encode_request(request, member.node_id, request_id)
         try:
-            core.propose(cmd.encode())
+            core.propose(data)
         except NotLeaderError as exc:
             self._refuse(request, exc.leader_id)
             return
         except ProposalDroppedError:
             self._refuse(request, core.leader_id)
             return
-        member.pending_writes[request.request_id] = request
+        member.pending_writes[request_id] = request
 
     def _handle_read(self, member: Member, request: Request) -> None:
         core = self._core(member)
@@ -357,7 +461,12 @@ class SimCluster:
             hs = HardState(term=hs.term, vote=0, commit=hs.commit)
         # A leader's appends leave while its own disk is still writing them.
         self._send(rd.early_messages)
-        member.disk.write(hard_state=hs, entries=rd.entries, snapshot=rd.snapshot)
+        assert member.storage is not None
+        try:
+            member.storage.write(hs, rd.entries, rd.snapshot)
+        except StorageError as exc:
+            self._stop_on_disk_failure(member, exc)
+            return
         if rd.entries:
             first = rd.entries[0].index
             prev = core.entries_between(first - 1, first) if first > 1 else ()
@@ -381,6 +490,8 @@ class SimCluster:
             if member.generation != generation:
                 return  # crashed while the fsync was in flight: writes are lost
             member.busy = False
+            if self.disk_faults and self._rng.random() < self.config.fsync_failure_share:
+                member.disk.fail_next_fsync()
             if member.state is MemberState.PAUSED:
                 # The process is stopped: it acts on the completion when resumed.
                 member.inbox.appendleft(finish)
@@ -404,13 +515,19 @@ class SimCluster:
 
     def _finish_ready(self, member: Member, rd: Ready, *, synced: bool, sent: bool) -> None:
         if not synced:
-            member.disk.sync()
+            assert member.storage is not None
+            try:
+                member.storage.sync()
+            except StorageError as exc:
+                self._stop_on_disk_failure(member, exc)
+                return
+            member.durable = member.storage.durable
             self.stats.fsyncs += 1
         member.busy = False
         if not sent:
             self._send(rd.messages)
         if rd.snapshot is not None:
-            member.sm = KVStateMachine.restore(rd.snapshot.data)
+            member.sm = AppliedState.restore(rd.snapshot.data, rd.snapshot.meta.index)
             member.snapshot_index = rd.snapshot.meta.index
             self.stats.snapshots_installed += 1
             self._trace(f"n{member.node_id} installed snapshot at {rd.snapshot.meta.index}")
@@ -437,16 +554,23 @@ class SimCluster:
         if entry.type is not EntryType.NORMAL:
             member.sm.skip(entry.index)
             return
-        outcome = member.sm.apply(entry.index, entry.data)
-        if outcome is None:
+        applied = member.sm.apply(entry.index, entry.data)
+        if applied is None:
             return
-        request_id, succeeded = outcome
-        request = member.pending_writes.pop(request_id, None)
+        if member.role is Role.LEADER:
+            self._trace(
+                f"n{member.node_id} MVCC rev {applied.revision} <- index {entry.index} "
+                f"{applied.description} (n{applied.proposer_id}#{applied.request_id})"
+            )
+        if applied.proposer_id != member.node_id:
+            return
+        request = member.pending_writes.pop(applied.request_id, None)
         if request is None:
             return
+        succeeded = applied.succeeded
         self.reply_to_client(
             Reply(
-                request_id,
+                request.request_id,
                 ReplyStatus.OK,
                 succeeded=succeeded if request.kind is OpKind.CAS else None,
                 leader_hint=self._hint(member),
@@ -476,9 +600,13 @@ class SimCluster:
             snap = self._core(member).compact(applied, member.sm.snapshot_bytes())
         except RaftError:
             return  # e.g. SnapshotOutOfDateError: a newer snapshot already covers it
-        # Snapshot files are written to a temporary name, fsynced and renamed.
-        member.disk.write(snapshot=snap)
-        member.disk.sync()
+        assert member.storage is not None
+        try:
+            member.storage.save_snapshot(snap)
+        except StorageError as exc:
+            self._stop_on_disk_failure(member, exc)
+            return
+        member.durable = member.storage.durable
         member.snapshot_index = snap.meta.index
         self.stats.snapshots_taken += 1
 
@@ -529,3 +657,15 @@ class SimCluster:
             if core.role is Role.LEADER and core.term > best_term:
                 best, best_term = node_id, core.term
         return best
+
+
+def _last_record_start(data: bytes) -> int:
+    """Offset of the last whole record of a segment (its header size if none)."""
+    offset = last = SEGMENT_HEADER_SIZE_BYTES
+    while offset + RECORD_HEADER_SIZE_BYTES <= len(data):
+        length = RECORD_HEADER.unpack_from(data, offset)[0]
+        if offset + RECORD_HEADER_SIZE_BYTES + length > len(data):
+            break
+        last = offset
+        offset += RECORD_HEADER_SIZE_BYTES + length
+    return last

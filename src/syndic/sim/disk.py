@@ -1,179 +1,271 @@
-"""A member's simulated disk: what was synced survives a crash, nothing else must.
+"""A member's simulated disk: the storage port (:class:`syndic.storage.disk.Disk`)
+in memory, with the faults real disks have.
 
-Each Ready is persisted as one record (its snapshot, entries and hard state
-under one checksum), so a record is either wholly there or detectably torn.
-Writes go to a volatile buffer (the page cache). ``sync()`` makes them durable,
-as ``fsync`` does. At a crash the buffer is lost; with disk faults on, the
-"kernel" may already have flushed a prefix of it, and the first record it did
-not finish may be left torn. A torn record fails its checksum at restart and is
-discarded, as a write-ahead log does with a torn tail (ZooKeeper, etcd's WAL).
+The simulated members persist through the production ``Wal`` and
+``SnapshotStore`` and restart through the production ``recover()``, so the
+WAL's framing, CRCs, torn-tail repair and replay all run under the faults:
+
+* **lost unsynced writes**: file bytes and directory entries reach the
+  "platter" only when ``fsync``/``fsync_dir`` says so; :meth:`SimDisk.crash`
+  throws the rest away;
+* **torn last record**: with faults on, a crash may first flush a random
+  byte-prefix of a file's unsynced tail, optionally followed by zeros (blocks
+  allocated but never written), which cuts the last record anywhere;
+* **bit flips**: :meth:`SimDisk.flip_bit` damages one durable byte; the WAL's
+  CRCs must catch it and recovery must name the file and offset;
+* **fsync failures**: an armed failure makes the next ``fsync`` raise ``EIO``;
+  the WAL then refuses further use and the member must stop.
+
+Files are modelled as inodes (a rename moves the inode), and every file is
+only ever appended to between syncs (the storage layer truncates through
+:meth:`truncate`, which syncs), so a file's synced bytes are always a prefix
+of its current bytes.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from syndic.raft import Entry, HardState, PersistentState, Snapshot
+from syndic.storage.errors import WalLockedError
+from syndic.storage.wal import SECTOR_SIZE_BYTES
 
 if TYPE_CHECKING:
     import random
 
 # A runtime that never syncs would grow the page cache without bound; a sound
-# runtime syncs at least once per Ready, so this many pending writes means a bug.
-MAX_UNSYNCED_RECORDS = 100_000
+# runtime syncs at least once per Ready, so this many unsynced bytes in one
+# file is a bug in the runtime, not a workload.
+UNSYNCED_BYTES_MAX = 64 * 1024 * 1024
+
+# A torn crash leaves zeros after the kept bytes this often (the rest of the
+# time the file simply ends early); zeros start on a sector boundary.
+ZEROED_TAIL_SHARE = 0.3
 
 
 class DiskError(RuntimeError):
-    """The runtime wrote something no correct runtime writes (a gap in the log)."""
+    """The storage layer used the simulated disk in a way no real disk allows."""
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One write. ``intact`` is False for a torn write: its checksum will not match."""
-
-    hard_state: HardState | None = None
-    entries: tuple[Entry, ...] = ()
-    snapshot: Snapshot | None = None
-    intact: bool = True
+@dataclass(slots=True)
+class _Inode:
+    data: bytearray
+    synced_size: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class CrashReport:
-    unsynced_lost: int
-    flushed_anyway: int
+    """What a crash did to the unsynced state."""
+
+    unsynced_bytes_lost: int
+    flushed_bytes: int
     torn: bool
 
 
+def _split(path: str) -> tuple[str, str]:
+    head, name = os.path.split(path)
+    return head or "/", name
+
+
 class SimDisk:
-    """Durable image (hard state, snapshot, entries after it) plus a volatile buffer."""
+    """An in-memory file system for one member. Paths are absolute strings.
+
+    >>> from syndic.raft import Entry, HardState
+    >>> from syndic.storage import Wal
+    >>> disk = SimDisk()
+    >>> with Wal.open("/wal", disk=disk) as wal:
+    ...     wal.save(HardState(term=1, vote=1, commit=0), [Entry(term=1, index=1)])
+    >>> _ = disk.crash(None)
+    >>> with Wal.open("/wal", disk=disk) as wal:
+    ...     [e.index for e in wal.read_all().entries]
+    [1]
+    """
 
     __slots__ = (
-        "_entries",
-        "_hard_state",
-        "_snapshot",
-        "_torn_tail",
-        "_unsynced",
-        "syncs",
-        "torn_discarded",
-        "writes",
+        "_dirs",
+        "_durable_dirs",
+        "_fail_next_fsync",
+        "_handles",
+        "_locks",
+        "_next_handle",
+        "bytes_written",
+        "fsyncs",
     )
 
     def __init__(self) -> None:
-        self._hard_state = HardState()
-        self._snapshot: Snapshot | None = None
-        self._entries: list[Entry] = []
-        self._unsynced: list[Record] = []
-        self._torn_tail: Record | None = None
-        self.writes = 0
-        self.syncs = 0
-        self.torn_discarded = 0
+        # directory path -> {name: inode}; what a reader sees now ...
+        self._dirs: dict[str, dict[str, _Inode]] = {"/": {}}
+        # ... and what survives a crash (entries made durable by fsync_dir).
+        self._durable_dirs: dict[str, dict[str, _Inode]] = {"/": {}}
+        self._handles: dict[int, _Inode | str] = {}
+        self._locks: set[str] = set()
+        self._next_handle = 3
+        self._fail_next_fsync = False
+        self.fsyncs = 0
+        self.bytes_written = 0
 
-    # --- writes -----------------------------------------------------------
+    # --- the Disk port ----------------------------------------------------
 
-    def _write(self, record: Record) -> None:
-        if len(self._unsynced) >= MAX_UNSYNCED_RECORDS:
-            raise DiskError(f"more than {MAX_UNSYNCED_RECORDS} writes without a sync")
-        self.writes += 1
-        self._unsynced.append(record)
+    def stat_dir(self, path: str) -> bool | None:
+        if path in self._dirs:
+            return True
+        parent, name = _split(path)
+        if name in self._dirs.get(parent, {}):
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", path)
+        return None
 
-    def write(
-        self,
-        *,
-        hard_state: HardState | None = None,
-        entries: tuple[Entry, ...] = (),
-        snapshot: Snapshot | None = None,
-    ) -> None:
-        """Append one record; applied in the order snapshot, entries, hard state."""
-        if hard_state is None and not entries and snapshot is None:
-            return
-        self._write(Record(hard_state, entries, snapshot))
+    def make_dir(self, path: str) -> None:
+        parent, _ = _split(path)
+        if parent not in self._dirs:
+            self.make_dir(parent)
+        # Directory creation is made durable at once: the storage layer fsyncs
+        # the parent right after, and nothing is decided in between.
+        self._dirs.setdefault(path, {})
+        self._durable_dirs.setdefault(path, {})
 
-    def sync(self) -> None:
-        self.syncs += 1
-        for record in self._unsynced:
-            self._make_durable(record)
-        self._unsynced.clear()
+    def list_dir(self, path: str) -> list[str]:
+        return sorted(self._dir(path))
 
-    @property
-    def unsynced_count(self) -> int:
-        return len(self._unsynced)
+    def lock(self, dir_path: str, lock_name: str) -> int:
+        if dir_path in self._locks:
+            raise WalLockedError(dir_path, "WAL directory is in use (lock held by this process)")
+        self._locks.add(dir_path)
+        return self._new_handle(dir_path)
 
-    # --- durable image ----------------------------------------------------
+    def open_write(self, path: str, *, create: bool) -> int:
+        parent, name = _split(path)
+        entries = self._dir(parent)
+        if create:
+            entries[name] = _Inode(bytearray())
+        elif name not in entries:
+            raise FileNotFoundError(errno.ENOENT, "no such file", path)
+        return self._new_handle(entries[name])
 
-    @property
-    def durable_hard_state(self) -> HardState:
-        return self._hard_state
+    def write(self, handle: int, data: bytes | bytearray | memoryview) -> None:
+        inode = self._inode(handle)
+        inode.data += data
+        self.bytes_written += len(data)
+        if len(inode.data) - inode.synced_size > UNSYNCED_BYTES_MAX:
+            raise DiskError(f"more than {UNSYNCED_BYTES_MAX} unsynced bytes in one file")
 
-    @property
-    def durable_last_index(self) -> int:
-        if self._entries:
-            return self._entries[-1].index
-        return self._snapshot.meta.index if self._snapshot is not None else 0
+    def fsync(self, handle: int) -> None:
+        inode = self._inode(handle)
+        self._maybe_fail()
+        inode.synced_size = len(inode.data)
+        self.fsyncs += 1
 
-    def _make_durable(self, record: Record) -> None:
-        if record.snapshot is not None:
-            self._install(record.snapshot)
-        if record.entries:
-            self._append(record.entries)
-        if record.hard_state is not None:
-            self._hard_state = record.hard_state
+    def close(self, handle: int) -> None:
+        target = self._handles.pop(handle, None)
+        if isinstance(target, str):
+            self._locks.discard(target)
 
-    def _append(self, entries: tuple[Entry, ...]) -> None:
-        floor = self._snapshot.meta.index if self._snapshot is not None else 0
-        fresh = [e for e in entries if e.index > floor]
-        if not fresh:
-            return
-        first = fresh[0].index
-        if first > self.durable_last_index + 1:
-            raise DiskError(
-                f"entries start at index {first} but the log ends at {self.durable_last_index}"
-            )
-        # Raft §5.3: a conflicting suffix is replaced by the new entries.
-        keep = first - floor - 1
-        del self._entries[keep:]
-        self._entries.extend(fresh)
+    def fsync_dir(self, path: str) -> None:
+        self._maybe_fail()
+        self._durable_dirs[path] = dict(self._dir(path))
 
-    def _install(self, snapshot: Snapshot) -> None:
-        index = snapshot.meta.index
-        if self._snapshot is not None and index <= self._snapshot.meta.index:
-            return
-        floor = self._snapshot.meta.index if self._snapshot is not None else 0
-        pos = index - floor - 1
-        matches = 0 <= pos < len(self._entries) and self._entries[pos].term == snapshot.meta.term
-        # Keep the suffix only if it continues the snapshot (etcd: ApplySnapshot / Compact).
-        self._entries = self._entries[pos + 1 :] if matches else []
-        self._snapshot = snapshot
+    def read_file(self, path: str) -> bytes:
+        return bytes(self._lookup(path).data)
 
-    # --- crash and restart ------------------------------------------------
+    def file_size(self, path: str) -> int:
+        return len(self._lookup(path).data)
 
-    def crash(self, rng: random.Random, disk_faults: bool) -> CrashReport:
-        """Lose the volatile buffer; with ``disk_faults`` a prefix may have been
-        flushed and the next write torn."""
-        pending = self._unsynced
-        self._unsynced = []
-        flushed = 0
+    def truncate(self, path: str, size_bytes: int) -> None:
+        inode = self._lookup(path)
+        self._maybe_fail()
+        del inode.data[size_bytes:]
+        inode.synced_size = len(inode.data)
+
+    def rename(self, source: str, target: str) -> None:
+        src_dir, src_name = _split(source)
+        dst_dir, dst_name = _split(target)
+        inode = self._dir(src_dir).pop(src_name, None)
+        if inode is None:
+            raise FileNotFoundError(errno.ENOENT, "no such file", source)
+        self._dir(dst_dir)[dst_name] = inode
+
+    def remove(self, path: str) -> None:
+        parent, name = _split(path)
+        if self._dir(parent).pop(name, None) is None:
+            raise FileNotFoundError(errno.ENOENT, "no such file", path)
+
+    # --- faults -----------------------------------------------------------
+
+    def fail_next_fsync(self) -> None:
+        """Make the next fsync (of a file or a directory) fail with EIO."""
+        self._fail_next_fsync = True
+
+    def crash(self, rng: random.Random | None) -> CrashReport:
+        """Power loss: keep what was synced; with ``rng`` (disk faults on), each
+        file may also keep a random prefix of its unsynced tail, then zeros."""
+        lost = flushed = 0
         torn = False
-        if disk_faults and pending:
-            flushed = rng.randint(0, len(pending))
-            for record in pending[:flushed]:
-                self._make_durable(record)
-            if flushed < len(pending) and rng.random() < 0.5:
-                r = pending[flushed]
-                self._torn_tail = Record(r.hard_state, r.entries, r.snapshot, intact=False)
-                torn = True
-        return CrashReport(len(pending) - flushed, flushed, torn)
+        self._dirs = {path: dict(entries) for path, entries in self._durable_dirs.items()}
+        for entries in self._dirs.values():
+            for inode in entries.values():
+                unsynced = len(inode.data) - inode.synced_size
+                if unsynced <= 0:
+                    continue
+                keep = 0
+                zeros = 0
+                if rng is not None:
+                    keep = rng.randint(0, unsynced)
+                    if keep < unsynced and rng.random() < ZEROED_TAIL_SHARE:
+                        # The file was extended but later sectors never written:
+                        # the kept bytes end on a sector boundary, zeros follow.
+                        end = inode.synced_size + keep
+                        keep = max(0, end - end % SECTOR_SIZE_BYTES - inode.synced_size)
+                        zeros = rng.randint(1, unsynced - keep)
+                    torn = torn or keep < unsynced
+                flushed += keep
+                lost += unsynced - keep
+                del inode.data[inode.synced_size + keep :]
+                inode.data += bytes(zeros)
+                inode.synced_size = len(inode.data)
+        self._handles.clear()
+        self._locks.clear()
+        self._fail_next_fsync = False
+        return CrashReport(unsynced_bytes_lost=lost, flushed_bytes=flushed, torn=torn and lost > 0)
 
-    def load(self) -> PersistentState:
-        """What a restarting member reads: the durable image, minus a torn tail."""
-        if self._unsynced:
-            raise DiskError("load() with unsynced writes: crash() the disk first")
-        if self._torn_tail is not None:
-            # The record's checksum fails: it is the tail of the log, so it is
-            # an interrupted write and is dropped (never skipped mid-log).
-            assert not self._torn_tail.intact
-            self._torn_tail = None
-            self.torn_discarded += 1
-        return PersistentState(
-            hard_state=self._hard_state, snapshot=self._snapshot, entries=tuple(self._entries)
-        )
+    def flip_bit(self, path: str, offset: int, bit: int) -> None:
+        """Damage one durable byte, as a latent sector error would."""
+        inode = self._lookup(path)
+        if not 0 <= offset < inode.synced_size or not 0 <= bit < 8:
+            raise DiskError(f"cannot flip bit {bit} at {offset} of {path} ({inode.synced_size} B)")
+        inode.data[offset] ^= 1 << bit
+
+    def synced_size(self, path: str) -> int:
+        return self._lookup(path).synced_size
+
+    # --- internals --------------------------------------------------------
+
+    def _maybe_fail(self) -> None:
+        if self._fail_next_fsync:
+            self._fail_next_fsync = False
+            raise OSError(errno.EIO, "simulated fsync failure")
+
+    def _new_handle(self, target: _Inode | str) -> int:
+        handle = self._next_handle
+        self._next_handle += 1
+        self._handles[handle] = target
+        return handle
+
+    def _inode(self, handle: int) -> _Inode:
+        target = self._handles.get(handle)
+        if not isinstance(target, _Inode):
+            raise OSError(errno.EBADF, f"bad file handle {handle}")
+        return target
+
+    def _dir(self, path: str) -> dict[str, _Inode]:
+        entries = self._dirs.get(path)
+        if entries is None:
+            raise FileNotFoundError(errno.ENOENT, "no such directory", path)
+        return entries
+
+    def _lookup(self, path: str) -> _Inode:
+        parent, name = _split(path)
+        inode = self._dir(parent).get(name)
+        if inode is None:
+            raise FileNotFoundError(errno.ENOENT, "no such file", path)
+        return inode

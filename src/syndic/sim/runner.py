@@ -10,6 +10,7 @@ same configuration always produces the same transcript, byte for byte.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -311,7 +312,15 @@ class _Run:
 
 def run_simulation(config: SimConfig) -> SimResult:
     """Run one seed to completion; never raises for a finding, only for bad config."""
-    return _Run(config).run()
+    # The WAL logs each torn-tail repair; in a simulation they are routine and
+    # the transcript records the crashes that cause them.
+    storage_log = logging.getLogger("syndic.storage")
+    level = storage_log.level
+    storage_log.setLevel(logging.ERROR)
+    try:
+        return _Run(config).run()
+    finally:
+        storage_log.setLevel(level)
 
 
 def run_sweep(

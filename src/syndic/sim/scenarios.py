@@ -101,12 +101,26 @@ def _figure8(p: Plan) -> Plan:
     return replace(p, cluster=cluster, nemesis=nemesis)
 
 
+def _disk_rot(p: Plan) -> Plan:
+    # Frequent crashes, each likely to find a durable WAL byte flipped: the CRC
+    # must catch it at restart and the member must stay down, not replay less.
+    nemesis = replace(
+        weighted(p.nemesis, crash=5.0, disk=2.0, partition=0.5, pause=0.5),
+        down_ms_min=5,
+        down_ms_max=60,
+        power_loss_share=0.0,
+    )
+    cluster = replace(p.cluster, bit_flip_share=0.6)
+    return replace(p, cluster=cluster, nemesis=nemesis)
+
+
 SCENARIOS: dict[str, tuple[str, Callable[[Plan], Plan]]] = {
     "default": ("every enabled fault, evenly mixed", _default),
     "vote-churn": ("frequent short crashes, no pre-vote: contested elections", _vote_churn),
     "power-loss": ("slow fsyncs and a majority crashing at once", _power_loss),
     "deposed-leader": ("the leader isolated or paused while clients read", _deposed_leader),
     "figure8": ("leader crashes with one entry per append (Raft Figure 8)", _figure8),
+    "disk-rot": ("frequent crashes after which a WAL bit may have flipped", _disk_rot),
 }
 
 # The schedule a planted bug runs under unless another is named.
@@ -115,6 +129,7 @@ BUG_SCENARIO: dict[str, str] = {
     "ack-before-persist": "power-loss",
     "stale-leader-read": "deposed-leader",
     "old-term-commit": "figure8",
+    "skip-undecodable-entry": "disk-rot",
 }
 
 

@@ -10,27 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
 
-FsyncFn = Callable[[int], None]
+from syndic.storage.disk import Disk, FsyncFn, OsDisk
 
 TEMP_SUFFIX = ".tmp"
+
+__all__ = ["TEMP_SUFFIX", "FsyncFn", "fsync_dir", "write_all", "write_atomically"]
 
 
 def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     """``os.write`` until every byte is written (it may write fewer)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    OsDisk().write(fd, data)
 
 
 def fsync_dir(path: str | os.PathLike[str], fsync: FsyncFn = os.fsync) -> None:
     """Make the directory's entries (a rename, a new file) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fsync(fd)
-    finally:
-        os.close(fd)
+    OsDisk(fsync).fsync_dir(os.fspath(path))
 
 
 def write_atomically(
@@ -39,21 +34,25 @@ def write_atomically(
     *,
     fsync: FsyncFn = os.fsync,
     temp_suffix: str = TEMP_SUFFIX,
+    disk: Disk | None = None,
 ) -> None:
     """Replace ``path`` with ``data`` durably; on failure the temporary file is removed
-    and the exception propagates, leaving ``path`` as it was."""
+    and the exception propagates, leaving ``path`` as it was.
+
+    ``disk`` defaults to the operating system (with ``fsync`` as its sync)."""
+    io = disk if disk is not None else OsDisk(fsync)
     target = os.fspath(path)
     temp_path = target + temp_suffix
     try:
-        fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        handle = io.open_write(temp_path, create=True)
         try:
-            write_all(fd, data)
-            fsync(fd)
+            io.write(handle, data)
+            io.fsync(handle)
         finally:
-            os.close(fd)
-        os.rename(temp_path, target)
+            io.close(handle)
+        io.rename(temp_path, target)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(temp_path)
+            io.remove(temp_path)
         raise
-    fsync_dir(os.path.dirname(os.path.abspath(target)), fsync)
+    io.fsync_dir(os.path.dirname(os.path.abspath(target)))

@@ -78,11 +78,19 @@ def recover(wal_state: WalState, store: SnapshotStore) -> Recovery:
         # A snapshot holds only committed state, and the commit index may be
         # written lazily (Ready.must_sync is false for a commit-only change).
         hard_state = HardState(term=hard_state.term, vote=hard_state.vote, commit=snapshot_index)
+    held = wal_state.entries_after(snapshot_index)
+    if held and held[-1].term > hard_state.term:
+        # The WAL writes a Ready's entries before its hard state, so a crash can
+        # keep entries of a newer term whose hard state never reached the disk
+        # (etcd orders its Save the same way). The member never sent anything
+        # from that Ready (messages leave after the sync), so it voted for no
+        # one in that term: adopting the term with no vote is what it knew.
+        hard_state = HardState(term=held[-1].term, vote=0, commit=hard_state.commit)
     try:
         state = PersistentState(
             hard_state=hard_state,
             snapshot=snapshot,
-            entries=wal_state.entries_after(snapshot_index),
+            entries=held,
         )
     except InvalidArgumentError as exc:
         raise RecoveryError(f"WAL and snapshot do not form a valid Raft state: {exc}") from exc

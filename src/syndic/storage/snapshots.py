@@ -39,7 +39,6 @@ import hashlib
 import logging
 import os
 import re
-import stat
 import struct
 import zlib
 from collections.abc import Callable
@@ -50,7 +49,8 @@ import msgpack
 
 from syndic.raft.errors import InvalidArgumentError
 from syndic.raft.messages import ConfState, Snapshot, SnapshotMeta
-from syndic.storage.durable import FsyncFn, fsync_dir, write_atomically
+from syndic.storage.disk import Disk, FsyncFn, OsDisk
+from syndic.storage.durable import write_atomically
 from syndic.storage.errors import (
     DataDirError,
     SnapshotCorruptError,
@@ -182,7 +182,8 @@ class SnapshotStore:
     keeps 5 by default, ``--max-snapshots``); at least 2, so that the file a
     WAL marker points at survives while a newer one is saved before its
     marker. ``snapshot_size_bytes_max`` bounds both what is saved and what a
-    file header may claim (default 8 GiB).
+    file header may claim (default 8 GiB). ``disk`` replaces the operating
+    system (the simulator's disk); ``fsync`` is then not used.
     """
 
     def __init__(
@@ -193,6 +194,7 @@ class SnapshotStore:
         snapshot_size_bytes_max: int = 8 * GIB,
         fsync: FsyncFn = os.fsync,
         create: bool = True,
+        disk: Disk | None = None,
     ) -> None:
         if (
             not isinstance(snapshots_retained_max, int)
@@ -213,7 +215,7 @@ class SnapshotStore:
         self._dir_path = os.fspath(dir_path)
         self._retained_max = snapshots_retained_max
         self._size_max = snapshot_size_bytes_max
-        self._fsync = fsync
+        self._disk: Disk = disk if disk is not None else OsDisk(fsync)
         self._prepare_dir(create)
         self.removed_temp_files: tuple[str, ...] = self._remove_temp_files()
 
@@ -224,31 +226,31 @@ class SnapshotStore:
     def _prepare_dir(self, create: bool) -> None:
         path = self._dir_path
         try:
-            mode = os.stat(path).st_mode
-        except FileNotFoundError:
-            if not create:
-                raise DataDirError(path, "snapshot directory does not exist") from None
-            try:
-                os.makedirs(path, mode=0o700)
-            except OSError as exc:
-                raise DataDirError(path, f"cannot create snapshot directory: {exc}") from exc
-            fsync_dir(os.path.dirname(os.path.abspath(path)), self._fsync)
-            return
+            usable = self._disk.stat_dir(path)
+        except NotADirectoryError:
+            raise DataDirError(path, "snapshot path exists and is not a directory") from None
         except OSError as exc:
             raise DataDirError(path, f"cannot stat snapshot directory: {exc}") from exc
-        if not stat.S_ISDIR(mode):
-            raise DataDirError(path, "snapshot path exists and is not a directory")
-        if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        if usable is None:
+            if not create:
+                raise DataDirError(path, "snapshot directory does not exist")
+            try:
+                self._disk.make_dir(path)
+            except OSError as exc:
+                raise DataDirError(path, f"cannot create snapshot directory: {exc}") from exc
+            self._disk.fsync_dir(os.path.dirname(os.path.abspath(path)))
+            return
+        if not usable:
             raise DataDirError(path, "snapshot directory is not readable and writable")
 
     def _remove_temp_files(self) -> tuple[str, ...]:
         # A temp file is a save that crashed before its rename: never valid.
         removed = []
-        for name in os.listdir(self._dir_path):
+        for name in self._disk.list_dir(self._dir_path):
             if name.endswith(SNAPSHOT_SUFFIX + TEMP_SUFFIX):
                 path = os.path.join(self._dir_path, name)
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+                    self._disk.remove(path)
                     removed.append(path)
                     log.warning("removed unfinished snapshot file %s", path)
         return tuple(removed)
@@ -256,7 +258,7 @@ class SnapshotStore:
     def list(self) -> list[tuple[int, int, str]]:
         """``(index, term, path)`` of every snapshot file, oldest first."""
         found = []
-        for name in os.listdir(self._dir_path):
+        for name in self._disk.list_dir(self._dir_path):
             match = _NAME.match(name)
             if match is not None:
                 found.append(
@@ -284,7 +286,7 @@ class SnapshotStore:
         name = snapshot_file_name(snapshot.meta.index, snapshot.meta.term)
         path = os.path.join(self._dir_path, name)
         try:
-            write_atomically(path, contents, fsync=self._fsync, temp_suffix=TEMP_SUFFIX)
+            write_atomically(path, contents, temp_suffix=TEMP_SUFFIX, disk=self._disk)
         except OSError as exc:
             raise SnapshotError(f"{path}: cannot save snapshot: {exc}") from exc
         self._apply_retention()
@@ -294,21 +296,20 @@ class SnapshotStore:
         files = self.list()
         for _, _, path in files[: max(0, len(files) - self._retained_max)]:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+                self._disk.remove(path)
         # Not fsyncing the directory here: an old snapshot that reappears after
         # a crash is harmless and is deleted by the next save.
 
     def read(self, path: str) -> Snapshot:
         """Read and verify one snapshot file; the header must agree with its name."""
         try:
-            with open(path, "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
-                size_max = HEADER_SIZE_BYTES + CONF_STATE_SIZE_BYTES_MAX + self._size_max
-                if size > size_max:
-                    raise SnapshotCorruptError(
-                        path, f"file is {size} bytes, over the bound of {size_max}"
-                    )
-                raw = handle.read()
+            size = self._disk.file_size(path)
+            size_max = HEADER_SIZE_BYTES + CONF_STATE_SIZE_BYTES_MAX + self._size_max
+            if size > size_max:
+                raise SnapshotCorruptError(
+                    path, f"file is {size} bytes, over the bound of {size_max}"
+                )
+            raw = self._disk.read_file(path)
         except OSError as exc:
             raise SnapshotError(f"{path}: cannot read snapshot: {exc}") from exc
         snapshot = decode_snapshot(path, raw, snapshot_size_bytes_max=self._size_max)
@@ -320,7 +321,7 @@ class SnapshotStore:
     def load(self, index: int, term: int) -> Snapshot:
         """The snapshot at exactly ``(index, term)``; raises if missing or damaged."""
         path = os.path.join(self._dir_path, snapshot_file_name(index, term))
-        if not os.path.exists(path):
+        if os.path.basename(path) not in self._disk.list_dir(self._dir_path):
             raise SnapshotNotFoundError(f"{path}: no snapshot at index {index} term {term}")
         return self.read(path)
 

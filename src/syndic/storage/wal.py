@@ -39,27 +39,24 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import errno
-import fcntl
 import itertools
 import logging
 import os
 import re
-import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, ParamSpec, TypeVar
 
 from syndic.raft.messages import Entry, HardState, SnapshotMeta
-from syndic.storage.durable import FsyncFn, fsync_dir, write_all, write_atomically
+from syndic.storage.disk import Disk, FsyncFn, OsDisk
+from syndic.storage.durable import write_atomically
 from syndic.storage.errors import (
     DataDirError,
     StorageArgumentError,
     WalClosedError,
     WalCorruptError,
     WalError,
-    WalLockedError,
 )
 from syndic.storage.records import (
     RECORD_HEADER,
@@ -85,6 +82,10 @@ from syndic.storage.records import (
 log = logging.getLogger(__name__)
 
 MIB: Final = 1024 * 1024
+# A disk writes whole sectors: a crash mid-write leaves some sectors of a
+# write on the platter and the later ones as zeros (blocks allocated to the
+# extended file but never written).
+SECTOR_SIZE_BYTES: Final = 512
 LOCK_FILE_NAME: Final = "LOCK"
 SEGMENT_SUFFIX: Final = ".wal"
 TEMP_SUFFIX: Final = ".tmp"
@@ -94,6 +95,10 @@ _SEGMENT_NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.wal$")
 _SEGMENT_HEAD_SIZE_BYTES_MAX: Final = SEGMENT_HEADER_SIZE_BYTES + 2 * (
     RECORD_HEADER_SIZE_BYTES + 64
 )
+
+# Deliberately unsafe replay modes for the simulator's negative controls
+# (syndic.sim.buggify); a production WAL never sets any.
+WAL_PLANTED_BUGS: Final = frozenset({"skip-undecodable-entry"})
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -112,13 +117,18 @@ class WalOptions:
     ``write_buffer_size_bytes_max``: appended records wait in memory until
     this many bytes accumulate (then they are written, not synced), so one
     cycle's batch reaches the kernel in one ``write``.
+    ``planted_bugs``: names from :data:`WAL_PLANTED_BUGS`, for the simulator only.
     """
 
     segment_size_bytes_max: int = 64 * MIB
     record_size_bytes_max: int = 16 * MIB
     write_buffer_size_bytes_max: int = 1 * MIB
+    planted_bugs: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.planted_bugs) - WAL_PLANTED_BUGS)
+        if unknown:
+            raise StorageArgumentError(f"WalOptions.planted_bugs: unknown {unknown}")
         for name in ("segment_size_bytes_max", "record_size_bytes_max"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -383,6 +393,7 @@ def segment_file_name(seq: int, first_index: int) -> str:
 
 
 def _is_zero(data: bytes, start: int) -> bool:
+    start = min(start, len(data))
     return data.count(0, start) == len(data) - start
 
 
@@ -419,8 +430,10 @@ def _scan_segment(
             if record is None:
                 claimed_length = RECORD_HEADER.unpack_from(data, offset)[0]
                 # A crash can leave an extended file whose new blocks were never
-                # written (zeros), or damage the header of the final record.
-                torn = _is_zero(data, offset) or (
+                # written (zeros, possibly from a sector boundary inside this
+                # header: nothing but zeros after it), or damage the header of
+                # the final record.
+                torn = _is_zero(data, offset + RECORD_HEADER_SIZE_BYTES) or (
                     offset + RECORD_HEADER_SIZE_BYTES + claimed_length == size
                 )
                 reason = "record header CRC mismatch"
@@ -436,7 +449,8 @@ def _scan_segment(
                 end = start + record.length
                 payload = data[start:end]
                 if payload_crc(record.record_type, payload) != record.crc:
-                    reason, torn = "record CRC mismatch", end == size
+                    # Torn if nothing but never-written zeros follows it.
+                    reason, torn = "record CRC mismatch", end == size or _is_zero(data, end)
                 else:
                     try:
                         replay.apply(RecordType(record.record_type), payload)
@@ -446,54 +460,36 @@ def _scan_segment(
                     continue
         if is_last and torn:
             return offset, reason
+        if "skip-undecodable-entry" in options.planted_bugs:
+            # Planted bug: damage mid-log is taken for a torn tail and dropped.
+            return offset, reason
         raise WalCorruptError(path, offset, reason)
     return offset, None
 
 
-def _prepare_dir(dir_path: str, *, create: bool, fsync: FsyncFn) -> None:
+def _prepare_dir(disk: Disk, dir_path: str, *, create: bool) -> None:
     try:
-        mode = os.stat(dir_path).st_mode
-    except FileNotFoundError:
-        if not create:
-            raise DataDirError(dir_path, "WAL directory does not exist") from None
-        try:
-            os.makedirs(dir_path, mode=0o700)
-        except OSError as exc:
-            raise DataDirError(dir_path, f"cannot create WAL directory: {exc}") from exc
-        fsync_dir(os.path.dirname(os.path.abspath(dir_path)), fsync)
-        return
+        usable = disk.stat_dir(dir_path)
+    except NotADirectoryError:
+        raise DataDirError(dir_path, "WAL path exists and is not a directory") from None
     except OSError as exc:
         raise DataDirError(dir_path, f"cannot stat WAL directory: {exc}") from exc
-    if not stat.S_ISDIR(mode):
-        raise DataDirError(dir_path, "WAL path exists and is not a directory")
-    if not os.access(dir_path, os.R_OK | os.W_OK | os.X_OK):
+    if usable is None:
+        if not create:
+            raise DataDirError(dir_path, "WAL directory does not exist")
+        try:
+            disk.make_dir(dir_path)
+        except OSError as exc:
+            raise DataDirError(dir_path, f"cannot create WAL directory: {exc}") from exc
+        disk.fsync_dir(os.path.dirname(os.path.abspath(dir_path)))
+        return
+    if not usable:
         raise DataDirError(dir_path, "WAL directory is not readable and writable")
 
 
-def _lock_dir(dir_path: str) -> int:
-    lock_path = os.path.join(dir_path, LOCK_FILE_NAME)
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise DataDirError(lock_path, f"cannot open lock file: {exc}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-        os.close(fd)
-        if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-            raise WalLockedError(
-                dir_path, f"WAL directory is in use (lock held by pid {holder})"
-            ) from exc
-        raise DataDirError(lock_path, f"cannot lock: {exc}") from exc
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def _list_segments(dir_path: str) -> list[_Segment]:
+def _list_segments(disk: Disk, dir_path: str) -> list[_Segment]:
     segments = []
-    for name in os.listdir(dir_path):
+    for name in disk.list_dir(dir_path):
         match = _SEGMENT_NAME.match(name)
         if match is not None:
             segments.append(
@@ -516,14 +512,6 @@ def _list_segments(dir_path: str) -> list[_Segment]:
     return segments
 
 
-def _read_file(path: str) -> bytes:
-    # A segment is at most segment_size_bytes_max when written; it is read whole
-    # (not bounded again here) so that lowering the setting never makes an
-    # existing, valid segment unreadable.
-    with open(path, "rb") as handle:
-        return handle.read()
-
-
 class Wal:
     """An open, locked WAL directory. Not thread-safe: use from one thread at a time.
 
@@ -535,7 +523,7 @@ class Wal:
         *,
         dir_path: str,
         options: WalOptions,
-        fsync: FsyncFn,
+        disk: Disk,
         lock_fd: int,
         segments: list[_Segment],
         replay: _Replay,
@@ -544,7 +532,7 @@ class Wal:
     ) -> None:
         self._dir_path = dir_path
         self._options = options
-        self._fsync_fn = fsync
+        self._disk = disk
         self._lock_fd: int | None = lock_fd
         self._segments = segments
         self._shape = replay.shape
@@ -556,8 +544,7 @@ class Wal:
         self._fsync_count = 0
         self._failure: BaseException | None = None
         self._opened_state: WalState | None = replay.state(repairs)
-        self._fd: int | None = os.open(segments[-1].path, os.O_WRONLY)
-        os.lseek(self._fd, 0, os.SEEK_END)
+        self._fd: int | None = disk.open_write(segments[-1].path, create=False)
 
     # ----------------------------------------------------------------- opening
 
@@ -569,45 +556,48 @@ class Wal:
         *,
         fsync: FsyncFn = os.fsync,
         create: bool = True,
+        disk: Disk | None = None,
     ) -> Wal:
         """Lock ``dir_path``, repair a torn tail, replay every segment, and open for append.
 
         ``fsync`` is called for every file and directory sync (inject a counter
-        in tests). Raises :class:`DataDirError` / :class:`WalLockedError` for an
-        unusable or busy directory and :class:`WalCorruptError` for damage that
-        is not a torn tail.
+        in tests); ``disk`` replaces the operating system altogether (the
+        simulator's disk), in which case ``fsync`` is not used. Raises
+        :class:`DataDirError` / :class:`WalLockedError` for an unusable or busy
+        directory and :class:`WalCorruptError` for damage that is not a torn tail.
         """
         path = os.fspath(dir_path)
         options = options or WalOptions()
-        _prepare_dir(path, create=create, fsync=fsync)
-        lock_fd = _lock_dir(path)
+        io: Disk = disk if disk is not None else OsDisk(fsync)
+        _prepare_dir(io, path, create=create)
+        lock_fd = io.lock(path, LOCK_FILE_NAME)
         try:
-            return cls._open_locked(path, options, fsync, lock_fd)
+            return cls._open_locked(path, options, io, lock_fd)
         except BaseException:
-            os.close(lock_fd)
+            io.close(lock_fd)
             raise
 
     @classmethod
-    def _open_locked(cls, path: str, options: WalOptions, fsync: FsyncFn, lock_fd: int) -> Wal:
+    def _open_locked(cls, path: str, options: WalOptions, disk: Disk, lock_fd: int) -> Wal:
         repairs: list[WalRepair] = []
-        for name in sorted(os.listdir(path)):
+        for name in sorted(disk.list_dir(path)):
             if name.endswith(SEGMENT_SUFFIX + TEMP_SUFFIX):
                 # A segment that was never renamed into place held nothing durable.
                 temp_path = os.path.join(path, name)
-                size = os.stat(temp_path).st_size
-                os.unlink(temp_path)
+                size = disk.file_size(temp_path)
+                disk.remove(temp_path)
                 repairs.append(WalRepair(temp_path, 0, size, "removed unfinished new segment"))
-        segments = _list_segments(path)
+        segments = _list_segments(disk, path)
         if not segments:
-            _create_segment(path, _Segment(0, 1, ""), HardState(), None, fsync)
-            segments = _list_segments(path)
+            _create_segment(disk, path, _Segment(0, 1, ""), HardState(), None)
+            segments = _list_segments(disk, path)
         elif repairs:
-            fsync_dir(path, fsync)
+            disk.fsync_dir(path)
         replay = _Replay(segments[0].first_index)
         size = 0
         for number, segment in enumerate(segments):
             is_last = number == len(segments) - 1
-            data = _read_file(segment.path)
+            data = disk.read_file(segment.path)
             size, torn_reason = _scan_segment(
                 segment, data, is_last=is_last, options=options, replay=replay
             )
@@ -615,19 +605,19 @@ class Wal:
                 repair = WalRepair(segment.path, size, len(data) - size, torn_reason)
                 log.warning("WAL torn tail repaired: %s", repair)
                 repairs.append(repair)
+                if not is_last:  # only under a planted bug: the rest is dropped
+                    for later in segments[number + 1 :]:
+                        disk.remove(later.path)
+                    segments = segments[: number + 1]
+                    break
         # Make the tail durable before anything is decided from it: bytes a
         # crashed process wrote but never synced may still be only in the page
         # cache, and a vote replayed from them must not be forgotten later.
-        fd = os.open(segments[-1].path, os.O_WRONLY)
-        try:
-            os.ftruncate(fd, size)
-            fsync(fd)
-        finally:
-            os.close(fd)
+        disk.truncate(segments[-1].path, size)
         return cls(
             dir_path=path,
             options=options,
-            fsync=fsync,
+            disk=disk,
             lock_fd=lock_fd,
             segments=segments,
             replay=replay,
@@ -649,7 +639,7 @@ class Wal:
         self.flush()
         replay = _Replay(self._segments[0].first_index)
         for number, segment in enumerate(self._segments):
-            data = _read_file(segment.path)
+            data = self._disk.read_file(segment.path)
             _, torn_reason = _scan_segment(
                 segment,
                 data,
@@ -707,7 +697,7 @@ class Wal:
         self._check_usable()
         if self._buffer:
             assert self._fd is not None
-            self._guarded(write_all, self._fd, self._buffer)
+            self._guarded(self._disk.write, self._fd, self._buffer)
             self._buffer.clear()
 
     def sync(self) -> None:
@@ -745,9 +735,9 @@ class Wal:
             released += 1
         paths = [segment.path for segment in self._segments[:released]]
         for path in paths:  # oldest first: a crash leaves a contiguous suffix
-            self._guarded(os.unlink, path)
+            self._guarded(self._disk.remove, path)
         if paths:
-            self._guarded(fsync_dir, self._dir_path, self._fsync)
+            self._guarded(self._disk.fsync_dir, self._dir_path)
             del self._segments[:released]
         return paths
 
@@ -918,16 +908,15 @@ class Wal:
         segment = _Segment(previous.seq + 1, self._shape.last_index + 1, "")
         path, size = self._guarded(
             _create_segment,
+            self._disk,
             self._dir_path,
             segment,
             self._hard_state,
             self._shape.marker,
-            self._fsync,
         )
-        fd = self._guarded(os.open, path, os.O_WRONLY)
-        os.lseek(fd, 0, os.SEEK_END)
+        fd = self._guarded(self._disk.open_write, path, create=False)
         assert self._fd is not None
-        os.close(self._fd)
+        self._disk.close(self._fd)
         self._fd = fd
         self._segments.append(_Segment(segment.seq, segment.first_index, path))
         self._segment_size_bytes = size
@@ -935,7 +924,7 @@ class Wal:
 
     def _fsync(self, fd: int) -> None:
         self._fsync_count += 1
-        self._fsync_fn(fd)
+        self._disk.fsync(fd)
 
     def _guarded(self, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
         # After a failed write or fsync the file's state is unknown (a failed
@@ -956,20 +945,20 @@ class Wal:
     def _release_fds(self) -> None:
         if self._fd is not None:
             with contextlib.suppress(OSError):
-                os.close(self._fd)
+                self._disk.close(self._fd)
             self._fd = None
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
-                os.close(self._lock_fd)
+                self._disk.close(self._lock_fd)
             self._lock_fd = None
 
 
 def _create_segment(
+    disk: Disk,
     dir_path: str,
     segment: _Segment,
     hard_state: HardState,
     marker: SnapshotMarker | None,
-    fsync: FsyncFn,
 ) -> tuple[str, int]:
     """Write a segment's head to a temp file and rename it into place, durably."""
     head = bytearray(encode_segment_header(SegmentHeader(segment.seq, segment.first_index)))
@@ -978,5 +967,5 @@ def _create_segment(
         head += frame_record(RecordType.SNAPSHOT_MARKER, encode_snapshot_marker(marker))
     assert len(head) <= _SEGMENT_HEAD_SIZE_BYTES_MAX, len(head)
     path = os.path.join(dir_path, segment_file_name(segment.seq, segment.first_index))
-    write_atomically(path, head, fsync=fsync, temp_suffix=TEMP_SUFFIX)
+    write_atomically(path, head, temp_suffix=TEMP_SUFFIX, disk=disk)
     return path, len(head)

@@ -68,7 +68,7 @@ from syndic.traffic.balancer import (
     ZoneAware,
 )
 from syndic.traffic.breaker import BreakerConfig, CircuitBreaker
-from syndic.traffic.clock import ManualClock, MonotonicClock
+from syndic.traffic.clock import ManualClock
 from syndic.traffic.endpoints import Endpoint
 from syndic.traffic.ratelimit import (
     FixedWindow,
@@ -193,7 +193,7 @@ def syndic_breaker() -> CircuitBreaker:
         failure_count=FAIL_MAX,
         open_wait_s=OPEN_S,
     )
-    return CircuitBreaker(cfg, clock=MonotonicClock())
+    return CircuitBreaker(cfg)  # as written: the monotonic clock by default
 
 
 def no_sleep(delay_s: float) -> None:
@@ -207,8 +207,6 @@ def zero_retry() -> Retry:
         RetryConfig(
             max_attempts=3, backoff=Backoff(base_s=0.0, cap_s=0.0, jitter="none"), idempotent=True
         ),
-        clock=MonotonicClock(),
-        rng=random.Random(1),
         sync_sleep=no_sleep,
     )
 
@@ -275,15 +273,15 @@ def rows() -> list[Row]:
     # Circuit breakers, closed, on the success path.
     def s_call() -> Sync:
         b = syndic_breaker()
-        return lambda: b.call(target)
+        return lambda: b.call_sync(target)
 
     def s_acall() -> Async:
         b = syndic_breaker()
-        return lambda: b.call_async(atarget)
+        return lambda: b.call(atarget)
 
-    add("breaker", "sync", "syndic .call", s_call, b_sync)
+    add("breaker", "sync", "syndic .call_sync", s_call, b_sync)
     add("breaker", "sync", "syndic @decorator", lambda: syndic_breaker()(target), b_sync)
-    add("breaker", "async", "syndic .call_async", s_acall, b_async)
+    add("breaker", "async", "syndic .call", s_acall, b_async)
     add("breaker", "async", "syndic @decorator", lambda: syndic_breaker()(atarget), b_async)
 
     def pyb() -> Sync:
@@ -302,7 +300,7 @@ def rows() -> list[Row]:
         )
         return factory("bench")(target)  # type: ignore[no-any-return]
 
-    add("breaker", "sync", "pybreaker .call", pyb, b_sync, "breaker/sync/syndic .call")
+    add("breaker", "sync", "pybreaker .call", pyb, b_sync, "breaker/sync/syndic .call_sync")
     add(
         "breaker",
         "sync",
@@ -325,7 +323,7 @@ def rows() -> list[Row]:
         "aiobreaker .call_async",
         aiob,
         b_async,
-        "breaker/async/syndic .call_async",
+        "breaker/async/syndic .call",
     )
     add(
         "breaker",
@@ -347,20 +345,19 @@ def rows() -> list[Row]:
     )
 
     # Rate limiters: the limiter call itself (baseline: a bare no-op call).
-    mono = MonotonicClock()
     huge = int(HUGE_RATE_PER_S)
 
     def tb_try() -> Sync:
-        return TokenBucket(HUGE_RATE_PER_S, 1_000_000, clock=mono).try_acquire
+        return TokenBucket(HUGE_RATE_PER_S, 1_000_000).try_acquire
 
     def fw_try() -> Sync:
-        return FixedWindow(huge, 1.0, clock=mono).try_acquire
+        return FixedWindow(huge, 1.0).try_acquire
 
     def swc_try() -> Sync:
-        return SlidingWindowCounter(huge, 1.0, clock=mono).try_acquire
+        return SlidingWindowCounter(huge, 1.0).try_acquire
 
     def log_try() -> Sync:
-        return SlidingWindowLog(LOG_LIMIT, 1.0, clock=mono).try_acquire
+        return SlidingWindowLog(LOG_LIMIT, 1.0).try_acquire
 
     add("limiter", "sync", "syndic TokenBucket.try_acquire", tb_try, b_sync)
     add("limiter", "sync", "syndic FixedWindow.try_acquire", fw_try, b_sync)
@@ -409,10 +406,10 @@ def rows() -> list[Row]:
     )
 
     def tb_acq() -> Async:
-        return TokenBucket(HUGE_RATE_PER_S, 1_000_000, clock=mono).acquire
+        return TokenBucket(HUGE_RATE_PER_S, 1_000_000).acquire
 
     def fw_acq() -> Async:
-        return FixedWindow(huge, 1.0, clock=mono).acquire
+        return FixedWindow(huge, 1.0).acquire
 
     def aiolim() -> Async:
         return aiolimiter.AsyncLimiter(HUGE_RATE_PER_S, 1.0).acquire

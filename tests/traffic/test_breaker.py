@@ -27,12 +27,12 @@ def boom() -> None:
 def fail_n(breaker: CircuitBreaker, n: int) -> None:
     for _ in range(n):
         with pytest.raises(ConnectionError):
-            breaker.call(boom)
+            breaker.call_sync(boom)
 
 
 def ok_n(breaker: CircuitBreaker, n: int) -> None:
     for _ in range(n):
-        assert breaker.call(lambda: 1) == 1
+        assert breaker.call_sync(lambda: 1) == 1
 
 
 def make(clock: ManualClock, **kw: object) -> CircuitBreaker:
@@ -67,7 +67,7 @@ def test_trips_on_failure_ratio_only_after_minimum_calls() -> None:
     # 3 failures of 4 calls = 75% >= 50%: the success that reached the minimum trips it.
     assert breaker.state is State.OPEN
     with pytest.raises(CircuitOpenError) as info:
-        breaker.call(lambda: 1)
+        breaker.call_sync(lambda: 1)
     assert info.value.retry_after_s == pytest.approx(10.0)
 
 
@@ -98,7 +98,7 @@ def test_trips_on_slow_call_ratio() -> None:
         clock.advance(1.5)
         return 1
 
-    breaker.call(slow)
+    breaker.call_sync(slow)
     ok_n(breaker, 1)
     assert breaker.state is State.OPEN
     assert breaker.metrics().slow_calls == 1  # the window is kept while open
@@ -140,9 +140,9 @@ def test_open_waits_then_single_probe_closes() -> None:
     fail_n(breaker, 4)
     clock.advance(9.999)
     with pytest.raises(CircuitOpenError):
-        breaker.call(lambda: 1)
+        breaker.call_sync(lambda: 1)
     clock.advance(0.001)
-    assert breaker.call(lambda: 2) == 2
+    assert breaker.call_sync(lambda: 2) == 2
     assert breaker.state is State.CLOSED
     assert breaker.metrics().calls == 0  # closing starts a fresh window
 
@@ -194,12 +194,12 @@ def test_ignored_and_cancelled_probes_return_their_slot() -> None:
     fail_n(breaker, 1)
     clock.advance(1)
     with pytest.raises(KeyError):
-        breaker.call(lambda: {}["x"])
+        breaker.call_sync(lambda: {}["x"])
     assert breaker.state is State.HALF_OPEN
     ticket = breaker.acquire()
     breaker.on_error(ticket, asyncio.CancelledError())
     assert breaker.state is State.HALF_OPEN
-    assert breaker.call(lambda: 5) == 5  # the slot came back
+    assert breaker.call_sync(lambda: 5) == 5  # the slot came back
     assert breaker.state is State.CLOSED
 
 
@@ -232,7 +232,7 @@ async def test_half_open_admits_at_most_n_concurrent_probes() -> None:
         inside -= 1
         return "ok"
 
-    tasks = [asyncio.create_task(breaker.call_async(probe)) for _ in range(20)]
+    tasks = [asyncio.create_task(breaker.call(probe)) for _ in range(20)]
     await asyncio.sleep(0)
     assert inside == 2
     gate.set()
@@ -265,15 +265,15 @@ def test_unrecorded_exceptions_count_as_success_and_result_predicate_fails() -> 
         failure_if=lambda r: r == 503,
     )
     with pytest.raises(ValueError):
-        breaker.call(lambda: int("x"))
+        breaker.call_sync(lambda: int("x"))
     assert breaker.metrics().failures == 0
-    assert breaker.call(lambda: 503) == 503
-    assert breaker.call(lambda: 503) == 503
+    assert breaker.call_sync(lambda: 503) == 503
+    assert breaker.call_sync(lambda: 503) == 503
     m = breaker.metrics()
     assert (m.calls, m.failures) == (3, 2)
     assert breaker.state is State.CLOSED  # 2/3 < 100%
-    breaker.call(lambda: 503)
-    breaker.call(lambda: 503)
+    breaker.call_sync(lambda: 503)
+    breaker.call_sync(lambda: 503)
     assert breaker.state is State.OPEN
 
 
@@ -284,7 +284,7 @@ def test_keyboard_interrupt_is_never_recorded() -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        breaker.call(interrupt)
+        breaker.call_sync(interrupt)
     assert breaker.metrics().calls == 0
 
 
@@ -320,7 +320,7 @@ def test_force_open_disable_reset() -> None:
     breaker = make(ManualClock())
     breaker.force_open()
     with pytest.raises(CircuitOpenError, match="forced"):
-        breaker.call(lambda: 1)
+        breaker.call_sync(lambda: 1)
     breaker.disable()
     fail_n(breaker, 20)
     assert breaker.state is State.DISABLED

@@ -103,7 +103,7 @@ def test_breaker_follows_the_model(ops: list[tuple[str, object]]) -> None:
             return 1
 
         try:
-            breaker.call(fn)
+            breaker.call_sync(fn)
             outcome = "called"
         except CircuitOpenError:
             outcome = "rejected"

@@ -96,9 +96,13 @@ def test_sync_paths_and_decorator() -> None:
 def test_construction_errors() -> None:
     with pytest.raises(RuleError, match="at least one"):
         Fallback()
-    with pytest.raises(RuleError, match="clock"):
-        Fallback(last_good_max_age_s=1.0)
     with pytest.raises(RuleError, match="last_good_max_age_s"):
         Fallback(last_good_max_age_s=float("nan"), clock=ManualClock())
     with pytest.raises(RuleError, match="handler"):
         Fallback(handler="not callable")  # type: ignore[arg-type]
+
+
+def test_last_good_works_as_written_on_the_monotonic_clock() -> None:
+    fallback: Fallback[int] = Fallback(last_good_max_age_s=60.0)
+    assert fallback.call_sync(lambda: 7) == 7
+    assert fallback.call_sync(lambda: int("x")) == 7  # remembered, and fresh

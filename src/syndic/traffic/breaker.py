@@ -29,6 +29,12 @@ The breaker never awaits, so the async path needs no lock: each method runs
 to completion on the event loop. It is not thread-safe; give each thread or
 loop its own breaker.
 
+Calls go through ``await breaker.call(fn, ...)`` (coroutines),
+``breaker.call_sync(fn, ...)`` (blocking functions), ``@breaker`` on
+either kind, or ``with breaker:`` / ``async with breaker:`` around a block.
+``CircuitBreaker(config)`` runs on the monotonic clock; tests inject a
+:class:`~syndic.traffic.clock.ManualClock`:
+
 >>> from syndic.traffic.clock import ManualClock
 >>> clock = ManualClock()
 >>> breaker = CircuitBreaker(
@@ -39,13 +45,13 @@ loop its own breaker.
 ...     raise ConnectionError("refused")
 >>> for _ in range(2):
 ...     try:
-...         breaker.call(boom)
+...         breaker.call_sync(boom)
 ...     except ConnectionError:
 ...         pass
 >>> breaker.state
 <State.OPEN: 'open'>
 >>> clock.advance(10)
->>> breaker.call(lambda: "ok")  # the single probe succeeds
+>>> breaker.call_sync(lambda: "ok")  # the single probe succeeds
 'ok'
 >>> breaker.state
 <State.CLOSED: 'closed'>
@@ -55,17 +61,17 @@ from __future__ import annotations
 
 import contextvars
 import enum
-import functools
-import inspect
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, TypeVar
 
-from syndic.traffic.clock import Clock
+from syndic.traffic import drivers
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.errors import CircuitOpenError, RuleError, TrafficError
+from syndic.traffic.stages import ASYNC, BLOCKING, Admission, Stage
 from syndic.traffic.validation import check_int, check_number
 
 P = ParamSpec("P")
@@ -427,8 +433,11 @@ def _check_name(name: str) -> str:
     return name
 
 
-class CircuitBreaker:
+class CircuitBreaker(Stage):
     """A circuit breaker with a sliding window; see the module docstring.
+
+    ``clock`` defaults to the process's monotonic clock; tests pass a
+    :class:`~syndic.traffic.clock.ManualClock`.
 
     ``record_exceptions``: exception types that count as failures (default:
     every ``Exception``); other exceptions count as successes.
@@ -458,18 +467,20 @@ class CircuitBreaker:
         "_rejected",
         "_scope",
         "_slow_s",
+        "_stages",
         "_state",
         "_successes_needed",
         "_timed",
         "_window",
         "name",
+        "passive",
     )
 
     def __init__(
         self,
         config: BreakerConfig | None = None,
         *,
-        clock: Clock,
+        clock: Clock | None = None,
         name: str = "breaker",
         record_exceptions: tuple[type[BaseException], ...] = (Exception,),
         ignore_exceptions: tuple[type[BaseException], ...] = (),
@@ -478,6 +489,7 @@ class CircuitBreaker:
         cfg = config if config is not None else BreakerConfig()
         self.name = _check_name(name)
         self._cfg = cfg
+        clock = default_clock(clock)
         self._clock = clock
         self._record_exc = tuple(record_exceptions)
         self._ignore = tuple(ignore_exceptions)
@@ -499,6 +511,7 @@ class CircuitBreaker:
         )
         self._state = State.CLOSED
         self._clean = False
+        self.passive: int | None = None
         self._gen = 0
         self._open_until_s = 0.0
         self._half_open_since_s = 0.0
@@ -507,9 +520,10 @@ class CircuitBreaker:
         self._probe_successes = 0
         self._rejected = 0
         self._listeners: list[Callable[[StateChange], None]] = []
-        self._scope: contextvars.ContextVar[tuple[int, float, object] | None] = (
-            contextvars.ContextVar(f"syndic_breaker_{id(self)}", default=None)
+        self._scope: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar(
+            f"syndic_breaker_{id(self)}", default=None
         )
+        self._stages = (self,)
 
     # -- introspection -------------------------------------------------------
 
@@ -564,6 +578,7 @@ class CircuitBreaker:
         self._state = to_state
         self._gen += 1
         self._clean = False
+        self.passive = None
         if to_state is State.OPEN:
             self._consecutive_opens += 1
             self._open_until_s = now + self._cfg.open_wait_for(self._consecutive_opens)
@@ -622,11 +637,15 @@ class CircuitBreaker:
         if state is State.CLOSED:
             if code:
                 self._clean = False
+                self.passive = None
             verdict = self._record(code)
             if verdict == _TRIPPED:
                 self._fire(Event.THRESHOLD_EXCEEDED)
-            elif verdict == _CLEAN:
-                self._clean = self._plain
+            elif verdict == _CLEAN and self._plain:
+                # A window of nothing but plain successes: another success
+                # changes nothing, so the drivers may skip enter and exit.
+                self._clean = True
+                self.passive = self._gen
         elif state is State.HALF_OPEN:
             if code:
                 self._fire(Event.PROBE_FAILED)
@@ -654,91 +673,60 @@ class CircuitBreaker:
             code |= _SLOW
         self._settle(ticket, code)
 
-    # -- call paths ------------------------------------------------------------
+    # -- the stage: decide around one call; the drivers run it -------------------
 
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``fn(*args, **kwargs)`` under the breaker."""
+    def enter(self, admission: Admission = ASYNC) -> Any:
+        """Admit one call (Stage protocol); raises CircuitOpenError when it must not run.
+
+        The ticket is the state generation the call was admitted under, with
+        the start time when slow calls are measured.
+        """
         if self._state is _C and self._plain:
-            # Hot path: no clock read, no allocation.
-            gen = self._gen
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                self.on_error(gen, exc)
-                raise
-            if not self._clean and gen == self._gen:
-                self._settle(gen, _OK)
-            return result
+            return self._gen  # hot path: no clock read, no allocation
         ticket = self.acquire()
-        start = self._clock.now_s() if self._timed else 0.0
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            self.on_error(ticket, exc, self._clock.now_s() - start if self._timed else 0.0)
-            raise
-        self.on_success(ticket, self._clock.now_s() - start if self._timed else 0.0, result)
-        return result
+        if self._timed:
+            return (ticket, self._clock.now_s())
+        return ticket
 
-    async def call_async(
+    def exit(self, ticket: Any, result: Any, error: BaseException | None) -> None:
+        """Record the outcome of a call admitted with ``ticket`` (Stage protocol)."""
+        if self._plain:
+            if error is not None:
+                self.on_error(ticket, error)
+            elif not self._clean and ticket == self._gen:
+                self._settle(ticket, _OK)
+            return
+        duration_s = 0.0
+        if self._timed:
+            ticket, start_s = ticket
+            duration_s = self._clock.now_s() - start_s
+        if error is None:
+            self.on_success(ticket, duration_s, result)
+        else:
+            self.on_error(ticket, error, duration_s)
+
+    # -- calling: ``await call``, ``call_sync``, ``@breaker``, ``with``/``async with`` -
+
+    def call(
         self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> T:
+    ) -> Coroutine[Any, Any, T]:
         """Await ``fn(*args, **kwargs)`` under the breaker."""
-        if self._state is _C and self._plain:
-            gen = self._gen
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as exc:
-                self.on_error(gen, exc)
-                raise
-            if not self._clean and gen == self._gen:
-                self._settle(gen, _OK)
-            return result
-        ticket = self.acquire()
-        start = self._clock.now_s() if self._timed else 0.0
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            self.on_error(ticket, exc, self._clock.now_s() - start if self._timed else 0.0)
-            raise
-        self.on_success(ticket, self._clock.now_s() - start if self._timed else 0.0, result)
-        return result
+        return drivers.run(self._stages, fn, args, kwargs)
+
+    def call_sync(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call the blocking ``fn(*args, **kwargs)`` under the breaker."""
+        return drivers.run_sync(self._stages, fn, args, kwargs)  # type: ignore[no-any-return]
 
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Decorate a function or coroutine function."""
-        if inspect.iscoroutinefunction(fn):
-            call_async = self.call_async
-            breaker = self
+        return drivers.decorate_stages(self._stages, fn)
 
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                # The CLOSED fast path inlined: one coroutine frame fewer per call.
-                if breaker._state is _C and breaker._clean:
-                    gen = breaker._gen
-                    try:
-                        result = await fn(*args, **kwargs)
-                    except BaseException as exc:
-                        breaker.on_error(gen, exc)
-                        raise
-                    return result
-                return await call_async(fn, *args, **kwargs)
-
-            return async_wrapper  # type: ignore[return-value]
-        call = self.call
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return call(fn, *args, **kwargs)
-
-        return wrapper
-
-    # -- context managers: `with breaker:` and `async with breaker:` ----------
-    # The ticket lives in a per-breaker ContextVar, so concurrent tasks (each
-    # with its own context) and nesting in one context both stay correct.
+    # The ticket of ``with breaker:`` lives in a per-breaker ContextVar, so
+    # concurrent tasks (each with its own context) and nesting in one context
+    # both stay correct.
 
     def __enter__(self) -> CircuitBreaker:
-        ticket = self.acquire()
-        start = self._clock.now_s() if self._timed else 0.0
-        self._scope.set((ticket, start, self._scope.get()))
+        self._scope.set((self.enter(BLOCKING), self._scope.get()))
         return self
 
     def __exit__(
@@ -750,13 +738,9 @@ class CircuitBreaker:
         scope = self._scope.get()
         if scope is None:
             raise RuntimeError(f"circuit breaker {self.name!r}: __exit__ without __enter__")
-        ticket, start, outer = scope
-        self._scope.set(outer)  # type: ignore[arg-type]
-        duration_s = self._clock.now_s() - start if self._timed else 0.0
-        if exc is None:
-            self.on_success(ticket, duration_s)
-        else:
-            self.on_error(ticket, exc, duration_s)
+        ticket, outer = scope
+        self._scope.set(outer)
+        self.exit(ticket, None, exc)
 
     async def __aenter__(self) -> CircuitBreaker:
         return self.__enter__()
@@ -778,6 +762,7 @@ class CircuitBreaker:
             assert self._consecutive_opens >= 1
         if self._state is State.CLOSED:
             assert self._consecutive_opens == 0
+        assert self.passive is None or (self._clean and self.passive == self._gen)
         if self._clean:
             assert self._state is State.CLOSED and self._plain
             calls, failures, slow = self._window.totals()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 
-from syndic.traffic.clock import Clock
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.errors import RuleError
 from syndic.traffic.validation import check_number
 
@@ -60,7 +60,7 @@ class RetryBudget:
         ratio: float,
         min_retries_per_s: float,
         window_s: float,
-        clock: Clock,
+        clock: Clock | None = None,
         buckets: int = BUDGET_BUCKETS_DEFAULT,
     ) -> None:
         self.ratio = check_number("ratio", ratio, 0.0, 1.0, low_open=False)
@@ -76,7 +76,7 @@ class RetryBudget:
             raise RuleError("buckets", f"must be an integer, got {type(buckets).__name__}")
         if not 1 <= buckets <= BUDGET_BUCKETS_MAX:
             raise RuleError("buckets", f"must be in [1, {BUDGET_BUCKETS_MAX}], got {buckets}")
-        self._clock = clock
+        self._clock = clock = default_clock(clock)
         self._bucket_s = self.window_s / buckets
         self._ratio = self.ratio
         self._floor = self.min_retries_per_s * self.window_s

@@ -8,13 +8,12 @@ that finds the queue full, or whose wait runs out, gets
 slot is handed straight to the oldest waiter, so a newcomer can never jump
 the queue.
 
-The synchronous path (``with bulkhead:``, :meth:`Bulkhead.call_sync`) never
+The blocking path (``with bulkhead:``, :meth:`Bulkhead.call_sync`) never
 waits: a blocking wait would stall the event loop thread. Not thread-safe:
 one bulkhead per event loop.
 
 >>> import asyncio
->>> from syndic.traffic.clock import ManualClock
->>> bulkhead = Bulkhead(BulkheadConfig(max_concurrent=2, max_queue=0), clock=ManualClock())
+>>> bulkhead = Bulkhead(BulkheadConfig(max_concurrent=2, max_queue=0))
 >>> async def main() -> int:
 ...     async with bulkhead:
 ...         return bulkhead.in_use
@@ -26,16 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
-import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from syndic.traffic.clock import Clock
+from syndic.traffic import drivers
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.deadline import check_timeout_s
 from syndic.traffic.errors import BulkheadFullError
+from syndic.traffic.stages import ASYNC, BLOCKING, QUEUE, Admission, Stage
 from syndic.traffic.validation import check_int
 
 P = ParamSpec("P")
@@ -60,20 +59,32 @@ class BulkheadConfig:
             check_timeout_s("max_wait_s", self.max_wait_s)
 
 
-class Bulkhead:
-    """See the module docstring."""
+class Bulkhead(Stage):
+    """See the module docstring.
 
-    __slots__ = ("_clock", "_in_use", "_waiters", "config", "name", "rejected_total")
+    ``await bulkhead.call(fn, ...)``, ``bulkhead.call_sync(fn, ...)``,
+    ``@bulkhead``, ``async with bulkhead:`` and ``with bulkhead:``. ``clock``
+    (which times the queue wait) defaults to the monotonic clock.
+    """
+
+    detours = True
+
+    __slots__ = ("_clock", "_in_use", "_stages", "_waiters", "config", "name", "rejected_total")
 
     def __init__(
-        self, config: BulkheadConfig | None = None, *, clock: Clock, name: str = "bulkhead"
+        self,
+        config: BulkheadConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        name: str = "bulkhead",
     ) -> None:
         self.config = config if config is not None else BulkheadConfig()
         self.name = name
-        self._clock = clock
+        self._clock = default_clock(clock)
         self._in_use = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.rejected_total = 0
+        self._stages = (self,)
 
     @property
     def in_use(self) -> int:
@@ -97,13 +108,21 @@ class Bulkhead:
             return True
         return False
 
-    async def acquire(self) -> None:
-        """Take a slot, queueing up to ``max_wait_s``; raises BulkheadFullError."""
+    # -- the stage: decide around one call; the drivers run it -------------------
+
+    def enter(self, admission: Admission = ASYNC) -> Any:
+        """A slot now, QUEUE (callers that can wait, while the queue has room), or a refusal."""
         if self.try_acquire():
-            return
+            return None
+        if not admission.can_wait:
+            raise self.rejection("is full (synchronous callers do not queue)")
         self._prune()
         if len(self._waiters) >= self.config.max_queue:
             raise self.rejection("is full and its queue is full")
+        return QUEUE
+
+    async def wait_turn(self, admission: Admission = ASYNC) -> None:
+        """Wait in the FIFO queue, at most ``max_wait_s``, for a slot handed over."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
@@ -125,6 +144,10 @@ class Bulkhead:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
 
+    def exit(self, ticket: object, result: Any, error: BaseException | None) -> None:
+        """Give the slot back, whatever the outcome (Stage protocol)."""
+        self.release()
+
     async def _expire(self, waiter: asyncio.Future[None], max_wait_s: float) -> None:
         await self._clock.sleep(max_wait_s)
         if not waiter.done():
@@ -133,6 +156,11 @@ class Bulkhead:
     def _prune(self) -> None:
         while self._waiters and self._waiters[0].done():
             self._waiters.popleft()
+
+    async def acquire(self) -> None:
+        """Take a slot, queueing up to ``max_wait_s``; raises BulkheadFullError."""
+        if self.enter(ASYNC) is QUEUE:
+            await self.wait_turn(ASYNC)
 
     def release(self) -> None:
         """Return a slot; the oldest live waiter gets it directly."""
@@ -145,36 +173,21 @@ class Bulkhead:
                 return
         self._in_use -= 1
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        await self.acquire()
-        try:
-            return await fn(*args, **kwargs)
-        finally:
-            self.release()
+    # -- calling -----------------------------------------------------------------
+
+    def call(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, T]:
+        """Await ``fn(*args, **kwargs)`` in a slot, queueing for one if configured."""
+        return drivers.run(self._stages, fn, args, kwargs)
 
     def call_sync(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        if not self.try_acquire():
-            raise self.rejection("is full (synchronous callers do not queue)")
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            self.release()
+        """Call the blocking ``fn(*args, **kwargs)`` in a slot; never queues."""
+        return drivers.run_sync(self._stages, fn, args, kwargs)  # type: ignore[no-any-return]
 
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Decorate a function or coroutine function."""
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await self.call(fn, *args, **kwargs)
-
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return self.call_sync(fn, *args, **kwargs)
-
-        return wrapper
+        return drivers.decorate_stages(self._stages, fn)
 
     async def __aenter__(self) -> Bulkhead:
         await self.acquire()
@@ -189,8 +202,7 @@ class Bulkhead:
         self.release()
 
     def __enter__(self) -> Bulkhead:
-        if not self.try_acquire():
-            raise self.rejection("is full (synchronous callers do not queue)")
+        self.enter(BLOCKING)
         return self
 
     def __exit__(

@@ -1,8 +1,10 @@
-"""Injected time for traffic components.
+"""Time for traffic components: the monotonic clock, or one a test injects.
 
-Components never call ``time`` themselves: they take a :class:`Clock`, which
-is :class:`MonotonicClock` in production and :class:`ManualClock` in tests,
-so property tests can cover hours of traffic in milliseconds of wall time.
+Components never call ``time`` themselves: they read a :class:`Clock`.
+Constructed as written (``TokenBucket(100, 10)``, ``CircuitBreaker(config)``)
+they use :class:`MonotonicClock`, as every peer library does; a test passes
+``clock=ManualClock()`` and covers hours of traffic in milliseconds of wall
+time.
 """
 
 from __future__ import annotations
@@ -34,6 +36,15 @@ class MonotonicClock:
 
     async def sleep(self, delay_s: float) -> None:
         await asyncio.sleep(max(0.0, delay_s))
+
+
+#: The clock every component uses unless given one; it holds no state.
+MONOTONIC = MonotonicClock()
+
+
+def default_clock(clock: Clock | None) -> Clock:
+    """``clock``, or the process's monotonic clock when none was injected."""
+    return MONOTONIC if clock is None else clock
 
 
 class ManualClock:

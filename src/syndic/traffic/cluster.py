@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from syndic.traffic.clock import Clock
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.deadline import check_timeout_s
 from syndic.traffic.errors import NoEndpointError, RejectedError, RuleError
 from syndic.traffic.validation import check_int
@@ -163,13 +163,13 @@ class Failback(Generic[T]):
         self,
         default: T,
         *,
-        clock: Clock,
+        clock: Clock | None = None,
         interval_s: float = 5.0,
         max_retries: int = 3,
         max_pending: int = 100,
     ) -> None:
         self.default = default
-        self._clock = clock
+        self._clock = clock = default_clock(clock)
         check_timeout_s("interval_s", interval_s)
         self.interval_s = interval_s
         self.max_retries = check_int("max_retries", max_retries, 1, FAILBACK_RETRIES_MAX)

@@ -20,15 +20,16 @@ Policy's fallback can catch it too).
 
 from __future__ import annotations
 
-import inspect
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from syndic.traffic import drivers
 from syndic.traffic.clock import Clock
 from syndic.traffic.errors import DegradedError, RuleError
+from syndic.traffic.stages import ASYNC, Admission, DoAnswer, Stage
 
 T = TypeVar("T")
 
@@ -64,16 +65,32 @@ class SwitchChange:
     at_s: float | None
 
 
-class Feature:
-    """One switch; ``enabled`` is read on every guarded call."""
+class Feature(Stage):
+    """One switch; ``enabled`` is read on every guarded call.
 
-    __slots__ = ("enabled", "fallback", "name", "reason")
+    As a stage, a switched-off feature answers with its fallback without
+    calling in, or refuses with DegradedError.
+    """
+
+    detours = True
+
+    __slots__ = ("_stages", "enabled", "fallback", "name", "reason")
 
     def __init__(self, name: str, fallback: Callable[[], Any] | None) -> None:
         self.name = name
         self.fallback = fallback
         self.enabled = True
         self.reason = ""
+        self._stages = (self,)
+
+    def enter(self, admission: Admission = ASYNC) -> DoAnswer | None:
+        """Pass when on; when off, the fallback's answer or DegradedError (Stage protocol)."""
+        if self.enabled:
+            return None
+        if self.fallback is None:
+            self.check()
+        assert self.fallback is not None
+        return DoAnswer(self.fallback)
 
     def check(self) -> None:
         """Raise DegradedError when the feature is switched off."""
@@ -169,26 +186,14 @@ class DegradeSwitches:
     def snapshot(self) -> dict[str, bool]:
         return {name: f.enabled for name, f in self._features.items()}
 
-    async def call(
+    def call(
         self, name: str, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any
-    ) -> T:
+    ) -> Coroutine[Any, Any, T]:
         """Await ``fn`` if the feature is on, else its fallback or DegradedError."""
-        feature = self.feature(name)
-        if feature.enabled:
-            return await fn(*args, **kwargs)
-        if feature.fallback is None:
-            feature.check()
-        assert feature.fallback is not None
-        answer = feature.fallback()
-        if inspect.isawaitable(answer):
-            answer = await answer
-        return answer  # type: ignore[no-any-return]
+        stages = self.feature(name)._stages
+        return drivers.run(stages, fn, args, kwargs)
 
     def call_sync(self, name: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        feature = self.feature(name)
-        if feature.enabled:
-            return fn(*args, **kwargs)
-        if feature.fallback is None:
-            feature.check()
-        assert feature.fallback is not None
-        return feature.fallback()  # type: ignore[no-any-return]
+        """Call the blocking ``fn`` if the feature is on, else its fallback or DegradedError."""
+        stages = self.feature(name)._stages
+        return drivers.run_sync(stages, fn, args, kwargs)  # type: ignore[no-any-return]

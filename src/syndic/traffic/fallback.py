@@ -25,13 +25,14 @@ are never swallowed.
 from __future__ import annotations
 
 import functools
-import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from syndic.traffic.clock import Clock
+from syndic.traffic import drivers
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.deadline import check_timeout_s
 from syndic.traffic.errors import RuleError
+from syndic.traffic.stages import Answer, DoAnswer, DoReturn, Stage
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -47,8 +48,13 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
-class Fallback(Generic[T]):
-    """See the module docstring."""
+class Fallback(Stage, Generic[T]):
+    """See the module docstring.
+
+    ``await fallback.call(fn, ...)`` for coroutines, ``fallback.call_sync(fn,
+    ...)`` for blocking functions, ``@fallback`` on either. The last good
+    answer's age is read on ``clock`` (the monotonic clock unless injected).
+    """
 
     __slots__ = (
         "_clock",
@@ -57,6 +63,7 @@ class Fallback(Generic[T]):
         "_last_good_at_s",
         "_max_age_s",
         "_on",
+        "_stages",
         "_value",
         "used_total",
     )
@@ -78,25 +85,24 @@ class Fallback(Generic[T]):
             raise RuleError("fallback.handler", f"must be callable, got {type(handler).__name__}")
         if last_good_max_age_s is not None:
             check_timeout_s("fallback.last_good_max_age_s", last_good_max_age_s)
-            if clock is None:
-                raise RuleError("fallback.clock", "is required with last_good_max_age_s")
         self._value = value
         self._handler = handler
         self._max_age_s = last_good_max_age_s
-        self._clock = clock
+        self._clock = default_clock(clock)
         self._on = tuple(cls for cls in on if issubclass(cls, Exception))
         self._last_good: T = MISSING
         self._last_good_at_s = 0.0
         self.used_total = 0
+        self._stages = (self,)
 
     def remember(self, result: T) -> None:
         """Keep ``result`` as the last good answer (when last-good is enabled)."""
-        if self._max_age_s is not None and self._clock is not None:
+        if self._max_age_s is not None:
             self._last_good = result
             self._last_good_at_s = self._clock.now_s()
 
     def _fresh_last_good(self) -> Any:
-        if self._last_good is MISSING or self._clock is None or self._max_age_s is None:
+        if self._last_good is MISSING or self._max_age_s is None:
             return MISSING
         if self._clock.now_s() - self._last_good_at_s > self._max_age_s:
             return MISSING
@@ -106,75 +112,43 @@ class Fallback(Generic[T]):
         # Only Exceptions: cancellation and interrupts always propagate.
         return isinstance(exc, Exception) and isinstance(exc, self._on)
 
-    async def recover(self, exc: BaseException) -> T:
-        """The fallback answer for ``exc``, or ``exc`` re-raised when none applies."""
+    def decide(self, exc: BaseException) -> Answer | None:
+        """The answer for ``exc``, or None when ``exc`` must propagate."""
         if not self.handles(exc):
-            raise exc
+            return None
         result = self._fresh_last_good()
         if result is not MISSING:
             self.used_total += 1
-            return result  # type: ignore[no-any-return]
+            return DoReturn(result)
         if self._handler is not None:
-            answer = self._handler(exc)
-            if inspect.isawaitable(answer):
-                answer = await answer
             self.used_total += 1
-            return answer
+            return DoAnswer(functools.partial(self._handler, exc))
         if self._value is not MISSING:
             self.used_total += 1
-            return self._value
-        raise exc
+            return DoReturn(self._value)
+        return None
 
-    def recover_sync(self, exc: BaseException) -> T:
-        """Synchronous :meth:`recover`; a coroutine handler is an error here."""
-        if not self.handles(exc):
-            raise exc
-        result = self._fresh_last_good()
-        if result is not MISSING:
-            self.used_total += 1
-            return result  # type: ignore[no-any-return]
-        if self._handler is not None:
-            answer = self._handler(exc)
-            if inspect.isawaitable(answer):
-                close = getattr(answer, "close", None)
-                if close is not None:
-                    close()
-                raise TypeError("a coroutine fallback handler cannot serve a synchronous call")
-            self.used_total += 1
-            return answer
-        if self._value is not MISSING:
-            self.used_total += 1
-            return self._value
-        raise exc
+    # -- the stage: decide around one call; the drivers run it -------------------
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            return await self.recover(exc)
-        self.remember(result)
-        return result
+    def exit(self, ticket: object, result: Any, error: BaseException | None) -> Answer | None:
+        """Remember a good result; answer for a handled error (Stage protocol)."""
+        if error is None:
+            self.remember(result)
+            return None
+        return self.decide(error)
+
+    # -- calling -----------------------------------------------------------------
+
+    def call(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, T]:
+        """Await ``fn(*args, **kwargs)``; answer from the fallback if it fails."""
+        return drivers.run(self._stages, fn, args, kwargs)
 
     def call_sync(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            return self.recover_sync(exc)
-        self.remember(result)
-        return result
+        """Call the blocking ``fn(*args, **kwargs)``; a coroutine handler is a TypeError here."""
+        return drivers.run_sync(self._stages, fn, args, kwargs)  # type: ignore[no-any-return]
 
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         """Decorate a function or coroutine function."""
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await self.call(fn, *args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return self.call_sync(fn, *args, **kwargs)
-
-        return wrapper
+        return drivers.decorate_stages(self._stages, fn)

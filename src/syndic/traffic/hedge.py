@@ -27,15 +27,19 @@ Hedge only idempotent operations: two attempts may both reach the callee.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
+from syndic.traffic import drivers
 from syndic.traffic.budget import RetryBudget
-from syndic.traffic.clock import Clock
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.deadline import check_timeout_s
 from syndic.traffic.errors import RuleError
+from syndic.traffic.stages import ASYNC, Admission, Stage
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 # gRPC caps maxAttempts at 5 for hedging; more parallel copies of one
@@ -60,40 +64,70 @@ class HedgeConfig:
             )
 
 
-class Hedge:
-    """Runs up to ``1 + max_hedges`` staggered attempts; first success wins."""
+class Hedge(Stage):
+    """Runs up to ``1 + max_hedges`` staggered attempts; first success wins.
 
-    __slots__ = ("_budget", "_clock", "_counts_requests", "_hedge_on", "config", "hedges_sent")
+    ``await hedge.call(fn, ...)`` or ``@hedge`` on a coroutine function.
+    There is no blocking form: racing needs concurrency, and the blocking
+    driver runs a hedge stage's inner part once. ``clock`` (which times the
+    delay) defaults to the monotonic clock.
+    """
+
+    races = True
+    wraps = True
+
+    __slots__ = (
+        "_budget",
+        "_clock",
+        "_counts_requests",
+        "_hedge_on",
+        "_stages",
+        "config",
+        "hedges_sent",
+    )
 
     def __init__(
         self,
         config: HedgeConfig,
         *,
-        clock: Clock,
+        clock: Clock | None = None,
         budget: RetryBudget | None = None,
         hedge_on: tuple[type[BaseException], ...] = (Exception,),
         counts_requests: bool = True,
     ) -> None:
         self.config = config
-        self._clock = clock
+        self._clock = default_clock(clock)
         self._budget = budget
         self._hedge_on = tuple(hedge_on)
         self._counts_requests = counts_requests
         self.hedges_sent = 0
+        self._stages = (self,)
 
     def _may_hedge(self) -> bool:
         return self._budget is None or self._budget.try_spend()
 
-    async def call(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
-        """Await the first successful attempt of ``fn(*args, **kwargs)``."""
+    def enter(self, admission: Admission = ASYNC) -> None:
+        """Count the request in the budget that hedges spend from (Stage protocol)."""
         if self._budget is not None and self._counts_requests:
             self._budget.record_request()
+
+    def call(
+        self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any
+    ) -> Coroutine[Any, Any, T]:
+        """Await the first successful attempt of ``fn(*args, **kwargs)``."""
+        return drivers.run(self._stages, fn, args, kwargs)
+
+    def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        """Decorate a coroutine function."""
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError("hedging races concurrent attempts: decorate a coroutine function")
+        return drivers.decorate_stages(self._stages, fn)
+
+    async def race(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Race staggered copies of ``attempt()`` (the asyncio driver calls this)."""
         loop = asyncio.get_running_loop()
 
-        async def attempt() -> T:
-            return await fn(*args, **kwargs)
-
-        running: set[asyncio.Task[T]] = {loop.create_task(attempt())}
+        running: set[asyncio.Future[T]] = {asyncio.ensure_future(attempt())}
         hedges_left = self.config.max_hedges
         timer: asyncio.Task[None] | None = None
         last_error: BaseException | None = None
@@ -125,7 +159,7 @@ class Hedge:
                     if self._may_hedge():
                         hedges_left -= 1
                         self.hedges_sent += 1
-                        running.add(loop.create_task(attempt()))
+                        running.add(asyncio.ensure_future(attempt()))
                         if timer is not None:
                             timer.cancel()
                             timer = None

@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
-from syndic.traffic.clock import Clock
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.endpoints import Endpoint, validate_endpoints
 from syndic.traffic.errors import RuleError
 
@@ -152,14 +152,14 @@ class OutlierDetector:
         self,
         endpoints: Sequence[Endpoint] = (),
         *,
-        clock: Clock,
+        clock: Clock | None = None,
         config: OutlierConfig | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._config = config if config is not None else OutlierConfig()
         if not isinstance(self._config, OutlierConfig):
             raise RuleError("config", f"must be an OutlierConfig, got {type(config).__name__}")
-        self._clock = clock
+        self._clock = clock = default_clock(clock)
         self._rng = rng if rng is not None else random.Random()
         self._hosts: dict[str, _Host] = {}
         self._ejected = 0

@@ -50,24 +50,25 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol, TypeVar, overload
 
 from syndic.traffic import deadline as _deadline
+from syndic.traffic import drivers
 from syndic.traffic.breaker import CircuitBreaker
 from syndic.traffic.budget import RetryBudget
 from syndic.traffic.bulkhead import Bulkhead
-from syndic.traffic.clock import Clock, MonotonicClock
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.degrade import DegradeSwitches, Feature
-from syndic.traffic.errors import DeadlineExceededError, RateLimitedError, RuleError
+from syndic.traffic.errors import RateLimitedError, RuleError
 from syndic.traffic.fallback import MISSING, Fallback
 from syndic.traffic.hedge import Hedge
 from syndic.traffic.retry import Retry
-from syndic.traffic.rules import PolicyRules, RateLimitRule, parse_rules
+from syndic.traffic.rules import PolicyRules, parse_rules
+from syndic.traffic.stages import ASYNC, QUEUE, Admission, Stage, admission
 
 T = TypeVar("T")
 
@@ -82,8 +83,46 @@ class Limiter(Protocol):
     def release(self, permits: int = 1) -> None: ...
 
 
+class _RateLimit(Stage):
+    """Take ``permits`` from a named limiter for the whole call; give them back after."""
+
+    detours = True
+
+    __slots__ = ("limiter", "name", "permits")
+
+    def __init__(self, limiter: Limiter, permits: int, name: str) -> None:
+        self.limiter = limiter
+        self.permits = permits
+        self.name = name
+
+    def enter(self, admission: Admission = ASYNC) -> Any:
+        if admission.can_wait:
+            return QUEUE  # the limiter's own acquire decides whether and how long to wait
+        if self.limiter.try_acquire(self.permits):
+            return None
+        raise RateLimitedError(f"policy {self.name!r}: rate limit reached")
+
+    async def wait_turn(self, admission: Admission = ASYNC) -> None:
+        await self.limiter.acquire(self.permits)
+
+    def exit(self, ticket: object, result: Any, error: BaseException | None) -> None:
+        self.limiter.release(self.permits)
+
+
+class _Overall(Stage):
+    """The call's overall deadline, published to everything inside it."""
+
+    wraps = True
+
+    __slots__ = ("_clock", "timeout_s")
+
+    def __init__(self, timeout_s: float, clock: Clock) -> None:
+        self.timeout_s = timeout_s
+        self._clock = clock
+
+
 class _Stack:
-    """The components of one rules version; immutable once published."""
+    """The components of one rules version, and their stages in order; immutable once built."""
 
     __slots__ = (
         "breaker",
@@ -93,28 +132,51 @@ class _Stack:
         "feature",
         "hedge",
         "limiter",
-        "rate_limit",
         "retry",
         "rules",
-        "timeout_s",
+        "stages",
+        "stages_hedged",
     )
 
     def __init__(self, rules: PolicyRules) -> None:
         self.rules = rules
         self.feature: Feature | None = None
-        self.limiter: Limiter | None = None
-        self.rate_limit: RateLimitRule | None = rules.rate_limit
+        self.limiter: _RateLimit | None = None
         self.bulkhead: Bulkhead | None = None
         self.breaker: CircuitBreaker | None = None
         self.budget: RetryBudget | None = None
         self.retry: Retry | None = None
         self.hedge: Hedge | None = None
-        self.timeout_s: float | None = rules.timeout_s
         self.fallback: Fallback[Any] | None = None
+        self.stages: tuple[Stage, ...] = ()
+        self.stages_hedged: tuple[Stage, ...] = ()
+
+    def seal(self, clock: Clock) -> None:
+        """Lay the stages out in the documented order (module docstring)."""
+        timeout_s = self.rules.timeout_s
+        outer = (
+            self.fallback,
+            self.feature,
+            self.limiter,
+            self.bulkhead,
+            None if timeout_s is None else _Overall(timeout_s, clock),
+            self.retry,
+        )
+        head = tuple(stage for stage in outer if stage is not None)
+        tail = () if self.breaker is None else (self.breaker,)
+        # The drivers run at least one stage; an empty rule set passes through.
+        self.stages = head + tail or (Stage(),)
+        self.stages_hedged = self.stages if self.hedge is None else (*head, self.hedge, *tail)
 
 
 class Policy:
-    """Degrade, rate limit, bulkhead, deadline, retry, hedge, breaker, fallback."""
+    """Degrade, rate limit, bulkhead, deadline, retry, hedge, breaker, fallback.
+
+    ``await policy.call(fn, ...)`` for coroutines, ``policy.call_sync(fn,
+    ...)`` for blocking functions, ``@policy`` on either, ``async with
+    policy.guard():`` around a block. ``Policy(rules)`` runs on the
+    monotonic clock with a fresh ``random.Random()``; tests inject both.
+    """
 
     __slots__ = (
         "_breaker_kwargs",
@@ -133,7 +195,7 @@ class Policy:
 
     def __init__(
         self,
-        rules: PolicyRules | Mapping[str, Any],
+        rules: PolicyRules | Mapping[str, Any] | str | bytes,
         *,
         clock: Clock | None = None,
         rng: random.Random | None = None,
@@ -149,7 +211,7 @@ class Policy:
         sync_sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         # Defaults are what production wants; tests inject a ManualClock and a seeded rng.
-        clock = clock if clock is not None else MonotonicClock()
+        clock = default_clock(clock)
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
         self._swap_lock = threading.Lock()
@@ -226,7 +288,8 @@ class Policy:
                     f"no limiter named {rules.rate_limit.limiter!r} (known: {known})",
                 )
         stack = _Stack(rules)
-        stack.limiter = limiter
+        if limiter is not None and rules.rate_limit is not None:
+            stack.limiter = _RateLimit(limiter, rules.rate_limit.permits, rules.name)
         clock = self._clock
         name = rules.name
         if rules.bulkhead is not None:
@@ -285,130 +348,33 @@ class Policy:
                     last_good_max_age_s=last_good_s,
                     clock=clock,
                 )
-        # Nothing below can fail: publish.
         if rules.degrade_feature is not None:
             stack.feature = self._switches.register(rules.degrade_feature)
+        stack.seal(clock)
         return stack
 
-    # -- async path ----------------------------------------------------------------
+    # -- calling -------------------------------------------------------------------
 
-    def _may_repeat(self, stack: _Stack, idempotent: bool | None) -> bool:
-        if idempotent is not None:
-            return idempotent
-        return stack.rules.retry is not None and stack.rules.retry.idempotent
+    def _stages(self, stack: _Stack, idempotent: bool | None) -> tuple[Stage, ...]:
+        # Hedging sends a call twice: only calls that may repeat are hedged.
+        if idempotent is None:
+            retry = stack.rules.retry
+            idempotent = retry is not None and retry.idempotent
+        return stack.stages_hedged if idempotent else stack.stages
 
-    async def call(
+    def call(
         self,
         fn: Callable[..., Awaitable[T]],
         /,
         *args: Any,
         idempotent: bool | None = None,
         **kwargs: Any,
-    ) -> T:
+    ) -> Coroutine[Any, Any, T]:
         """Await ``fn(*args, **kwargs)`` through every configured stage."""
         stack = self._stack  # one read: the call keeps these rules to the end
-        fallback = stack.fallback
-        if fallback is None:
-            return await self._admitted(stack, fn, args, kwargs, idempotent)
-        try:
-            result = await self._admitted(stack, fn, args, kwargs, idempotent)
-        except BaseException as exc:
-            return await fallback.recover(exc)  # type: ignore[no-any-return]
-        fallback.remember(result)
-        return result
-
-    async def _admitted(
-        self,
-        stack: _Stack,
-        fn: Callable[..., Awaitable[T]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        idempotent: bool | None,
-    ) -> T:
-        feature = stack.feature
-        if feature is not None and not feature.enabled:
-            if feature.fallback is None:
-                feature.check()
-            assert feature.fallback is not None
-            answer = feature.fallback()
-            return await answer if inspect.isawaitable(answer) else answer  # type: ignore[no-any-return]
-        limiter = stack.limiter
-        rate = stack.rate_limit
-        if limiter is not None and rate is not None:
-            await limiter.acquire(rate.permits)
-        try:
-            bulkhead = stack.bulkhead
-            if bulkhead is not None:
-                await bulkhead.acquire()
-            try:
-                if stack.timeout_s is None:
-                    return await self._tries(stack, fn, args, kwargs, idempotent)
-                async with _deadline.timeout(stack.timeout_s, clock=self._clock):
-                    return await self._tries(stack, fn, args, kwargs, idempotent)
-            finally:
-                if bulkhead is not None:
-                    bulkhead.release()
-        finally:
-            if limiter is not None and rate is not None:
-                limiter.release(rate.permits)
-
-    async def _tries(
-        self,
-        stack: _Stack,
-        fn: Callable[..., Awaitable[T]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        idempotent: bool | None,
-    ) -> T:
-        breaker = stack.breaker
-        hedge = stack.hedge if self._may_repeat(stack, idempotent) else None
-
-        async def one_try() -> T:
-            if breaker is None:
-                return await fn(*args, **kwargs)
-            return await breaker.call_async(fn, *args, **kwargs)
-
-        async def hedged_try() -> T:
-            assert hedge is not None
-            return await hedge.call(one_try)
-
-        attempt = one_try if hedge is None else hedged_try
-        if stack.retry is None:
-            return await attempt()
-        return await stack.retry.call(attempt, idempotent=self._may_repeat(stack, idempotent))
-
-    @contextlib.asynccontextmanager
-    async def guard(self) -> AsyncIterator[None]:
-        """``async with policy.guard():`` — admission, breaker and deadline for a block.
-
-        A block cannot be re-run or replaced, so retry, hedging and fallback
-        do not apply; a switched-off feature raises DegradedError.
-        """
-        stack = self._stack
-        if stack.feature is not None:
-            stack.feature.check()
-        limiter, rate = stack.limiter, stack.rate_limit
-        if limiter is not None and rate is not None:
-            await limiter.acquire(rate.permits)
-        try:
-            bulkhead = stack.bulkhead
-            if bulkhead is not None:
-                await bulkhead.acquire()
-            try:
-                async with _deadline.timeout(stack.timeout_s, clock=self._clock):
-                    if stack.breaker is None:
-                        yield
-                    else:
-                        async with stack.breaker:
-                            yield
-            finally:
-                if bulkhead is not None:
-                    bulkhead.release()
-        finally:
-            if limiter is not None and rate is not None:
-                limiter.release(rate.permits)
-
-    # -- sync path -------------------------------------------------------------------
+        return drivers.run(
+            self._stages(stack, idempotent), fn, args, kwargs, admission(True, idempotent)
+        )
 
     def call_sync(
         self, fn: Callable[..., T], /, *args: Any, idempotent: bool | None = None, **kwargs: Any
@@ -421,68 +387,40 @@ class Policy:
         Hedging needs concurrency and is skipped.
         """
         stack = self._stack
-        fallback = stack.fallback
-        if fallback is None:
-            return self._admitted_sync(stack, fn, args, kwargs, idempotent)
-        try:
-            result = self._admitted_sync(stack, fn, args, kwargs, idempotent)
-        except BaseException as exc:
-            return fallback.recover_sync(exc)  # type: ignore[no-any-return]
-        fallback.remember(result)
-        return result
+        return drivers.run_sync(  # type: ignore[no-any-return]
+            stack.stages, fn, args, kwargs, admission(False, idempotent)
+        )
 
-    def _admitted_sync(
-        self,
-        stack: _Stack,
-        fn: Callable[..., T],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        idempotent: bool | None,
-    ) -> T:
-        feature = stack.feature
-        if feature is not None and not feature.enabled:
-            if feature.fallback is None:
-                feature.check()
-            assert feature.fallback is not None
-            return feature.fallback()  # type: ignore[no-any-return]
-        limiter, rate = stack.limiter, stack.rate_limit
-        if limiter is not None and rate is not None and not limiter.try_acquire(rate.permits):
-            raise RateLimitedError(f"policy {stack.rules.name!r}: rate limit reached")
+    @contextlib.asynccontextmanager
+    async def guard(self) -> AsyncIterator[None]:
+        """``async with policy.guard():`` — admission, breaker and deadline for a block.
+
+        A block cannot be re-run or replaced, so retry, hedging and fallback
+        do not apply; a switched-off feature raises DegradedError.
+        """
+        stack = self._stack
+        if stack.feature is not None:
+            stack.feature.check()
+        limiter = stack.limiter
+        if limiter is not None:
+            await limiter.wait_turn(ASYNC)
         try:
             bulkhead = stack.bulkhead
-            if bulkhead is not None and not bulkhead.try_acquire():
-                raise bulkhead.rejection("is full (synchronous callers do not queue)")
+            if bulkhead is not None:
+                await bulkhead.acquire()
             try:
-                with _deadline.scope(stack.timeout_s, clock=self._clock):
-                    return self._tries_sync(stack, fn, args, kwargs, idempotent)
+                async with _deadline.timeout(stack.rules.timeout_s, clock=self._clock):
+                    if stack.breaker is None:
+                        yield
+                    else:
+                        async with stack.breaker:
+                            yield
             finally:
                 if bulkhead is not None:
                     bulkhead.release()
         finally:
-            if limiter is not None and rate is not None:
-                limiter.release(rate.permits)
-
-    def _tries_sync(
-        self,
-        stack: _Stack,
-        fn: Callable[..., T],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        idempotent: bool | None,
-    ) -> T:
-        breaker = stack.breaker
-
-        def one_try() -> T:
-            scope = _deadline.current()
-            if scope is not None and scope.expired():
-                raise DeadlineExceededError(
-                    f"policy {stack.rules.name!r}: deadline passed before the try"
-                )
-            return fn(*args, **kwargs) if breaker is None else breaker.call(fn, *args, **kwargs)
-
-        if stack.retry is None:
-            return one_try()
-        return stack.retry.call_sync(one_try, idempotent=self._may_repeat(stack, idempotent))
+            if limiter is not None:
+                limiter.exit(None, None, None)
 
     # -- decorator -------------------------------------------------------------------
 
@@ -500,18 +438,10 @@ class Policy:
         """``@policy`` or ``@policy(idempotent=True)`` on a function or coroutine function."""
 
         def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-            if inspect.iscoroutinefunction(func):
-
-                @functools.wraps(func)
-                async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                    return await self.call(func, *args, idempotent=idempotent, **kwargs)
-
-                return async_wrapper
-
-            @functools.wraps(func)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return self.call_sync(func, *args, idempotent=idempotent, **kwargs)
-
-            return wrapper
+            return drivers.decorate(
+                functools.partial(self.call, idempotent=idempotent),
+                functools.partial(self.call_sync, idempotent=idempotent),
+                func,
+            )
 
         return decorate if fn is None else decorate(fn)

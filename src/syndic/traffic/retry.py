@@ -17,14 +17,12 @@ A retry is made only when all of these hold:
 Backoff follows "Exponential Backoff And Jitter" (AWS Architecture Blog,
 2015): ``full`` draws uniformly from ``[0, min(cap, base * m**(n-1))]``;
 ``decorrelated`` draws from ``[base, 3 * previous]`` capped; ``none`` is the
-plain exponential. The rng is injected so a seed replays a run.
+plain exponential. The rng is a fresh ``random.Random()`` unless a test
+injects a seeded one, so a seed replays a run.
 
->>> import asyncio, random
->>> from syndic.traffic.clock import ManualClock
->>> clock = ManualClock()
+>>> import asyncio
 >>> retry = Retry(
-...     RetryConfig(max_attempts=3, backoff=Backoff(base_s=0.0, jitter="none"), idempotent=True),
-...     clock=clock, rng=random.Random(1),
+...     RetryConfig(max_attempts=3, backoff=Backoff(base_s=0.0, jitter="none"), idempotent=True)
 ... )
 >>> calls = []
 >>> async def flaky() -> str:
@@ -38,17 +36,22 @@ plain exponential. The rng is injected so a seed replays a run.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from syndic.traffic import deadline as _deadline
+from syndic.traffic import drivers
 from syndic.traffic.budget import RetryBudget
-from syndic.traffic.clock import Clock
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.errors import RejectedError, RuleError
+from syndic.traffic.stages import ASYNC, Admission, DoSleep, Stage, admission
 from syndic.traffic.validation import check_number
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -133,8 +136,27 @@ class RetryEvent:
     error: BaseException
 
 
-class Retry:
-    """Runs a callable until it succeeds or a retry is not allowed."""
+class _Tries:
+    """One call's progress through its tries (the Retry stage's ticket)."""
+
+    __slots__ = ("may_retry", "previous_s", "retry")
+
+    def __init__(self, may_retry: bool, previous_s: float) -> None:
+        self.may_retry = may_retry
+        self.retry = 1  # the number the next retry will have
+        self.previous_s = previous_s
+
+
+class Retry(Stage):
+    """Runs a callable until it succeeds or a retry is not allowed.
+
+    ``await retry.call(fn, ...)`` for coroutines, ``retry.call_sync(fn, ...)``
+    for blocking functions, ``@retry`` on either. ``clock`` defaults to the
+    monotonic clock and ``rng`` to a fresh ``random.Random()``; tests inject
+    both. A blocking call cannot be interrupted, so there
+    ``per_try_timeout_s`` is published as the deadline of each try (nested
+    calls and retries see it) and a try does not start once it has passed.
+    """
 
     __slots__ = (
         "_budget",
@@ -145,16 +167,19 @@ class Retry:
         "_retry_if_result",
         "_retry_on",
         "_rng",
+        "_stages",
         "_sync_sleep",
         "config",
+        "timeout_s",
+        "wraps",
     )
 
     def __init__(
         self,
         config: RetryConfig | None = None,
         *,
-        clock: Clock,
-        rng: random.Random,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
         budget: RetryBudget | None = None,
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         retry_if: Callable[[BaseException], bool] | None = None,
@@ -163,8 +188,10 @@ class Retry:
         sync_sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config if config is not None else RetryConfig()
-        self._clock = clock
-        self._rng = rng
+        self.timeout_s = self.config.per_try_timeout_s
+        self.wraps = self.timeout_s is not None
+        self._clock = default_clock(clock)
+        self._rng = rng if rng is not None else random.Random()
         self._budget = budget
         self._retry_on = tuple(retry_on)
         self._retry_if = retry_if
@@ -172,9 +199,18 @@ class Retry:
         self._counts_requests = counts_requests
         self._sync_sleep = sync_sleep
         self._listeners: list[Callable[[RetryEvent], None]] = []
+        self._stages = (self,)
 
     def add_listener(self, listener: Callable[[RetryEvent], None]) -> None:
+        """Call ``listener`` with a :class:`RetryEvent` before each retry.
+
+        A listener that raises is logged and skipped: it never breaks the
+        call, as with the circuit breaker's listeners.
+        """
         self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[RetryEvent], None]) -> None:
+        self._listeners.remove(listener)
 
     def retryable(self, exc: BaseException) -> bool:
         """Whether ``exc`` is the kind of failure a retry may fix."""
@@ -200,46 +236,56 @@ class Retry:
             if exc is not None:
                 exc.add_note("syndic.traffic: retry budget exhausted; not retried")
             return None
-        for listener in self._listeners:
-            listener(RetryEvent(retry, delay_s, exc if exc is not None else ResultRejectedError()))
+        if self._listeners:
+            self._notify(
+                RetryEvent(retry, delay_s, exc if exc is not None else ResultRejectedError())
+            )
         return delay_s
 
-    async def call(
+    def _notify(self, event: RetryEvent) -> None:
+        for listener in tuple(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                # A broken listener (a metrics hook, a log line) must not turn
+                # a retry into a failure.
+                log.exception("retry: listener failed on retry %d", event.retry)
+
+    # -- the stage: decide around one call; the drivers run it -------------------
+
+    def enter(self, admission: Admission = ASYNC) -> _Tries:
+        """Start a call's tries (Stage protocol); the call may repeat if idempotent."""
+        may_retry = self.config.idempotent if admission.idempotent is None else admission.idempotent
+        if self._budget is not None and self._counts_requests:
+            self._budget.record_request()
+        return _Tries(may_retry, self.config.backoff.base_s)
+
+    def exit(self, ticket: _Tries, result: Any, error: BaseException | None) -> DoSleep | None:
+        """After a try: None to let its outcome stand, or DoSleep to try again."""
+        if error is None and (self._retry_if_result is None or not self._retry_if_result(result)):
+            return None
+        delay_s = self._next_delay_s(error, ticket.retry, ticket.previous_s, ticket.may_retry)
+        if delay_s is None:
+            return None
+        ticket.previous_s = delay_s
+        ticket.retry += 1
+        return DoSleep(delay_s)
+
+    def sleep_sync(self, delay_s: float) -> None:
+        self._sync_sleep(delay_s)
+
+    # -- calling -----------------------------------------------------------------
+
+    def call(
         self,
         fn: Callable[..., Awaitable[T]],
         /,
         *args: Any,
         idempotent: bool | None = None,
         **kwargs: Any,
-    ) -> T:
+    ) -> Coroutine[Any, Any, T]:
         """Await ``fn(*args, **kwargs)``, retrying per the config."""
-        may_retry = self.config.idempotent if idempotent is None else idempotent
-        if self._budget is not None and self._counts_requests:
-            self._budget.record_request()
-        per_try_s = self.config.per_try_timeout_s
-        clock = self._clock
-        retry = 1
-        previous_s = self.config.backoff.base_s
-        while True:
-            try:
-                if per_try_s is None:
-                    result = await fn(*args, **kwargs)
-                else:
-                    async with _deadline.timeout(per_try_s, clock=clock):
-                        result = await fn(*args, **kwargs)
-            except BaseException as exc:
-                delay_s = self._next_delay_s(exc, retry, previous_s, may_retry)
-                if delay_s is None:
-                    raise
-            else:
-                if self._retry_if_result is None or not self._retry_if_result(result):
-                    return result
-                delay_s = self._next_delay_s(None, retry, previous_s, may_retry)
-                if delay_s is None:
-                    return result
-            previous_s = delay_s
-            retry += 1
-            await clock.sleep(delay_s)
+        return drivers.run(self._stages, fn, args, kwargs, admission(True, idempotent))
 
     def call_sync(
         self,
@@ -249,29 +295,14 @@ class Retry:
         idempotent: bool | None = None,
         **kwargs: Any,
     ) -> T:
-        """The synchronous loop; a blocking callee cannot be interrupted, so
-        ``per_try_timeout_s`` does not apply, but the deadline still stops retries."""
-        may_retry = self.config.idempotent if idempotent is None else idempotent
-        if self._budget is not None and self._counts_requests:
-            self._budget.record_request()
-        retry = 1
-        previous_s = self.config.backoff.base_s
-        while True:
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                delay_s = self._next_delay_s(exc, retry, previous_s, may_retry)
-                if delay_s is None:
-                    raise
-            else:
-                if self._retry_if_result is None or not self._retry_if_result(result):
-                    return result
-                delay_s = self._next_delay_s(None, retry, previous_s, may_retry)
-                if delay_s is None:
-                    return result
-            previous_s = delay_s
-            retry += 1
-            self._sync_sleep(delay_s)
+        """Call the blocking ``fn(*args, **kwargs)``, retrying per the config."""
+        return drivers.run_sync(  # type: ignore[no-any-return]
+            self._stages, fn, args, kwargs, admission(False, idempotent)
+        )
+
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
+        """Decorate a function or coroutine function."""
+        return drivers.decorate_stages(self._stages, fn)
 
 
 class ResultRejectedError(Exception):

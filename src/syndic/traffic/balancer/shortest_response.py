@@ -22,7 +22,7 @@ import random
 from collections.abc import Sequence
 
 from syndic.traffic.balancer._base import InFlight, check_report, no_endpoint
-from syndic.traffic.clock import Clock
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.endpoints import Endpoint, validate_endpoints
 from syndic.traffic.errors import RuleError
 
@@ -51,7 +51,7 @@ class ShortestResponse:
         self,
         endpoints: Sequence[Endpoint] = (),
         *,
-        clock: Clock,
+        clock: Clock | None = None,
         rng: random.Random | None = None,
         decay_s: float = DECAY_S_DEFAULT,
     ) -> None:
@@ -60,7 +60,7 @@ class ShortestResponse:
         if math.isnan(decay_s) or not 0.0 < decay_s <= DECAY_S_MAX:
             raise RuleError("decay_s", f"must be in (0, {DECAY_S_MAX:g}], got {decay_s!r}")
         self._decay_s = float(decay_s)
-        self._clock = clock
+        self._clock = clock = default_clock(clock)
         self._rng = rng if rng is not None else random.Random()
         self._endpoints: tuple[Endpoint, ...] = ()
         # address -> (ewma_s, last_update_s)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from syndic.traffic.bulkhead import Bulkhead
-from syndic.traffic.clock import Clock
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.degrade import Feature
 from syndic.traffic.errors import RejectedError, RuleError, TrafficError
 from syndic.traffic.ratelimit import KeyedLimiter, Limiter, SystemProtection
@@ -231,7 +231,7 @@ class Admission:
     def __init__(
         self,
         *,
-        clock: Clock,
+        clock: Clock | None = None,
         feature: Feature | None = None,
         rate_limiter: Limiter | None = None,
         keyed_limiter: KeyedLimiter | None = None,
@@ -255,7 +255,7 @@ class Admission:
             raise TypeError(
                 f"protection must be a SystemProtection, got {type(protection).__name__}"
             )
-        self._clock = clock
+        self._clock = clock = default_clock(clock)
         self._feature = feature
         self._rate = rate_limiter
         self._keyed = keyed_limiter

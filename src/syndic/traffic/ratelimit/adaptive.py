@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import random
 
-from syndic.traffic.clock import Clock
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.errors import RateLimitedError, RuleError
 from syndic.traffic.ratelimit._base import (
     PERIOD_S_MAX,
@@ -64,7 +64,7 @@ class AdaptiveThrottle:
     def __init__(
         self,
         *,
-        clock: Clock,
+        clock: Clock | None = None,
         rng: random.Random | None = None,
         k: float = K_DEFAULT,
         window_s: float = WINDOW_S_DEFAULT,
@@ -81,7 +81,7 @@ class AdaptiveThrottle:
         self._accepts = [0] * self._buckets
         self._total_requests = 0
         self._total_accepts = 0
-        self._now = clock_reader(clock)
+        self._now = clock_reader(default_clock(clock))
         self._current = math.floor(self._now() / self._bucket_s)
         self._rng = rng if rng is not None else random.Random()
 

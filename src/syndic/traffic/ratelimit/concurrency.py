@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
-from syndic.traffic.clock import Clock
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.errors import RateLimitedError
 from syndic.traffic.ratelimit._base import (
     PERIOD_S_MAX,
@@ -47,14 +47,14 @@ class ConcurrencyLimiter:
         self,
         max_concurrency: int,
         *,
-        clock: Clock,
+        clock: Clock | None = None,
         max_wait_s: float = MAX_WAIT_S_DEFAULT,
         queue_length_max: int = QUEUE_LENGTH_MAX_DEFAULT,
     ) -> None:
         self._max = check_count(max_concurrency, "max_concurrency")
         self._max_wait_s = check_non_negative(max_wait_s, "max_wait_s", PERIOD_S_MAX)
         self._queue_max = check_count(queue_length_max, "queue_length_max", 0, 1_000_000)
-        self._clock = clock
+        self._clock = clock = default_clock(clock)
         self._in_flight = 0
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
 

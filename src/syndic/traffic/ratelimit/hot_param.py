@@ -17,7 +17,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 
-from syndic.traffic.clock import Clock
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.errors import RateLimitedError, RuleError
 from syndic.traffic.ratelimit._base import (
     EPSILON_S,
@@ -74,7 +74,7 @@ class HotParamLimiter:
         rate_per_s: float,
         burst: int,
         *,
-        clock: Clock,
+        clock: Clock | None = None,
         keys_max: int = KEYS_MAX_DEFAULT,
         overrides: Mapping[Hashable, tuple[float, int]] | None = None,
         max_wait_s: float = MAX_WAIT_S_DEFAULT,
@@ -102,7 +102,7 @@ class HotParamLimiter:
                 b = check_count(spec[1], path + ".burst")
                 parsed[key] = (1.0 / r, b / r, b)
         self._overrides = parsed
-        self._clock = clock
+        self._clock = clock = default_clock(clock)
         self._now = clock_reader(clock)
         self._tats: OrderedDict[Hashable, float] = OrderedDict()
         self._evictions = 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 
-from syndic.traffic.clock import Clock
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.errors import RateLimitedError
 from syndic.traffic.ratelimit._base import (
     EPSILON_S,
@@ -50,12 +50,12 @@ class LeakyBucket:
         self,
         rate_per_s: float,
         *,
-        clock: Clock,
+        clock: Clock | None = None,
         max_queue_s: float = MAX_QUEUE_S_DEFAULT,
     ) -> None:
         rate = check_positive(rate_per_s, "rate_per_s", RATE_PER_S_MAX)
         self._max_queue_s = check_non_negative(max_queue_s, "max_queue_s", PERIOD_S_MAX)
-        self._clock = clock
+        self._clock = clock = default_clock(clock)
         self._now = clock_reader(clock)
         self._interval_s = 1.0 / rate
         self._latest_s = -math.inf  # when the last admitted request passed (or will)

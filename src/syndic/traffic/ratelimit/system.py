@@ -22,7 +22,7 @@ import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from syndic.traffic.clock import Clock
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.errors import OverloadedError, RuleError
 from syndic.traffic.ratelimit._base import (
     PERIOD_S_MAX,
@@ -69,7 +69,7 @@ class SystemProtection:
     def __init__(
         self,
         *,
-        clock: Clock,
+        clock: Clock | None = None,
         cpu_usage: Callable[[], float],
         cpu_threshold: float = CPU_THRESHOLD_DEFAULT,
         window_s: float = WINDOW_S_DEFAULT,
@@ -84,7 +84,7 @@ class SystemProtection:
         self._buckets = check_count(buckets, "buckets", 2, BUCKETS_MAX)
         self._bucket_s = window / self._buckets
         self._cooldown_s = check_non_negative(cooldown_s, "cooldown_s", PERIOD_S_MAX)
-        self._clock = clock
+        self._clock = clock = default_clock(clock)
         self._now = clock_reader(clock)
         self._passes = [0] * self._buckets
         self._rt_sums = [0.0] * self._buckets

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 
-from syndic.traffic.clock import Clock
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.errors import RateLimitedError
 from syndic.traffic.ratelimit._base import (
     EPSILON_S,
@@ -55,13 +55,13 @@ class TokenBucket:
         rate_per_s: float,
         burst: int,
         *,
-        clock: Clock,
+        clock: Clock | None = None,
         max_wait_s: float = MAX_WAIT_S_DEFAULT,
     ) -> None:
         rate = check_positive(rate_per_s, "rate_per_s", RATE_PER_S_MAX)
         self._burst = check_count(burst, "burst")
         self._max_wait_s = check_non_negative(max_wait_s, "max_wait_s", PERIOD_S_MAX)
-        self._clock = clock
+        self._clock = clock = default_clock(clock)
         self._now = clock_reader(clock)
         self._interval_s = 1.0 / rate
         self._tau_s = self._burst * self._interval_s

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 
-from syndic.traffic.clock import Clock
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.errors import RateLimitedError, RuleError
 from syndic.traffic.ratelimit._base import (
     EPSILON_S,
@@ -77,7 +77,7 @@ class WarmUpBucket:
         rate_per_s: float,
         warmup_s: float,
         *,
-        clock: Clock,
+        clock: Clock | None = None,
         cold_factor: float = COLD_FACTOR_DEFAULT,
         max_wait_s: float = MAX_WAIT_S_DEFAULT,
     ) -> None:
@@ -88,7 +88,7 @@ class WarmUpBucket:
             raise RuleError("cold_factor", f"must be > 1 (1 means no warm-up), got {cold_factor!r}")
         self._cold_factor = cf
         self._max_wait_s = check_non_negative(max_wait_s, "max_wait_s", PERIOD_S_MAX)
-        self._clock = clock
+        self._clock = clock = default_clock(clock)
         self._now = clock_reader(clock)
         stable = 1.0 / rate
         cold = stable * cf

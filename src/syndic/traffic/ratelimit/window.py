@@ -23,7 +23,7 @@ import abc
 import math
 from collections import deque
 
-from syndic.traffic.clock import Clock
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.errors import RateLimitedError
 from syndic.traffic.ratelimit._base import (
     EPSILON_S,
@@ -108,9 +108,14 @@ class FixedWindow(_Windowed):
     __slots__ = ("_count", "_end_s")
 
     def __init__(
-        self, limit: int, window_s: float, *, clock: Clock, max_wait_s: float = MAX_WAIT_S_DEFAULT
+        self,
+        limit: int,
+        window_s: float,
+        *,
+        clock: Clock | None = None,
+        max_wait_s: float = MAX_WAIT_S_DEFAULT,
     ) -> None:
-        super().__init__(limit, window_s, clock, max_wait_s, 10**9)
+        super().__init__(limit, window_s, default_clock(clock), max_wait_s, 10**9)
         self._count = 0
         self._end_s = -math.inf
 
@@ -135,9 +140,14 @@ class SlidingWindowLog(_Windowed):
     __slots__ = ("_log",)
 
     def __init__(
-        self, limit: int, window_s: float, *, clock: Clock, max_wait_s: float = MAX_WAIT_S_DEFAULT
+        self,
+        limit: int,
+        window_s: float,
+        *,
+        clock: Clock | None = None,
+        max_wait_s: float = MAX_WAIT_S_DEFAULT,
     ) -> None:
-        super().__init__(limit, window_s, clock, max_wait_s, LOG_LIMIT_MAX)
+        super().__init__(limit, window_s, default_clock(clock), max_wait_s, LOG_LIMIT_MAX)
         # Bounded: entries are only added while len(log) < limit.
         self._log: deque[float] = deque()
 
@@ -171,9 +181,14 @@ class SlidingWindowCounter(_Windowed):
     __slots__ = ("_current", "_previous", "_start_s")
 
     def __init__(
-        self, limit: int, window_s: float, *, clock: Clock, max_wait_s: float = MAX_WAIT_S_DEFAULT
+        self,
+        limit: int,
+        window_s: float,
+        *,
+        clock: Clock | None = None,
+        max_wait_s: float = MAX_WAIT_S_DEFAULT,
     ) -> None:
-        super().__init__(limit, window_s, clock, max_wait_s, 10**9)
+        super().__init__(limit, window_s, default_clock(clock), max_wait_s, 10**9)
         self._previous = 0
         self._current = 0
         self._start_s = -math.inf

@@ -29,6 +29,7 @@ def version() -> None:
 
 def _register_verbs() -> None:
     # Imported here so ``syndic version`` does not pay for every verb's imports.
+    from syndic.cli.agent import agent
     from syndic.cli.cluster import cluster
     from syndic.cli.config_cmd import config
     from syndic.cli.demo import demo
@@ -36,7 +37,7 @@ def _register_verbs() -> None:
     from syndic.cli.sim import sim
     from syndic.cli.snapshot import snapshot
 
-    for verb in (serve, dev, sim, demo, cluster, snapshot, config):
+    for verb in (serve, dev, agent, sim, demo, cluster, snapshot, config):
         cli.add_command(verb)
 
 

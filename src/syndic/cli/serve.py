@@ -57,12 +57,26 @@ def build_config(config_file: str | None, given: dict[str, Any]) -> ServerConfig
     default=None,
     help="YAML file of settings, keyed by etcd's flag names.",
 )
+@click.option(
+    "--agent",
+    "with_agent",
+    is_flag=True,
+    default=False,
+    help="Also run the registry agent (Consul-compatible HTTP API) in this member.",
+)
+@click.option(
+    "--agent-http-addr",
+    default="127.0.0.1:8500",
+    show_default=True,
+    help="Where the embedded agent's HTTP API listens (with --agent).",
+)
 @_etcd_flag_options
-def serve(config_file: str | None, **given: Any) -> None:
+def serve(config_file: str | None, with_agent: bool, agent_http_addr: str, **given: Any) -> None:
     """Run one syndic member (etcd-compatible flags, variables and config file)."""
     from syndic.server.app import run
 
     config = build_config(config_file, given)
+    on_ready = _agent_hook(config, agent_http_addr) if with_agent else None
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -74,7 +88,7 @@ def serve(config_file: str | None, **given: Any) -> None:
     from syndic.server.tls import TlsConfigError
 
     try:
-        run(config)
+        run(config, on_ready)
     except (MemberIdentityError, TlsConfigError) as exc:
         # Refused before serving, with nothing changed: say why, as etcd does.
         raise click.ClickException(str(exc)) from exc
@@ -83,6 +97,29 @@ def serve(config_file: str | None, **given: Any) -> None:
 DEV_CLIENT_URL = "http://127.0.0.1:2379"
 DEV_PEER_URL = "http://127.0.0.1:2380"
 DEV_ADMIN_URL = "http://127.0.0.1:2381"
+DEV_AGENT_ADDR = "127.0.0.1:8500"
+
+
+def _agent_hook(config: ServerConfig, http_addr: str) -> Any:
+    """Start the registry agent in the member's loop once the member serves."""
+    from syndic.agent.config import AgentConfig
+    from syndic.cli.agent import embed_agent
+    from syndic.registry.model import ModelError
+
+    try:
+        agent_config = AgentConfig(node_name=config.name, http_addr=http_addr)
+    except ModelError as exc:
+        raise click.UsageError(f"--agent: {exc}") from exc
+    host, port = parse_client_endpoint(config.listen_client_urls[0])
+    return embed_agent(f"{host}:{port}", agent_config)
+
+
+def parse_client_endpoint(url: str) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    return ("127.0.0.1" if host in ("0.0.0.0", "::") else host), parts.port or 2379
 
 
 @click.command()
@@ -105,7 +142,15 @@ DEV_ADMIN_URL = "http://127.0.0.1:2381"
     show_default=True,
     help="HTTP admin API: /health, /metrics, /version, /debug/status.",
 )
-def dev(data_dir: str | None, client_url: str, peer_url: str, admin_url: str) -> None:
+@click.option(
+    "--agent-http-addr",
+    default=DEV_AGENT_ADDR,
+    show_default=True,
+    help="The registry agent's Consul-compatible HTTP API.",
+)
+def dev(
+    data_dir: str | None, client_url: str, peer_url: str, admin_url: str, agent_http_addr: str
+) -> None:
     """Run a single-member syndic with everything on, for trying things out."""
     import tempfile
 
@@ -125,18 +170,26 @@ def dev(data_dir: str | None, client_url: str, peer_url: str, admin_url: str) ->
     )
     endpoint = client_url.split("://", 1)[1]
 
-    def ready(_server: object) -> None:
+    start_agent = _agent_hook(config, agent_http_addr)
+
+    def ready(server: object) -> None:
+        start_agent(server)
         click.echo(
             "syndic dev: a single-member cluster is ready\n"
             f"  etcd v3 gRPC API  {client_url}\n"
             f"  HTTP admin        {admin_url}/health  {admin_url}/metrics  "
             f"{admin_url}/debug/status\n"
+            f"  Consul HTTP API   http://{agent_http_addr}/v1/catalog/services  "
+            f"/v1/openapi.json\n"
             f"  data directory    {directory}\n"
             "try:\n"
             f"  ETCDCTL_API=3 etcdctl --endpoints={endpoint} put greeting hello\n"
             f"  ETCDCTL_API=3 etcdctl --endpoints={endpoint} get greeting\n"
             f"  ETCDCTL_API=3 etcdctl --endpoints={endpoint} watch --prefix ''\n"
             f"  curl {admin_url}/health\n"
+            f'  curl -X PUT -d \'{{"Name": "web", "Port": 80}}\' '
+            f"http://{agent_http_addr}/v1/agent/service/register\n"
+            f"  curl http://{agent_http_addr}/v1/health/service/web\n"
             "Ctrl-C stops it."
         )
 

@@ -144,7 +144,7 @@ def cluster_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], que
             try:
                 process.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
-                process.kill()  # its members get SIGTERM from the kernel (PDEATHSIG)
+                process.kill()  # its members get SIGKILL from the kernel (PDEATHSIG)
                 process.wait(10)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
@@ -169,12 +170,26 @@ def log_tail(path: Path) -> str:
 _PR_SET_PDEATHSIG: Final = 1
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: the kernel sends SIGTERM to the member if ``cluster
-    up`` dies, even by SIGKILL, so no member outlives the command that owns it."""
-    import ctypes
+def _death_pact(parent_pid: int) -> Callable[[], None]:
+    """What a member runs in the child before exec so that it dies with
+    ``cluster up``, even when that is SIGKILLed: the kernel sends it SIGKILL
+    when its parent goes (PR_SET_PDEATHSIG).
 
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    SIGKILL, not SIGTERM: a member told to stop gracefully can wait on peers
+    that are stopping too, and with no parent left nobody would kill it. A
+    parent that died between fork and prctl sends nothing, so the child then
+    checks it still has that parent, and exits if not."""
+
+    def pact() -> None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+            os._exit(126)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return pact
 
 
 class LocalCluster:
@@ -208,7 +223,7 @@ class LocalCluster:
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,
-                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                    preexec_fn=_death_pact(os.getpid()) if sys.platform == "linux" else None,
                 )
 
     def exited(self) -> list[MemberPlan]:

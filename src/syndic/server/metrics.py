@@ -14,6 +14,9 @@ from prometheus_client.exposition import generate_latest
 # fsync and apply take from tens of microseconds (page cache, tiny batch) to
 # seconds (a stalled disk); etcd's buckets cover 1 ms .. 8 s by powers of two.
 _DISK_BUCKETS_S = tuple(0.0005 * 2**i for i in range(15))
+# Event-loop lag: 100 µs (a busy loop between two probes) .. 6.5 s (a stall
+# past any election timeout), by powers of two.
+_LOOP_LAG_BUCKETS_S = tuple(0.0001 * 2**i for i in range(17))
 
 
 class ServerMetrics:
@@ -56,6 +59,19 @@ class ServerMetrics:
             "syndic_server_apply_duration_seconds",
             "Time to apply one cycle's committed entries to the store.",
             buckets=_DISK_BUCKETS_S,
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "syndic_event_loop_lag_seconds",
+            "How late the member's event loop ran a timer that was due; "
+            "heartbeats and client calls wait as long.",
+            buckets=_LOOP_LAG_BUCKETS_S,
+            registry=r,
+        )
+        self.too_many_requests = Counter(
+            "syndic_server_requests_refused",
+            "Requests refused early with 'too many requests', by kind.",
+            ["kind"],
             registry=r,
         )
         self.db_size = Gauge(

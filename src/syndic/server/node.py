@@ -72,6 +72,7 @@ from syndic.server.bootstrap import (
 )
 from syndic.server.config import ServerConfig, member_id, parse_url
 from syndic.server.entry_codec import EntryCodecError, EntryKind, decode_entry, encode_entry
+from syndic.server.loop_lag import LoopLagProbe
 from syndic.server.metrics import ServerMetrics
 from syndic.server.peer_codec import (
     PeerCodecError,
@@ -189,6 +190,7 @@ class MemberNode:
         # it finish before closing the WAL under it.
         self._disk_op: asyncio.Future[Any] | None = None
         self._started_monotonic_s = time.monotonic()
+        self._loop_lag = LoopLagProbe(self.metrics.loop_lag)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -240,6 +242,7 @@ class MemberNode:
             ),
         )
         await self._transport.start()
+        self._loop_lag.start()
         self._refresh_peers()
         if self.raft.conf_state.voters == frozenset({self.id}):
             # A single-voter cluster need not wait an election timeout to lead.
@@ -275,6 +278,7 @@ class MemberNode:
         under a worker thread still writing to it."""
         self._stopping = True
         self._wake.set()
+        self._loop_lag.stop()
         if self._task is not None:
             self._task.cancel()
             # A loop that failed has already logged why (see _run).

@@ -76,6 +76,8 @@ DIRECT_WRITE_BUFFER_BYTES_MAX = 256 * 1024
 RECONNECT_DELAY_S_MIN = 0.05
 RECONNECT_DELAY_S_MAX = 1.0
 DIAL_TIMEOUT_S = 1.0
+# How long closing a connection may wait for its buffer to drain.
+CLOSE_TIMEOUT_S = 1.0
 # A reply carries a member table at most; anything longer is not one.
 PEER_REPLY_BYTES_MAX = 1024 * 1024
 
@@ -228,9 +230,7 @@ class _PeerWriter:
                 self.stats.connected_since_s = 0.0
                 self._drain_queue()
                 self._on_unreachable(self.peer.node_id)
-                writer.close()
-                with contextlib.suppress(OSError, ConnectionError):
-                    await writer.wait_closed()
+                await _hang_up(writer)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -437,6 +437,21 @@ class PeerTransport:
             writer.close()
 
 
+async def _hang_up(writer: asyncio.StreamWriter) -> None:
+    """Close a connection; abort it if its buffer cannot drain in time. A
+    graceful close waits to flush what is buffered, and a peer that stopped
+    reading (paused, or shutting down itself) would hold a stopping member
+    here for ever."""
+    writer.close()
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            await writer.wait_closed()
+    except TimeoutError:
+        writer.transport.abort()
+    except (OSError, ConnectionError):
+        pass
+
+
 async def _decode(body: bytes) -> tuple[list[Message], list[bytes]]:
     # The inbound reader awaits each frame's decoding before reading the
     # next, so frames of one connection are still handed over in order.
@@ -470,6 +485,4 @@ async def call_peer(
     except asyncio.IncompleteReadError as exc:
         raise ConnectionResetError(f"{host}:{port} closed before answering") from exc
     finally:
-        writer.close()
-        with contextlib.suppress(OSError, ConnectionError):
-            await writer.wait_closed()
+        await _hang_up(writer)

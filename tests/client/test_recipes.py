@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from syndic.client import Client, InvalidRequestError
+from syndic.client import Client, InvalidRequestError, KeyValue
 from syndic.client.concurrency import (
     Barrier,
     DoubleBarrier,
     Election,
     FencedFile,
+    Isolation,
     Lock,
     NoLeaderError,
     NotHeldError,
@@ -42,7 +44,7 @@ async def client(store: Store) -> AsyncIterator[Client]:
         yield c
 
 
-async def _blocked(task: asyncio.Task[object]) -> bool:
+async def _blocked(task: asyncio.Task[Any]) -> bool:
     done, _ = await asyncio.wait({task}, timeout=STILL_BLOCKED_S)
     return not done
 
@@ -79,13 +81,13 @@ async def test_lock_excludes_and_hands_over_in_creation_order(
         first, second, third = Lock(a, name), Lock(b, name), Lock(c, name)
         await first.acquire()
         second_task = asyncio.create_task(second.acquire())
-        assert await _blocked(second_task)  # type: ignore[arg-type]
+        assert await _blocked(second_task)
         third_task = asyncio.create_task(third.acquire())
-        assert await _blocked(third_task)  # type: ignore[arg-type]
+        assert await _blocked(third_task)
         await first.release()
         second_token = await asyncio.wait_for(second_task, WAIT_S)
         # Releasing the first lock woke only the second waiter.
-        assert await _blocked(third_task)  # type: ignore[arg-type]
+        assert await _blocked(third_task)
         await second.release()
         third_token = await asyncio.wait_for(third_task, WAIT_S)
         assert third_token > second_token > 0
@@ -125,7 +127,7 @@ async def test_a_lost_session_releases_the_lock_and_voids_its_token(
         holder = Lock(a, name)
         await holder.acquire()
         waiter = asyncio.create_task(Lock(b, name).acquire())
-        assert await _blocked(waiter)  # type: ignore[arg-type]
+        assert await _blocked(waiter)
         await client.revoke(a.lease_id)  # as if the holder's lease expired
         await asyncio.wait_for(waiter, WAIT_S)
         await asyncio.wait_for(a.wait_lost(), WAIT_S)
@@ -150,7 +152,7 @@ async def test_election_campaign_proclaim_observe_resign(client: Client, key_pre
         assert (await anext_within(observed)).value == b"one"
         second = Election(b, name)
         second_task = asyncio.create_task(second.campaign(b"three"))
-        assert await _blocked(second_task)  # type: ignore[arg-type]
+        assert await _blocked(second_task)
         await first.proclaim(b"two")
         assert (await anext_within(observed)).value == b"two"
         leader = await Election(watcher, name).leader()
@@ -166,7 +168,7 @@ async def test_election_campaign_proclaim_observe_resign(client: Client, key_pre
         await observed.aclose()
 
 
-async def anext_within(iterator: AsyncIterator[object]) -> object:
+async def anext_within(iterator: AsyncIterator[KeyValue]) -> KeyValue:
     return await asyncio.wait_for(anext(iterator), WAIT_S)
 
 
@@ -181,7 +183,7 @@ async def test_semaphore_admits_permits_holders(client: Client, key_prefix: byte
         await first.acquire()
         await asyncio.wait_for(second.acquire(), WAIT_S)
         third = asyncio.create_task(Semaphore(c, name, 2).acquire())
-        assert await _blocked(third)  # type: ignore[arg-type]
+        assert await _blocked(third)
         await first.release()
         assert await asyncio.wait_for(third, WAIT_S) > second.fencing_token
     with pytest.raises(InvalidRequestError):
@@ -194,7 +196,7 @@ async def test_barrier_holds_waiters_until_released(client: Client, key_prefix: 
     assert await barrier.hold()
     assert not await barrier.hold()
     waiters = [asyncio.create_task(Barrier(client, key_prefix + b"barrier").wait()) for _ in "ab"]
-    assert await _blocked(waiters[0])  # type: ignore[arg-type]
+    assert await _blocked(waiters[0])
     await barrier.release()
     await asyncio.wait_for(asyncio.gather(*waiters), WAIT_S)
 
@@ -207,11 +209,11 @@ async def test_double_barrier_enters_and_leaves_together(client: Client, key_pre
     try:
         barriers = [DoubleBarrier(session, key, 3) for session in sessions]
         entering = [asyncio.create_task(barrier.enter()) for barrier in barriers[:2]]
-        assert await _blocked(entering[0])  # type: ignore[arg-type]
+        assert await _blocked(entering[0])
         await barriers[2].enter()
         await asyncio.wait_for(asyncio.gather(*entering), WAIT_S)
         leaving = [asyncio.create_task(barrier.leave()) for barrier in barriers[:2]]
-        assert await _blocked(leaving[0])  # type: ignore[arg-type]
+        assert await _blocked(leaving[0])
         await barriers[2].leave()
         await asyncio.wait_for(asyncio.gather(*leaving), WAIT_S)
         assert not (await client.get(key, prefix=True)).kvs
@@ -225,7 +227,7 @@ async def test_double_barrier_enters_and_leaves_together(client: Client, key_pre
 
 @pytest.mark.parametrize("isolation", ["serializable_snapshot", "serializable", "repeatable_read"])
 async def test_transact_serializes_concurrent_increments(
-    client: Client, key_prefix: bytes, isolation: str
+    client: Client, key_prefix: bytes, isolation: Isolation
 ) -> None:
     counter = key_prefix + b"counter"
     runs = 0
@@ -239,7 +241,7 @@ async def test_transact_serializes_concurrent_increments(
 
     workers = 8
     results = await asyncio.gather(
-        *(transact(client, increment, isolation=isolation) for _ in range(workers))  # type: ignore[arg-type]
+        *(transact(client, increment, isolation=isolation) for _ in range(workers))
     )
     assert sorted(value for value, _ in results) == list(range(1, workers + 1))
     assert (await client.get(counter)).kvs[0].value == str(workers).encode()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -66,7 +67,7 @@ async def api(store: Store) -> AsyncIterator[Api]:  # noqa: F811
         yield Api(channel)
 
 
-async def _still_blocked(task: asyncio.Task[object]) -> bool:
+async def _still_blocked(task: asyncio.Task[Any]) -> bool:
     done, _ = await asyncio.wait({task}, timeout=STILL_BLOCKED_S)
     return not done
 
@@ -103,14 +104,14 @@ async def test_waiters_acquire_one_at_a_time_in_creation_order(
     leases = [await api.grant() for _ in range(3)]
     first = await api.lock(name, leases[0])
     second = asyncio.create_task(api.lock(name, leases[1]))
-    assert await _still_blocked(second)  # type: ignore[arg-type]
+    assert await _still_blocked(second)
     third = asyncio.create_task(api.lock(name, leases[2]))
-    assert await _still_blocked(third)  # type: ignore[arg-type]
+    assert await _still_blocked(third)
     await api.locks.Unlock(v3lock_pb2.UnlockRequest(key=first.key), timeout=CALL_TIMEOUT_S)
     got_second = await asyncio.wait_for(second, CALL_TIMEOUT_S)
     assert got_second.key.endswith(format(leases[1], "x").encode())
     # The third waits on the second's key only: still blocked.
-    assert await _still_blocked(third)  # type: ignore[arg-type]
+    assert await _still_blocked(third)
     # Revoking the holder's lease releases the lock too.
     await api.lease.LeaseRevoke(rpc_pb2.LeaseRevokeRequest(ID=leases[1]), timeout=CALL_TIMEOUT_S)
     got_third = await asyncio.wait_for(third, CALL_TIMEOUT_S)
@@ -185,7 +186,7 @@ async def test_campaign_leader_proclaim_resign(
     assert first.name == name and first.lease == first_lease
     assert first.key == name + b"/" + format(first_lease, "x").encode()
     second = asyncio.create_task(api.campaign(name, second_lease, b"b"))
-    assert await _still_blocked(second)  # type: ignore[arg-type]
+    assert await _still_blocked(second)
 
     leader = await api.election.Leader(
         v3election_pb2.LeaderRequest(name=name), timeout=CALL_TIMEOUT_S
@@ -268,7 +269,7 @@ async def test_expired_holder_lease_hands_the_lock_over(served: Served) -> None:
     waiter = await api.grant(10 * LEASE_TTL_S)
     await api.lock(b"expiry", holder)
     blocked = asyncio.create_task(api.lock(b"expiry", waiter))
-    assert await _still_blocked(blocked)  # type: ignore[arg-type]
+    assert await _still_blocked(blocked)
     backend = served.backend
     backend.clock.now_ms += LEASE_TTL_S * 1000 + 1
     # What the leader's runtime does with leases that are due.

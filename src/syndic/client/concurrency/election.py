@@ -19,7 +19,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from syndic.client.concurrency.errors import NoLeaderError, NotLeaderError
 from syndic.client.concurrency.keys import enqueue, first_kv, name_prefix, wait_deletes
@@ -108,7 +108,7 @@ class Election:
             raise NoLeaderError()
         return found.kvs[0]
 
-    async def observe(self) -> AsyncIterator[KeyValue]:
+    async def observe(self) -> AsyncGenerator[KeyValue, None]:
         """The leader, each of its proclamations, then each next leader's, in order.
 
         etcd: Election.Observe. Values proclaimed while the iterator is not

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
-from syndic.traffic.clock import Clock
+from syndic.traffic.clock import Clock, default_clock
 from syndic.traffic.errors import DeadlineExceededError, RuleError
 
 T = TypeVar("T")
@@ -104,7 +104,7 @@ def clipped(timeout_s: float | None, clock: Clock) -> Deadline | None:
 
 
 @contextlib.contextmanager
-def scope(timeout_s: float | None, *, clock: Clock) -> Iterator[Deadline | None]:
+def scope(timeout_s: float | None, *, clock: Clock | None = None) -> Iterator[Deadline | None]:
     """Publish a (clipped) deadline to nested code without enforcing it.
 
     For synchronous callers, which cannot be interrupted: retries and
@@ -112,7 +112,7 @@ def scope(timeout_s: float | None, *, clock: Clock) -> Iterator[Deadline | None]
     """
     if timeout_s is not None:
         check_timeout_s("timeout_s", timeout_s)
-    deadline = clipped(timeout_s, clock)
+    deadline = clipped(timeout_s, default_clock(clock))
     token = _current.set(deadline)
     try:
         yield deadline
@@ -128,14 +128,16 @@ class timeout:  # noqa: N801 - shaped like asyncio.timeout
     variable while the body runs. Expiry cancels the body and surfaces as
     :class:`DeadlineExceededError`; a cancellation from outside stays a
     cancellation (the same ``uncancel`` bookkeeping as ``asyncio.timeout``).
-    ``timeout_s=None`` only inherits the enclosing deadline.
+    ``timeout_s=None`` only inherits the enclosing deadline. ``clock``
+    defaults to the monotonic clock.
     """
 
     __slots__ = ("_cancelling", "_clock", "_deadline", "_expired", "_task", "_token", "_watcher")
 
-    def __init__(self, timeout_s: float | None, *, clock: Clock) -> None:
+    def __init__(self, timeout_s: float | None, *, clock: Clock | None = None) -> None:
         if timeout_s is not None:
             check_timeout_s("timeout_s", timeout_s)
+        clock = default_clock(clock)
         self._clock = clock
         self._deadline = clipped(timeout_s, clock)
         self._token: contextvars.Token[Deadline | None] | None = None
@@ -202,7 +204,7 @@ class timeout:  # noqa: N801 - shaped like asyncio.timeout
 
 
 async def run_with_timeout(
-    fn: Callable[[], Awaitable[T]], timeout_s: float | None, *, clock: Clock
+    fn: Callable[[], Awaitable[T]], timeout_s: float | None, *, clock: Clock | None = None
 ) -> T:
     """Await ``fn()`` under ``timeout(timeout_s)``; the common one-shot form."""
     if timeout_s is None and _current.get() is None:

@@ -43,7 +43,11 @@ class MemberServer:
     async def start(self) -> None:
         tls = client_context(self.config)  # checked before anything starts
         await self.node.start()
-        self._grpc = GrpcServer(ServerLimits.for_max_request_bytes(self.config.max_request_bytes))
+        self._grpc = GrpcServer(
+            ServerLimits.for_member(
+                self.config.max_request_bytes, self.config.max_concurrent_streams
+            )
+        )
         register_services(self._grpc, self.node, self.node.metrics)
         for url in self.config.listen_client_urls:
             host, port = parse_url(url, "listen_client_urls")

@@ -32,6 +32,11 @@ HEARTBEAT_INTERVAL_MS_DEFAULT = 100
 ELECTION_TIMEOUT_MS_DEFAULT = 1000
 # etcd refuses election timeouts above 50 s ("election-timeout ... too long").
 ELECTION_TIMEOUT_MS_MAX = 50_000
+# HTTP/2 streams per client connection (etcd's --max-concurrent-streams, a
+# uint32 whose default means unbounded): syndic's default is that of
+# ServerLimits.concurrent_streams_max, what a Python member can afford.
+MAX_CONCURRENT_STREAMS_DEFAULT = 256
+MAX_CONCURRENT_STREAMS_MAX = 2**32 - 1
 
 
 class ConfigError(ValueError):
@@ -55,6 +60,7 @@ class ServerConfig:
     snapshot_count: int = SNAPSHOT_COUNT_DEFAULT
     quota_backend_bytes: int = 0
     max_request_bytes: int = MAX_REQUEST_BYTES_DEFAULT
+    max_concurrent_streams: int = MAX_CONCURRENT_STREAMS_DEFAULT
     heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS_DEFAULT
     election_timeout_ms: int = ELECTION_TIMEOUT_MS_DEFAULT
     # TLS for clients (https client URLs) and between members (https peer
@@ -89,6 +95,12 @@ class ServerConfig:
                 parse_url(url, flag)
         _check_positive("snapshot-count", self.snapshot_count)
         _check_positive("max-request-bytes", self.max_request_bytes)
+        _check_positive("max-concurrent-streams", self.max_concurrent_streams)
+        if self.max_concurrent_streams > MAX_CONCURRENT_STREAMS_MAX:
+            raise ConfigError(
+                f"--max-concurrent-streams must be at most {MAX_CONCURRENT_STREAMS_MAX}, "
+                f"got {self.max_concurrent_streams}"
+            )
         _check_positive("heartbeat-interval", self.heartbeat_interval_ms)
         _check_positive("election-timeout", self.election_timeout_ms)
         if self.quota_backend_bytes < 0 or self.quota_backend_bytes > QUOTA_BACKEND_BYTES_MAX:
@@ -223,6 +235,7 @@ _INT_FIELDS = frozenset(
         "snapshot_count",
         "quota_backend_bytes",
         "max_request_bytes",
+        "max_concurrent_streams",
         "heartbeat_interval_ms",
         "election_timeout_ms",
     }

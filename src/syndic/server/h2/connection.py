@@ -78,6 +78,15 @@ class Http2Connection(asyncio.Protocol):
         self._writing_paused = False
         self._transport_writable: asyncio.Event | None = None
         self._closed = False
+        # Event type -> its handler; a dict lookup beats a chain of isinstance.
+        self._dispatch: dict[type, Callable[[Any], None]] = {
+            MessageReceived: self._message,
+            CallStarted: self._start,
+            RequestEnded: self._request_ended,
+            CallEnded: self._call_ended,
+            StreamWritable: self._writable,
+            ConnectionEnded: self._connection_ended,
+        }
         self.peer_host = ""
         self.peer_name = "unknown"
 
@@ -126,24 +135,17 @@ class Http2Connection(asyncio.Protocol):
     # -- events --------------------------------------------------------------
 
     def _handle(self, events: list[Event]) -> None:
+        dispatch = self._dispatch
         for event in events:
-            if isinstance(event, MessageReceived):
-                self._message(event.stream_id, event.message)
-            elif isinstance(event, CallStarted):
-                self._start(event)
-            elif isinstance(event, RequestEnded):
-                self._request_ended(event.stream_id)
-            elif isinstance(event, CallEnded):
-                self._call_ended(event.stream_id)
-            elif isinstance(event, StreamWritable):
-                call = self._calls.get(event.stream_id)
-                if call is not None and call.writable is not None:
-                    call.writable.set()
-            elif isinstance(event, ConnectionEnded):
-                self._connection_ended(event)
+            dispatch[type(event)](event)
         if self.protocol.out_bytes and not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
+
+    def _writable(self, event: StreamWritable) -> None:
+        call = self._calls.get(event.stream_id)
+        if call is not None and call.writable is not None:
+            call.writable.set()
 
     def _start(self, event: CallStarted) -> None:
         stream_id, head = event.stream_id, event.head
@@ -165,22 +167,32 @@ class Http2Connection(asyncio.Protocol):
         call.task = self._loop.create_task(self._serve(call, request))
         call.task.add_done_callback(functools.partial(self._handler_done, call))
 
-    def _message(self, stream_id: int, message: bytes) -> None:
-        call = self._calls.get(stream_id)
+    def _message(self, event: MessageReceived) -> None:
+        call = self._calls.get(event.stream_id)
         if call is None:
             return
+        message = event.message
         if call.requests is not None:
             call.requests.put_nowait(message)
         elif call.single_request is not None:
             self._end(
                 call, grpc.StatusCode.INTERNAL, "grpc: more than one request for a unary call"
             )
+            return
         else:
             call.single_request = message
+        if event.end_stream:
+            self._ended(call)
 
-    def _request_ended(self, stream_id: int) -> None:
-        call = self._calls.get(stream_id)
-        if call is None or call.ended:
+    def _request_ended(self, event: RequestEnded) -> None:
+        call = self._calls.get(event.stream_id)
+        if call is not None:
+            self._ended(call)
+
+    def _ended(self, call: Call) -> None:
+        """The client has sent its last request: a unary handler may start."""
+        stream_id = call.id
+        if call.ended:
             return
         if call.requests is not None:
             call.requests.put_nowait(end_of_requests())
@@ -193,7 +205,11 @@ class Http2Connection(asyncio.Protocol):
         self._handle(self.protocol.consumed(stream_id, len(request) + _MESSAGE_PREFIX_BYTES))
         self._run(call, request)
 
-    def _call_ended(self, stream_id: int) -> None:
+    def _call_ended(self, event: CallEnded) -> None:
+        self._stop(event.stream_id)
+
+    def _stop(self, stream_id: int) -> None:
+        """The stream is over: wake and cancel whatever serves it."""
         call = self._calls.get(stream_id)
         if call is None:
             return
@@ -228,7 +244,7 @@ class Http2Connection(asyncio.Protocol):
                 "closing HTTP/2 connection from %s: %s", self.peer_name, event.reason or event.code
             )
         for call in list(self._calls.values()):
-            self._call_ended(call.id)
+            self._stop(call.id)
         self._flush()
         transport = self._transport
         if transport is None or transport.is_closing():

@@ -19,10 +19,14 @@ class CallStarted:
 
 @dataclass(frozen=True, slots=True)
 class MessageReceived:
-    """One whole gRPC request message (without its 5-byte prefix)."""
+    """One whole gRPC request message (without its 5-byte prefix).
+
+    ``end_stream``: the client ended its side with this message, and no
+    RequestEnded follows (one event, not two, for the usual unary request)."""
 
     stream_id: int
     message: bytes
+    end_stream: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,10 +159,10 @@ class ServerLimits:
     @classmethod
     def for_member(cls, max_request_bytes: int, max_concurrent_streams: int) -> ServerLimits:
         """The limits of a member started with ``--max-request-bytes`` and
-        ``--max-concurrent-streams``."""
+        ``--max-concurrent-streams`` (etcd's uint32; SETTINGS carries 2**31-1 at most)."""
         return cls(
             receive_message_bytes_max=max_request_bytes + GRPC_OVERHEAD_BYTES,
-            concurrent_streams_max=max_concurrent_streams,
+            concurrent_streams_max=min(max_concurrent_streams, 2**31 - 1),
         )
 
     @classmethod

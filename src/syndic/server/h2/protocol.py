@@ -59,19 +59,22 @@ GRPC_RESOURCE_EXHAUSTED: Final = 8
 _SENT_BYTES_PER_TOKEN: Final = 4096
 
 
-class StreamState(enum.Enum):
-    OPEN = "open"
-    HALF_CLOSED_REMOTE = "half-closed (remote)"
-    HALF_CLOSED_LOCAL = "half-closed (local)"
-    CLOSED = "closed"
+class StreamState(enum.IntEnum):
+    """IntEnum, not Enum: the table is looked up several times per call, and
+    an IntEnum hashes as an int, in C."""
+
+    OPEN = 1
+    HALF_CLOSED_REMOTE = 2
+    HALF_CLOSED_LOCAL = 3
+    CLOSED = 4
 
 
-class StreamInput(enum.Enum):
-    RECV_DATA = "recv DATA"
-    RECV_END_STREAM = "recv END_STREAM"
-    RECV_RST = "recv RST_STREAM"
-    SEND_END_STREAM = "send END_STREAM"
-    SEND_RST = "send RST_STREAM"
+class StreamInput(enum.IntEnum):
+    RECV_DATA = 1
+    RECV_END_STREAM = 2
+    RECV_RST = 3
+    SEND_END_STREAM = 4
+    SEND_RST = 5
 
 
 _S = StreamState
@@ -95,11 +98,17 @@ _TRANSITIONS: Final[dict[tuple[StreamState, StreamInput], StreamState]] = {
 }
 
 
+_REMOTE_CLOSED: Final = frozenset({StreamState.HALF_CLOSED_REMOTE, StreamState.CLOSED})
+_LOCAL_CLOSED: Final = frozenset({StreamState.HALF_CLOSED_LOCAL, StreamState.CLOSED})
+# An empty result shared by every call that produced no event; never mutated.
+_NO_EVENTS: Final[list[Event]] = []
+
+
 class StreamStateError(Exception):
     """An input the stream's state has no transition for."""
 
     def __init__(self, state: StreamState, event: StreamInput) -> None:
-        super().__init__(f"{event.value} in state {state.value}")
+        super().__init__(f"{event.name} in state {state.name}")
         self.state = state
         self.event = event
 
@@ -119,11 +128,13 @@ class H2Stream:
         "id",
         "last_recv_s",
         "last_send_s",
+        "local_closed",
         "pending",
         "pending_bytes",
         "pending_trailers",
         "recv_buffer",
         "recv_window",
+        "remote_closed",
         "send_credit",
         "state",
         "unacked_bytes",
@@ -132,6 +143,9 @@ class H2Stream:
     def __init__(self, stream_id: int, send_credit: int, recv_window: int, now: float) -> None:
         self.id = stream_id
         self.state = StreamState.OPEN
+        # Kept with ``state`` by _transition: read on every frame.
+        self.remote_closed = False  # the client's END_STREAM or a reset
+        self.local_closed = False  # END_STREAM or RST_STREAM sent: nothing more goes out
         # The send window is send_credit + the client's INITIAL_WINDOW_SIZE,
         # so a SETTINGS change moves every stream's window at O(1) (§6.9.2).
         self.send_credit = send_credit
@@ -146,15 +160,6 @@ class H2Stream:
         self.pending_trailers: bytes | None = None
         self.last_recv_s = now
         self.last_send_s = now
-
-    @property
-    def remote_closed(self) -> bool:
-        return self.state in (StreamState.HALF_CLOSED_REMOTE, StreamState.CLOSED)
-
-    @property
-    def local_closed(self) -> bool:
-        """END_STREAM or RST_STREAM sent: nothing more goes out."""
-        return self.state in (StreamState.HALF_CLOSED_LOCAL, StreamState.CLOSED)
 
 
 class H2Protocol:
@@ -240,7 +245,7 @@ class H2Protocol:
     def receive(self, data: bytes, now: float) -> list[Event]:
         """Feed bytes from the socket; returns what happened, in order."""
         if self.ended:
-            return []
+            return _NO_EVENTS
         self._now = now
         self._last_recv_s = now
         try:
@@ -272,7 +277,7 @@ class H2Protocol:
         """Apply every timer due at ``now``: preface, stalls, idle, keepalive, age."""
         self._now = now
         if self.ended:
-            return []
+            return _NO_EVENTS
         limits = self.limits
         if not self._preface_seen and now - self._opened_s >= limits.preface_timeout_s:
             self._fail(ErrorCode.PROTOCOL_ERROR, "no HTTP/2 preface in time")
@@ -297,7 +302,7 @@ class H2Protocol:
             self._idle_since_s is not None
             and now - self._idle_since_s >= limits.connection_idle_timeout_s
         ):
-            self.close_gracefully()
+            self._drain()
         return self._take_events()
 
     def next_tick_s(self) -> float:
@@ -327,12 +332,15 @@ class H2Protocol:
         Frames from the client are still read, since running calls may need
         its window updates; ConnectionEnded(graceful) comes once they end.
         """
+        self._drain()
+        return self._take_events()
+
+    def _drain(self) -> None:
         if self.ended or self.draining:
-            return self._take_events()
+            return
         self.draining = True
         self._send(frames.goaway(self.last_stream_id, ErrorCode.NO_ERROR))
         self._maybe_drained()
-        return self._take_events()
 
     def answer(self, stream_id: int, payload: bytes) -> list[Event]:
         """A unary call's response and OK status, in one piece when the windows allow."""
@@ -424,6 +432,7 @@ class H2Protocol:
         self.ended = True
         for stream in list(self.streams.values()):
             stream.state = StreamState.CLOSED
+            stream.remote_closed = stream.local_closed = True
             if stream.claimed:
                 self._events.append(CallEnded(stream.id, "connection closed"))
             stream.claimed = False
@@ -457,7 +466,7 @@ class H2Protocol:
 
     def _take_events(self) -> list[Event]:
         if not self._events:
-            return []
+            return _NO_EVENTS
         events = self._events
         self._events = []
         return events
@@ -756,15 +765,22 @@ class H2Protocol:
         stream.last_recv_s = self._now
         if len(data) < size:  # padding reaches no handler: the stream has it back now
             self._return_to_stream(stream, size - len(data))
+        end_stream = bool(flags & Flag.END_STREAM)
         if data and stream.state is StreamState.OPEN:
             if not self._hold(stream, len(data)):
                 return
-            self._messages(stream, data)
-        if flags & Flag.END_STREAM and not stream.remote_closed:
+            if self._messages(stream, data, end_stream):
+                # The usual unary request: one frame, one message, the end.
+                self._transition(stream, StreamInput.RECV_END_STREAM)
+                return
+        if end_stream and not stream.remote_closed:
             self._remote_closed(stream)
 
-    def _messages(self, stream: H2Stream, data: bytes) -> None:
+    def _messages(self, stream: H2Stream, data: bytes, end_stream: bool) -> bool:
         """Cut gRPC's length-prefixed messages out of the stream's bytes.
+
+        True if ``end_stream`` was told with the last message (its event's
+        ``end_stream``): the frame ended the request with nothing left over.
 
         A message split over many frames is gathered in the stream's buffer,
         whose prefix is read once per frame, so gathering costs no copies
@@ -787,7 +803,7 @@ class H2Protocol:
                     GRPC_RESOURCE_EXHAUSTED,
                     f"grpc: received message larger than max ({length} vs. {limit})",
                 )
-                return
+                return False
             if compressed:
                 buffer.clear()
                 self._end_call(
@@ -795,16 +811,22 @@ class H2Protocol:
                     GRPC_INTERNAL,
                     "grpc: compressed flag set with identity or empty encoder",
                 )
-                return
+                return False
             if end - offset - _MESSAGE_PREFIX_BYTES < length:
                 break
             start = offset + _MESSAGE_PREFIX_BYTES
             offset = start + length
-            self._events.append(MessageReceived(stream.id, bytes(view[start:offset])))
+            last = end_stream and offset == end and stream.claimed
+            self._events.append(MessageReceived(stream.id, bytes(view[start:offset]), last))
+            if last:
+                if view is buffer:
+                    buffer.clear()
+                return True
         if view is buffer:
             del buffer[:offset]
         elif offset < end:
             buffer += view[offset:]
+        return False
 
     def _remote_closed(self, stream: H2Stream) -> None:
         self._transition(stream, StreamInput.RECV_END_STREAM)
@@ -865,6 +887,8 @@ class H2Protocol:
         if state is None:
             raise StreamStateError(stream.state, event)
         stream.state = state
+        stream.remote_closed = state in _REMOTE_CLOSED
+        stream.local_closed = state in _LOCAL_CLOSED
 
     def _forget_if_done(self, stream: H2Stream) -> None:
         if stream.state is StreamState.CLOSED and not stream.claimed:

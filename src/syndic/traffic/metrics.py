@@ -3,9 +3,10 @@
 A :class:`~syndic.traffic.policy.Policy` carries no metrics code at all:
 :meth:`TrafficMetrics.instrument` returns a :class:`MeteredPolicy`, a thin
 wrapper with the same ``call`` / ``call_sync`` / decorator surface, so a
-policy that is not instrumented pays nothing. An instrumented call costs
-two clock reads, one closure and a few counter increments on pre-bound
-label children. Breaker state and the components' rejection counters are
+policy that is not instrumented pays nothing. An instrumented call runs
+the policy's stages between two of its own (the call, outermost; each try,
+innermost): two clock reads, two small objects and a few counter
+increments on pre-bound label children. Breaker state and the components' rejection counters are
 read at scrape time (a gauge function and a custom collector), never on
 the call path.
 
@@ -43,22 +44,23 @@ bulkhead, which count every refusal they make.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from syndic.traffic import drivers
 from syndic.traffic.breaker import CircuitBreaker, State, StateChange
 from syndic.traffic.bulkhead import Bulkhead
 from syndic.traffic.errors import RejectedError
 from syndic.traffic.integrations._common import Admission, Rejection
 from syndic.traffic.policy import Policy
+from syndic.traffic.stages import Admission as StageAdmission
+from syndic.traffic.stages import Stage, admission
 
 T = TypeVar("T")
 
@@ -216,14 +218,52 @@ class TrafficMetrics:
         admission.add_listener(on_rejection)
 
 
-class _Tries:
-    """What happened to the tries of one call."""
+class _CallMeter(Stage):
+    """One metered call, as the outermost stage: its duration and its outcome.
 
-    __slots__ = ("answered", "result")
+    Made per call (as the closure it replaces was), so it can hold what the
+    tries answered: a call whose answer is not a try's answer was answered
+    by a fallback or a degrade switch.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("answered", "metered", "result", "start_s")
+
+    def __init__(self, metered: MeteredPolicy) -> None:
+        self.metered = metered
         self.answered = False
         self.result: object = None
+        self.start_s = 0.0
+
+    def enter(self, admission: StageAdmission) -> None:
+        self.start_s = time.perf_counter()
+
+    def exit(self, ticket: object, result: Any, error: BaseException | None) -> None:
+        metered = self.metered
+        metered._duration.observe(time.perf_counter() - self.start_s)
+        if error is not None:
+            metered._failed(error)
+        elif self.answered and result is self.result:
+            metered._calls_success.inc()
+        else:
+            metered._calls_fallback.inc()
+
+
+class _TryMeter(Stage):
+    """The innermost stage of a metered call: counts every try, hedges included."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: _CallMeter) -> None:
+        self.call = call
+
+    def exit(self, ticket: object, result: Any, error: BaseException | None) -> None:
+        metered = self.call.metered
+        if error is not None:
+            metered._tries_failure.inc()
+            return
+        metered._tries_success.inc()
+        self.call.answered = True
+        self.call.result = result
 
 
 class MeteredPolicy:
@@ -283,12 +323,6 @@ class MeteredPolicy:
 
         breaker.add_listener(on_change)
 
-    def _settle(self, tries: _Tries, result: object) -> None:
-        if tries.answered and result is tries.result:
-            self._calls_success.inc()
-        else:
-            self._calls_fallback.inc()
-
     def _failed(self, exc: BaseException) -> None:
         if isinstance(exc, RejectedError):
             self._calls_rejected.inc()
@@ -296,85 +330,42 @@ class MeteredPolicy:
         elif isinstance(exc, Exception):
             self._calls_failure.inc()
 
-    async def call(
+    def _stages(self, idempotent: bool | None, *, can_wait: bool) -> tuple[Stage, ...]:
+        policy = self._policy
+        if policy.breaker is not self._watched:
+            self._watch(policy.breaker)
+        meter = _CallMeter(self)
+        return (meter, *policy.stages(idempotent, can_wait=can_wait), _TryMeter(meter))
+
+    def call(
         self,
         fn: Callable[..., Awaitable[T]],
         /,
         *args: Any,
         idempotent: bool | None = None,
         **kwargs: Any,
-    ) -> T:
+    ) -> Coroutine[Any, Any, T]:
         """``Policy.call`` with metrics."""
-        if self._policy.breaker is not self._watched:
-            self._watch(self._policy.breaker)
-        tries = _Tries()
-        ok, failed = self._tries_success, self._tries_failure
-
-        async def one_try(*a: Any, **kw: Any) -> T:
-            try:
-                result = await fn(*a, **kw)
-            except BaseException:
-                failed.inc()
-                raise
-            ok.inc()
-            tries.answered = True
-            tries.result = result
-            return result
-
-        start = time.perf_counter()
-        try:
-            answer = await self._policy.call(one_try, *args, idempotent=idempotent, **kwargs)
-        except BaseException as exc:
-            self._failed(exc)
-            raise
-        finally:
-            self._duration.observe(time.perf_counter() - start)
-        self._settle(tries, answer)
-        return answer
+        return drivers.run(
+            self._stages(idempotent, can_wait=True),
+            fn,
+            args,
+            kwargs,
+            admission(True, idempotent),
+        )
 
     def call_sync(
         self, fn: Callable[..., T], /, *args: Any, idempotent: bool | None = None, **kwargs: Any
     ) -> T:
         """``Policy.call_sync`` with metrics."""
-        if self._policy.breaker is not self._watched:
-            self._watch(self._policy.breaker)
-        tries = _Tries()
-        ok, failed = self._tries_success, self._tries_failure
-
-        def one_try(*a: Any, **kw: Any) -> T:
-            try:
-                result = fn(*a, **kw)
-            except BaseException:
-                failed.inc()
-                raise
-            ok.inc()
-            tries.answered = True
-            tries.result = result
-            return result
-
-        start = time.perf_counter()
-        try:
-            answer = self._policy.call_sync(one_try, *args, idempotent=idempotent, **kwargs)
-        except BaseException as exc:
-            self._failed(exc)
-            raise
-        finally:
-            self._duration.observe(time.perf_counter() - start)
-        self._settle(tries, answer)
-        return answer
+        return drivers.run_sync(  # type: ignore[no-any-return]
+            self._stages(idempotent, can_wait=False),
+            fn,
+            args,
+            kwargs,
+            admission(False, idempotent),
+        )
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``@metered`` on a function or coroutine function."""
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await self.call(fn, *args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return self.call_sync(fn, *args, **kwargs)
-
-        return wrapper
+        return drivers.decorate(self.call, self.call_sync, fn)

@@ -355,6 +355,16 @@ class Policy:
 
     # -- calling -------------------------------------------------------------------
 
+    def stages(self, idempotent: bool | None = None, *, can_wait: bool = True) -> tuple[Stage, ...]:
+        """The stages a call started now would run through, outermost first.
+
+        ``can_wait`` false: the blocking form, which never hedges. For a
+        wrapper that adds stages of its own around the policy's
+        (:class:`~syndic.traffic.metrics.MeteredPolicy`).
+        """
+        stack = self._stack
+        return self._stages(stack, idempotent) if can_wait else stack.stages
+
     def _stages(self, stack: _Stack, idempotent: bool | None) -> tuple[Stage, ...]:
         # Hedging sends a call twice: only calls that may repeat are hedged.
         if idempotent is None:

@@ -4,7 +4,8 @@ Every limiter satisfies :class:`Limiter` (``try_acquire`` never waits,
 ``acquire`` waits by its own queueing rule or raises
 :class:`~syndic.traffic.errors.RateLimitedError`, ``release`` matters only
 for concurrency-style limiters); :class:`HotParamLimiter` satisfies
-:class:`KeyedLimiter`. All read time from an injected clock.
+:class:`KeyedLimiter`. All read time from the monotonic clock unless a
+test injects one (``clock=ManualClock()``).
 """
 
 from syndic.traffic.ratelimit._base import KeyedLimiter, Limiter

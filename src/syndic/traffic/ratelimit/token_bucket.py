@@ -102,9 +102,17 @@ class TokenBucket:
         wait would exceed ``max_wait_s`` nothing is reserved and
         RateLimitedError says how long until it would fit.
         """
-        cost = check_permits(permits, self._burst) * self._interval_s
+        # The permits == 1 case skips the check call and max(): this is the
+        # per-request path of every asyncio caller.
+        if permits == 1:
+            cost = self._interval_s
+        else:
+            cost = check_permits(permits, self._burst) * self._interval_s
         now = self._now()
-        new = max(self._tat_s, now) + cost
+        tat = self._tat_s
+        if tat < now:  # noqa: PLR1730 -- a compare is cheaper than a max() call here
+            tat = now
+        new = tat + cost
         wait = new - now - self._tau_s
         if wait <= EPSILON_S:
             self._tat_s = new

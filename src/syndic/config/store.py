@@ -123,16 +123,10 @@ class ConfigStore:
         return (await self._settings(cid))[0]
 
     async def _settings(self, cid: ConfigId) -> tuple[Settings, int]:
-        r = await self._client.get(self.layout.settings(cid))
-        if not r.kvs:
-            return Settings(), 0
-        return Settings.decode(r.kvs[0].value), r.kvs[0].mod_revision
+        return _settings_of(await self._client.get(self.layout.settings(cid)))
 
     async def keyring(self, namespace: str) -> tuple[crypto.Keyring | None, int]:
-        r = await self._client.get(self.layout.keyring(namespace))
-        if not r.kvs:
-            return None, 0
-        return crypto.Keyring.decode(r.kvs[0].value), r.kvs[0].mod_revision
+        return _keyring_of(await self._client.get(self.layout.keyring(namespace)))
 
     async def history(self, cid: ConfigId, *, limit: int = 0) -> list[Entry]:
         """Entries newest first (``limit`` 0: all that are kept)."""
@@ -409,11 +403,24 @@ class ConfigStore:
         )
 
     async def _read(self, cid: ConfigId) -> _Read:
-        state = await self.state(cid)
-        settings, settings_mod = await self._settings(cid)
+        # One read-only transaction: one round trip, and one revision for all three.
+        layout = self.layout
+        t = await self._client.txn(
+            compare=[],
+            success=[
+                Op.get(layout.watch_prefix(cid), prefix=True),
+                Op.get(layout.settings(cid)),
+                Op.get(layout.keyring(cid.namespace)),
+            ],
+        )
+        data, settings_r, ring_r = t.responses
+        assert isinstance(data, GetResult) and isinstance(settings_r, GetResult)
+        assert isinstance(ring_r, GetResult)
+        state = state_of(layout, cid, {kv.key: kv.value for kv in data.kvs}, t.revision)
+        settings, settings_mod = _settings_of(settings_r)
         ring, ring_mod = (None, 0)
         if settings.encrypted:
-            ring, ring_mod = await self.keyring(cid.namespace)
+            ring, ring_mod = _keyring_of(ring_r)
             if ring is None:
                 # Not stored yet: the change's transaction creates it (mod revision 0).
                 masters = self._need_masters()
@@ -499,3 +506,15 @@ class ConfigStore:
 
 def _head_version(kvs: list[KeyValue]) -> int:
     return int(json.loads(kvs[0].value)["version"]) if kvs else 0
+
+
+def _settings_of(r: GetResult) -> tuple[Settings, int]:
+    if not r.kvs:
+        return Settings(), 0
+    return Settings.decode(r.kvs[0].value), r.kvs[0].mod_revision
+
+
+def _keyring_of(r: GetResult) -> tuple[crypto.Keyring | None, int]:
+    if not r.kvs:
+        return None, 0
+    return crypto.Keyring.decode(r.kvs[0].value), r.kvs[0].mod_revision

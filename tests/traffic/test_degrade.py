@@ -92,3 +92,16 @@ def test_registry_is_bounded() -> None:
     with pytest.raises(RuleError, match="full"):
         switches.register("one-more")
     assert "one-more" not in switches
+
+
+async def test_a_coroutine_fallback_answers_awaited_calls_and_refuses_blocking_ones() -> None:
+    switches = DegradeSwitches()
+
+    async def cached() -> list[str]:
+        return ["cached"]
+
+    switches.register("search", fallback=cached)
+    switches.switch_off("search")
+    assert await switches.call("search", recommend) == ["cached"]
+    with pytest.raises(TypeError, match="coroutine fallback"):
+        switches.call_sync("search", lambda: ["live"])

@@ -299,3 +299,28 @@ def test_retry_config_rejects_bad_values(kwargs: dict[str, object], match: str) 
 def test_backoff_rejects_bad_values(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(RuleError, match=match):
         Backoff(**kwargs)  # type: ignore[arg-type]
+
+
+def test_blocking_tries_see_the_per_try_deadline_and_none_starts_after_it() -> None:
+    clock = ManualClock()
+    retry = Retry(
+        RetryConfig(max_attempts=3, per_try_timeout_s=1.0, backoff=NO_WAIT, idempotent=True),
+        clock=clock,
+        sync_sleep=lambda _: None,
+    )
+    seen: list[float | None] = []
+
+    def slow_then_fails() -> None:
+        seen.append(deadline.remaining_s())
+        clock.advance(0.25)  # a blocking call cannot be cut short
+        raise ConnectionError
+
+    with pytest.raises(ConnectionError):
+        retry.call_sync(slow_then_fails)
+    assert seen == [1.0, 1.0, 1.0]  # each try has its own per-try deadline
+    with deadline.scope(0.5, clock=clock):
+        seen.clear()
+        with pytest.raises(ConnectionError):
+            retry.call_sync(slow_then_fails)
+        # Clipped to the caller's 0.5 s; the third try would start at 0.5 s: not made.
+        assert seen == [0.5, 0.25]

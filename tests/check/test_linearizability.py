@@ -463,3 +463,19 @@ def test_histories_of_an_atomic_register_are_linearizable(seed: int, n: int) -> 
             )
     result: CheckResult = check_history(final)
     assert result.verdict is Verdict.OK, result.explain()
+
+
+def test_a_delete_makes_the_key_absent() -> None:
+    h = [
+        Operation.write(1, client_id=1, key="x", value="a", invoke_time=0, return_time=1),
+        Operation(2, 2, OpKind.DELETE, "x", 2, 3),
+        Operation.read(3, client_id=3, key="x", value=None, invoke_time=4, return_time=5),
+    ]
+    assert check_history(h).verdict is Verdict.OK
+    stale = [*h[:2], Operation.read(3, client_id=3, key="x", value="a", invoke_time=4, return_time=5)]
+    assert check_history(stale).verdict is Verdict.VIOLATION
+
+
+def test_a_delete_with_a_value_is_malformed() -> None:
+    with pytest.raises(HistoryError):
+        Operation(1, 1, OpKind.DELETE, "x", 0, 1, value="a")

@@ -56,10 +56,10 @@ def test_every_fault_kind_actually_happens() -> None:
         "cluster_crashes",
         "cluster_restarts",
         "cluster_pauses",
-        "cluster_unsynced_writes_lost",
-        "cluster_writes_flushed_at_crash",
+        "cluster_unsynced_bytes_lost",
+        "cluster_bytes_flushed_at_crash",
         "cluster_torn_writes",
-        "cluster_torn_writes_discarded",
+        "cluster_bit_flips",
         "cluster_snapshots_taken",
         "nemesis_power_losses",
         "nemesis_storms",
@@ -88,9 +88,9 @@ def test_crash_loses_unsynced_data_and_recovers() -> None:
     for seed in range(1, 6):
         result = run_simulation(SimConfig(seed=seed, faults=frozenset({"crash"})))
         assert result.ok, result.violation
-        assert result.stats["cluster_writes_flushed_at_crash"] == 0
+        assert result.stats["cluster_bytes_flushed_at_crash"] == 0
         assert result.stats["cluster_torn_writes"] == 0
-        lost += int(result.stats["cluster_unsynced_writes_lost"])  # type: ignore[call-overload]
+        lost += int(result.stats["cluster_unsynced_bytes_lost"])  # type: ignore[call-overload]
     assert lost > 0
 
 

@@ -67,6 +67,7 @@ class OpKind(enum.Enum):
     READ = "read"
     WRITE = "write"
     CAS = "cas"
+    DELETE = "delete"
 
 
 class Verdict(enum.Enum):
@@ -81,6 +82,7 @@ class Operation:
 
     - ``READ``: ``value`` is what the read returned (``None``: key absent).
     - ``WRITE``: ``value`` is what was written.
+    - ``DELETE``: the key becomes absent; ``value`` is ``None``.
     - ``CAS``: set ``key`` to ``value`` if it currently holds ``expected``
       (``None``: absent); ``succeeded`` is the reply, ``None`` when unknown.
 
@@ -121,6 +123,8 @@ class Operation:
                 raise HistoryError(f"op {self.op_id}: {name} must be a str or None")
         if self.kind is OpKind.WRITE and self.value is None:
             raise HistoryError(f"op {self.op_id}: a write needs a value")
+        if self.kind is OpKind.DELETE and (self.value is not None or self.expected is not None):
+            raise HistoryError(f"op {self.op_id}: a delete carries no value")
         if self.kind is OpKind.CAS:
             if self.value is None:
                 raise HistoryError(f"op {self.op_id}: a cas needs a new value")
@@ -184,6 +188,8 @@ class Operation:
             body = f"read({self.key})={self.value!r}"
         elif self.kind is OpKind.WRITE:
             body = f"write({self.key}, {self.value!r})"
+        elif self.kind is OpKind.DELETE:
+            body = f"delete({self.key})"
         else:
             outcome = "?" if self.succeeded is None else ("ok" if self.succeeded else "fail")
             body = f"cas({self.key}, {self.expected!r}->{self.value!r})={outcome}"
@@ -245,6 +251,8 @@ def _step(state: str | None, op: Operation) -> tuple[bool, str | None]:
         return state == op.value, state
     if op.kind is OpKind.WRITE:
         return True, op.value
+    if op.kind is OpKind.DELETE:
+        return True, None
     if op.succeeded is None:
         # Unknown outcome: it applied iff its expectation held when linearized.
         return True, op.value if state == op.expected else state

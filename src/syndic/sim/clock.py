@@ -80,3 +80,41 @@ class VirtualClock:
     @property
     def events_run(self) -> int:
         return self._events_run
+
+
+PPM = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class MemberClock:
+    """One member's own clock: ``offset_ms`` from true time, running ``rate_ppm``
+    parts per million fast (negative: slow). Its ticks drive the member's Raft
+    timers, so members' election timeouts and heartbeats drift apart as real
+    crystals do; its readings are what the member would take for "now".
+
+    >>> clock = MemberClock(offset_ms=3_600_000, rate_ppm=10_000)  # +1 h, 1 % fast
+    >>> clock.local_ms(1000), clock.tick_due_ms(1, tick_ms=10)
+    (3601010, 10)
+    >>> MemberClock(offset_ms=0, rate_ppm=-10_000).tick_due_ms(100, tick_ms=10)
+    1011
+    """
+
+    offset_ms: int
+    rate_ppm: int
+
+    def __post_init__(self) -> None:
+        if not -PPM < self.rate_ppm < PPM:
+            raise SimulationError(f"clock rate must be within +-{PPM} ppm, got {self.rate_ppm}")
+
+    def local_ms(self, true_ms: int) -> int:
+        return self.offset_ms + true_ms * (PPM + self.rate_ppm) // PPM
+
+    def tick_due_ms(self, tick: int, tick_ms: int) -> int:
+        """The true time at which this clock has counted ``tick`` ticks (rounded up)."""
+        rate = PPM + self.rate_ppm
+        return (tick * tick_ms * PPM + rate - 1) // rate
+
+    def describe(self) -> str:
+        sign = "+" if self.offset_ms >= 0 else "-"
+        minutes = abs(self.offset_ms) // 60_000
+        return f"{sign}{minutes // 60}h{minutes % 60:02d}m {self.rate_ppm / 10_000:+.2f}%"

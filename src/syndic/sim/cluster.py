@@ -47,14 +47,15 @@ from syndic.raft import (
 from syndic.sim.apply import MemberState as AppliedState
 from syndic.sim.apply import encode_request
 from syndic.sim.buggify import CORE_BUGS, WAL_BUGS
+from syndic.sim.clock import MemberClock
 from syndic.sim.disk import SimDisk
 from syndic.sim.persist import DurableMark, MemberStorage, wal_options
 from syndic.sim.workload import Reply, ReplyStatus, Request
 from syndic.storage import StorageError
 from syndic.storage.records import (
-    RECORD_HEADER,
     RECORD_HEADER_SIZE_BYTES,
     SEGMENT_HEADER_SIZE_BYTES,
+    decode_record_header,
 )
 
 if TYPE_CHECKING:
@@ -98,6 +99,11 @@ class ClusterConfig:
     # its CRC stays down and a majority must remain).
     fsync_failure_share: float = 0.002
     bit_flip_share: float = 0.08
+    # Each member's clock is offset from true time by up to this much and runs
+    # up to this many parts per million fast or slow (1 %: a poor crystal is
+    # 100 ppm; this is far worse, to shake the timing assumptions).
+    clock_offset_ms_max: int = 6 * 3_600_000
+    clock_rate_ppm_max: int = 10_000
 
 
 @dataclass(slots=True)
@@ -125,8 +131,9 @@ class ClusterStats:
 class Member:
     """One simulated process: a core, a disk, a state machine, pending client work."""
 
-    def __init__(self, node_id: int) -> None:
+    def __init__(self, node_id: int, clock: MemberClock) -> None:
         self.node_id = node_id
+        self.clock = clock
         self.state = MemberState.UP
         self.core: RaftNode | None = None
         self.disk = SimDisk()
@@ -175,7 +182,16 @@ class SimCluster:
         self.bugs = bugs
         self._trace = trace
         self.disk_faults = disk_faults
-        self.members = {i: Member(i) for i in node_ids}
+        self.members = {
+            i: Member(
+                i,
+                MemberClock(
+                    offset_ms=rng.randint(-config.clock_offset_ms_max, config.clock_offset_ms_max),
+                    rate_ppm=rng.randint(-config.clock_rate_ppm_max, config.clock_rate_ppm_max),
+                ),
+            )
+            for i in node_ids
+        }
         self.stats = ClusterStats()
         self.network: SimNetwork | None = None
         self.reply_to_client: Callable[[Reply, Request], None] = lambda r, q: None
@@ -371,16 +387,32 @@ class SimCluster:
         member = self.members[msg.to_id]
         self._submit(member, lambda: self._core(member).step(msg))
 
-    def tick_all(self) -> None:
+    def start_clocks(self, tick_ms: int) -> None:
+        """Each member's ticks follow its own clock, which drifts from true time."""
         for member in self.members.values():
-            if member.state is not MemberState.UP:
-                continue  # a paused process's timers do not fire
-            if member.busy:
-                member.tick_owed = True  # like a Go ticker: one tick is buffered
-                continue
-            self._core(member).tick()
-            self.touched.add(member.node_id)
-            self._drain(member)
+            self._schedule_tick(member, 1, tick_ms)
+
+    def clocks_description(self) -> str:
+        return " ".join(f"n{m.node_id}={m.clock.describe()}" for m in self.members.values())
+
+    def _schedule_tick(self, member: Member, tick: int, tick_ms: int) -> None:
+        delay = member.clock.tick_due_ms(tick, tick_ms) - self._clock.now_ms
+
+        def fire() -> None:
+            self._schedule_tick(member, tick + 1, tick_ms)
+            self._tick(member)
+
+        self._clock.schedule(max(0, delay), fire, "tick")
+
+    def _tick(self, member: Member) -> None:
+        if member.state is not MemberState.UP:
+            return  # a paused process's timers do not fire
+        if member.busy:
+            member.tick_owed = True  # like a Go ticker: one tick is buffered
+            return
+        self._core(member).tick()
+        self.touched.add(member.node_id)
+        self._drain(member)
 
     def client_request(self, node_id: int, request: Request) -> None:
         member = self.members[node_id]
@@ -660,12 +692,14 @@ class SimCluster:
 
 
 def _last_record_start(data: bytes) -> int:
-    """Offset of the last whole record of a segment (its header size if none)."""
+    """Offset of the last intact record of a segment (its header size if none):
+    zeros or a torn record after it do not count."""
     offset = last = SEGMENT_HEADER_SIZE_BYTES
+    view = memoryview(data)
     while offset + RECORD_HEADER_SIZE_BYTES <= len(data):
-        length = RECORD_HEADER.unpack_from(data, offset)[0]
-        if offset + RECORD_HEADER_SIZE_BYTES + length > len(data):
+        header = decode_record_header(view[offset : offset + RECORD_HEADER_SIZE_BYTES])
+        if header is None or offset + RECORD_HEADER_SIZE_BYTES + header.length > len(data):
             break
         last = offset
-        offset += RECORD_HEADER_SIZE_BYTES + length
+        offset += RECORD_HEADER_SIZE_BYTES + header.length
     return last

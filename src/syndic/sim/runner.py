@@ -192,10 +192,6 @@ class _Run:
         if self.cfg.trace:
             self.lines.append(text)
 
-    def _tick(self) -> None:
-        self.cluster.tick_all()
-        self.clock.schedule(self.cfg.tick_ms, self._tick, "tick")
-
     def _begin_liveness(self) -> None:
         self.phase = "liveness"
         self.liveness_started_ms = self.clock.now_ms
@@ -210,9 +206,10 @@ class _Run:
             f"bugs={sorted(cfg.bugs)} scenario={cfg.scenario} safety_ticks={cfg.safety_ticks} "
             f"entries_per_append={self.cluster.max_entries_per_message}"
         )
+        self.trace(f"CLOCKS {self.cluster.clocks_description()}")
         safety_end_ms = cfg.safety_ticks * cfg.tick_ms
         liveness_deadline_ms = safety_end_ms + cfg.liveness_ticks * cfg.tick_ms
-        self.clock.schedule(cfg.tick_ms, self._tick, "tick")
+        self.cluster.start_clocks(cfg.tick_ms)
         self.clock.schedule(safety_end_ms, self._begin_liveness, "liveness")
         self.workload.start()
         self.nemesis.start()

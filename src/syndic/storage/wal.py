@@ -392,6 +392,17 @@ def segment_file_name(seq: int, first_index: int) -> str:
     return f"{seq:016x}-{first_index:016x}{SEGMENT_SUFFIX}"
 
 
+def _holds_record_header(view: memoryview, start: int, end: int) -> bool:
+    """Whether a record header with a valid CRC starts anywhere in [start, end).
+
+    Only called while judging damage at the very end of a segment, so the scan
+    is rare; a random 16 bytes pass the header CRC with odds of 2**-32."""
+    return any(
+        decode_record_header(view[pos : pos + RECORD_HEADER_SIZE_BYTES]) is not None
+        for pos in range(start, end - RECORD_HEADER_SIZE_BYTES + 1)
+    )
+
+
 def _is_zero(data: bytes, start: int) -> bool:
     start = min(start, len(data))
     return data.count(0, start) == len(data) - start
@@ -428,13 +439,18 @@ def _scan_segment(
         else:
             record = decode_record_header(view[offset : offset + RECORD_HEADER_SIZE_BYTES])
             if record is None:
-                claimed_length = RECORD_HEADER.unpack_from(data, offset)[0]
+                claimed_end = (
+                    offset + RECORD_HEADER_SIZE_BYTES + RECORD_HEADER.unpack_from(data, offset)[0]
+                )
                 # A crash can leave an extended file whose new blocks were never
                 # written (zeros, possibly from a sector boundary inside this
                 # header: nothing but zeros after it), or damage the header of
-                # the final record.
+                # the final record. A length that reaches the end of the file is
+                # not proof of that: a bit flip in a length can land exactly
+                # there, so no intact record header may lie inside the span.
                 torn = _is_zero(data, offset + RECORD_HEADER_SIZE_BYTES) or (
-                    offset + RECORD_HEADER_SIZE_BYTES + claimed_length == size
+                    claimed_end == size
+                    and not _holds_record_header(view, offset + RECORD_HEADER_SIZE_BYTES, size)
                 )
                 reason = "record header CRC mismatch"
             elif record.length > options.record_size_bytes_max:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
@@ -32,25 +33,85 @@ SNAPSHOT_VERSION: Final = 1
 _HEADER = struct.Struct(">BI")
 
 
-def dump(store: Store) -> bytes:
-    index = []
-    for key, entry in store._index.items():
-        records = [entry] if type(entry) is tuple else entry
-        index.append([key, [list(r) for r in records]])
+# Index entries packed per msgpack call by dump_frozen: small enough that a
+# worker thread packing them gives the GIL back to the event loop every
+# millisecond or so, large enough that the per-call cost does not show.
+DUMP_CHUNK_KEYS: Final = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenStore:
+    """A store's state at one revision, captured in O(n) pointer copies.
+
+    Safe to serialise in another thread while the store moves on, because the
+    store never changes what these containers point to in place, except by
+    appending: records are tuples; a key's record list only grows (by records
+    newer than ``revision``, which :func:`dump_frozen` leaves out), and
+    compaction and a key's first overwrite put a new object in the index
+    rather than changing the old one; the log copy is a new list."""
+
+    revision: int
+    compact_revision: int
+    log_base: int
+    log: list[bytes | tuple[bytes, ...] | None]
+    items: list[tuple[bytes, Any]]
+    lease_seq: int
+    leases: list[tuple[int, int, int]]
+    alarms: list[int]
+
+
+def freeze(store: Store) -> FrozenStore:
+    """Capture ``store`` for :func:`dump_frozen`; run it where the store is
+    changed (the event loop): it copies containers, not records."""
     lessor = store._lessor
-    payload = {
-        "r": store._rev,
-        "c": store._compact_rev,
-        "g": store._log_base,
-        "l": [list(x) if type(x) is tuple else x for x in store._log],
-        "i": index,
+    return FrozenStore(
+        revision=store._rev,
+        compact_revision=store._compact_rev,
+        log_base=store._log_base,
+        log=list(store._log),
+        items=list(store._index.items()),
+        lease_seq=lessor.id_seq,
         # The third field once held a deadline; deadlines are the leader's
         # alone (syndic.kv.lease) and never leave it, so it is always 0.
-        "s": [lessor.id_seq, [[ls.id, ls.ttl_s, 0] for ls in lessor.leases.values()]],
-        "a": sorted(int(a) for a in store._alarms),
-    }
-    body = msgpack.packb(payload, use_bin_type=True)
+        leases=[(ls.id, ls.ttl_s, 0) for ls in lessor.leases.values()],
+        alarms=sorted(int(a) for a in store._alarms),
+    )
+
+
+def dump_frozen(frozen: FrozenStore) -> bytes:
+    """Snapshot bytes of a frozen store; may run in a worker thread.
+
+    Packs the payload map piece by piece, in the same bytes as packing it
+    whole (msgpack packs tuples as arrays, maps in insertion order)."""
+    packer = msgpack.Packer(use_bin_type=True)
+    revision = frozen.revision
+    parts = [packer.pack_map_header(7)]
+    for name, value in (
+        ("r", frozen.revision),
+        ("c", frozen.compact_revision),
+        ("g", frozen.log_base),
+        ("l", frozen.log),
+    ):
+        parts += (packer.pack(name), packer.pack(value))
+    parts += (packer.pack("i"), packer.pack_array_header(len(frozen.items)))
+    items = frozen.items
+    for start in range(0, len(items), DUMP_CHUNK_KEYS):
+        chunk = []
+        for key, entry in items[start : start + DUMP_CHUNK_KEYS]:
+            if type(entry) is tuple:
+                chunk.append((key, (entry,)))
+            else:
+                # Records appended after the freeze are newer than it.
+                chunk.append((key, [r for r in entry if r[0] <= revision]))
+        parts.append(b"".join(map(packer.pack, chunk)))
+    parts += (packer.pack("s"), packer.pack([frozen.lease_seq, frozen.leases]))
+    parts += (packer.pack("a"), packer.pack(frozen.alarms))
+    body = b"".join(parts)
     return _HEADER.pack(SNAPSHOT_VERSION, zlib.crc32(body)) + body
+
+
+def dump(store: Store) -> bytes:
+    return dump_frozen(freeze(store))
 
 
 def _fail(reason: str) -> SnapshotCorruptError:

@@ -186,9 +186,13 @@ class MemberNode:
         # it cannot decode); ``failure`` says which. The process exits.
         self.failed = asyncio.Event()
         self.failure = ""
-        # The disk operation running in a worker thread, if any: stop() lets
-        # it finish before closing the WAL under it.
-        self._disk_op: asyncio.Future[Any] | None = None
+        # Disk operations running in worker threads: stop() lets them finish
+        # before closing the WAL under them.
+        self._disk_ops: set[asyncio.Future[Any]] = set()
+        # One writer of the WAL and snapshot files at a time: the node loop's
+        # cycles and a snapshot taken in the background.
+        self._disk_lock = asyncio.Lock()
+        self._snapshot_task: asyncio.Task[None] | None = None
         self._started_monotonic_s = time.monotonic()
         self._loop_lag = LoopLagProbe(self.metrics.loop_lag)
 
@@ -284,9 +288,12 @@ class MemberNode:
             # A loop that failed has already logged why (see _run).
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        if self._disk_op is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait((self._disk_op,))
+        if self._snapshot_task is not None:
+            self._snapshot_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._snapshot_task
+        if self._disk_ops:
+            await asyncio.wait(tuple(self._disk_ops))
         if self._transport is not None:
             await self._transport.stop()
         for pending in itertools.chain(self._proposals.values(), self._reads.values()):
@@ -374,7 +381,11 @@ class MemberNode:
         await self._persist(ready)
         self._transport.send(ready.messages)
         if ready.snapshot is not None:
-            self.state.restore(ready.snapshot.data)
+            # Decoding a large state takes seconds: a worker thread does it,
+            # building a new store beside the live one, which nothing else
+            # changes meanwhile (this cycle applies nothing until it is in).
+            decoded = await asyncio.to_thread(self.state.decode, ready.snapshot.data)
+            self.state.install(decoded)
             self._snapshot_index = ready.snapshot.meta.index
             self._reset_hub()
             self._peers_dirty = True
@@ -385,6 +396,10 @@ class MemberNode:
         self._wake_index_waiters()
 
     async def _persist(self, ready: Ready) -> None:
+        async with self._disk_lock:
+            await self._persist_locked(ready)
+
+    async def _persist_locked(self, ready: Ready) -> None:
         assert self._wal is not None and self._snapshots is not None
         if ready.snapshot is not None:
             await self._on_disk(self._snapshots.save, ready.snapshot)
@@ -408,12 +423,9 @@ class MemberNode:
         does not cancel the thread, so the operation is shielded and kept
         where stop() can wait for it before closing the WAL."""
         op = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
-        self._disk_op = op
-        try:
-            return await asyncio.shield(op)
-        finally:
-            if op.done():
-                self._disk_op = None
+        self._disk_ops.add(op)
+        op.add_done_callback(self._disk_ops.discard)
+        return await asyncio.shield(op)
 
     def _apply(self, ready: Ready) -> None:
         if not ready.committed_entries:
@@ -505,15 +517,45 @@ class MemberNode:
         asyncio.get_running_loop().create_task(publish())
 
     async def _maybe_snapshot(self) -> None:
-        assert self.raft is not None and self._wal is not None and self._snapshots is not None
+        """Start a snapshot once ``snapshot_count`` entries were applied since
+        the last; it is serialised in the background (see _snapshot)."""
+        assert self.raft is not None
         applied = self.raft.applied_index
         if applied - self._snapshot_index < self.config.snapshot_count:
             return
-        snapshot = self.raft.compact(applied, self.state.serialize())
-        await self._on_disk(self._snapshots.save, snapshot)
-        await self._on_disk(self._wal.save, None, (), snapshot=snapshot.meta, must_sync=True)
-        await self._on_disk(self._wal.release_before, snapshot.meta.index)
-        self._snapshot_index = applied
+        if self._snapshot_task is not None and not self._snapshot_task.done():
+            return
+        # The capture is O(n) pointer copies, here on the loop where entries
+        # are applied, so it is the state at exactly ``applied``.
+        serialize = self.state.capture()
+        self._snapshot_task = asyncio.get_running_loop().create_task(
+            self._snapshot(applied, serialize)
+        )
+
+    async def _snapshot(self, index: int, serialize: Callable[[], bytes]) -> None:
+        """Serialise the state captured at ``index`` in a worker thread while
+        the member goes on applying and serving, then compact the log to it.
+        Failing leaves the log longer, never the member inconsistent."""
+        assert self.raft is not None and self._wal is not None and self._snapshots is not None
+        try:
+            data = await asyncio.to_thread(serialize)
+            async with self._disk_lock:
+                try:
+                    snapshot = self.raft.compact(index, data)
+                except RaftError as exc:
+                    # A leader's snapshot installed meanwhile is newer.
+                    log.info("member %x: snapshot at %d not taken: %s", self.id, index, exc)
+                    return
+                await self._on_disk(self._snapshots.save, snapshot)
+                await self._on_disk(
+                    self._wal.save, None, (), snapshot=snapshot.meta, must_sync=True
+                )
+                await self._on_disk(self._wal.release_before, snapshot.meta.index)
+            self._snapshot_index = max(self._snapshot_index, index)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("member %x: snapshot at %d failed", self.id, index)
 
     def _reset_hub(self) -> None:
         self.hub.close()
@@ -1099,6 +1141,9 @@ class MemberNode:
 
     def snapshot_bytes(self) -> bytes:
         return self.state.serialize()
+
+    def snapshot_capture(self) -> Callable[[], bytes]:
+        return self.state.capture()
 
     def alarms(self) -> list[tuple[int, str]]:
         return [(self.id, alarm.name) for alarm in sorted(self.state.store.alarms)]

@@ -18,6 +18,7 @@ import msgpack
 from syndic.kv.errors import KvError
 from syndic.kv.messages import AlarmType
 from syndic.kv.mvcc import Store, StoreConfig
+from syndic.kv.snapshot import dump_frozen, freeze
 from syndic.server.auth import AuthSnapshotError, AuthStore, apply_auth_entry
 from syndic.server.backend import AuthError
 from syndic.server.entry_codec import DecodedEntry, EntryKind
@@ -36,6 +37,10 @@ class MemberAttrs:
     name: str
     peer_urls: tuple[str, ...]
     client_urls: tuple[str, ...]
+
+
+# A decoded snapshot, ready for StateMachine.install.
+DecodedState = tuple[Store, dict[int, MemberAttrs], AuthStore]
 
 
 class StateMachine:
@@ -83,16 +88,46 @@ class StateMachine:
         raise AssertionError(f"unhandled entry kind {entry.kind}")
 
     def serialize(self) -> bytes:
+        return self.capture()()
+
+    def capture(self) -> Callable[[], bytes]:
+        """Capture the state now and return a function that serialises what
+        was captured; the function may run in a worker thread while entries
+        keep being applied.
+
+        Capturing costs O(n) pointer copies (``syndic.kv.snapshot.freeze``);
+        the members and the auth store are small and copied as plain data.
+        Serialising, the costly part, then reads nothing that changes."""
+        frozen = freeze(self.store)
         members = [
             [mid, a.name, list(a.peer_urls), list(a.client_urls)]
             for mid, a in sorted(self.members.items())
         ]
-        return msgpack.packb(
-            [SNAPSHOT_FORMAT_VERSION, self.store.serialize(), members, self.auth.serialize()]
-        )
+        auth = self.auth.serialize()
+
+        def serialize() -> bytes:
+            return msgpack.packb([SNAPSHOT_FORMAT_VERSION, dump_frozen(frozen), members, auth])
+
+        return serialize
 
     def restore(self, data: bytes) -> None:
         """Replace everything with a snapshot's state; nothing changes if it is invalid."""
+        self.install(self.decode(data))
+
+    def install(self, decoded: DecodedState) -> None:
+        """Put a decoded snapshot in place (cheap: three assignments)."""
+        store, members, auth = decoded
+        if self.store.lease_primary:
+            # A restored store knows no deadlines; a primary one keeps its
+            # role and starts every lease afresh, as a new leader would.
+            store.lease_promote(self.clock_ms())
+        self.members = members
+        self.store = store
+        self.auth = auth
+
+    def decode(self, data: bytes) -> DecodedState:
+        """A snapshot's state, checked and built without touching this one;
+        may run in a worker thread (decoding a large store takes seconds)."""
         try:
             version, store_bytes, members, auth_bytes = msgpack.unpackb(data)
         except Exception as exc:
@@ -106,13 +141,8 @@ class StateMachine:
         except AuthSnapshotError as exc:
             raise StateSnapshotError(str(exc)) from exc
         store = Store.restore(store_bytes, self.store_config)
-        if self.store.lease_primary:
-            # A restored store knows no deadlines; a primary one keeps its
-            # role and starts every lease afresh, as a new leader would.
-            store.lease_promote(self.clock_ms())
-        self.members = {
+        table = {
             mid: MemberAttrs(name, tuple(peers), tuple(clients))
             for mid, name, peers, clients in members
         }
-        self.store = store
-        self.auth = auth
+        return store, table, auth

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import struct
+from collections.abc import Callable
 from typing import Any, Final
 
 from syndic.api.gen import rpc_pb2
@@ -85,6 +86,14 @@ def snapshot_stream_bytes(data: bytes, consistent_index: int, member_id: int) ->
     except (StateSnapshotError, KvError) as exc:
         raise SnapshotCorruptError(f"member state does not decode: {exc}") from exc
     return frame_snapshot(data, etcd_db(state, consistent_index, member_id))
+
+
+def _stream_and_digest(
+    capture: Callable[[], bytes], consistent_index: int, member_id: int
+) -> tuple[bytes, bytes]:
+    """The snapshot stream and its SHA-256, from a state capture (worker thread)."""
+    data = snapshot_stream_bytes(capture(), consistent_index, member_id)
+    return data, hashlib.sha256(data).digest()
 
 
 class MaintenanceServicer:
@@ -169,13 +178,12 @@ class MaintenanceServicer:
         await self._gate.require_admin_untranslated(context)
         status = self._backend.status()
         header = self._header()
-        # Decoding the state and laying out the image is CPU work in
-        # proportion to the store; a thread keeps the member's loop serving.
-        data = await asyncio.to_thread(
-            snapshot_stream_bytes,
-            self._backend.snapshot_bytes(),
-            status.raft_applied_index,
-            header.member_id,
+        # Serialising the state, laying out the image and hashing it are CPU
+        # work in proportion to the store; a worker thread does all three
+        # from a capture taken here, so the member's loop keeps serving.
+        capture = self._backend.snapshot_capture()
+        data, digest = await asyncio.to_thread(
+            _stream_and_digest, capture, status.raft_applied_index, header.member_id
         )
         chunk_bytes = self._config.snapshot_chunk_bytes
         view = memoryview(data)
@@ -189,7 +197,6 @@ class MaintenanceServicer:
                     header=header, remaining_bytes=total - sent, blob=bytes(chunk)
                 )
             )
-        digest = hashlib.sha256(data).digest()
         await context.write(rpc_pb2.SnapshotResponse(header=header, remaining_bytes=0, blob=digest))
 
     async def MoveLeader(

@@ -368,7 +368,7 @@ def test_a_retry_listener_that_raises_does_not_break_the_call(
 # -- the breaker's passive hot path keeps stale outcomes out ----------------------------
 
 
-@pytest.mark.parametrize("driver", ["sync", "async"])
+@pytest.mark.parametrize("driver", ["sync", "async", "decorated"])
 def test_breaker_ignores_a_failure_admitted_on_the_hot_path_before_a_transition(
     driver: str,
 ) -> None:
@@ -396,8 +396,10 @@ def test_breaker_ignores_a_failure_admitted_on_the_hot_path_before_a_transition(
     with pytest.raises(ConnectionError, match="at last"):
         if driver == "sync":
             breaker.call_sync(late_failure)
-        else:
+        elif driver == "async":
             asyncio.run(_awaited(breaker.call(alate_failure)))
+        else:
+            asyncio.run(breaker(alate_failure)())
     assert breaker.state is State.HALF_OPEN  # not a probe: admitted under an earlier state
     breaker.check_invariants()
 

@@ -231,8 +231,21 @@ def decorate(
 
 
 def decorate_stages(stages: Sequence[Stage], fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``decorate`` for a fixed stage list: the wrapper calls the driver directly."""
-    if inspect.iscoroutinefunction(fn):
+    """``decorate`` for a fixed stage list: the wrapper calls the driver directly.
+
+    A decorated coroutine function over one stage takes that stage's
+    passive path itself, so a call on the hot path is one coroutine frame
+    around ``fn``, not two; anything else goes through :func:`run`.
+    """
+    if not inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return run_sync(stages, fn, args, kwargs)
+
+        return wrapper
+
+    if len(stages) != 1:
 
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -240,8 +253,21 @@ def decorate_stages(stages: Sequence[Stage], fn: Callable[..., Any]) -> Callable
 
         return async_wrapper
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return run_sync(stages, fn, args, kwargs)
+    (stage,) = stages
 
-    return wrapper
+    @functools.wraps(fn)
+    async def one_stage_wrapper(*args: Any, **kwargs: Any) -> Any:
+        ticket = stage.passive
+        if ticket is None:
+            return await run(stages, fn, args, kwargs)
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as error:
+            # Under a passive ticket every outcome stands (Stage.passive).
+            stage.exit(ticket, None, error)
+            raise
+        if stage.passive is None:
+            stage.exit(ticket, result, None)
+        return result
+
+    return one_stage_wrapper

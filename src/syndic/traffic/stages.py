@@ -151,7 +151,9 @@ class Stage:
     #: When not None: the ticket ``enter`` would return right now, with
     #: nothing to record if the call succeeds while it stays so. The drivers
     #: then skip ``enter``, and ``exit`` on success (a closed breaker whose
-    #: window holds only successes: the hot path). Errors still reach ``exit``.
+    #: window holds only successes: the hot path). Errors still reach
+    #: ``exit``, which must let every outcome under a passive ticket stand
+    #: (return None): a passive stage never retries or answers.
     passive: Any = None
     #: The clock timeouts and sleeps are measured on (stages that use them set it).
     _clock: Clock

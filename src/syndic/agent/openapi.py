@@ -16,6 +16,13 @@ from syndic.agent.http_api_protocol import HttpApi
 
 _TEXT = {"text/plain": {"schema": {"type": "string"}}}
 _NAME = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[A-Za-z0-9_.:@-]+$"}
+# Free text as documented: printable ASCII. The API accepts more (any text
+# without NUL), but the document only promises what every path accepts.
+_TEXT_MAX = 64
+
+
+def _text(length_max: int = _TEXT_MAX) -> dict[str, Any]:
+    return {"type": "string", "maxLength": length_max, "pattern": "^[A-Za-z0-9 ._:/-]*$"}
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -117,10 +124,10 @@ def _components() -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {
             "CheckID": _NAME,
-            "Name": {"type": "string", "maxLength": 64},
+            "Name": _text(64),
             "TTL": {"type": "string", "enum": ["10s", "30s", "1m"]},
             "Status": {"type": "string", "enum": ["passing", "warning", "critical"]},
-            "Notes": {"type": "string", "maxLength": 64},
+            "Notes": _text(64),
             "DeregisterCriticalServiceAfter": {"type": "string", "enum": ["1m", "90s"]},
         },
         "required": ["TTL"],
@@ -131,14 +138,14 @@ def _components() -> dict[str, Any]:
         "properties": {
             "ID": _NAME,
             "Name": _NAME,
-            "Tags": {"type": "array", "maxItems": 8, "items": {"type": "string", "maxLength": 32}},
-            "Address": {"type": "string", "maxLength": 64},
+            "Tags": {"type": "array", "maxItems": 8, "items": _text(32)},
+            "Address": _text(64),
             "Port": {"type": "integer", "minimum": 0, "maximum": 65535},
+            # OpenAPI 3.0 has no propertyNames: the document names a few keys.
             "Meta": {
                 "type": "object",
-                "maxProperties": 8,
-                "propertyNames": {"pattern": "^[A-Za-z0-9_-]{1,32}$"},
-                "additionalProperties": {"type": "string", "maxLength": 64},
+                "additionalProperties": False,
+                "properties": {"team": _text(), "version": _text(), "env": _text()},
             },
             "Weights": {
                 "type": "object",
@@ -149,8 +156,8 @@ def _components() -> dict[str, Any]:
                 },
             },
             "EnableTagOverride": {"type": "boolean"},
-            "Zone": {"type": "string", "maxLength": 32},
-            "Version": {"type": "string", "maxLength": 32},
+            "Zone": _text(32),
+            "Version": _text(32),
             "Check": _ref("Check"),
         },
         "required": ["Name"],
@@ -196,7 +203,7 @@ def _paths() -> dict[str, Any]:
     ttl_check_ops = {
         f"/v1/agent/check/{verb}/{{id}}": _write(
             f"mark a TTL check {verb}",
-            [_p("id"), _q("note", {"type": "string", "maxLength": 64})],
+            [_p("id"), _q("note", _text(64))],
             not_found=True,
         )
         for verb in ("pass", "warn", "fail")
@@ -212,7 +219,7 @@ def _paths() -> dict[str, Any]:
             "required": ["Status"],
             "properties": {
                 "Status": {"type": "string", "enum": ["passing", "warning", "critical"]},
-                "Output": {"type": "string", "maxLength": 64},
+                "Output": _text(64),
             },
         },
         not_found=True,
@@ -263,7 +270,7 @@ def _paths() -> dict[str, Any]:
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "Name": {"type": "string", "maxLength": 32},
+            "Name": _text(32),
             "Behavior": {"type": "string", "enum": ["release", "delete"]},
             "TTL": {"type": "string", "enum": ["10s", "30s", "1m"]},
         },
@@ -303,7 +310,7 @@ def _paths() -> dict[str, Any]:
                     "required": True,
                     "schema": {"type": "string", "enum": ["true", "false"]},
                 },
-                _q("reason", {"type": "string", "maxLength": 64}),
+                _q("reason", _text(64)),
             ],
             not_found=True,
         ),
@@ -316,7 +323,7 @@ def _paths() -> dict[str, Any]:
         "/v1/catalog/service/{name}": _read(
             "a service's instances",
             arr(_ref("CatalogService")),
-            [_p("name"), _q("tag", {"type": "string", "maxLength": 32})],
+            [_p("name"), _q("tag", _text(32))],
         ),
         "/v1/catalog/nodes": _read("nodes", arr(_ref("Node"))),
         "/v1/catalog/datacenters": _read("datacenters", arr({"type": "string"}), blocking=False),
@@ -325,7 +332,7 @@ def _paths() -> dict[str, Any]:
             arr(_ref("ServiceEntry")),
             [
                 _p("name"),
-                _q("tag", {"type": "string", "maxLength": 32}),
+                _q("tag", _text(32)),
                 _q("passing", {"type": "string", "enum": [""]}),
             ],
         ),
@@ -368,7 +375,7 @@ def _paths() -> dict[str, Any]:
             body={
                 "type": "object",
                 "additionalProperties": False,
-                "properties": {"Description": {"type": "string", "maxLength": 64}},
+                "properties": {"Description": _text(64)},
             },
             ok=_json({"type": "boolean"}),
         ),
@@ -384,7 +391,7 @@ def _paths() -> dict[str, Any]:
         "/v1/registry/instances/{ns}/{name}": _read(
             "discovery with zone, tags and the protect threshold",
             {"type": "object", "required": ["Instances", "Protected"]},
-            [_p("ns"), _p("name"), _q("zone", {"type": "string", "maxLength": 32})],
+            [_p("ns"), _p("name"), _q("zone", _text(32))],
             blocking=False,
         ),
     }

@@ -340,17 +340,18 @@ def test_key_layout_separates_configs_that_share_a_prefix() -> None:
     assert layout.history(a, 2) < layout.history(a, 10)
     assert layout.config_of_head(layout.head(ab)) == ab
     assert layout.config_of_head(layout.release(ab)) is None
+    assert not layout.head(a).startswith(layout.watch_prefix(a))
     with pytest.raises(ValueError, match="end with"):
         KeyLayout("/t")
 
 
-def test_state_of_reads_head_release_and_ranked_grays() -> None:
+def test_state_of_reads_release_and_ranked_grays() -> None:
     layout = KeyLayout()
     rng = random.Random(3)
     release = Entry(1, EntryKind.PUBLISH, Format.TEXT, "h", "a", "", 0, content="r")
     grays = [_gray(f"g{i}", rng.randrange(10), {"percentage": 5}) for i in range(4)]
-    values = {layout.head(CID): b'{"version": 5}', layout.release(CID): release.encode()}
+    values = {layout.release(CID): release.encode()}
     values |= {layout.gray(CID, g.gray_name or ""): g.encode() for g in grays}
-    state = state_of(layout, CID, values, 42)
+    state = state_of(layout, CID, values, 42, 5)
     assert (state.version, state.revision, state.release) == (5, 42, release)
     assert list(state.grays) == sorted(grays, key=lambda g: (g.rank, g.gray_name or ""))

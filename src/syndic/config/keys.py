@@ -3,7 +3,7 @@
 Everything lives under one prefix (default ``/syndic/config/``), so syndic
 can share an etcd cluster with other users::
 
-    {prefix}data/{ns}/{group}/{data_id}/head          {"version": N}: the compare-and-set point
+    {prefix}head/{ns}/{group}/{data_id}               {"version": N}: the compare-and-set point
     {prefix}data/{ns}/{group}/{data_id}/release       the Entry every client gets by default
     {prefix}data/{ns}/{group}/{data_id}/gray/{name}   a gray Entry with its selector and rank
     {prefix}history/{ns}/{group}/{data_id}/{version:012d}   every Entry, one key per version
@@ -12,7 +12,9 @@ can share an etcd cluster with other users::
 
 A client watches the one prefix ``data/{ns}/{group}/{data_id}/`` and sees the
 release and every gray change in the same event batch (one transaction, one
-revision). History is kept in explicit keys, not in MVCC revisions, so a
+revision). The head is kept outside that prefix: it changes on every change,
+and a client, which does not need it, would otherwise decode one more event
+per publish in each of its watches. History is kept in explicit keys, not in MVCC revisions, so a
 store compaction never erases it. Names cannot contain '/' (see
 :func:`syndic.config.model.check_name`), so every prefix is unambiguous;
 versions are zero-padded so history keys sort by version.
@@ -44,7 +46,7 @@ class KeyLayout:
         return self._data(cid).encode()
 
     def head(self, cid: ConfigId) -> bytes:
-        return f"{self._data(cid)}head".encode()
+        return f"{self.prefix}head/{cid.path}".encode()
 
     def release(self, cid: ConfigId) -> bytes:
         return f"{self._data(cid)}release".encode()
@@ -68,20 +70,20 @@ class KeyLayout:
     def keyring(self, namespace: str) -> bytes:
         return f"{self.prefix}keyring/{namespace}".encode()
 
-    def namespace_data(self, namespace: str) -> bytes:
-        return f"{self.prefix}data/{namespace}/".encode()
+    def namespace_heads(self, namespace: str) -> bytes:
+        return f"{self.prefix}head/{namespace}/".encode()
 
     def config_of_head(self, key: bytes) -> ConfigId | None:
-        """The config a ``.../head`` key belongs to (for listing), else None."""
+        """The config a head key belongs to (for listing), else None."""
         text = key.decode()
-        base = f"{self.prefix}data/"
-        if not text.startswith(base) or not text.endswith("/head"):
+        base = f"{self.prefix}head/"
+        if not text.startswith(base):
             return None
-        parts = text[len(base) : -len("/head")].split("/")
+        parts = text[len(base) :].split("/")
         return ConfigId(*parts) if len(parts) == 3 else None
 
     def classify(self, cid: ConfigId, key: bytes) -> tuple[str, str | None]:
-        """What a key under :meth:`watch_prefix` is: ("head"|"release"|"gray", gray name)."""
+        """What a key under :meth:`watch_prefix` is: ("release"|"gray", gray name)."""
         rest = key[len(self.watch_prefix(cid)) :].decode()
         if rest.startswith("gray/"):
             return "gray", rest[len("gray/") :]

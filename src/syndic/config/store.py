@@ -28,7 +28,7 @@ from typing import Any
 
 from syndic.client import Client, Compare, Op
 from syndic.client.errors import OutcomeUnknownError
-from syndic.client.types import GetResult, KeyValue
+from syndic.client.types import GetResult
 from syndic.config import crypto
 from syndic.config.errors import (
     ConfigNotFoundError,
@@ -54,7 +54,7 @@ from syndic.config.validation import (
     check_schema,
     validate_content,
 )
-from syndic.config.view import ConfigState, state_of
+from syndic.config.view import ConfigState, head_version, state_of
 
 # Nacos keeps 30 days; a count is easier to reason about and to bound in bytes.
 HISTORY_VERSIONS_MAX = 100
@@ -116,8 +116,7 @@ class ConfigStore:
     # -- reads -------------------------------------------------------------------
 
     async def state(self, cid: ConfigId) -> ConfigState:
-        r = await self._client.get(self.layout.watch_prefix(cid), prefix=True)
-        return state_of(self.layout, cid, {kv.key: kv.value for kv in r.kvs}, r.revision)
+        return (await self._read(cid, settings=False)).state
 
     async def settings(self, cid: ConfigId) -> Settings:
         return (await self._settings(cid))[0]
@@ -146,7 +145,7 @@ class ConfigStore:
     async def list_configs(self, namespace: str) -> list[ConfigId]:
         check_name("namespace", namespace)
         r = await self._client.get(
-            self.layout.namespace_data(namespace), prefix=True, keys_only=True
+            self.layout.namespace_heads(namespace), prefix=True, keys_only=True
         )
         found = (self.layout.config_of_head(kv.key) for kv in r.kvs)
         return [cid for cid in found if cid is not None]
@@ -402,30 +401,31 @@ class ConfigStore:
             **extra,
         )
 
-    async def _read(self, cid: ConfigId) -> _Read:
-        # One read-only transaction: one round trip, and one revision for all three.
+    async def _read(self, cid: ConfigId, *, settings: bool = True) -> _Read:
+        # One read-only transaction: one round trip, and one revision for everything.
         layout = self.layout
-        t = await self._client.txn(
-            compare=[],
-            success=[
-                Op.get(layout.watch_prefix(cid), prefix=True),
-                Op.get(layout.settings(cid)),
-                Op.get(layout.keyring(cid.namespace)),
-            ],
-        )
-        data, settings_r, ring_r = t.responses
-        assert isinstance(data, GetResult) and isinstance(settings_r, GetResult)
-        assert isinstance(ring_r, GetResult)
-        state = state_of(layout, cid, {kv.key: kv.value for kv in data.kvs}, t.revision)
-        settings, settings_mod = _settings_of(settings_r)
+        reads = [Op.get(layout.head(cid)), Op.get(layout.watch_prefix(cid), prefix=True)]
+        if settings:
+            reads += [Op.get(layout.settings(cid)), Op.get(layout.keyring(cid.namespace))]
+        t = await self._client.txn(compare=[], success=reads)
+        results = [r for r in t.responses if isinstance(r, GetResult)]
+        assert len(results) == len(reads), t.responses
+        head, data = results[0], results[1]
+        version = head_version(head.kvs[0].value if head.kvs else None)
+        values = {kv.key: kv.value for kv in data.kvs}
+        state = state_of(layout, cid, values, t.revision, version)
+        if not settings:
+            return _Read(state, Settings(), 0, None, 0)
+        settings_r, ring_r = results[2], results[3]
+        settings_now, settings_mod = _settings_of(settings_r)
         ring, ring_mod = (None, 0)
-        if settings.encrypted:
+        if settings_now.encrypted:
             ring, ring_mod = _keyring_of(ring_r)
             if ring is None:
                 # Not stored yet: the change's transaction creates it (mod revision 0).
                 masters = self._need_masters()
                 ring = crypto.new_keyring(cid.namespace, masters, now_ms=self._now_ms())
-        return _Read(state, settings, settings_mod, ring, ring_mod)
+        return _Read(state, settings_now, settings_mod, ring, ring_mod)
 
     async def _change(
         self,
@@ -489,7 +489,7 @@ class ConfigStore:
             return entry
         head_now = t.responses[0]
         assert isinstance(head_now, GetResult)
-        current = _head_version(head_now.kvs)
+        current = head_version(head_now.kvs[0].value if head_now.kvs else None)
         if current != entry.version - 1:
             raise ConflictError(cid.path, entry.version - 1, current)
         return None
@@ -502,10 +502,6 @@ class ConfigStore:
         if r.kvs:
             raise ConflictError(cid.path, entry.version - 1, entry.version)
         return None
-
-
-def _head_version(kvs: list[KeyValue]) -> int:
-    return int(json.loads(kvs[0].value)["version"]) if kvs else 0
 
 
 def _settings_of(r: GetResult) -> tuple[Settings, int]:

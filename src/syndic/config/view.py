@@ -1,7 +1,7 @@
 """A config's live state, read from the keys under its watch prefix (pure).
 
 The store writes a config's head, release and grays in one transaction, so
-any one revision of the prefix is a consistent state. The SDK keeps the
+any one revision is a consistent state. The SDK keeps the
 raw values of that prefix up to date from watch events and asks this
 module what they mean.
 """
@@ -27,18 +27,25 @@ class ConfigState:
     grays: tuple[Entry, ...]
 
 
+def head_version(raw: bytes | None) -> int:
+    """The version a head key holds (0: the config was never written)."""
+    return 0 if raw is None else int(json.loads(raw)["version"])
+
+
 def state_of(
-    layout: KeyLayout, cid: ConfigId, values: Mapping[bytes, bytes], revision: int
+    layout: KeyLayout,
+    cid: ConfigId,
+    values: Mapping[bytes, bytes],
+    revision: int,
+    version: int = 0,
 ) -> ConfigState:
-    """``values`` maps the keys under the config's watch prefix to their values."""
-    version = 0
+    """``values`` maps the keys under the config's watch prefix to their values;
+    ``version`` is the head's (clients, which do not read it, leave it 0)."""
     release: Entry | None = None
     grays: list[Entry] = []
     for key, value in values.items():
         kind, _name = layout.classify(cid, key)
-        if kind == "head":
-            version = int(json.loads(value)["version"])
-        elif kind == "release":
+        if kind == "release":
             release = Entry.decode(value)
         elif kind == "gray":
             grays.append(Entry.decode(value))

@@ -178,6 +178,11 @@ def request_timed_out() -> ServerError:
     return ServerError("UNAVAILABLE", "etcdserver: request timed out")
 
 
+def too_many_requests() -> ServerError:
+    # etcd: rpctypes.ErrGRPCTooManyRequests, refused before proposing.
+    return ServerError("RESOURCE_EXHAUSTED", "etcdserver: too many requests")
+
+
 def member_not_found() -> ServerError:
     return ServerError("NOT_FOUND", "etcdserver: member not found")
 

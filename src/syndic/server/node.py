@@ -91,10 +91,17 @@ log = logging.getLogger(__name__)
 # The API version syndic implements, reported where etcd reports its own
 # version (Status, /version): clients gate features on it.
 ETCD_API_VERSION = "3.4.0"
-# Proposals waiting for their entry to apply on this member. Past this,
-# new writes are refused rather than queued without bound.
-PENDING_PROPOSALS_MAX = 100_000
-PENDING_READS_MAX = 100_000
+# Overload is refused early with etcd's "too many requests" (gRPC
+# RESOURCE_EXHAUSTED), which clients back off from, rather than queued until
+# the request timeout. Proposals waiting for their entry to apply on this
+# member, and their bytes: a thousand clients at etcd's request limit fit.
+PROPOSALS_PENDING_MAX = 10_000
+PROPOSALS_PENDING_BYTES_MAX = 256 * 1024 * 1024
+# etcd: maxGapBetweenApplyAndCommitIndex. Committed entries not yet applied
+# mean the apply loop is behind; new proposals would only wait longer.
+APPLY_GAP_ENTRIES_MAX = 5000
+# Linearizable reads waiting for their ReadIndex round.
+READS_PENDING_MAX = 10_000
 # Framing an entry adds its kind and ids to the request it carries.
 ENTRY_OVERHEAD_BYTES_MAX = 1024
 # Keep-alives a follower hands to its leader in one peer request; more wait
@@ -163,6 +170,7 @@ class MemberNode:
         # (request id, entry data) proposed since the last cycle.
         self._outbox: list[tuple[int, bytes]] = []
         self._proposals: dict[int, _Pending] = {}
+        self._proposal_bytes = 0
         self._reads: dict[bytes, _Pending] = {}
         self._ready_reads: list[tuple[int, _Pending]] = []
         self._index_waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -677,18 +685,18 @@ class MemberNode:
         """Propose an entry (on the leader, or forwarded to it) and wait until this
         member applies it; returns what applying it returned."""
         assert self.raft is not None and self._transport is not None
-        if len(self._proposals) >= PENDING_PROPOSALS_MAX:
-            raise errors.request_timed_out()
         await self._await_leader()
         request_id = next(self._request_ids)
         data = encode_entry(kind, self.id, request_id, payload)
         if len(data) > self.config.max_request_bytes + ENTRY_OVERHEAD_BYTES_MAX:
             raise errors.request_too_large()
+        self._admit_proposal(len(data))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         # Proposed by the node loop with the rest of this cycle's (one append
         # per follower, or one forwarded frame, for the whole batch).
         self._outbox.append((request_id, data))
         self._proposals[request_id] = _Pending(future)
+        self._proposal_bytes += len(data)
         self._wake.set()
         try:
             async with asyncio.timeout(self.request_timeout_s):
@@ -698,6 +706,19 @@ class MemberNode:
             raise errors.request_timed_out() from None
         finally:
             self._proposals.pop(request_id, None)
+            self._proposal_bytes -= len(data)
+
+    def _admit_proposal(self, size_bytes: int) -> None:
+        """Refuse a write now if it could only wait: too many proposals or
+        bytes already waiting here, or an apply loop far behind the commit."""
+        assert self.raft is not None
+        if (
+            len(self._proposals) >= PROPOSALS_PENDING_MAX
+            or self._proposal_bytes + size_bytes > PROPOSALS_PENDING_BYTES_MAX
+            or self.raft.commit_index - self.raft.applied_index > APPLY_GAP_ENTRIES_MAX
+        ):
+            self.metrics.too_many_requests.labels("proposal").inc()
+            raise errors.too_many_requests()
 
     async def _await_leader(self) -> int:
         """The current leader's id, waiting up to one election timeout for one
@@ -735,8 +756,9 @@ class MemberNode:
         (ReadIndex, Raft thesis §6.4)."""
         assert self.raft is not None
         await self._await_leader()
-        if len(self._reads) >= PENDING_READS_MAX:
-            raise errors.request_timed_out()
+        if len(self._reads) >= READS_PENDING_MAX:
+            self.metrics.too_many_requests.labels("read").inc()
+            raise errors.too_many_requests()
         ctx = next(self._request_ids).to_bytes(8, "big")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._reads[ctx] = _Pending(future)

@@ -1,0 +1,98 @@
+"""Overload is refused early with etcd's "too many requests"
+(RESOURCE_EXHAUSTED), never left to wait out the request timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syndic.kv.messages import PutRequest, RangeRequest
+from syndic.server import node as node_module
+from syndic.server.backend import ServerError
+from syndic.server.node import MemberNode
+from tests.server.cluster_util import cluster_configs, eventually
+
+
+async def _slow_disk_member(tmp_path: Path, fsync_s: float) -> MemberNode:
+    (config,) = cluster_configs(tmp_path, 1)
+    node = MemberNode(config)
+    await node.start()
+    await eventually(node._is_leader)
+    await node.write(PutRequest(key=b"settled", value=b"v"))
+    assert node._wal is not None
+    save = node._wal.save
+
+    def slow_save(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("must_sync"):
+            time.sleep(fsync_s)
+        return save(*args, **kwargs)
+
+    node._wal.save = slow_save  # type: ignore[method-assign]
+    return node
+
+
+async def _outcome(call: Any) -> str:
+    started = time.monotonic()
+    try:
+        await call
+    except ServerError as exc:
+        assert time.monotonic() - started < 0.5, "refused late"
+        return f"{exc.code}: {exc.message}"
+    return "ok"
+
+
+async def test_writes_past_the_pending_bound_are_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(node_module, "PROPOSALS_PENDING_MAX", 8)
+    node = await _slow_disk_member(tmp_path, fsync_s=0.3)
+    try:
+        outcomes = await asyncio.gather(
+            *(_outcome(node.write(PutRequest(key=b"k%d" % i, value=b"v"))) for i in range(30))
+        )
+        refused = outcomes.count("RESOURCE_EXHAUSTED: etcdserver: too many requests")
+        assert outcomes.count("ok") == 8 and refused == 22, outcomes
+        assert (
+            node.metrics.registry.get_sample_value(
+                "syndic_server_requests_refused_total", {"kind": "proposal"}
+            )
+            == 22
+        )
+        # Room again once they are applied.
+        await node.write(PutRequest(key=b"later", value=b"v"))
+    finally:
+        await node.stop()
+
+
+async def test_a_proposal_is_refused_while_apply_lags_far_behind_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = await _slow_disk_member(tmp_path, fsync_s=0)
+    try:
+        assert node.raft is not None
+        monkeypatch.setattr(node_module, "APPLY_GAP_ENTRIES_MAX", -1)  # any gap is too much
+        with pytest.raises(ServerError, match="too many requests"):
+            await node.write(PutRequest(key=b"x", value=b"v"))
+        assert node.state.store.range(RangeRequest(key=b"x")).count == 0
+    finally:
+        await node.stop()
+
+
+async def test_linearizable_reads_past_their_bound_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(node_module, "READS_PENDING_MAX", 0)
+    node = await _slow_disk_member(tmp_path, fsync_s=0)
+    try:
+        with pytest.raises(ServerError, match="too many requests") as err:
+            await node.range(RangeRequest(key=b"settled"))
+        assert err.value.code == "RESOURCE_EXHAUSTED"
+        # A serializable read takes no ReadIndex round and is still served.
+        got = await node.range(RangeRequest(key=b"settled", serializable=True))
+        assert got.count == 1
+    finally:
+        await node.stop()

@@ -386,11 +386,13 @@ async def test_cancellation_is_not_swallowed_by_the_fallback() -> None:
         "syndic.traffic.cluster",
         "syndic.traffic.deadline",
         "syndic.traffic.degrade",
+        "syndic.traffic.drivers",
         "syndic.traffic.fallback",
         "syndic.traffic.hedge",
         "syndic.traffic.policy",
         "syndic.traffic.retry",
         "syndic.traffic.rules",
+        "syndic.traffic.stages",
     ],
 )
 def test_module_examples_run(module: str) -> None:

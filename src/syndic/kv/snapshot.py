@@ -96,7 +96,7 @@ def dump_frozen(frozen: FrozenStore) -> bytes:
     parts += (packer.pack("i"), packer.pack_array_header(len(frozen.items)))
     items = frozen.items
     for start in range(0, len(items), DUMP_CHUNK_KEYS):
-        chunk = []
+        chunk: list[tuple[bytes, Any]] = []
         for key, entry in items[start : start + DUMP_CHUNK_KEYS]:
             if type(entry) is tuple:
                 chunk.append((key, (entry,)))

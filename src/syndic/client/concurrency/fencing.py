@@ -26,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -80,22 +81,48 @@ class FencedFile:
 
     def write(self, token: int, data: bytes | str) -> None:
         """Replace the file's content if ``token`` is not stale; atomic (rename)."""
+        payload = _payload(data)
+
+        def replace() -> None:
+            temporary = self.path.with_name(f".{self.path.name}.{token}.tmp")
+            temporary.write_bytes(payload)
+            os.replace(temporary, self.path)
+
+        self._fenced(token, replace)
+
+    def append(self, token: int, data: bytes | str) -> None:
+        """Append to the file if ``token`` is not stale: a log of the holders' writes,
+        in the order the file accepted them."""
+        payload = _payload(data)
+
+        def append() -> None:
+            with self.path.open("ab") as out:
+                out.write(payload)
+                out.flush()
+                os.fsync(out.fileno())
+
+        self._fenced(token, append)
+
+    def _fenced(self, token: int, action: Callable[[], None]) -> None:
+        """Run ``action`` under an exclusive flock of the token file if ``token`` is not
+        stale, then record it as the highest; StaleTokenError otherwise."""
         token = _check_token(token)
-        payload = data.encode() if isinstance(data, str) else data
-        if not isinstance(payload, bytes):
-            raise InvalidRequestError(f"data must be bytes or str, got {type(data).__name__}")
         fd = os.open(self.token_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             highest = int(os.pread(fd, 32, 0) or b"0")
             if token < highest:
                 raise StaleTokenError(token, highest)
-            temporary = self.path.with_name(f".{self.path.name}.{token}.tmp")
-            temporary.write_bytes(payload)
-            os.replace(temporary, self.path)
-            encoded = str(token).encode()
+            action()
             os.ftruncate(fd, 0)
-            os.pwrite(fd, encoded, 0)
+            os.pwrite(fd, str(token).encode(), 0)
             os.fsync(fd)
         finally:
             os.close(fd)  # releases the flock
+
+
+def _payload(data: object) -> bytes:
+    payload = data.encode() if isinstance(data, str) else data
+    if not isinstance(payload, bytes):
+        raise InvalidRequestError(f"data must be bytes or str, got {type(data).__name__}")
+    return payload

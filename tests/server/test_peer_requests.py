@@ -35,7 +35,7 @@ from syndic.server.peer_codec import (
     encode_request,
     is_request,
 )
-from syndic.server.transport import FRAME_HEADER, PeerTransport, call_peer
+from syndic.server.transport import FRAME_HEADER, PeerRequester, PeerTransport, call_peer
 from tests.server.cluster_util import cluster_configs, free_port
 
 MEMBER = Member(0xABC, "m1", ("http://127.0.0.1:2380",), ("http://127.0.0.1:2379",), False)
@@ -190,3 +190,33 @@ async def test_transport_without_a_request_handler_says_so() -> None:
         assert (ok, payload[0]) == (False, "UNIMPLEMENTED")
     finally:
         await transport.stop()
+
+
+async def test_a_requester_keeps_one_connection_and_redials_after_a_restart() -> None:
+    port = free_port()
+
+    async def answer(op: str, args: list[Any]) -> tuple[bool, Any]:
+        return True, [op, *args]
+
+    def serving() -> PeerTransport:
+        return PeerTransport(
+            9, "127.0.0.1", port, lambda _: None, lambda _: None, on_request=answer
+        )
+
+    server = serving()
+    await server.start()
+    requester = PeerRequester()
+    try:
+        for i in range(5):
+            assert await requester.call("127.0.0.1", port, "echo", [i], 5) == (True, ["echo", i])
+        assert len(server._inbound) == 1  # one connection for the five
+        await server.stop()
+        with pytest.raises(OSError):
+            await requester.call("127.0.0.1", port, "echo", [0], 5)
+        server = serving()
+        await server.start()
+        assert await requester.call("127.0.0.1", port, "echo", [7], 5) == (True, ["echo", 7])
+        assert len(server._inbound) == 1
+    finally:
+        await requester.close()
+        await server.stop()

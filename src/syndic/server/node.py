@@ -83,7 +83,7 @@ from syndic.server.peer_codec import (
 from syndic.server.reconfig import Voter
 from syndic.server.state_machine import MemberAttrs, StateMachine
 from syndic.server.tls import peer_contexts
-from syndic.server.transport import FrameLimits, PeerAddress, PeerTransport, call_peer
+from syndic.server.transport import FrameLimits, PeerAddress, PeerRequester, PeerTransport
 from syndic.storage import SnapshotStore, Wal, recover
 
 log = logging.getLogger(__name__)
@@ -203,6 +203,8 @@ class MemberNode:
         self._snapshot_task: asyncio.Task[None] | None = None
         self._started_monotonic_s = time.monotonic()
         self._loop_lag = LoopLagProbe(self.metrics.loop_lag)
+        # Requests handed to the leader (keep-alives, membership changes).
+        self._leader_requests = PeerRequester()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -254,6 +256,7 @@ class MemberNode:
             ),
         )
         await self._transport.start()
+        self._leader_requests = PeerRequester(self._peer_client_ssl)
         self._loop_lag.start()
         self._refresh_peers()
         if self.raft.conf_state.voters == frozenset({self.id}):
@@ -304,6 +307,7 @@ class MemberNode:
             await asyncio.wait(tuple(self._disk_ops))
         if self._transport is not None:
             await self._transport.stop()
+        await self._leader_requests.close()
         for pending in itertools.chain(self._proposals.values(), self._reads.values()):
             if not pending.future.done():
                 pending.future.set_exception(errors.server_stopped())
@@ -1099,8 +1103,8 @@ class MemberNode:
                 raise errors.not_leader()
             host, port = parse_url(leader.peer_urls[0], "peer_urls")
             try:
-                ok, payload = await call_peer(
-                    host, port, op, args, self.request_timeout_s + 1, self._peer_client_ssl
+                ok, payload = await self._leader_requests.call(
+                    host, port, op, args, self.request_timeout_s + 1
                 )
             except (OSError, TimeoutError, PeerCodecError) as exc:
                 log.info("member %x: leader %x did not answer %s: %s", self.id, leader.id, op, exc)

@@ -475,14 +475,71 @@ async def call_peer(
         asyncio.open_connection(host, port, ssl=ssl_context), DIAL_TIMEOUT_S
     )
     try:
-        body = encode_request(op, args)
-        writer.write(FRAME_HEADER.pack(len(body)) + body)
+        return await _request(reader, writer, op, args, timeout_s)
+    finally:
+        await _hang_up(writer)
+
+
+async def _request(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    op: str,
+    args: list[Any],
+    timeout_s: float,
+) -> tuple[bool, Any]:
+    body = encode_request(op, args)
+    writer.write(FRAME_HEADER.pack(len(body)) + body)
+    try:
         async with asyncio.timeout(timeout_s):
             (length,) = FRAME_HEADER.unpack(await reader.readexactly(FRAME_HEADER.size))
             if length > PEER_REPLY_BYTES_MAX:
                 raise PeerCodecError(f"peer reply of {length} bytes is over the bound")
             return decode_reply(await reader.readexactly(length))
     except asyncio.IncompleteReadError as exc:
-        raise ConnectionResetError(f"{host}:{port} closed before answering") from exc
-    finally:
-        await _hang_up(writer)
+        raise ConnectionResetError("the peer closed before answering") from exc
+
+
+class PeerRequester:
+    """Requests to one member at a time over a connection kept open between
+    them, so a follower's stream of forwarded keep-alives costs no dial each.
+
+    Requests are sent one after the other (the member answers a connection's
+    requests in order); a failed one closes the connection, and the next
+    request dials again."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._ssl = ssl_context
+        self._lock = asyncio.Lock()
+        self._address: tuple[str, int] | None = None
+        self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def call(
+        self, host: str, port: int, op: str, args: list[Any], timeout_s: float
+    ) -> tuple[bool, Any]:
+        """As :func:`call_peer`, over the kept connection when it leads to ``host:port``."""
+        async with self._lock:
+            if self._stream is not None and (
+                self._address != (host, port) or self._stream[0].at_eof()
+            ):
+                await self._close()
+            if self._stream is None:
+                self._stream = await asyncio.wait_for(
+                    asyncio.open_connection(host, port, ssl=self._ssl), DIAL_TIMEOUT_S
+                )
+                self._address = (host, port)
+            reader, writer = self._stream
+            try:
+                return await _request(reader, writer, op, args, timeout_s)
+            except BaseException:
+                await self._close()
+                raise
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._close()
+
+    async def _close(self) -> None:
+        if self._stream is not None:
+            writer = self._stream[1]
+            self._stream = None
+            await _hang_up(writer)

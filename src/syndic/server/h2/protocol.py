@@ -563,10 +563,10 @@ class H2Protocol:
             self._cheap_frame("unknown")
 
     def _ping(self, flags: int, stream_id: int, payload: bytes) -> None:
-        if len(payload) != 8:
-            raise ProtocolError(ErrorCode.FRAME_SIZE_ERROR, f"PING of {len(payload)} bytes")
         if stream_id != 0:
             raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "PING on a stream")
+        if len(payload) != 8:
+            raise ProtocolError(ErrorCode.FRAME_SIZE_ERROR, f"PING of {len(payload)} bytes")
         self._cheap_frame("PING")
         if flags & Flag.ACK:
             self._ping_sent_s = None
@@ -646,9 +646,9 @@ class H2Protocol:
         if not (self.blocked.get(stream_id) if stream_id else self.blocked):
             self._cheap_frame("WINDOW_UPDATE")
         if stream_id == 0:
-            self._send_window += increment
-            if self._send_window > frames.WINDOW_MAX:
+            if self._send_window + increment > frames.WINDOW_MAX:
                 raise ProtocolError(ErrorCode.FLOW_CONTROL_ERROR, "connection window overflow")
+            self._send_window += increment
             self._pump_blocked()
             return
         if stream_id > self.last_stream_id:
@@ -656,9 +656,9 @@ class H2Protocol:
         stream = self.streams.get(stream_id)
         if stream is None or stream.local_closed:
             return  # the stream has ended; updates may still be in flight
-        stream.send_credit += increment
-        if stream.send_credit + self._peer_initial_window > frames.WINDOW_MAX:
+        if stream.send_credit + increment + self._peer_initial_window > frames.WINDOW_MAX:
             raise ProtocolError(ErrorCode.FLOW_CONTROL_ERROR, "stream window overflow")
+        stream.send_credit += increment
         self._credit_bound = max(self._credit_bound, stream.send_credit)
         self._pump(stream)
 

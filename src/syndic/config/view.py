@@ -8,6 +8,7 @@ module what they mean.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,14 @@ class ConfigState:
     grays: tuple[Entry, ...]
 
 
+# Entries are frozen values, so one decoded instance can serve every client in
+# a process that watches the same config (a gateway holding many tenants' SDK
+# clients, or the benchmark's listeners). Bounded by count: 64 entries of at
+# most content_bytes_max (100 KiB) each.
+_DECODED_ENTRIES_MAX = 64
+_decode = functools.lru_cache(maxsize=_DECODED_ENTRIES_MAX)(Entry.decode)
+
+
 def head_version(raw: bytes | None) -> int:
     """The version a head key holds (0: the config was never written)."""
     return 0 if raw is None else int(json.loads(raw)["version"])
@@ -43,11 +52,11 @@ def state_of(
     ``version`` is the head's (clients, which do not read it, leave it 0)."""
     release: Entry | None = None
     grays: list[Entry] = []
+    release_key = layout.release(cid)
     for key, value in values.items():
-        kind, _name = layout.classify(cid, key)
-        if kind == "release":
-            release = Entry.decode(value)
-        elif kind == "gray":
-            grays.append(Entry.decode(value))
+        if key == release_key:
+            release = _decode(value)
+        elif layout.classify(cid, key)[0] == "gray":
+            grays.append(_decode(value))
     grays.sort(key=lambda g: (g.rank, g.gray_name or ""))
     return ConfigState(cid, revision, version, release, tuple(grays))

@@ -48,6 +48,10 @@ from syndic.registry.store import RegistryStore
 
 log = logging.getLogger(__name__)
 
+#: Longest wait for the live catalog to show the agent's own write, in ms;
+#: past it the write is answered anyway (the watch is behind, not the write).
+READ_YOUR_WRITES_WAIT_MS = 5_000.0
+
 
 class AgentError(Exception):
     """A request the agent refuses; ``status`` is the HTTP status Consul would answer."""
@@ -193,12 +197,15 @@ class Agent:
             )
             local.checks[check.check_id] = LocalCheck(check, tracker)
         try:
-            await self.store.register(inst, replace_existing_checks=replace_existing_checks)
+            revision = await self.store.register(
+                inst, replace_existing_checks=replace_existing_checks
+            )
         except ClientError as exc:
             raise AgentError(500, f"store unavailable: {exc}") from exc
         if old is not None:
             self._remove_local(old)
         self._add_local(local)
+        await self._read_your_write(revision)
 
     async def deregister(self, instance_id: str) -> None:
         local = self.services.get(instance_id)
@@ -212,8 +219,15 @@ class Agent:
         inst = local.instance
         try:
             await self.store.deregister(inst.namespace, inst.service, inst.instance_id)
+            revision = (await self.client.get(self.store.layout.all(), count_only=True)).revision
         except ClientError as exc:
             raise AgentError(500, f"store unavailable: {exc}") from exc
+        await self._read_your_write(revision)
+
+    async def _read_your_write(self, revision: int) -> None:
+        # A client that registers and then reads the catalog through this agent
+        # sees its own change (the catalog follows the store by a watch).
+        await self.catalog.wait_revision(revision, READ_YOUR_WRITES_WAIT_MS / 1000.0)
 
     def _add_local(self, local: LocalService) -> None:
         self.services[local.instance.instance_id] = local

@@ -136,6 +136,31 @@ class ConsulKv:
         self.layout = layout
         self.node = node
         self._kept: dict[str, Any] = {}  # session id -> Lease kept alive by this agent
+        self.user: Client | None = None  # with auth on, the user whose permissions apply
+
+    def as_user(self, user: Client) -> ConsulKv:
+        """The same operations on behalf of a user (auth on).
+
+        The user's own client is asked first, so etcd's key permissions decide:
+        a read probes with a count-only range, a write with a transaction whose
+        guard can never hold (etcd checks every operation of a transaction,
+        whichever branch runs, and this one changes nothing). The operation
+        itself then runs with the agent's client, because Consul's flags and
+        locks live under the registry prefix, which users are not granted.
+        """
+        other = ConsulKv(self.client, self.layout, self.node)
+        other._kept = self._kept
+        other.user = user
+        return other
+
+    async def _may_read(self, key: bytes, recurse: bool) -> None:
+        if self.user is not None:
+            await self.user.get(key, prefix=recurse, count_only=True)
+
+    async def _may_write(self, key: bytes, recurse: bool = False) -> None:
+        if self.user is not None:
+            op = Op.delete(key, prefix=True) if recurse else Op.put(key, b"")
+            await self.user.txn(compare=[Compare.version(key) < 0], success=[op], failure=[])
 
     def reserved(self, key: bytes) -> bool:
         """Keys under the registry prefix are syndic's own: not written through /v1/kv."""
@@ -145,6 +170,7 @@ class ConsulKv:
 
     async def read(self, key: bytes, *, recurse: bool, limit: int) -> tuple[list[KvEntry], int]:
         """The entries at ``key`` (or under it); returns them and the store revision."""
+        await self._may_read(key, recurse)
         lay = self.layout
         reads = [
             Op.get(key, prefix=recurse, limit=limit),
@@ -180,6 +206,7 @@ class ConsulKv:
     async def wait_change(self, key: bytes, *, recurse: bool, index: int, timeout_s: float) -> int:
         """Block until something at ``key`` changes after revision ``index``; the change's
         revision, or 0 when the time ran out."""
+        await self._may_read(key, recurse)
         watch = self.client.watch(key, prefix=recurse, start_revision=index + 1)
 
         async def first() -> int:
@@ -209,6 +236,7 @@ class ConsulKv:
     ) -> bool:
         if self.reserved(key):
             raise KvError(403, "Permission denied: key is reserved for syndic's registry")
+        await self._may_write(key)
         if acquire:
             return await self._acquire(key, value, flags, acquire)
         if release:
@@ -310,6 +338,7 @@ class ConsulKv:
     async def delete(self, key: bytes, *, recurse: bool, cas: int | None) -> bool:
         if self.reserved(key):
             raise KvError(403, "Permission denied: key is reserved for syndic's registry")
+        await self._may_write(key, recurse)
         lay = self.layout
         compare = []
         if cas is not None and not recurse:

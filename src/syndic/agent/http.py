@@ -2,9 +2,9 @@
 document, and any extra API another subsystem mounts (:class:`HttpApi`).
 
 Every answer to a failed request is plain text with Consul's status code;
-bodies above ``http_body_bytes_max`` get 413 before a handler runs. When a
-``token_checker`` is given (auth on), each request's ``X-Consul-Token``
-(or ``?token=``) must pass it, else 403 ``Permission denied``.
+bodies above ``http_body_bytes_max`` get 413 before a handler runs. With
+``token_auth`` (the store has auth on), each request's ``X-Consul-Token``
+is mapped to a syndic user (:mod:`syndic.agent.auth`), else 403.
 
 Example::
 
@@ -23,20 +23,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import web
 
 from syndic.agent.agent import Agent, AgentError
+from syndic.agent.auth import TokenAuth, TokenRefusedError
 from syndic.agent.consul_api import ConsulApi
 from syndic.agent.consul_kv import ConsulKv, KvError
 from syndic.agent.decode import BodyError
 from syndic.agent.http_api_protocol import HttpApi
 from syndic.agent.http_common import HttpError, text_response
-from syndic.agent.kv_api import KvApi
+from syndic.agent.kv_api import REQUEST_CLIENT_KEY, KvApi
 from syndic.agent.native_api import NativeApi
 from syndic.agent.openapi import build_openapi
 from syndic.client import ClientError, PermissionDeniedError
 from syndic.registry.model import ModelError
 
 log = logging.getLogger(__name__)
-
-TokenChecker = Callable[[str | None], Awaitable[bool]]
 
 AGENT_KEY = web.AppKey("syndic_agent", Agent)
 KV_KEY = web.AppKey("syndic_consul_kv", ConsulKv)
@@ -79,14 +78,18 @@ def _error_middleware() -> Callable[..., Awaitable[web.StreamResponse]]:
     return consul_errors
 
 
-def _token_middleware(checker: TokenChecker) -> Callable[..., Awaitable[web.StreamResponse]]:
+def _token_middleware(auth: TokenAuth) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def consul_token(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if request.path == "/v1/openapi.json" or await checker(_token(request)):
+        if request.path == "/v1/openapi.json":
             return await handler(request)
-        return text_response("Permission denied", 403)
+        try:
+            request[REQUEST_CLIENT_KEY] = await auth.client_for(_token(request))
+        except TokenRefusedError as exc:
+            return text_response(str(exc), 403)
+        return await handler(request)
 
     return consul_token
 
@@ -95,13 +98,13 @@ def build_http_app(
     agent: Agent,
     *,
     extra_apis: Sequence[HttpApi] = (),
-    token_checker: TokenChecker | None = None,
+    token_auth: TokenAuth | None = None,
 ) -> web.Application:
     """The aiohttp application of one agent; ``extra_apis`` add routes and OpenAPI paths."""
     config = agent.config
     middlewares = [_error_middleware()]
-    if token_checker is not None:
-        middlewares.append(_token_middleware(token_checker))
+    if token_auth is not None:
+        middlewares.append(_token_middleware(token_auth))
     app = web.Application(
         middlewares=middlewares,
         client_max_size=max(config.http_body_bytes_max, config.kv_value_bytes_max),
@@ -129,6 +132,8 @@ def build_http_app(
 
     async def close_kv(_app: web.Application) -> None:
         await kv.close()
+        if token_auth is not None:
+            await token_auth.close()
 
     app.on_cleanup.append(close_kv)
     return app

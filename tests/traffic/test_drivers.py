@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syndic.traffic import deadline
 from syndic.traffic.breaker import BreakerConfig, CircuitBreaker, State
@@ -426,3 +428,70 @@ def test_a_policy_never_queues_a_blocking_caller_on_its_limiter() -> None:
     policy = Policy({"rate_limit": {"limiter": "x"}}, limiters={"x": NoPermits()})
     with pytest.raises(RateLimitedError):
         policy.call_sync(lambda: 1)
+
+
+# -- the same decisions, whichever driver runs them -----------------------------------
+
+
+def _stack(clock: ManualClock, attempts: int, with_fallback: bool) -> tuple[Any, ...]:
+    breaker = CircuitBreaker(
+        BreakerConfig(window_size=4, minimum_calls=2, failure_ratio=0.5, open_wait_s=5),
+        clock=clock,
+    )
+    retry = Retry(
+        RetryConfig(max_attempts=attempts, idempotent=True, backoff=Backoff(0, 0, 1, "none")),
+        clock=clock,
+        rng=random.Random(0),
+        sync_sleep=lambda _: None,
+    )
+    bulkhead = Bulkhead(BulkheadConfig(max_concurrent=1), clock=clock)
+    fallback = Fallback(value="fallback")
+    outer = (fallback,) if with_fallback else ()
+    return (*outer, bulkhead, retry, breaker)
+
+
+def _outcomes(
+    script: list[int], calls: int, attempts: int, with_fallback: bool, driver: str
+) -> Any:
+    clock = ManualClock()
+    stages = _stack(clock, attempts, with_fallback)
+    tries = iter(script * (calls * attempts + 1))
+
+    def fn() -> int:
+        value = next(tries)
+        if value < 0:
+            raise ConnectionError(value)
+        return value
+
+    async def afn() -> int:
+        return fn()
+
+    seen: list[Any] = []
+    for _ in range(calls):
+        try:
+            if driver == "sync":
+                seen.append(run_sync(stages, fn, (), {}))
+            else:
+                seen.append(asyncio.run(run(stages, afn, (), {})))
+        except Exception as exc:
+            seen.append(repr(exc))
+        clock.advance(1.0)
+    breaker, bulkhead = stages[-1], stages[-3]
+    assert bulkhead.in_use == 0
+    breaker.check_invariants()
+    return seen, breaker.metrics(), stages[0].used_total if with_fallback else None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    script=st.lists(st.integers(min_value=-1, max_value=3), min_size=1, max_size=6),
+    calls=st.integers(min_value=1, max_value=8),
+    attempts=st.integers(min_value=1, max_value=3),
+    with_fallback=st.booleans(),
+)
+def test_both_drivers_reach_the_same_outcomes_and_state(
+    script: list[int], calls: int, attempts: int, with_fallback: bool
+) -> None:
+    assert _outcomes(script, calls, attempts, with_fallback, "sync") == _outcomes(
+        script, calls, attempts, with_fallback, "async"
+    )

@@ -1,4 +1,5 @@
-"""A member killed while configs are being published: no acknowledged version is lost.
+"""Faults: a member killed while configs are being published loses no acknowledged
+version; an SDK started from its snapshot while the centre is down catches up.
 
 A 3-member cluster (syndic, and Debian's etcd as the reference) takes a
 stream of compare-and-set publishes; the leader is SIGKILLed in the middle.
@@ -13,12 +14,15 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from syndic.client import Client, ClientError
 from syndic.config.errors import ConflictError
+from syndic.config.metrics import ConfigMetrics
 from syndic.config.model import ConfigId
+from syndic.config.sdk import ConfigClient, Source
 from syndic.config.store import ConfigStore
-from tests.stores import Store, start_store_cluster
+from tests.stores import Store, start_single, start_store_cluster, wait_ready
 
 CID = ConfigId("prod", "orders", "pool.yaml")
 PUBLISHES = 30
@@ -79,3 +83,57 @@ async def test_killed_leader_during_publishes_loses_no_acknowledged_version(
             assert len(acknowledged) == PUBLISHES
     finally:
         cluster.stop()
+
+
+async def test_sdk_started_from_snapshot_catches_up_when_the_centre_returns(
+    tmp_path: Path,
+) -> None:
+    single = start_single("syndic", tmp_path / "centre")
+    try:
+        wait_ready(single.endpoints)
+        endpoints = single.all_endpoints()
+        snapshots = tmp_path / "snapshots"
+        async with Client(endpoints) as client:
+            await ConfigStore(client).publish(
+                CID, "size: 1\n", format="yaml", expected_version=0, author="t"
+            )
+            async with ConfigClient(
+                client, namespace="prod", client_id="c", snapshot_dir=snapshots, metrics=_metrics()
+            ) as cfg:
+                await cfg.get(CID.group, CID.data_id)
+        single.kill(0)
+        async with (
+            Client(endpoints, timeout_s=2.0) as client,
+            ConfigClient(
+                client,
+                namespace="prod",
+                client_id="c",
+                snapshot_dir=snapshots,
+                fetch_timeout_ms=1000,
+                retry_ms_max=200,
+                metrics=_metrics(),
+            ) as cfg,
+        ):
+            value = await cfg.get(CID.group, CID.data_id)
+            assert (value.source, value.version) == (Source.SNAPSHOT, 1)
+            changes = cfg.changes(CID.group, CID.data_id)
+            single.restart(0)
+            wait_ready(single.endpoints)
+            await ConfigStore(client).publish(
+                CID, "size: 2\n", format="yaml", expected_version=1, author="t"
+            )
+            deadline = asyncio.get_running_loop().time() + RETRY_DEADLINE_S
+            while True:
+                change = await asyncio.wait_for(anext(changes), RETRY_DEADLINE_S)
+                assert change.new is not None
+                if change.new.version == 2:
+                    break
+                assert asyncio.get_running_loop().time() < deadline
+            assert (change.new.source, change.new.content) == (Source.CENTRE, "size: 2\n")
+            await changes.aclose()
+    finally:
+        single.stop()
+
+
+def _metrics() -> ConfigMetrics:
+    return ConfigMetrics(CollectorRegistry())

@@ -124,8 +124,13 @@ class Agent:
         )
 
     async def stop(self) -> None:
+        checks = [lc.task for local in self.services.values() for lc in local.checks.values()]
         for local in self.services.values():
             self._stop_checks(local)
+        for check_task in checks:
+            if check_task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await check_task
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -233,9 +238,12 @@ class Agent:
         self.services[local.instance.instance_id] = local
         for check_id, lc in local.checks.items():
             self._check_owner[check_id] = local.instance.instance_id
-            if lc.definition.kind not in (CheckKind.TTL, CheckKind.MAINTENANCE):
+            if self._http is not None and lc.definition.kind not in (
+                CheckKind.TTL,
+                CheckKind.MAINTENANCE,
+            ):
                 lc.task = asyncio.create_task(
-                    self._run_check(local, lc), name=f"syndic-check-{check_id}"
+                    self._run_check(local, lc, self._http), name=f"syndic-check-{check_id}"
                 )
 
     def _remove_local(self, local: LocalService) -> None:
@@ -290,15 +298,16 @@ class Agent:
             self._dirty = True
             raise AgentError(500, f"store unavailable: {exc}") from exc
 
-    async def _run_check(self, local: LocalService, lc: LocalCheck) -> None:
-        assert self._http is not None, "the agent is started"
+    async def _run_check(
+        self, local: LocalService, lc: LocalCheck, http: aiohttp.ClientSession
+    ) -> None:
         interval_s = lc.definition.interval_ms / 1000.0
         # Consul staggers the first run over the interval so checks spread out.
         await asyncio.sleep(self._rng.uniform(0.0, min(interval_s, 1.0)))
         while True:
             async with self._probe_slots:
                 status, output = await run_probe(
-                    lc.definition, self._http, scripts_enabled=self.config.enable_script_checks
+                    lc.definition, http, scripts_enabled=self.config.enable_script_checks
                 )
             self.probes_total += 1
             state = lc.tracker.observe(status, output, self._now_ms())

@@ -139,9 +139,14 @@ def build_http_app(
     return app
 
 
+#: On shutdown, how long open requests (blocking queries wait up to 10
+#: minutes) may run before they are cut, in seconds.
+SHUTDOWN_GRACE_S = 1.0
+
+
 async def start_http(app: web.Application, host: str, port: int) -> web.AppRunner:
     """Serve ``app`` on ``host:port``; ``await runner.cleanup()`` stops it."""
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -1,0 +1,394 @@
+"""The registry and its Consul-compatible agent under load.
+
+* **registration rate**: 1,000 services x 3 instances (each with a TTL check),
+  registered through the registry's store layer with 64 in flight, on a
+  syndic member and on Debian's etcd; the peer row is the same documents
+  written to etcd directly (one plain put each), the floor any registry on
+  etcd pays.
+* **propagation**: the agent's blocking queries. (a) 1,000 open
+  ``/v1/health/service/<one service>`` queries and one change to that service:
+  latency from the write to each answer, p50/p99. (b) 1,000 open queries, one
+  per service, and changes to single services: how many queries wake per
+  change (Consul's goal, and syndic's: exactly one).
+* **agent CPU** for 1,000 HTTP checks at a 10 s interval against a target
+  served by another process: CPU seconds of the agent's process over a
+  window, as a share of one core.
+
+Consul is not installable here, so there is no Consul row: the peer is etcd
+for registration; for propagation and check CPU the table states the goals
+(p99 < 100 ms; one wake per change; < 10% of a core). The agent, its HTTP
+clients and the load generator share one process and the machine's 2 cores
+with the store. Medians of ``--repeats`` runs. Prints a table, writes
+bench/results/registry.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+from tests.server.cluster_util import free_port  # noqa: E402
+from tests.server.processes import ETCD  # noqa: E402
+from tests.stores import Store, start_store_cluster  # noqa: E402
+
+from syndic.agent.agent import Agent  # noqa: E402
+from syndic.agent.config import AgentConfig  # noqa: E402
+from syndic.agent.http import build_http_app, start_http  # noqa: E402
+from syndic.client import Client  # noqa: E402
+from syndic.registry.keys import KeyLayout  # noqa: E402
+from syndic.registry.model import (  # noqa: E402
+    CheckDefinition,
+    CheckKind,
+    CheckState,
+    HealthStatus,
+    Instance,
+    encode_instance,
+)
+from syndic.registry.store import RegistryStore  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "registry.json"
+IN_FLIGHT = 64
+TTL = CheckDefinition("ttl", CheckKind.TTL, ttl_ms=3_600_000, initial_status=HealthStatus.PASSING)
+
+
+def instances(services: int, per_service: int) -> list[Instance]:
+    return [
+        Instance("default", f"svc-{s}", f"svc-{s}-{i}", "10.0.0.1", 10_000 + i, checks=(TTL,))
+        for s in range(services)
+        for i in range(per_service)
+    ]
+
+
+async def bounded(coros: list[Any], limit: int = IN_FLIGHT) -> None:
+    gate = asyncio.Semaphore(limit)
+
+    async def one(c: Any) -> None:
+        async with gate:
+            await c
+
+    await asyncio.gather(*(one(c) for c in coros))
+
+
+async def registration_rate(
+    endpoints: list[str], prefix: str, items: list[Instance], raw: bool
+) -> float:
+    async with Client(endpoints, timeout_s=30.0) as client:
+        store = RegistryStore(client, KeyLayout(prefix))
+        start = time.perf_counter()
+        if raw:
+            await bounded(
+                [
+                    client.put(
+                        store.layout.instance(i.namespace, i.service, i.instance_id),
+                        encode_instance(i),
+                    )
+                    for i in items
+                ]
+            )
+        else:
+            await bounded([store.register(i) for i in items])
+        elapsed = time.perf_counter() - start
+        await client.delete(prefix, prefix=True)
+    return len(items) / elapsed
+
+
+async def start_agent(client: Client, prefix: str) -> tuple[Agent, Any, str]:
+    agent = Agent(client, AgentConfig(node_name="bench", key_prefix=prefix))
+    await agent.start()
+    port = free_port()
+    runner = await start_http(build_http_app(agent), "127.0.0.1", port)
+    return agent, runner, f"http://127.0.0.1:{port}"
+
+
+async def fan_out(endpoints: list[str], prefix: str, watchers: int) -> dict[str, float]:
+    """(a) ``watchers`` blocking queries on one service; one change; each answer's latency."""
+    async with Client(endpoints, timeout_s=30.0) as client:
+        store = RegistryStore(client, KeyLayout(prefix))
+        await store.register(instances(1, 1)[0])
+        agent, runner, url = await start_agent(client, prefix)
+        try:
+            connector = aiohttp.TCPConnector(limit=0)
+            async with aiohttp.ClientSession(connector=connector) as http:
+                r = await http.get(f"{url}/v1/health/service/svc-0")
+                index = r.headers["X-Consul-Index"]
+                done: list[float] = []
+
+                async def watch() -> None:
+                    async with http.get(
+                        f"{url}/v1/health/service/svc-0", params={"index": index, "wait": "60s"}
+                    ) as resp:
+                        await resp.read()
+                        done.append(time.perf_counter())
+
+                tasks = [asyncio.ensure_future(watch()) for _ in range(watchers)]
+                # Every query is open once the agent holds them (one waiter per service).
+                await asyncio.sleep(1.0 + watchers / 500)
+                start = time.perf_counter()
+                await store.set_check_state(
+                    "default",
+                    "svc-0",
+                    "svc-0-0",
+                    "ttl",
+                    CheckState(HealthStatus.WARNING, "changed"),
+                )
+                await asyncio.wait_for(asyncio.gather(*tasks), 60)
+            latencies = sorted((t - start) * 1000 for t in done)
+            return {
+                "watchers": watchers,
+                "p50_ms": latencies[len(latencies) // 2],
+                "p99_ms": latencies[int(len(latencies) * 0.99) - 1],
+                "max_ms": latencies[-1],
+            }
+        finally:
+            await runner.cleanup()
+            await agent.stop()
+            await client.delete(prefix, prefix=True)
+
+
+async def isolation(
+    endpoints: list[str], prefix: str, services: int, changes: int
+) -> dict[str, float]:
+    """(b) one blocking query per service; each change must wake its own query only."""
+    async with Client(endpoints, timeout_s=30.0) as client:
+        store = RegistryStore(client, KeyLayout(prefix))
+        await bounded([store.register(i) for i in instances(services, 1)])
+        agent, runner, url = await start_agent(client, prefix)
+        try:
+            connector = aiohttp.TCPConnector(limit=0)
+            async with aiohttp.ClientSession(connector=connector) as http:
+                indexes: dict[int, str] = {}
+                for s in range(services):
+                    r = await http.get(f"{url}/v1/health/service/svc-{s}")
+                    indexes[s] = r.headers["X-Consul-Index"]
+                woken: list[int] = []
+
+                async def watch(s: int) -> None:
+                    async with http.get(
+                        f"{url}/v1/health/service/svc-{s}",
+                        params={"index": indexes[s], "wait": "120s"},
+                    ) as resp:
+                        await resp.read()
+                        woken.append(s)
+
+                tasks = {s: asyncio.ensure_future(watch(s)) for s in range(services)}
+                await asyncio.sleep(1.0 + services / 500)
+                wakes_per_change: list[int] = []
+                latencies: list[float] = []
+                for k in range(changes):
+                    target = (k * 7919) % services
+                    before = len(woken)
+                    start = time.perf_counter()
+                    await store.set_check_state(
+                        "default",
+                        f"svc-{target}",
+                        f"svc-{target}-0",
+                        "ttl",
+                        CheckState(HealthStatus.WARNING, f"change {k}"),
+                    )
+                    await asyncio.wait_for(asyncio.shield(tasks[target]), 30)
+                    latencies.append((time.perf_counter() - start) * 1000)
+                    await asyncio.sleep(0.2)  # room for any wrongly woken query to answer
+                    wakes_per_change.append(len(woken) - before)
+                for t in tasks.values():
+                    t.cancel()
+                await asyncio.gather(*tasks.values(), return_exceptions=True)
+            latencies.sort()
+            return {
+                "services": services,
+                "changes": changes,
+                "wakes_per_change_max": max(wakes_per_change),
+                "p50_ms": latencies[len(latencies) // 2],
+                "p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)],
+            }
+        finally:
+            await runner.cleanup()
+            await agent.stop()
+            await client.delete(prefix, prefix=True)
+
+
+TARGET = """
+import sys
+from aiohttp import web
+async def ok(_r): return web.Response(text="ok")
+app = web.Application(); app.router.add_get("/health", ok)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+async def check_cpu(
+    endpoints: list[str], prefix: str, checks: int, interval_s: float, window_s: float
+) -> dict[str, float]:
+    port = free_port()
+    target = subprocess.Popen([sys.executable, "-c", TARGET, str(port)])
+    try:
+        await asyncio.sleep(1.5)
+        async with Client(endpoints, timeout_s=30.0) as client:
+            agent, runner, _url = await start_agent(client, prefix)
+            try:
+                # Check ids are unique per agent, as in Consul.
+                def check(i: int) -> CheckDefinition:
+                    return CheckDefinition(
+                        f"http-{i}",
+                        CheckKind.HTTP,
+                        target=f"http://127.0.0.1:{port}/health",
+                        interval_ms=interval_s * 1000,
+                        timeout_ms=5000,
+                    )
+
+                await bounded(
+                    [
+                        agent.register(
+                            Instance(
+                                "default",
+                                f"chk-{i % 100}",
+                                f"chk-{i}",
+                                "127.0.0.1",
+                                port,
+                                checks=(check(i),),
+                            )
+                        )
+                        for i in range(checks)
+                    ],
+                    32,
+                )
+                # One full interval so every check has started, then measure.
+                await asyncio.sleep(interval_s + 1)
+                probes0 = agent.probes_total
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                await asyncio.sleep(window_s)
+                cpu = time.process_time() - cpu0
+                wall = time.perf_counter() - wall0
+                probes = agent.probes_total - probes0
+            finally:
+                await runner.cleanup()
+                await agent.stop()
+                await client.delete(prefix, prefix=True)
+    finally:
+        target.terminate()
+        target.wait()
+    return {
+        "checks": checks,
+        "interval_s": interval_s,
+        "probes_per_s": probes / wall,
+        "cpu_core_percent": 100.0 * cpu / wall,
+    }
+
+
+def phase(name: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {name}", file=sys.stderr, flush=True)
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+async def run(args: argparse.Namespace, stores: dict[str, Store]) -> dict[str, Any]:
+    items = instances(args.services, args.instances)
+    out: dict[str, Any] = {"services": args.services, "instances_per_service": args.instances}
+    rates: dict[str, list[float]] = {}
+    phase("registration")
+    for r in range(args.repeats):
+        for kind, store in stores.items():
+            rates.setdefault(f"registry on {kind}", []).append(
+                await registration_rate(store.endpoints, f"bench/reg/{r}/", items, raw=False)
+            )
+        if "etcd" in stores:
+            rates.setdefault("plain puts on etcd (peer)", []).append(
+                await registration_rate(
+                    stores["etcd"].endpoints, f"bench/raw/{r}/", items, raw=True
+                )
+            )
+    out["registrations_per_s"] = {k: statistics.median(v) for k, v in rates.items()}
+    eps = stores["syndic"].endpoints
+    phase("propagation")
+    out["fan_out"] = median_of(
+        [await fan_out(eps, f"bench/fan/{r}/", args.watchers) for r in range(args.repeats)]
+    )
+    out["isolation"] = median_of(
+        [
+            await isolation(eps, f"bench/iso/{r}/", args.watchers, args.changes)
+            for r in range(args.repeats)
+        ]
+    )
+    phase("check CPU")
+    out["check_cpu"] = median_of(
+        [
+            await check_cpu(
+                eps, f"bench/cpu/{r}/", args.checks, args.check_interval_s, args.cpu_window_s
+            )
+            for r in range(args.repeats)
+        ]
+    )
+    return out
+
+
+def table(out: dict[str, Any]) -> str:
+    regs = out["registrations_per_s"]
+    peer = regs.get("plain puts on etcd (peer)")
+    lines = [
+        f"registry benchmark: {out['services']} services x "
+        f"{out['instances_per_service']} instances",
+        f"{'measure':58} {'syndic':>10} {'peer':>10} {'ratio':>7}",
+    ]
+    for name in ("registry on syndic", "registry on etcd"):
+        if name in regs:
+            ratio = f"{regs[name] / peer:.2f}" if peer else "-"
+            lines.append(
+                f"{'registrations/s, ' + name:58} {regs[name]:>10.0f} {peer or 0:>10.0f} {ratio:>7}"
+            )
+    f, i, c = out["fan_out"], out["isolation"], out["check_cpu"]
+    lines += [
+        f"{'propagation to ' + str(int(f['watchers'])) + ' queries, p50 ms':58} "
+        f"{f['p50_ms']:>10.1f} {'no peer':>10}",
+        f"{'propagation to ' + str(int(f['watchers'])) + ' queries, p99 ms (goal < 100)':58} "
+        f"{f['p99_ms']:>10.1f} {'no peer':>10}",
+        f"{'one-service change, ' + str(int(i['services'])) + ' queries open: wakes (goal 1)':58}"
+        f" {i['wakes_per_change_max']:>10.0f} {'no peer':>10}",
+        f"{'  its answer p50 / p99 ms':58} {i['p50_ms']:>10.1f} {i['p99_ms']:>10.1f}",
+        f"{str(int(c['checks'])) + ' HTTP checks @ ' + str(c['interval_s']) + 's: agent CPU % core (goal < 10)':58}"  # noqa: E501
+        f" {c['cpu_core_percent']:>10.1f} {'no peer':>10}",
+        f"{'  probes/s':58} {c['probes_per_s']:>10.1f}",
+        "peer: Consul is not installable here; etcd is the peer for registration only.",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--instances", type=int, default=3)
+    parser.add_argument("--watchers", type=int, default=1000)
+    parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--checks", type=int, default=1000)
+    parser.add_argument("--check-interval-s", type=float, default=10.0)
+    parser.add_argument("--cpu-window-s", type=float, default=30.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="syndic-bench-registry-"))
+    stores = {"syndic": start_store_cluster("syndic", root / "syndic", 1)}
+    if ETCD is not None:
+        stores["etcd"] = start_store_cluster("etcd", root / "etcd", 1)
+    try:
+        out = asyncio.run(run(args, stores))
+    finally:
+        for store in stores.values():
+            store.stop()
+    print(table(out))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -18,11 +18,16 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator
 
 from syndic.client.concurrency.errors import NoLeaderError, NotLeaderError
-from syndic.client.concurrency.keys import enqueue, first_kv, name_prefix, wait_deletes
+from syndic.client.concurrency.keys import (
+    enqueue,
+    first_kv,
+    name_prefix,
+    wait_deletes,
+    withdraw_quietly,
+)
 from syndic.client.concurrency.session import Session
 from syndic.client.txn import Compare, Comparison, Op
 from syndic.client.types import EventType, KeyValue
@@ -75,7 +80,7 @@ class Election:
                     await self.proclaim(payload)
             await wait_deletes(client, self.prefix, revision - 1)
         except BaseException:
-            await asyncio.shield(self.resign())
+            await withdraw_quietly(self.resign())
             raise
         return revision
 

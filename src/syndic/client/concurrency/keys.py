@@ -8,15 +8,20 @@ so one release wakes one waiter.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
-from syndic.client.errors import OutcomeUnknownError
+from syndic.client.errors import ClientError, OutcomeUnknownError
 from syndic.client.txn import Compare, Op
 from syndic.client.types import EventType, GetResult, KeyValue, TxnResult
 from syndic.client.validate import key_bytes
 
 if TYPE_CHECKING:
     from syndic.client.client import Client
+
+log = logging.getLogger("syndic.client.concurrency")
 
 # A write whose answer was lost is repeated this many times: the key is the
 # session's own and the Txn creates it only if absent, so a repeat is safe.
@@ -101,3 +106,13 @@ async def wait_delete(client: Client, key: bytes, revision: int) -> None:
         async for batch in watch:
             if any(event.type is EventType.DELETE for event in batch.events):
                 return
+
+
+async def withdraw_quietly(cleanup: Awaitable[object]) -> None:
+    """Run a withdrawal after a failed or cancelled wait, shielded from that
+    cancellation; its own failure is logged, not raised, so the caller sees
+    why the wait ended. A key left behind goes with the session's lease."""
+    try:
+        await asyncio.shield(cleanup)
+    except (ClientError, asyncio.CancelledError) as exc:
+        log.warning("could not withdraw a waiting key: %r", exc)

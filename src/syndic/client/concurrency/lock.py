@@ -24,7 +24,13 @@ import asyncio
 from types import TracebackType
 
 from syndic.client.concurrency.errors import NotHeldError, SessionExpiredError
-from syndic.client.concurrency.keys import enqueue, first_kv, name_prefix, wait_deletes
+from syndic.client.concurrency.keys import (
+    enqueue,
+    first_kv,
+    name_prefix,
+    wait_deletes,
+    withdraw_quietly,
+)
 from syndic.client.concurrency.session import Session
 from syndic.client.txn import Compare, Comparison, Op
 
@@ -87,7 +93,7 @@ class Lock:
             await wait_deletes(client, self.prefix, revision - 1)
             mine = await client.get(key)
         except BaseException:
-            await asyncio.shield(self._withdraw())
+            await withdraw_quietly(self._withdraw())
             raise
         if not mine.kvs or mine.kvs[0].create_revision != revision:
             self._key = None

@@ -19,7 +19,7 @@ import asyncio
 from types import TracebackType
 
 from syndic.client.concurrency.errors import NotHeldError, SessionExpiredError
-from syndic.client.concurrency.keys import enqueue, name_prefix
+from syndic.client.concurrency.keys import enqueue, name_prefix, withdraw_quietly
 from syndic.client.concurrency.session import Session
 from syndic.client.errors import InvalidRequestError
 from syndic.client.txn import Compare, Op
@@ -84,7 +84,7 @@ class Semaphore:
                 older, seen_at = await self._older(revision)
             mine = await client.get(key)
         except BaseException:
-            await asyncio.shield(self.release())
+            await withdraw_quietly(self.release())
             raise
         if not mine.kvs or mine.kvs[0].create_revision != revision:
             self._key = None

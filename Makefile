@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 .PHONY: help run test test-deep lint format bench sim-deep debs clean
 
 help:
-	@echo "make run        start syndic on its embedded default (syndic dev)"
+	@echo "make run        start syndic on its embedded default (syndic dev: etcd API :2379, admin :2381, Consul-compatible API :8500)"
 	@echo "make test       install what is needed, then run the test suite"
 	@echo "make lint       ruff, mypy --strict and the import contracts"
 	@echo "make bench      run every benchmark suite side by side with its peer"

@@ -78,11 +78,22 @@ class Store:
         )
 
 
-def wait_ready(endpoints: list[str], timeout_s: float = READY_TIMEOUT_S) -> None:
-    """Until a linearizable read (which needs a leader) succeeds on every endpoint."""
+def wait_ready(
+    endpoints: list[str],
+    timeout_s: float = READY_TIMEOUT_S,
+    *,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> None:
+    """Until a linearizable read (which needs a leader) succeeds on every endpoint;
+    ``credentials`` for a TLS member."""
     deadline = time.monotonic() + timeout_s
     for endpoint in endpoints:
-        with grpc.insecure_channel(endpoint) as channel:
+        channel = (
+            grpc.secure_channel(endpoint, credentials)
+            if credentials is not None
+            else grpc.insecure_channel(endpoint)
+        )
+        with channel:
             kv = make_stub(channel, KV_SERVICE)
             while True:
                 try:
@@ -120,18 +131,49 @@ def start_store_cluster(
     return store
 
 
-def start_single(kind: str, root: Path, *, extra_flags: tuple[str, ...] = ()) -> Store:
-    """One member of ``kind`` with extra etcd flags (auth, TLS)."""
+def start_single(
+    kind: str,
+    root: Path,
+    *,
+    scheme: str = "http",
+    extra_flags: tuple[str, ...] = (),
+    credentials: grpc.ChannelCredentials | None = None,
+) -> Store:
+    """One ready member of ``kind`` of its own, with extra etcd flags (TLS, say);
+    ``credentials`` let the readiness check reach a TLS member."""
     if kind == "etcd":
         require_etcd()
     root.mkdir(parents=True, exist_ok=True)
     peer = free_port()
     member = member_process(
-        kind, root, "m1", peer, f"m1=http://127.0.0.1:{peer}", "new", extra_flags=extra_flags
+        kind,
+        root,
+        "m1",
+        peer,
+        f"m1={scheme}://127.0.0.1:{peer}",
+        "new",
+        scheme=scheme,
+        extra_flags=extra_flags,
     )
     member.start()
     store = Store(kind, [member], root)
+    try:
+        wait_ready(store.endpoints, credentials=credentials)
+    except BaseException:
+        logs = store.logs()
+        store.stop()
+        raise AssertionError(f"{kind} member did not start:\n{logs}") from None
     return store
+
+
+@pytest.fixture(params=["syndic", pytest.param("etcd", marks=pytest.mark.etcd)])
+def own_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A member of each kind for this test alone (auth, alarms: state others must not see)."""
+    handle = start_single(str(request.param), tmp_path / "own")
+    try:
+        yield handle
+    finally:
+        handle.stop()
 
 
 @pytest.fixture(

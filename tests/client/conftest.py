@@ -1,3 +1,3 @@
 """Client tests run against syndic and Debian's etcd with the same code."""
 
-from tests.stores import key_prefix, store, store_kind  # noqa: F401
+from tests.stores import key_prefix, own_store, store, store_kind  # noqa: F401

@@ -49,6 +49,11 @@ class ClientConfig:
     # The whole call, retries included, unless a syndic.traffic deadline in
     # the caller's context ends sooner.
     timeout_s: float = CALL_TIMEOUT_S_DEFAULT
+    # One attempt of a read (or any call safe to repeat) gives up after this
+    # and tries another member, so a hung member costs this, not timeout_s.
+    # Twice etcd's default election timeout: a healthy member answers a
+    # linearizable read within one election. None: the whole deadline.
+    attempt_timeout_s: float | None = 2.0
     request_bytes_max: int = REQUEST_BYTES_MAX_DEFAULT
     username: str | None = None
     password: str | None = None
@@ -78,6 +83,8 @@ class ClientConfig:
             if not isinstance(endpoint, str) or not endpoint:
                 raise InvalidRequestError(f"endpoint {endpoint!r} is not a 'host:port' string")
         _positive("timeout_s", self.timeout_s, CALL_TIMEOUT_S_MAX)
+        if self.attempt_timeout_s is not None:
+            _positive("attempt_timeout_s", self.attempt_timeout_s, CALL_TIMEOUT_S_MAX)
         _positive("request_bytes_max", self.request_bytes_max, 2**31 - 1)
         _positive("keepalive_time_ms", self.keepalive_time_ms, 86_400_000)
         _positive("keepalive_timeout_ms", self.keepalive_timeout_ms, 86_400_000)

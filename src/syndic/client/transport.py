@@ -300,6 +300,7 @@ class Transport:
         with _deadline.scope(self.config.timeout_s, clock=self.clock) as scope:
             assert scope is not None  # timeout_s is never None
             state = _AttemptState(self, service_name, method, request, idempotent, scope)
+            state.authenticated = authenticated
             if endpoint is not None:
                 state.pinned = self.endpoint_for(endpoint)
             return await self._retry.call(state.attempt)
@@ -314,6 +315,7 @@ class _AttemptState:
     """One call's attempts: the last endpoint tried and whether auth was renewed."""
 
     __slots__ = (
+        "authenticated",
         "deadline",
         "endpoint",
         "idempotent",
@@ -343,6 +345,9 @@ class _AttemptState:
         self.endpoint: _Endpoint | None = None
         self.pinned: _Endpoint | None = None
         self.renewed = False
+        # Authenticate itself goes without the token: a stale one would be
+        # refused, and renewing it from inside the renewal would deadlock.
+        self.authenticated = True
 
     async def attempt(self) -> Any:
         transport = self.transport
@@ -352,11 +357,22 @@ class _AttemptState:
         endpoint = self.pinned or transport.pick(avoid=self.endpoint)
         self.endpoint = endpoint
         call = endpoint.stub(self.service_name).method(self.method)
+        timeout_s = remaining_s
+        attempt_s = transport.config.attempt_timeout_s
+        if self.idempotent and attempt_s is not None and attempt_s < remaining_s:
+            # A hung member (stopped, partitioned) must not eat the whole
+            # deadline of a call another member could answer. A write gets
+            # all of it: a write cut short cannot be tried elsewhere anyway.
+            timeout_s = attempt_s
         try:
-            return await call(self.request, timeout=remaining_s, metadata=transport.metadata)
+            metadata = transport.metadata if self.authenticated else None
+            return await call(self.request, timeout=timeout_s, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             error = transport.classify(exc, endpoint, self.method, self.idempotent)
-        if isinstance(error, TokenExpiredError) and not self.renewed:
+            if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED and timeout_s < remaining_s:
+                transport.mark_failed(endpoint)
+                error.retry_safe = True
+        if isinstance(error, TokenExpiredError) and self.authenticated and not self.renewed:
             # The server refused the call unread: renew and repeat once.
             self.renewed = True
             await transport.authenticate(force=True)

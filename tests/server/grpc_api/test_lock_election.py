@@ -303,3 +303,25 @@ async def test_the_lock_service_and_the_client_recipe_share_one_lock(
         assert await _still_blocked(service_wait)
         await recipe.release()
         assert (await asyncio.wait_for(service_wait, CALL_TIMEOUT_S)).header.revision > token
+
+
+async def test_a_name_too_large_for_one_proposal_is_refused_and_changes_nothing(
+    served: Served,
+) -> None:
+    api = Api(served.channel)
+    lease = await api.grant()
+    # Under the transport's bound, but the Txn repeats the name three times.
+    name = b"n" * (served.config.max_request_bytes // 2)
+    revision = served.backend.header().revision
+    for call in (
+        api.locks.Lock(v3lock_pb2.LockRequest(name=name, lease=lease), timeout=CALL_TIMEOUT_S),
+        api.election.Campaign(
+            v3election_pb2.CampaignRequest(name=name, lease=lease, value=b"v"),
+            timeout=CALL_TIMEOUT_S,
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+        assert caught.value.code() is grpc.StatusCode.UNKNOWN
+        assert caught.value.details() == "etcdserver: request is too large"
+    assert served.backend.header().revision == revision

@@ -88,8 +88,8 @@ def register_services(
         CLUSTER_SERVICE: ClusterServicer(backend, gate),
         MAINTENANCE_SERVICE: MaintenanceServicer(backend, config, gate),
         AUTH_SERVICE: AuthServicer(backend, gate),
-        LOCK_SERVICE: LockServicer(backend, gate),
-        ELECTION_SERVICE: ElectionServicer(backend, gate),
+        LOCK_SERVICE: LockServicer(backend, config, gate),
+        ELECTION_SERVICE: ElectionServicer(backend, config, gate),
     }
     return {
         name: add_servicer(server, name, _guarded(name, servicer, metrics))

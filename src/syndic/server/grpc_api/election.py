@@ -35,6 +35,7 @@ from syndic.kv.messages import (
 from syndic.server.backend import Backend, ServerError
 from syndic.server.grpc_api import convert
 from syndic.server.grpc_api.auth import AuthGate
+from syndic.server.grpc_api.config import GrpcApiConfig
 from syndic.server.grpc_api.lock import (
     MemberKv,
     as_client_errors,
@@ -69,12 +70,13 @@ def _leader_of(request: Any) -> v3election_pb2.LeaderKey:
 class ElectionServicer:
     """Serves ``v3electionpb.Election``."""
 
-    def __init__(self, backend: Backend, gate: AuthGate) -> None:
+    def __init__(self, backend: Backend, config: GrpcApiConfig, gate: AuthGate) -> None:
         self._backend = backend
+        self._config = config
         self._gate = gate
 
     def _kv(self, context: Any) -> MemberKv:
-        return MemberKv(self._backend, self._gate, context)
+        return MemberKv(self._backend, self._gate, context, self._config.max_request_bytes)
 
     @as_client_errors
     async def Campaign(

@@ -53,9 +53,10 @@ from syndic.kv.messages import (
     prefix_end,
 )
 from syndic.kv.watch import WatchCreateRequest, WatchResponse
-from syndic.server.backend import Backend, ServerError, permission_denied
+from syndic.server.backend import Backend, ServerError, permission_denied, request_too_large
 from syndic.server.grpc_api import convert
 from syndic.server.grpc_api.auth import AuthGate
+from syndic.server.grpc_api.config import GrpcApiConfig
 
 # etcd: concurrency.defaultSessionTTL, the TTL of the lease granted for a
 # request that names none.
@@ -135,13 +136,37 @@ def last_created_before(prefix: bytes, max_create_revision: int) -> RangeRequest
     )
 
 
-class MemberKv:
-    """The member's KV API as one caller sees it: every call passes the auth gate."""
+def _proposal_bytes(request: TxnRequest) -> int:
+    """The keys, ranges and values a Txn carries: what its log entry mostly weighs."""
+    size = 0
+    for compare in request.compare:
+        size += len(compare.key) + len(compare.range_end) + len(compare.value)
+    for op in (*request.success, *request.failure):
+        if isinstance(op, TxnRequest):
+            size += _proposal_bytes(op)
+        elif isinstance(op, PutRequest):
+            size += len(op.key) + len(op.value)
+        else:
+            size += len(op.key) + len(op.range_end)
+    return size
 
-    def __init__(self, backend: Backend, gate: AuthGate, context: Any) -> None:
+
+class MemberKv:
+    """The member's KV API as one caller sees it: every call passes the auth gate.
+
+    A Txn built here repeats the caller's name (compare, put, range), so its
+    size is checked against ``max_request_bytes`` as etcd checks the
+    proposals of its in-process client (ErrRequestTooLarge), before anything
+    is written.
+    """
+
+    def __init__(
+        self, backend: Backend, gate: AuthGate, context: Any, max_request_bytes: int
+    ) -> None:
         self._backend = backend
         self._gate = gate
         self._context = context
+        self._max_request_bytes = max_request_bytes
 
     def header(self, revision: int | None = None) -> rpc_pb2.ResponseHeader:
         return convert.header_pb(self._backend.header(), revision)
@@ -156,6 +181,8 @@ class MemberKv:
         failure: tuple[RequestOp, ...] = (),
     ) -> TxnResponse:
         request = TxnRequest(compare=compare, success=success, failure=failure)
+        if _proposal_bytes(request) > self._max_request_bytes:
+            raise request_too_large()
         response: TxnResponse = _expect(await self._gate.write(self._context, request), TxnResponse)
         return response
 
@@ -277,13 +304,17 @@ def first_kv(response: object) -> KeyValue | None:
 class LockServicer:
     """Serves ``v3lockpb.Lock``."""
 
-    def __init__(self, backend: Backend, gate: AuthGate) -> None:
+    def __init__(self, backend: Backend, config: GrpcApiConfig, gate: AuthGate) -> None:
         self._backend = backend
+        self._config = config
         self._gate = gate
+
+    def _kv(self, context: Any) -> MemberKv:
+        return MemberKv(self._backend, self._gate, context, self._config.max_request_bytes)
 
     @as_client_errors
     async def Lock(self, request: v3lock_pb2.LockRequest, context: Any) -> v3lock_pb2.LockResponse:
-        kv = MemberKv(self._backend, self._gate, context)
+        kv = self._kv(context)
         lease_id = await kv.session_lease(request.lease)
         prefix = request.name + b"/"
         key, revision, enqueued = await kv.enqueue(prefix, lease_id, b"")
@@ -306,6 +337,6 @@ class LockServicer:
     async def Unlock(
         self, request: v3lock_pb2.UnlockRequest, context: Any
     ) -> v3lock_pb2.UnlockResponse:
-        kv = MemberKv(self._backend, self._gate, context)
+        kv = self._kv(context)
         deleted = await kv.delete(request.key)
         return v3lock_pb2.UnlockResponse(header=kv.header(deleted.revision))

@@ -143,6 +143,9 @@ class Http2Connection(asyncio.Protocol):
             self._loop.call_soon(self._flush)
 
     def _writable(self, event: StreamWritable) -> None:
+        if event.stream_id == 0:
+            self._wake_writers()
+            return
         call = self._calls.get(event.stream_id)
         if call is not None and call.writable is not None:
             call.writable.set()
@@ -359,27 +362,29 @@ class Http2Connection(asyncio.Protocol):
             call.task.cancel()
 
     async def write_message(self, call: Call, payload: bytes) -> None:
-        """Queue one response message, then wait while the stream or transport lags."""
-        if call.ended:
-            raise asyncio.CancelledError()  # the client has gone; stop the handler
-        self._handle(self.protocol.send_message(call.id, payload))
-        if self.protocol.out_bytes >= _OUT_BYTES_FLUSH:
-            self._flush()  # may call pause_writing, which the loop below obeys
+        """Wait while the stream, the connection or the transport lags, then queue one message.
+
+        Waiting comes first, so that however many handlers write at once, a
+        connection holds at most its send budget and one message more.
+        """
         while True:
             may_write = self.protocol.stream_may_write(call.id)
             if may_write is None or call.ended:
-                raise asyncio.CancelledError()
+                raise asyncio.CancelledError()  # the client has gone; stop the handler
             if self._writing_paused:
                 if self._transport_writable is None:
                     self._transport_writable = asyncio.Event()
                 await self._transport_writable.wait()
                 continue
             if may_write:
-                return
+                break
             if call.writable is None:
                 call.writable = asyncio.Event()
             call.writable.clear()
             await call.writable.wait()
+        self._handle(self.protocol.send_message(call.id, payload))
+        if self.protocol.out_bytes >= _OUT_BYTES_FLUSH:
+            self._flush()  # may call pause_writing, which the next write obeys
 
     def _wake_writers(self) -> None:
         if self._transport_writable is not None:

@@ -48,7 +48,8 @@ class CallEnded:
 
 @dataclass(frozen=True, slots=True)
 class StreamWritable:
-    """A stream's queue fell to its bound: a waiting streaming writer may go on."""
+    """A stream's queue fell to its bound: a waiting streaming writer may go on.
+    Stream 0: the connection's queue fell to its bound; every writer may."""
 
     stream_id: int
 

@@ -123,9 +123,11 @@ class ServerLimits:
     cheap_frames_per_s: float = 1000.0
     cheap_frames_burst: int = 5000
     # Streams the client resets while their handler still runs (CVE-2023-44487,
-    # "rapid reset"); nghttp2 allows a burst of 1000 and 33 per second.
-    stream_resets_per_s: float = 100.0
-    stream_resets_burst: int = 1000
+    # "rapid reset"), per peer address, so that reconnecting does not refill
+    # the bucket; nghttp2 allows a burst of 1000 and 33 per second per
+    # connection. Each reset call has cost a handler's start.
+    stream_resets_per_s: float = 50.0
+    stream_resets_burst: int = 200
     # SETTINGS frames; a client sends one or two per connection.
     settings_frames_per_s: float = 10.0
     settings_frames_burst: int = 50
@@ -212,6 +214,10 @@ class SharedBudget:
             return False
         self.held_bytes += size
         return True
+
+    def overdraw(self, size: int) -> None:
+        """Count ``size`` past the bound: bytes about to be handed on (whole messages)."""
+        self.held_bytes += size
 
     def give(self, size: int) -> None:
         self.held_bytes -= size

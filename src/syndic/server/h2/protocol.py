@@ -215,7 +215,9 @@ class H2Protocol:
         self._idle_since_s: float | None = now
         self._ping_sent_s: float | None = None
         self._cheap = TokenBucket(limits.cheap_frames_per_s, limits.cheap_frames_burst, now)
-        self._resets = TokenBucket(limits.stream_resets_per_s, limits.stream_resets_burst, now)
+        # The rapid-reset budget; the server shares one among the connections
+        # of a peer address, so that reconnecting does not refill it.
+        self.resets = TokenBucket(limits.stream_resets_per_s, limits.stream_resets_burst, now)
         self._settings = TokenBucket(
             limits.settings_frames_per_s, limits.settings_frames_burst, now
         )
@@ -389,11 +391,15 @@ class H2Protocol:
         return self._take_events()
 
     def stream_may_write(self, stream_id: int) -> bool | None:
-        """True if the stream's queue is within its bound; None if it has ended."""
+        """True if the stream's queue and the connection's are within their
+        bounds; None if the stream has ended."""
         stream = self.streams.get(stream_id)
         if stream is None or stream.local_closed:
             return None
-        return stream.pending_bytes <= self.limits.stream_send_buffer_bytes_max
+        return (
+            stream.pending_bytes <= self.limits.stream_send_buffer_bytes_max
+            and self.queued_bytes <= self.limits.connection_send_buffer_bytes_max
+        )
 
     def finish(self, stream_id: int) -> list[Event]:
         """End a streaming answer with OK, after what is queued."""
@@ -583,7 +589,7 @@ class H2Protocol:
         stream = self.streams.get(stream_id)
         if stream is None or stream.state is StreamState.CLOSED:
             return
-        if stream.claimed and not stream.local_closed and not self._resets.take(self._now):
+        if stream.claimed and not stream.local_closed and not self.resets.take(self._now):
             raise ProtocolError(ErrorCode.ENHANCE_YOUR_CALM, "too many streams reset")
         self._transition(stream, StreamInput.RECV_RST)
         self._drop_output(stream)
@@ -767,7 +773,7 @@ class H2Protocol:
             self._return_to_stream(stream, size - len(data))
         end_stream = bool(flags & Flag.END_STREAM)
         if data and stream.state is StreamState.OPEN:
-            if not self._hold(stream, len(data)):
+            if not self._hold(stream, data):
                 return
             if self._messages(stream, data, end_stream):
                 # The usual unary request: one frame, one message, the end.
@@ -839,16 +845,24 @@ class H2Protocol:
 
     # -- what the client may send ------------------------------------------------
 
-    def _hold(self, stream: H2Stream, size: int) -> bool:
-        """Count ``size`` request bytes against the stream, the connection and
-        the server; False (and the call ended) if the server has no room."""
+    def _hold(self, stream: H2Stream, data: bytes) -> bool:
+        """Count ``data`` against the stream, the connection and the server;
+        False (and the call ended) if the server has no room.
+
+        Whole messages arriving in one frame are let in past a full server
+        budget: they go to their handler at once, and refusing them would let
+        a few clients holding partial requests starve every other client.
+        """
+        size = len(data)
         if not self._budget.take(size):
-            self._end_call(
-                stream,
-                GRPC_RESOURCE_EXHAUSTED,
-                f"server holds over {self._budget.bytes_max} bytes of unread requests",
-            )
-            return False
+            if stream.recv_buffer or not _whole_messages(data):
+                self._end_call(
+                    stream,
+                    GRPC_RESOURCE_EXHAUSTED,
+                    f"server holds over {self._budget.bytes_max} bytes of unread requests",
+                )
+                return False
+            self._budget.overdraw(size)
         stream.held_bytes += size
         self.held_bytes += size
         if self.held_bytes > self.limits.request_buffer_bytes_max:
@@ -909,6 +923,9 @@ class H2Protocol:
             self._events.append(ConnectionEnded(int(ErrorCode.NO_ERROR), "drained", graceful=True))
 
     def _drop_output(self, stream: H2Stream) -> None:
+        limit = self.limits.connection_send_buffer_bytes_max
+        if self.queued_bytes > limit >= self.queued_bytes - stream.pending_bytes:
+            self._events.append(StreamWritable(0))
         self.queued_bytes -= stream.pending_bytes
         stream.pending.clear()
         stream.pending_bytes = 0
@@ -1006,6 +1023,8 @@ class H2Protocol:
             return
         limit = self.limits.stream_send_buffer_bytes_max
         was_over = stream.pending_bytes > limit
+        connection_limit = self.limits.connection_send_buffer_bytes_max
+        connection_was_over = self.queued_bytes > connection_limit
         sent = 0
         while stream.pending:
             allowed = min(
@@ -1036,6 +1055,9 @@ class H2Protocol:
         if sent:
             stream.last_send_s = self._now
             self._sent_data(sent)
+            if connection_was_over and self.queued_bytes <= connection_limit:
+                # Writers of every stream may be waiting on the connection.
+                self._events.append(StreamWritable(0))
         if stream.pending:
             if was_over and stream.pending_bytes <= limit:
                 self._events.append(StreamWritable(stream.id))
@@ -1055,6 +1077,14 @@ class H2Protocol:
             if self._send_window <= 0 or self._transport_paused:
                 return
             self._pump(stream)
+
+
+def _whole_messages(data: bytes) -> bool:
+    """True if ``data`` is one or more whole gRPC messages, nothing partial."""
+    offset, end = 0, len(data)
+    while end - offset >= _MESSAGE_PREFIX_BYTES:
+        offset += _MESSAGE_PREFIX_BYTES + int.from_bytes(data[offset + 1 : offset + 5], "big")
+    return offset == end
 
 
 def _refusal(head: RequestHead) -> tuple[int, int, str] | None:

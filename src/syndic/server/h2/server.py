@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from syndic.server.h2.connection import Http2Connection
-from syndic.server.h2.limits import ServerLimits, SharedBudget
+from syndic.server.h2.limits import ServerLimits, SharedBudget, TokenBucket
 
 
 class ListenError(RuntimeError):
@@ -38,6 +38,8 @@ class GrpcServer:
         self._connections: set[Http2Connection] = set()
         self._per_peer: collections.Counter[str] = collections.Counter()
         self._counted: dict[Http2Connection, str] = {}
+        # The rapid-reset budget of each peer address with a connection open.
+        self._resets: dict[str, TokenBucket] = {}
         # Request bytes held unread, summed over every connection.
         self.request_budget = SharedBudget(self.limits.server_request_buffer_bytes_max)
 
@@ -140,6 +142,11 @@ class GrpcServer:
             return f"over {limits.connections_per_peer_max} connections from {peer_host}"
         self._per_peer[peer_host] += 1
         self._counted[connection] = peer_host
+        bucket = self._resets.get(peer_host)
+        if bucket is None:
+            bucket = connection.protocol.resets
+            self._resets[peer_host] = bucket
+        connection.protocol.resets = bucket
         return None
 
     def _closed(self, connection: Http2Connection) -> None:
@@ -149,6 +156,7 @@ class GrpcServer:
             self._per_peer[peer_host] -= 1
             if not self._per_peer[peer_host]:
                 del self._per_peer[peer_host]
+                del self._resets[peer_host]
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let running calls finish for ``grace`` seconds, then cut."""

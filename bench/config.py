@@ -111,6 +111,7 @@ async def _worker(endpoints: list[str], mode: str, listeners: int, rounds: int) 
 
             closers.extend(asyncio.create_task(watch_raw()) for _ in range(listeners))
         print("ready", flush=True)
+        cpu_start_s = time.process_time()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), WORKER_DEADLINE_S)
         for item in closers:
@@ -118,7 +119,10 @@ async def _worker(endpoints: list[str], mode: str, listeners: int, rounds: int) 
                 await item.close()
             else:
                 item.cancel()
-    print(json.dumps(latencies_ms), flush=True)
+        # CPU per delivered push (watch decode + SDK + callback): unlike latency,
+        # it does not depend on what else the shared machine is running.
+        cpu_s = time.process_time() - cpu_start_s
+    print(json.dumps({"latencies_ms": latencies_ms, "cpu_s": cpu_s}), flush=True)
 
 
 # ------------------------------------------------------------ measurements
@@ -174,12 +178,15 @@ def _start_workers(
     return procs
 
 
-def _collect(procs: list[subprocess.Popen[str]]) -> list[float]:
-    out: list[float] = []
+def _collect(procs: list[subprocess.Popen[str]]) -> tuple[list[float], float]:
+    latencies_ms: list[float] = []
+    cpu_s = 0.0
     for proc in procs:
         stdout, _ = proc.communicate(timeout=WORKER_DEADLINE_S + 30)
-        out.extend(json.loads(stdout.strip().splitlines()[-1]))
-    return out
+        doc = json.loads(stdout.strip().splitlines()[-1])
+        latencies_ms.extend(doc["latencies_ms"])
+        cpu_s += doc["cpu_s"]
+    return latencies_ms, cpu_s
 
 
 def _percentiles(latencies_ms: list[float], expected: int) -> dict[str, float]:
@@ -211,7 +218,10 @@ def push_latency(
     procs = _start_workers(endpoints, mode, listeners, workers, rounds)
     try:
         asyncio.run(_drive(endpoints, mode, rounds))
-        return _percentiles(_collect(procs), listeners * rounds)
+        latencies_ms, cpu_s = _collect(procs)
+        result = _percentiles(latencies_ms, listeners * rounds)
+        result["cpu_us_per_push"] = cpu_s / max(1, len(latencies_ms)) * 1e6
+        return result
     finally:
         for proc in procs:
             proc.kill()
@@ -305,6 +315,11 @@ def _print(results: dict[str, Any], listeners: int) -> None:
                 "share of pushes delivered",
                 r["push_config"]["delivered"],
                 r["push_raw"]["delivered"],
+            ),
+            (
+                "listener-side CPU us per push",
+                r["push_config"]["cpu_us_per_push"],
+                r["push_raw"]["cpu_us_per_push"],
             ),
             (
                 "cold start ms: centre down, from snapshot (raw: live)",

@@ -30,14 +30,9 @@ import yaml
 from syndic.config.errors import InvalidInputError
 from syndic.config.model import Format
 
-
-class _NoAliasLoader(yaml.SafeLoader):
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            raise yaml.constructor.ConstructorError(
-                None, None, "aliases are not allowed in configs", None
-            )
-        return super().compose_node(parent, index)
+# libyaml's loader when present: about ten times faster than the pure-Python
+# one, and a publish parses its content once.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _reject_constant(token: str) -> float:
@@ -50,7 +45,13 @@ def _json(text: str) -> Any:
 
 
 def _yaml(text: str) -> Any:
-    value = yaml.load(text, Loader=_NoAliasLoader)
+    # Events first: refusing aliases before anything is built is what stops a bomb.
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent):
+            mark = event.start_mark
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            raise ValueError(f"aliases are not allowed in configs{where}")
+    value = yaml.load(text, Loader=_Loader)  # a safe loader: plain data only
     _check_finite(value)
     return value
 

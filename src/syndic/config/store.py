@@ -93,6 +93,7 @@ class _Read:
     settings_mod_revision: int
     keyring: crypto.Keyring | None
     keyring_mod_revision: int
+    oldest_kept_version: int = 0  # 0: no history yet
 
 
 class ConfigStore:
@@ -406,7 +407,16 @@ class ConfigStore:
         layout = self.layout
         reads = [Op.get(layout.head(cid)), Op.get(layout.watch_prefix(cid), prefix=True)]
         if settings:
-            reads += [Op.get(layout.settings(cid)), Op.get(layout.keyring(cid.namespace))]
+            # The oldest kept history key, so trimming deletes exactly what it must.
+            oldest = Op.get(
+                layout.history_prefix(cid),
+                prefix=True,
+                limit=1,
+                keys_only=True,
+                sort_order="ascend",
+                sort_target="key",
+            )
+            reads += [Op.get(layout.settings(cid)), Op.get(layout.keyring(cid.namespace)), oldest]
         t = await self._client.txn(compare=[], success=reads)
         results = [r for r in t.responses if isinstance(r, GetResult)]
         assert len(results) == len(reads), t.responses
@@ -416,7 +426,9 @@ class ConfigStore:
         state = state_of(layout, cid, values, t.revision, version)
         if not settings:
             return _Read(state, Settings(), 0, None, 0)
-        settings_r, ring_r = results[2], results[3]
+        settings_r, ring_r, oldest_r = results[2], results[3], results[4]
+        prefix_len = len(layout.history_prefix(cid))
+        oldest_kept = int(oldest_r.kvs[0].key[prefix_len:]) if oldest_r.kvs else 0
         settings_now, settings_mod = _settings_of(settings_r)
         ring, ring_mod = (None, 0)
         if settings_now.encrypted:
@@ -425,7 +437,7 @@ class ConfigStore:
                 # Not stored yet: the change's transaction creates it (mod revision 0).
                 masters = self._need_masters()
                 ring = crypto.new_keyring(cid.namespace, masters, now_ms=self._now_ms())
-        return _Read(state, settings_now, settings_mod, ring, ring_mod)
+        return _Read(state, settings_now, settings_mod, ring, ring_mod, oldest_kept)
 
     async def _change(
         self,
@@ -474,11 +486,13 @@ class ConfigStore:
                 assert read.keyring is not None
                 success.append(Op.put(ring_key, read.keyring.encode()))
         bound = read.settings.history_versions_max or self.limits.history_versions_max
-        if entry.version > bound:
-            # Trim every kept version older than the bound (a lowered bound trims many).
+        keep_from = entry.version - bound + 1
+        if 0 < read.oldest_kept_version < keep_from:
+            # Usually one key; a lowered bound trims many at once.
             success.append(
                 Op.delete(
-                    layout.history(cid, 0), range_end=layout.history(cid, entry.version - bound + 1)
+                    layout.history(cid, read.oldest_kept_version),
+                    range_end=layout.history(cid, keep_from),
                 )
             )
         try:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from syndic.client import Client, InvalidRequestError, KeyValue
+from syndic.client import Client, InvalidRequestError, KeyValue, Op
 from syndic.client.concurrency import (
     Barrier,
     DoubleBarrier,
@@ -315,3 +315,46 @@ async def test_bad_recipe_input_is_refused_before_any_call(client: Client) -> No
         DoubleBarrier(Session(client), b"k", 0)
     with pytest.raises(InvalidRequestError):
         Lock(Session(client), b"")
+
+
+async def test_is_owner_guards_store_writes_only_while_the_lock_is_held(
+    client: Client, key_prefix: bytes
+) -> None:
+    name, guarded = key_prefix + b"owner", key_prefix + b"guarded"
+    async with Session(client, ttl_s=SESSION_TTL_S) as session:
+        lock = Lock(session, name)
+        await lock.acquire()
+        owner = lock.is_owner()
+        assert (await client.txn(compare=[owner], success=[Op.put(guarded, b"1")])).succeeded
+        await client.revoke(session.lease_id)  # the lease ends: so does ownership
+        assert not (await client.txn(compare=[owner], success=[Op.put(guarded, b"2")])).succeeded
+    assert (await client.get(guarded)).kvs[0].value == b"1"
+
+
+async def test_a_session_on_an_existing_lease_keeps_it_alive(
+    client: Client, key_prefix: bytes
+) -> None:
+    granted = await client.grant(SESSION_TTL_S)
+    async with Session(client, ttl_s=SESSION_TTL_S, lease_id=granted.id) as session:
+        assert session.lease_id == granted.id
+        async with Lock(session, key_prefix + b"l") as lock:
+            assert lock.key.endswith(format(granted.id, "x").encode())
+    assert (await client.time_to_live(granted.id)).ttl_s == -1  # closed: revoked
+
+
+async def test_read_committed_transactions_do_not_check_conflicts(
+    client: Client, key_prefix: bytes
+) -> None:
+    key = key_prefix + b"rc"
+    await client.put(key, b"0")
+    runs = 0
+
+    async def body(stm: Stm) -> None:
+        nonlocal runs
+        runs += 1
+        await stm.get(key)
+        await client.put(key, b"changed")
+        stm.put(key, b"mine")
+
+    await transact(client, body, isolation="read_committed")
+    assert runs == 1 and (await client.get(key)).kvs[0].value == b"mine"

@@ -165,3 +165,25 @@ async def test_a_restarted_agent_adopts_its_services(agent_http: AgentHandle) ->
         assert "s1" in second.services
     finally:
         await second.stop()
+
+
+async def test_script_checks_run_only_when_enabled(agent_http: AgentHandle) -> None:
+    import dataclasses
+
+    from syndic.agent.agent import AgentError
+
+    script = CheckDefinition(
+        "script", CheckKind.SCRIPT, args=("sh", "-c", "exit 1"), interval_ms=1000
+    )
+    with pytest.raises(AgentError, match="disabled"):
+        await agent_http.agent.register(Instance("default", "job", "j1", checks=(script,)))
+    config = dataclasses.replace(
+        agent_http.agent.config, enable_script_checks=True, node_name="node-2"
+    )
+    agent = Agent(agent_http.client, config)
+    await agent.start()
+    try:
+        await agent.register(Instance("default", "job", "j2", node="node-2", checks=(script,)))
+        await until(lambda: status(agent, "j2", "script") is HealthStatus.WARNING)
+    finally:
+        await agent.stop()

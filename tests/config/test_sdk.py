@@ -5,6 +5,7 @@ failover files, and traffic policies bound to a data id."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +15,15 @@ from prometheus_client import CollectorRegistry
 
 from syndic.client import Client
 from syndic.config import crypto
-from syndic.config.errors import CentreUnavailableError, ConfigNotFoundError, InvalidInputError
+from syndic.config.errors import (
+    CentreUnavailableError,
+    ConfigNotFoundError,
+    CorruptEntryError,
+    InvalidInputError,
+)
 from syndic.config.gray import ClientIdentity, matches, parse_selector
 from syndic.config.metrics import ConfigMetrics
-from syndic.config.model import ConfigId, Settings
+from syndic.config.model import ConfigId, Settings, content_sha256
 from syndic.config.sdk import ConfigChange, ConfigClient, Source
 from syndic.config.store import ConfigStore
 from syndic.config.traffic import bind_policy
@@ -238,3 +244,32 @@ async def test_traffic_rules_hot_swap_and_gray_to_a_tenth_of_instances(
     assert all(await ratios())
     for cfg in clients:
         await cfg.close()
+
+
+async def test_a_hand_written_bad_value_keeps_the_last_good_config(
+    config_store: ConfigStore, client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = await config_store.publish(
+        CID, "size: 1\n", format="yaml", expected_version=0, author="a"
+    )
+    async with sdk(config_store, client, retry_ms_max=100) as cfg:
+        await cfg.get("orders", "pool.yaml")
+        changes = cfg.changes("orders", "pool.yaml")
+        with caplog.at_level(logging.ERROR, logger="syndic.config"):
+            await client.put(config_store.layout.release(CID), b"{not an entry")
+            for _ in range(100):
+                if "unreadable state" in caplog.text:
+                    break
+                await asyncio.sleep(0.05)
+        assert "unreadable state" in caplog.text
+        assert (await cfg.get("orders", "pool.yaml")).content == "size: 1\n"
+        with pytest.raises(CorruptEntryError, match="release: not a config entry"):
+            await config_store.publish(
+                CID, "size: 2\n", format="yaml", expected_version=1, author="a"
+            )
+        # Repaired by hand, the client follows again.
+        fixed = dataclasses.replace(first, content="size: 3\n", sha256=content_sha256("size: 3\n"))
+        await client.put(config_store.layout.release(CID), fixed.encode())
+        change = await asyncio.wait_for(anext(changes), PUSH_TIMEOUT_S)
+        assert change.new.content == "size: 3\n"  # type: ignore[union-attr]
+        await changes.aclose()

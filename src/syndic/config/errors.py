@@ -48,6 +48,10 @@ class ConfigNotFoundError(ConfigError, LookupError):
     """No such config, version or gray rule."""
 
 
+class CorruptEntryError(ConfigError):
+    """A stored value under the centre's prefix is not an entry it wrote (hand-edited?)."""
+
+
 class DecryptionError(ConfigError):
     """Encrypted content could not be opened: no key for it, or it was tampered with."""
 

@@ -387,6 +387,15 @@ class ConfigClient:
                 log.warning("config %s: watch interrupted (%r); retrying", tracked.cid.path, exc)
                 await asyncio.sleep(retry_s)
                 retry_s = min(retry_s * 2, self._retry_s_max)
+            except Exception:
+                # A value this client cannot read (written by hand under the
+                # prefix, say): keep serving the last good config, say so, retry.
+                log.exception(
+                    "config %s: unreadable state; keeping the last good", tracked.cid.path
+                )
+                tracked.revision = 0
+                await asyncio.sleep(retry_s)
+                retry_s = min(retry_s * 2, self._retry_s_max)
 
     async def _follow(self, tracked: _Tracked) -> None:
         prefix = self._layout.watch_prefix(tracked.cid)

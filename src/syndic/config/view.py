@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from syndic.config.errors import CorruptEntryError
 from syndic.config.keys import KeyLayout
 from syndic.config.model import ConfigId, Entry
 
@@ -33,7 +34,14 @@ class ConfigState:
 # clients, or the benchmark's listeners). Bounded by count: 64 entries of at
 # most content_bytes_max (100 KiB) each.
 _DECODED_ENTRIES_MAX = 64
-_decode = functools.lru_cache(maxsize=_DECODED_ENTRIES_MAX)(Entry.decode)
+_decode_cached = functools.lru_cache(maxsize=_DECODED_ENTRIES_MAX)(Entry.decode)
+
+
+def _decode(key: bytes, value: bytes) -> Entry:
+    try:
+        return _decode_cached(value)
+    except (ValueError, KeyError, TypeError, AssertionError) as exc:
+        raise CorruptEntryError(f"{key.decode()}: not a config entry ({exc!r})") from None
 
 
 def head_version(raw: bytes | None) -> int:
@@ -55,8 +63,8 @@ def state_of(
     release_key = layout.release(cid)
     for key, value in values.items():
         if key == release_key:
-            release = _decode(value)
+            release = _decode(key, value)
         elif layout.classify(cid, key)[0] == "gray":
-            grays.append(_decode(value))
+            grays.append(_decode(key, value))
     grays.sort(key=lambda g: (g.rank, g.gray_name or ""))
     return ConfigState(cid, revision, version, release, tuple(grays))

@@ -199,12 +199,26 @@ def cluster_factory(tmp_path: Path) -> Iterator[object]:
         store.stop()
 
 
-def _pause_while_holding(run: Run, index: int, pause_s: float) -> None:
+def _accepted_tokens(run: Run) -> list[int]:
+    if not run.resource.exists():
+        return []
+    return [int(line.split()[1]) for line in run.resource.read_text().splitlines() if line]
+
+
+def _pause_while_holding(run: Run, index: int, pause_s_min: float) -> None:
+    """SIGSTOP a client while it holds the lock, until its lease has expired and
+    another client has written with a newer token; then let it go on (and write)."""
     worker = run.workers[index]
     _wait_until(lambda: _holding(run, index), 30, f"worker {index} to hold the lock")
     worker.send_signal(signal.SIGSTOP)
     try:
-        time.sleep(pause_s)
+        held = int(run.lines(index)[-1]["token"])  # type: ignore[call-overload]
+        time.sleep(pause_s_min)
+        _wait_until(
+            lambda: any(token > held for token in _accepted_tokens(run)),
+            60,
+            "another client to write after the paused holder's lease expired",
+        )
     finally:
         worker.send_signal(signal.SIGCONT)
 
@@ -293,7 +307,7 @@ def _run_under_faults(
             _wait_until(lambda i=index: run.lines(i), 60, f"worker {index} to start")  # type: ignore[misc]
         for round_index in range(rounds):
             # A client paused past its lease's TTL wakes up believing it holds the lock.
-            _pause_while_holding(run, 0, ttl_s + 2.5)
+            _pause_while_holding(run, 0, ttl_s)
             if member_faults:
                 _member_faults(run)
             if round_index == rounds - 1 and workers > 2:

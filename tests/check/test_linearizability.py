@@ -472,7 +472,8 @@ def test_a_delete_makes_the_key_absent() -> None:
         Operation.read(3, client_id=3, key="x", value=None, invoke_time=4, return_time=5),
     ]
     assert check_history(h).verdict is Verdict.OK
-    stale = [*h[:2], Operation.read(3, client_id=3, key="x", value="a", invoke_time=4, return_time=5)]
+    late = Operation.read(3, client_id=3, key="x", value="a", invoke_time=4, return_time=5)
+    stale = [*h[:2], late]
     assert check_history(stale).verdict is Verdict.VIOLATION
 
 

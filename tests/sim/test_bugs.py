@@ -41,6 +41,10 @@ CONTROLS: dict[str, tuple[int, int, frozenset[str]]] = {
     "old-term-commit": (3, 80, _SAFETY),
     # A WAL bit flip after a crash; the bug replays less than was synced.
     "skip-undecodable-entry": (5, 40, frozenset({"durability"})),
+    "ack-before-fsync": (5, 40, _SAFETY),
+    "read-before-apply": (5, 60, frozenset({"linearizability"})),
+    "lease-proposer-clock": (5, 60, frozenset({"lease-expired-early", "lease-outlived-ttl"})),
+    "watch-drop-on-compact": (5, 40, frozenset({"watch"})),
 }
 
 

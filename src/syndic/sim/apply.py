@@ -15,14 +15,19 @@ ReadIndex round.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from syndic.check.linearizability import OpKind
 from syndic.kv.errors import KvError
 from syndic.kv.messages import (
+    CompactionRequest,
     Compare,
     CompareResult,
     CompareTarget,
+    DeleteRangeRequest,
+    LeaseGrantRequest,
+    LeaseGrantResponse,
+    LeaseRevokeRequest,
     PutRequest,
     RangeRequest,
     TxnRequest,
@@ -31,10 +36,12 @@ from syndic.kv.messages import (
 from syndic.kv.mvcc import StoreConfig
 from syndic.server.entry_codec import EntryKind, decode_entry, encode_entry
 from syndic.server.state_machine import StateMachine
-from syndic.sim.workload import Request
+from syndic.sim.workload import Request, RequestKind
 
-# The simulated store is tiny; the server's defaults (quota, limits) apply.
-SIM_STORE_CONFIG = StoreConfig()
+# The server's limits, except the lease TTL floor: etcd's is 1.5 election
+# timeouts (2 s with its defaults); the simulator's election timeout is about
+# 100 ms, so 1 s keeps the same margin and lets leases expire within a run.
+SIM_STORE_CONFIG = StoreConfig(lease_ttl_s_min=1)
 
 
 class ApplyError(RuntimeError):
@@ -50,14 +57,35 @@ class Applied:
     revision: int
     succeeded: bool
     description: str
+    payload: object
+    result: object
 
 
-def store_request(request: Request) -> PutRequest | TxnRequest:
-    """The store request a client write or compare-and-set becomes."""
-    assert request.value is not None
+StoreRequest = (
+    PutRequest
+    | TxnRequest
+    | DeleteRangeRequest
+    | CompactionRequest
+    | LeaseGrantRequest
+    | LeaseRevokeRequest
+)
+
+
+def store_request(request: Request) -> StoreRequest:
+    """The store request a logged client operation becomes."""
+    kind = request.kind
     key = request.key.encode()
-    put = PutRequest(key=key, value=request.value.encode())
-    if request.kind is OpKind.WRITE:
+    if kind is RequestKind.DELETE:
+        return DeleteRangeRequest(key=key)
+    if kind is RequestKind.COMPACT:
+        return CompactionRequest(revision=request.revision)
+    if kind is RequestKind.LEASE_GRANT:
+        return LeaseGrantRequest(ttl_s=request.ttl_s, id=request.lease_id)
+    if kind is RequestKind.LEASE_REVOKE:
+        return LeaseRevokeRequest(id=request.lease_id)
+    assert request.value is not None
+    put = PutRequest(key=key, value=request.value.encode(), lease=request.lease_id)
+    if kind in (RequestKind.WRITE, RequestKind.LEASE_PUT):
         return put
     if request.expected is None:
         condition = Compare(key, CompareTarget.CREATE, CompareResult.EQUAL, create_revision=0)
@@ -73,18 +101,27 @@ def encode_request(request: Request, proposer_id: int, request_id: int) -> bytes
     return encode_entry(EntryKind.STORE, proposer_id, request_id, store_request(request))
 
 
+def encode_expiry(proposer_id: int, lease_id: int) -> bytes:
+    """A leader's revoke of a lease that expired on its clock (request id 0: no caller)."""
+    return encode_entry(EntryKind.STORE, proposer_id, 0, LeaseRevokeRequest(id=lease_id))
+
+
 class MemberState:
     """One member's applied state: the server's state machine plus its applied index."""
 
-    __slots__ = ("applied_index", "sm")
+    __slots__ = ("applied_index", "proposer_id", "sm")
 
-    def __init__(self) -> None:
-        self.sm = StateMachine(SIM_STORE_CONFIG, {})
+    def __init__(self, clock_ms: Callable[[], int]) -> None:
+        # The applying member's own clock: the store reads it only while it is
+        # the lease primary (a leader starting a granted lease's TTL).
+        self.sm = StateMachine(SIM_STORE_CONFIG, {}, clock_ms=clock_ms)
         self.applied_index = 0
+        # The member that proposed the entry being applied.
+        self.proposer_id = 0
 
     @classmethod
-    def restore(cls, data: bytes, index: int) -> MemberState:
-        state = cls()
+    def restore(cls, clock_ms: Callable[[], int], data: bytes, index: int) -> MemberState:
+        state = cls(clock_ms)
         state.sm.restore(data)
         state.applied_index = index
         return state
@@ -113,12 +150,28 @@ class MemberState:
             entry = decode_entry(data)
         except ValueError as exc:
             raise ApplyError(f"entry {index} cannot be decoded: {exc}") from exc
+        self.proposer_id = entry.proposer_id
         result = self.sm.apply(entry)
+        payload = entry.payload
+        name = type(payload).__name__
         if isinstance(result, KvError):
-            return Applied(entry.proposer_id, entry.request_id, self.revision, False, str(result))
+            return Applied(
+                entry.proposer_id,
+                entry.request_id,
+                self.revision,
+                False,
+                f"{name}: {result}",
+                payload,
+                result,
+            )
         succeeded = result.succeeded if isinstance(result, TxnResponse) else True
-        name = type(entry.payload).__name__
-        return Applied(entry.proposer_id, entry.request_id, self.revision, succeeded, name)
+        if isinstance(result, LeaseGrantResponse):
+            name = f"{name} {result.id:#x} ttl={result.ttl_s}s"
+        elif isinstance(payload, (PutRequest, DeleteRangeRequest)):
+            name = f"{name} {payload.key.decode(errors='replace')}"
+        return Applied(
+            entry.proposer_id, entry.request_id, self.revision, succeeded, name, payload, result
+        )
 
     def _advance(self, index: int) -> None:
         if index != self.applied_index + 1:

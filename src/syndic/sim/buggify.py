@@ -26,6 +26,22 @@ PLANTED_BUGS: dict[str, str] = {
         "the Raft core commits entries of earlier terms by counting replicas "
         "(the Figure 8 anomaly, Raft §5.4.2)"
     ),
+    "ack-before-fsync": (
+        "the leader answers a write as soon as it is appended to its own log, "
+        "before it is durable on a quorum (acknowledged writes can be lost)"
+    ),
+    "read-before-apply": (
+        "a linearizable read is answered once its ReadIndex is confirmed, before "
+        "the member has applied up to that index (stale reads, thesis §6.4)"
+    ),
+    "watch-drop-on-compact": (
+        "a member's watch stream drops the responses pending when a compaction is "
+        "applied (a watcher silently misses events)"
+    ),
+    "lease-proposer-clock": (
+        "a leader starts a granted lease's TTL from the proposing member's clock "
+        "instead of its own (clocks are hours apart: leases expire at once or never)"
+    ),
     "skip-undecodable-entry": (
         "WAL recovery takes a record that fails its CRC in the middle of the log "
         "for a torn tail and drops it and everything after it, instead of "

@@ -26,8 +26,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from syndic.check.linearizability import OpKind
+from syndic.check.leases import LeaseChecker
 from syndic.check.raft_invariants import RaftSafetyChecker, SafetyViolationError
+from syndic.kv.errors import KvError, LeaseNotFoundError
+from syndic.kv.lease import LeaseNotPrimaryError
+from syndic.kv.messages import (
+    LeaseGrantResponse,
+    LeaseKeepAliveRequest,
+    LeaseRevokeRequest,
+    LeaseTimeToLiveRequest,
+)
+from syndic.kv.watch import WatchHub, WatchResponse
 from syndic.raft import (
     ConfState,
     Entry,
@@ -44,13 +53,14 @@ from syndic.raft import (
     Ready,
     Role,
 )
+from syndic.sim.apply import Applied, encode_expiry, encode_request
 from syndic.sim.apply import MemberState as AppliedState
-from syndic.sim.apply import encode_request
 from syndic.sim.buggify import CORE_BUGS, WAL_BUGS
 from syndic.sim.clock import MemberClock
 from syndic.sim.disk import SimDisk
 from syndic.sim.persist import DurableMark, MemberStorage, wal_options
-from syndic.sim.workload import Reply, ReplyStatus, Request
+from syndic.sim.watchers import PULL_RESPONSES_MAX, RevisionLog, WatchHandle, open_watch
+from syndic.sim.workload import Reply, ReplyStatus, Request, RequestKind
 from syndic.storage import StorageError
 from syndic.storage.records import (
     RECORD_HEADER_SIZE_BYTES,
@@ -93,6 +103,8 @@ class ClusterConfig:
     # Entries per APPEND message; each run draws one of these so small batches
     # (match indexes that move one entry at a time) are exercised too.
     max_entries_per_message_choices: tuple[int, ...] = (1, 4, 64)
+    # The member clocks' tick; set by the runner from SimConfig.tick_ms.
+    tick_ms: int = 10
     # Disk faults: the share of fsyncs that fail (the member exits and is
     # restarted), and the share of crashes after which one durable WAL byte is
     # found flipped (at most one member per run, since a member whose WAL fails
@@ -142,7 +154,11 @@ class Member:
         self.durable = DurableMark(HardState(), 0)
         # Set when recovery refused the disk (a corrupt WAL): the member stays down.
         self.stopped_reason: str | None = None
-        self.sm = AppliedState()
+        # A durable WAL byte was flipped: recovery will refuse this disk.
+        self.wal_damaged = False
+        self.sm = AppliedState(lambda: 0)  # replaced at boot
+        self.hub: WatchHub | None = None
+        self.hub_generation = 0
         self.generation = 0
         self.busy = False
         self.inbox: deque[Callable[[], None]] = deque()
@@ -179,6 +195,9 @@ class SimCluster:
         self._clock = clock
         self.config = config
         self.checker = checker
+        # A leader's lease decisions, each checked against its own clock: a
+        # tick is the grace for noticing a deadline, and an fsync delays a tick.
+        self.leases = LeaseChecker(grace_ms=2 * config.tick_ms + config.fsync_ms_max)
         self.bugs = bugs
         self._trace = trace
         self.disk_faults = disk_faults
@@ -200,6 +219,8 @@ class SimCluster:
         self.on_leader_commit: Callable[[int], None] = lambda node_id: None
         self.on_vote_granted: Callable[[int], None] = lambda node_id: None
         core_bugs = frozenset(b for b in bugs if b in CORE_BUGS)
+        self.revisions = RevisionLog()
+        self._live_cores: list[tuple[int, RaftNode]] | None = None
         self.max_entries_per_message = rng.choice(config.max_entries_per_message_choices)
         self._raft_config = {
             i: RaftConfig(
@@ -222,15 +243,19 @@ class SimCluster:
     # --- lifecycle --------------------------------------------------------
 
     def _boot(self, member: Member, restored: PersistentState | None) -> None:
+        self._live_cores = None
         core_rng = self._rng_for_core()
         member.core = RaftNode(self._raft_config[member.node_id], self._conf, core_rng, restored)
         member.role = member.core.role
         if restored is not None and restored.snapshot is not None:
-            member.sm = AppliedState.restore(restored.snapshot.data, restored.snapshot.meta.index)
+            member.sm = AppliedState.restore(
+                self._sm_clock(member), restored.snapshot.data, restored.snapshot.meta.index
+            )
             member.snapshot_index = restored.snapshot.meta.index
         else:
-            member.sm = AppliedState()
+            member.sm = AppliedState(self._sm_clock(member))
             member.snapshot_index = 0
+        self._attach_state(member)
 
     def _check_durable(self, member: Member, restored: PersistentState) -> None:
         """Recovery never returns less than the member had synced (DESIGN: a
@@ -280,8 +305,10 @@ class SimCluster:
         self.stats.bytes_flushed_at_crash += report.flushed_bytes
         self.stats.torn_writes += int(report.torn)
         flipped = self._maybe_flip_bit(member)
+        self.leases.demote(node_id)
         member.state = MemberState.CRASHED
         member.core = None
+        self._live_cores = None
         member.generation += 1
         member.busy = False
         member.inbox.clear()
@@ -323,6 +350,7 @@ class SimCluster:
         offset = self._rng.randrange(end)
         disk.flip_bit(path, offset, self._rng.randrange(8))
         self.bit_flipped = True
+        member.wal_damaged = True
         self.stats.bit_flips += 1
         return f", bit flip in {path} at {offset}"
 
@@ -341,6 +369,8 @@ class SimCluster:
             return
         self._check_durable(member, restored)
         member.storage = storage
+        for repair in storage.repairs:
+            self._trace(f"n{node_id} WAL repaired torn tail {repair}")
         self.stats.restarts += 1
         member.state = MemberState.UP
         self._boot(member, restored)
@@ -410,9 +440,80 @@ class SimCluster:
         if member.busy:
             member.tick_owed = True  # like a Go ticker: one tick is buffered
             return
+        self._do_tick(member)
+
+    def _do_tick(self, member: Member) -> None:
         self._core(member).tick()
         self.touched.add(member.node_id)
         self._drain(member)
+        if member.role is Role.LEADER and member.state is MemberState.UP and not member.busy:
+            self._expire_leases(member)
+
+    def _expire_leases(self, member: Member) -> None:
+        """The leader revokes, through the log, each lease due on its own clock."""
+        now = self.local_ms(member)
+        core = self._core(member)
+        for lease_id in member.sm.sm.store.expired_leases(now):
+            try:
+                core.propose(encode_expiry(member.node_id, lease_id))
+            except RaftError:
+                continue  # not leader any more: the next leader promotes and decides
+            self.leases.revoke_proposed(member.node_id, lease_id, now)
+            self._trace(f"n{member.node_id} LEASE expire {lease_id:#x} at local {now}")
+        self.leases.tick(member.node_id, now)
+        self._drain(member)
+
+    def _attach_state(self, member: Member) -> None:
+        """A new store (boot, restart, installed snapshot): the history log
+        observes it and a new watch hub serves it; watches on the old one die."""
+        store = member.sm.sm.store
+        store.add_observer(self.revisions)
+        member.hub = WatchHub(store)
+        member.hub_generation += 1
+
+    # --- watches (syndic.sim.watchers.WatchPort) -----------------------------
+
+    def watch_open(self, node_id: int, start_revision: int) -> WatchHandle | None:
+        member = self.members[node_id]
+        if member.state is not MemberState.UP or member.hub is None:
+            return None
+        stream = member.hub.open_stream()
+        open_watch(stream, start_revision)
+        store = member.sm.sm.store
+        return WatchHandle(node_id, member.hub_generation, stream, store.compact_revision)
+
+    def watch_pull(self, handle: WatchHandle) -> list[WatchResponse] | None:
+        member = self.members[handle.node_id]
+        if member.state is MemberState.CRASHED or member.hub_generation != handle.hub_generation:
+            return None
+        if member.state is MemberState.PAUSED:
+            return []  # a stopped process sends nothing; the connection stays
+        responses = handle.stream.pull(PULL_RESPONSES_MAX)
+        compacted = member.sm.sm.store.compact_revision
+        if compacted > handle.compact_seen:
+            handle.compact_seen = compacted
+            if "watch-drop-on-compact" in self.bugs:
+                return []  # Planted bug: what was pending when compaction ran is lost.
+        return responses
+
+    def revision_of(self, node_id: int) -> int | None:
+        member = self.members[node_id]
+        return member.sm.revision if member.state is not MemberState.CRASHED else None
+
+    def local_ms(self, member: Member) -> int:
+        """``member``'s own clock reading now."""
+        return member.clock.local_ms(self._clock.now_ms)
+
+    def _sm_clock(self, member: Member) -> Callable[[], int]:
+        if "lease-proposer-clock" not in self.bugs:
+            return lambda: self.local_ms(member)
+
+        def proposer_clock() -> int:
+            # Planted bug: the deadline comes from the proposing member's clock.
+            proposer = self.members.get(member.sm.proposer_id, member)
+            return self.local_ms(proposer)
+
+        return proposer_clock
 
     def client_request(self, node_id: int, request: Request) -> None:
         member = self.members[node_id]
@@ -430,8 +531,15 @@ class SimCluster:
 
     def _handle_request(self, member: Member, request: Request) -> None:
         core = self._core(member)
-        if request.kind is OpKind.READ:
+        if request.kind is RequestKind.READ:
             self._handle_read(member, request)
+            return
+        if request.kind is RequestKind.SERIAL_READ:
+            # Served from local state without a ReadIndex round (etcd: serializable).
+            self._answer_read(member, request)
+            return
+        if request.kind is RequestKind.KEEP_ALIVE:
+            self._keep_alive(member, request)
             return
         request_id = member.next_request_id
         member.next_request_id += 1
@@ -443,6 +551,10 @@ class SimCluster:
             return
         except ProposalDroppedError:
             self._refuse(request, core.leader_id)
+            return
+        if "ack-before-fsync" in self.bugs and request.kind is not RequestKind.CAS:
+            # Planted bug: a blind write is acknowledged once it is in the log.
+            self._reply_ok(member, request)
             return
         member.pending_writes[request_id] = request
 
@@ -464,13 +576,47 @@ class SimCluster:
             return
         member.pending_reads[ctx] = request
 
-    def _answer_read(self, member: Member, request: Request) -> None:
-        self.stats.reads_served += 1
-        value = member.sm.get(request.key)
+    def _keep_alive(self, member: Member, request: Request) -> None:
+        """Renewed in the leader's memory, no log entry (etcd: LeaseKeepAlive)."""
+        core = self._core(member)
+        if core.role is not Role.LEADER:
+            self._refuse(request, core.leader_id)
+            return
+        now = self.local_ms(member)
+        try:
+            member.sm.sm.store.lease_keep_alive(LeaseKeepAliveRequest(request.lease_id), now)
+        except LeaseNotPrimaryError:
+            self._refuse(request, core.leader_id)
+            return
+        except LeaseNotFoundError:
+            self._reply_ok(member, request, succeeded=False)
+            return
+        self.leases.keep_alive(member.node_id, request.lease_id, now)
+        self._reply_ok(member, request, succeeded=True)
+
+    def _reply_ok(
+        self,
+        member: Member,
+        request: Request,
+        *,
+        value: str | None = None,
+        succeeded: bool | None = None,
+    ) -> None:
         self.reply_to_client(
-            Reply(request.request_id, ReplyStatus.OK, value=value, leader_hint=self._hint(member)),
+            Reply(
+                request.request_id,
+                ReplyStatus.OK,
+                value=value,
+                succeeded=succeeded,
+                leader_hint=self._hint(member),
+                revision=member.sm.revision,
+            ),
             request,
         )
+
+    def _answer_read(self, member: Member, request: Request) -> None:
+        self.stats.reads_served += 1
+        self._reply_ok(member, request, value=member.sm.get(request.key))
 
     def _hint(self, member: Member) -> int:
         return member.core.leader_id if member.core is not None else 0
@@ -548,18 +694,26 @@ class SimCluster:
     def _finish_ready(self, member: Member, rd: Ready, *, synced: bool, sent: bool) -> None:
         if not synced:
             assert member.storage is not None
+            records = member.storage.records_unsynced
             try:
                 member.storage.sync()
             except StorageError as exc:
                 self._stop_on_disk_failure(member, exc)
                 return
             member.durable = member.storage.durable
+            if member.role is Role.LEADER:
+                self._trace(
+                    f"n{member.node_id} WAL fsync +{records} records: {member.storage.describe()}"
+                )
             self.stats.fsyncs += 1
         member.busy = False
         if not sent:
             self._send(rd.messages)
         if rd.snapshot is not None:
-            member.sm = AppliedState.restore(rd.snapshot.data, rd.snapshot.meta.index)
+            member.sm = AppliedState.restore(
+                self._sm_clock(member), rd.snapshot.data, rd.snapshot.meta.index
+            )
+            self._attach_state(member)
             member.snapshot_index = rd.snapshot.meta.index
             self.stats.snapshots_installed += 1
             self._trace(f"n{member.node_id} installed snapshot at {rd.snapshot.meta.index}")
@@ -594,26 +748,28 @@ class SimCluster:
                 f"n{member.node_id} MVCC rev {applied.revision} <- index {entry.index} "
                 f"{applied.description} (n{applied.proposer_id}#{applied.request_id})"
             )
+        self._observe_lease_apply(member, applied)
         if applied.proposer_id != member.node_id:
             return
         request = member.pending_writes.pop(applied.request_id, None)
         if request is None:
             return
-        succeeded = applied.succeeded
-        self.reply_to_client(
-            Reply(
-                request.request_id,
-                ReplyStatus.OK,
-                succeeded=succeeded if request.kind is OpKind.CAS else None,
-                leader_hint=self._hint(member),
-            ),
-            request,
-        )
+        cas = request.kind is RequestKind.CAS
+        self._reply_ok(member, request, succeeded=applied.succeeded if cas else None)
+
+    def _observe_lease_apply(self, member: Member, applied: Applied) -> None:
+        result = applied.result
+        if isinstance(result, LeaseGrantResponse) and member.sm.sm.store.lease_primary:
+            now = self.local_ms(member)
+            self.leases.granted(member.node_id, result.id, result.ttl_s * 1000, now)
+        elif isinstance(applied.payload, LeaseRevokeRequest) and not isinstance(result, KvError):
+            self.leases.removed(member.node_id, applied.payload.id)
 
     def _serve_reads(self, member: Member) -> None:
         if not member.waiting_reads:
             return
-        applied = member.sm.applied_index
+        # Planted bug: the read is answered as soon as its ReadIndex is known.
+        applied = member.sm.applied_index if "read-before-apply" not in self.bugs else 1 << 62
         still: list[tuple[int, bytes]] = []
         for index, ctx in member.waiting_reads:
             if index > applied:
@@ -650,9 +806,7 @@ class SimCluster:
             self._drain(member)
         if member.tick_owed and member.state is MemberState.UP and not member.busy:
             member.tick_owed = False
-            self._core(member).tick()
-            self.touched.add(member.node_id)
-            self._drain(member)
+            self._do_tick(member)
 
     def _on_soft_state(self, member: Member, rd: Ready) -> None:
         assert rd.soft_state is not None
@@ -661,6 +815,20 @@ class SimCluster:
             return
         member.role = role
         core = self._core(member)
+        store = member.sm.sm.store
+        if role is Role.LEADER:
+            # Every lease gets a full TTL on the new leader's clock (etcd: Promote).
+            now = self.local_ms(member)
+            store.lease_promote(now)
+            held = {
+                lease.id: 1000
+                * store.lease_time_to_live(LeaseTimeToLiveRequest(lease.id), now).granted_ttl_s
+                for lease in store.lease_leases().leases
+            }
+            self.leases.promote(member.node_id, now, held)
+        elif store.lease_primary:
+            store.lease_demote()
+            self.leases.demote(member.node_id)
         if role is Role.LEADER:
             self.stats.leaders_elected += 1
             self._trace(f"n{member.node_id} LEADER term={core.term}")
@@ -671,11 +839,14 @@ class SimCluster:
     # --- views for checkers and the nemesis -----------------------------------
 
     def live_cores(self) -> list[tuple[int, RaftNode]]:
-        return [
-            (m.node_id, m.core)
-            for m in self.members.values()
-            if m.core is not None and m.state is not MemberState.CRASHED
-        ]
+        # Asked after every event; it changes only when a member boots or crashes.
+        if self._live_cores is None:
+            self._live_cores = [
+                (m.node_id, m.core)
+                for m in self.members.values()
+                if m.core is not None and m.state is not MemberState.CRASHED
+            ]
+        return self._live_cores
 
     def touched_members(self) -> list[int]:
         """Members changed by the last event, including those with an fsync in

@@ -360,8 +360,8 @@ class Nemesis:
         self._network.config = self.config.calm_network
         ids = self._cluster.node_ids
         left_out = ""
-        # A member stopped for a corrupt WAL is already the minority left out.
-        stopped = any(m.stopped_reason is not None for m in self._cluster.members.values())
+        # A member whose WAL was damaged (it stays down) is already the minority left out.
+        stopped = any(m.wal_damaged for m in self._cluster.members.values())
         if self.kinds and len(ids) >= 3 and not stopped and self._rng.random() < 0.3:
             node = self._rng.choice(ids)
             if self._rng.random() < 0.5 and ("crash" in self.kinds or "disk" in self.kinds):

@@ -53,13 +53,16 @@ def wal_options(planted_bugs: frozenset[str]) -> WalOptions:
 class MemberStorage:
     """One open WAL and snapshot store; built by :meth:`open`, which recovers."""
 
-    __slots__ = ("_store", "_wal", "disk", "durable")
+    __slots__ = ("_store", "_wal", "disk", "durable", "records_unsynced", "repairs")
 
     def __init__(self, disk: SimDisk, wal: Wal, store: SnapshotStore) -> None:
         self.disk = disk
         self._wal = wal
         self._store = store
         self.durable = DurableMark(wal.hard_state, wal.last_index)
+        # WAL records appended since the last sync (for the transcript).
+        self.records_unsynced = 0
+        self.repairs: tuple[str, ...] = ()
 
     @classmethod
     def open(cls, disk: SimDisk, options: WalOptions) -> tuple[MemberStorage, PersistentState]:
@@ -72,7 +75,12 @@ class MemberStorage:
         except BaseException:
             wal.abandon()
             raise
-        return cls(disk, wal, store), recovered.state
+        storage = cls(disk, wal, store)
+        storage.repairs = tuple(
+            f"{r.path} at {r.offset}: dropped {r.dropped_bytes} B ({r.reason})"
+            for r in wal.read_all().repairs
+        )
+        return storage, recovered.state
 
     def write(
         self,
@@ -83,6 +91,7 @@ class MemberStorage:
         """Persist a Ready without syncing: the bytes reach the (volatile) page cache."""
         if snapshot is not None:
             self._store.save(snapshot)
+        self.records_unsynced += len(entries) + (hard_state is not None) + (snapshot is not None)
         self._wal.save(
             hard_state,
             entries,
@@ -94,6 +103,16 @@ class MemberStorage:
     def sync(self) -> None:
         self._wal.sync()
         self.durable = DurableMark(self._wal.hard_state, self._wal.last_index)
+        self.records_unsynced = 0
+
+    def describe(self) -> str:
+        """The WAL's position, for the transcript."""
+        status = self._wal.status()
+        segment = status.segment_path.rsplit("/", 1)[-1]
+        return (
+            f"last index {status.last_index}, {status.segment_count} segment(s), "
+            f"{segment} at {status.synced_size_bytes} B"
+        )
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """A local compaction: the file, then its marker, synced; then old segments go."""

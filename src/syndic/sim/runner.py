@@ -23,6 +23,7 @@ from syndic.sim.cluster import ClusterConfig, SimCluster
 from syndic.sim.nemesis import ALL_FAULTS, Nemesis, NemesisConfig, faults_spec
 from syndic.sim.network import SimNetwork
 from syndic.sim.scenarios import SCENARIOS, Plan, apply_scenario
+from syndic.sim.watchers import WatchClient
 from syndic.sim.workload import Workload, WorkloadConfig
 
 # Cluster sizes the simulator accepts: one member has nothing to replicate to;
@@ -64,7 +65,7 @@ class SimConfig:
     bugs: frozenset[str] = frozenset()
     safety_ticks: int = 300
     liveness_ticks: int = 300
-    settle_ticks: int = 20
+    settle_ticks: int = 120
     tick_ms: int = 10
     trace: bool = False
     scenario: str = "default"
@@ -152,7 +153,7 @@ class _Run:
             ids,
             self.rng,
             self.clock,
-            self.plan.cluster,
+            replace(self.plan.cluster, tick_ms=cfg.tick_ms),
             self.checker,
             cfg.bugs,
             self.trace,
@@ -171,6 +172,18 @@ class _Run:
             self.trace,
         )
         self.cluster.reply_to_client = self.workload.reply
+        self.watchers = [
+            WatchClient(
+                i + 1,
+                self.rng,
+                self.clock,
+                self.cluster,
+                ids,
+                self.plan.workload.watch_pull_interval_ms,
+                self.trace,
+            )
+            for i in range(self.plan.workload.watchers)
+        ]
         self.nemesis = Nemesis(
             self.rng,
             self.clock,
@@ -212,6 +225,8 @@ class _Run:
         self.cluster.start_clocks(cfg.tick_ms)
         self.clock.schedule(safety_end_ms, self._begin_liveness, "liveness")
         self.workload.start()
+        for watcher in self.watchers:
+            watcher.start()
         self.nemesis.start()
         try:
             self._loop(liveness_deadline_ms)
@@ -247,6 +262,9 @@ class _Run:
             try:
                 event.action()
                 checker.check_step(cluster.live_cores(), cluster.touched_members())
+                if cluster.leases.violations:
+                    first = cluster.leases.violations[0]
+                    raise SafetyViolationError(first.rule, first.describe())
             except SafetyViolationError:
                 raise
             except Exception as exc:  # the core or runtime blew up: a finding, with its seed
@@ -272,6 +290,10 @@ class _Run:
     def _final_checks(self) -> None:
         self.workload.finish()
         self.checker.check_logs_full(self.cluster.live_cores())
+        self._check_serializable_reads()
+        self._check_watches()
+        if self.violation is not None:
+            return
         result = check_history(self.workload.history, max_states=self.cfg.max_lin_states)
         self.trace(f"CHECK linearizability: {result.verdict.value} ({result.ops_total} ops)")
         if result.verdict is Verdict.VIOLATION:
@@ -279,6 +301,29 @@ class _Run:
         elif result.verdict is Verdict.UNKNOWN:
             # Not a violation, but not a pass either: report it so it is looked at.
             self._record("linearizability-unknown", result.explain())
+
+    def _check_watches(self) -> None:
+        for watcher in self.watchers:
+            watcher.stop()
+            watcher.drain()
+            problem = watcher.check(self.cluster.revisions)
+            self.trace(
+                f"CHECK watch w{watcher.client_id}: {len(watcher.responses)} responses, "
+                f"through revision {watcher.last_revision}, {watcher.resumes} opens: "
+                f"{problem or 'ok'}"
+            )
+            if problem is not None:
+                self._record("watch", problem)
+                return
+
+    def _check_serializable_reads(self) -> None:
+        """A serializable read may be stale, never invented: it returns a value
+        some client wrote to that key, or nothing."""
+        written = {(op.key, op.value) for op in self.workload.history if op.value is not None}
+        for key, value in self.workload.serializable_reads:
+            if value is not None and (key, value) not in written:
+                self._record("serializable-read", f"read {value!r} from {key}, never written")
+                return
 
     def _record(self, invariant: str, detail: str) -> None:
         if self.violation is None:

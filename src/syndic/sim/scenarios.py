@@ -130,6 +130,10 @@ BUG_SCENARIO: dict[str, str] = {
     "stale-leader-read": "deposed-leader",
     "old-term-commit": "figure8",
     "skip-undecodable-entry": "disk-rot",
+    "ack-before-fsync": "power-loss",
+    "read-before-apply": "default",
+    "lease-proposer-clock": "default",
+    "watch-drop-on-compact": "default",
 }
 
 

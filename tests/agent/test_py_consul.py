@@ -164,3 +164,19 @@ async def test_sessions_and_locks(c: consul.Consul, agent_http: AgentHandle) -> 
     assert gone is None
     with pytest.raises(consul.ConsulException):
         await call(c.kv.put, key, "x", acquire="0b6f2d6b-0000-0000-0000-000000000000")
+
+
+async def test_catalog_nodes_datacenters_and_status(
+    c: consul.Consul, agent_http: AgentHandle
+) -> None:
+    await call(c.agent.service.register, "db", service_id="db-1", port=5432)
+    _, nodes = await call(c.catalog.nodes)
+    assert [n["Node"] for n in nodes] == ["node-1"]
+    assert await call(c.catalog.datacenters) == ["dc1"]
+    leader = await call(c.status.leader)
+    peers = await call(c.status.peers)
+    assert leader and leader in peers
+    _, catalog = await call(c.catalog.service, "db")
+    _, health = await call(c.health.service, "db")
+    # Catalog and health list instances in the same order.
+    assert [e["ServiceID"] for e in catalog] == [e["Service"]["ID"] for e in health]

@@ -177,3 +177,40 @@ async def test_call_by_name(client: Client, layout: KeyLayout) -> None:
         for runner in runners:
             await runner.cleanup()
     await asyncio.sleep(0)
+
+
+async def test_grpc_call_by_name(client: Client, layout: KeyLayout) -> None:
+    import grpc
+
+    servers = []
+    ports = []
+    for name in (b"a", b"b"):
+        server = grpc.aio.server()
+
+        async def say(request: bytes, _context: object, name: bytes = name) -> bytes:
+            return b"hello " + request + b" from " + name
+
+        handler = grpc.method_handlers_generic_handler(
+            "demo.Echo", {"Say": grpc.unary_unary_rpc_method_handler(say)}
+        )
+        server.add_generic_rpc_handlers((handler,))
+        ports.append(server.add_insecure_port("127.0.0.1:0"))
+        await server.start()
+        servers.append(server)
+    registry = Registry(client, layout=layout)
+    regs = [await registry.register(inst(f"g{p}", p)) for p in ports]
+    live = await registry.discover("web")
+    caller = ServiceCaller(live, SmoothWeightedRoundRobin())
+    try:
+        replies = set()
+        for _ in range(4):
+            reply = await caller.grpc_call(lambda ch: ch.unary_unary("/demo.Echo/Say")(b"you"))
+            replies.add(reply)
+        assert replies == {b"hello you from a", b"hello you from b"}
+    finally:
+        await caller.close()
+        await live.close()
+        for reg in regs:
+            await reg.close()
+        for server in servers:
+            await server.stop(None)

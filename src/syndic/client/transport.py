@@ -31,7 +31,13 @@ from typing import Any, Final
 import grpc
 
 from syndic.api.gen import rpc_pb2
-from syndic.api.services import AUTH_SERVICE, GRPC_OVERHEAD_BYTES, ServiceStub, make_stub
+from syndic.api.services import (
+    AUTH_SERVICE,
+    GRPC_OVERHEAD_BYTES,
+    ServiceStub,
+    make_stub,
+    service,
+)
 from syndic.client.config import ClientConfig, TlsOptions
 from syndic.client.errors import (
     NEVER_APPLIED_MESSAGES,
@@ -71,6 +77,8 @@ _MEMBER_UNHEALTHY: Final = frozenset(
     }
 )
 _INVALID_TOKEN: Final = "etcdserver: invalid auth token"
+# A deadline scope must be positive; a call out of time fails its next attempt.
+_EPSILON_S: Final = 1e-6
 
 
 def endpoint_target(endpoint: str) -> tuple[str, bool]:
@@ -114,7 +122,7 @@ class _Endpoint:
     """One member's address and its channel, opened on first use (a grpc.aio
     channel binds to the running loop, so it cannot be made earlier)."""
 
-    __slots__ = ("_channel", "_open", "failed_until_s", "stubs", "target")
+    __slots__ = ("_channel", "_open", "failed_until_s", "stubs", "target", "unaries")
 
     def __init__(self, target: str, open_channel: Callable[[], grpc.aio.Channel]) -> None:
         self.target = target
@@ -122,6 +130,7 @@ class _Endpoint:
         self._channel: grpc.aio.Channel | None = None
         self.failed_until_s = 0.0
         self.stubs: dict[str, ServiceStub] = {}
+        self.unaries: dict[tuple[str, str], Any] = {}
 
     @property
     def channel(self) -> grpc.aio.Channel:
@@ -135,11 +144,31 @@ class _Endpoint:
             stub = self.stubs[service_name] = make_stub(self.channel, service_name)
         return stub
 
+    def unary(self, service_name: str, method_name: str) -> Any:
+        """The channel's callable for a unary method, made once.
+
+        The client builds every request itself from checked arguments, so
+        the per-call type check of :class:`ServiceStub` is skipped on this,
+        the hottest path; the path and message types still come from the one
+        table in :mod:`syndic.api.services`.
+        """
+        key = (service_name, method_name)
+        call = self.unaries.get(key)
+        if call is None:
+            spec = service(service_name).method(method_name)
+            call = self.unaries[key] = self.channel.unary_unary(
+                spec.path,
+                request_serializer=spec.request_type.SerializeToString,
+                response_deserializer=spec.response_type.FromString,
+            )
+        return call
+
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
             self.stubs.clear()
+            self.unaries.clear()
 
 
 class Transport:
@@ -165,18 +194,22 @@ class Transport:
             window_s=10.0,
             clock=self.clock,
         )
-        self._retry = Retry(
-            RetryConfig(
-                max_attempts=config.retry_attempts_max,
-                backoff=config.retry_backoff,
-                idempotent=True,
-            ),
-            clock=self.clock,
-            rng=self.rng,
-            budget=self._budget,
-            retry_on=(),
-            retry_if=lambda exc: isinstance(exc, ClientError) and exc.retry_safe,
-        )
+        # Attempts after the first; None when the config allows only one.
+        self._retry: Retry | None = None
+        if config.retry_attempts_max > 1:
+            self._retry = Retry(
+                RetryConfig(
+                    max_attempts=config.retry_attempts_max - 1,
+                    backoff=config.retry_backoff,
+                    idempotent=True,
+                ),
+                clock=self.clock,
+                rng=self.rng,
+                budget=self._budget,
+                retry_on=(),
+                retry_if=lambda exc: isinstance(exc, ClientError) and exc.retry_safe,
+                counts_requests=False,  # call() counted the request already
+            )
 
     def _open(self, endpoint: str) -> _Endpoint:
         target, secure = endpoint_target(endpoint)
@@ -297,12 +330,26 @@ class Transport:
             raise ClosedError("the client is closed")
         if authenticated and self.config.username is not None and self._token is None:
             await self.authenticate()
-        with _deadline.scope(self.config.timeout_s, clock=self.clock) as scope:
-            assert scope is not None  # timeout_s is never None
-            state = _AttemptState(self, service_name, method, request, idempotent, scope)
-            state.authenticated = authenticated
-            if endpoint is not None:
-                state.pinned = self.endpoint_for(endpoint)
+        # The call's deadline: timeout_s, or the caller's syndic.traffic
+        # deadline if that ends sooner.
+        timeout_s = self.config.timeout_s
+        outer = _deadline.current()
+        if outer is not None:
+            timeout_s = min(timeout_s, outer.remaining_s())
+        deadline = _deadline.Deadline(self.clock, self.clock.now_s() + timeout_s)
+        state = _AttemptState(self, service_name, method, request, idempotent, deadline)
+        state.authenticated = authenticated
+        if endpoint is not None:
+            state.pinned = self.endpoint_for(endpoint)
+        self._budget.record_request()
+        try:
+            # The first attempt runs outside the retry loop: it is every
+            # call's cost, and the loop is only needed once one failed.
+            return await state.attempt()
+        except ClientError as exc:
+            if not exc.retry_safe or self._retry is None:
+                raise
+        with _deadline.scope(max(deadline.remaining_s(), _EPSILON_S), clock=self.clock):
             return await self._retry.call(state.attempt)
 
     async def close(self) -> None:
@@ -356,7 +403,7 @@ class _AttemptState:
             raise DeadlineExceededError(f"{self.method}: deadline exceeded before an attempt")
         endpoint = self.pinned or transport.pick(avoid=self.endpoint)
         self.endpoint = endpoint
-        call = endpoint.stub(self.service_name).method(self.method)
+        call = endpoint.unary(self.service_name, self.method)
         timeout_s = remaining_s
         attempt_s = transport.config.attempt_timeout_s
         if self.idempotent and attempt_s is not None and attempt_s < remaining_s:

@@ -9,8 +9,8 @@ cluster's leader (the member whose stall would cost an election):
   that set a zero window and never give any back;
 * ``continuation_flood``: a header block that never ends, CONTINUATION
   after CONTINUATION (CVE-2024-27316's shape);
-* ``partial_requests``: hundreds of connections each sending most of a
-  1 MiB Put and then nothing;
+* ``partial_requests``: hundreds of connections, opened over the first
+  quarter of the attack, each sending most of a 1 MiB Put and then nothing;
 * ``rapid_reset``: calls opened and reset at once, as fast as the socket
   takes them (CVE-2023-44487).
 
@@ -73,6 +73,7 @@ RSS_GROWTH_MIB_MAX = 64.0
 RECONNECTS_MAX = 200
 WRITE_WAIT_S = 1.0  # a write the member does not take within this is left pending
 KV_RANGE = "/etcdserverpb.KV/Range"
+PROBE_LOG: list[tuple[float, float, bool]] = []  # (started, seconds, answered), for diagnosis
 KV_PUT = "/etcdserverpb.KV/Put"
 
 
@@ -304,7 +305,8 @@ async def partial_requests(port: int, scale: Scale, until: float, tally: Tally) 
         while time.monotonic() < until and not attacker.closed:
             await asyncio.sleep(0.2)
 
-    async def one() -> None:
+    async def one(delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
         if time.monotonic() >= until:
             return
         try:
@@ -318,7 +320,10 @@ async def partial_requests(port: int, scale: Scale, until: float, tally: Tally) 
             tally.note_close(attacker)
             await attacker.close()
 
-    await asyncio.gather(*(one() for _ in range(scale.partial_connections)))
+    # The connections are opened over the first quarter of the attack: what is
+    # measured is memory held by partial requests, not a connect storm.
+    spread_s = scale.duration_s / 4 / scale.partial_connections
+    await asyncio.gather(*(one(i * spread_s) for i in range(scale.partial_connections)))
 
 
 async def rapid_reset(port: int, scale: Scale, until: float, tally: Tally) -> None:
@@ -397,6 +402,7 @@ async def probe_gets(endpoint: str, until: float) -> list[float | None]:
         elapsed = time.monotonic() - started
         ok = process.returncode == 0 and b"probe-value" in out
         latencies.append(elapsed if ok else None)
+        PROBE_LOG.append((started, elapsed, ok))
         await asyncio.sleep(max(0.0, PROBE_INTERVAL_S - elapsed))
     return latencies
 

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 
 from syndic.server.h2 import ServerLimits
-from syndic.server.h2.frames import ErrorCode
-from tests.server.h2.conftest import CALL_TIMEOUT_S, RANGE_PATH, Connect, Serve, range_request
+from syndic.server.h2.frames import ErrorCode, FrameType
+from tests.server.h2.conftest import (
+    CALL_TIMEOUT_S,
+    KEY_BLOCK,
+    RANGE_PATH,
+    Connect,
+    Serve,
+    range_request,
+)
 from tests.server.h2.raw_client import GoAway
 
 OK = 0
+U32 = struct.Struct(">I")
 
 
 async def test_connections_past_the_per_peer_cap_are_told_to_calm_down(
@@ -43,3 +52,21 @@ async def test_connections_past_the_total_cap_are_refused(serve: Serve, connect:
     assert (await extra.read_goaway()).reason == "over 3 connections"
     stream_id = clients[0].start_call(RANGE_PATH, [range_request(b"k")])
     assert (await clients[0].response(stream_id)).grpc_status == OK
+
+
+async def test_the_rapid_reset_budget_is_shared_by_a_peers_connections(
+    serve: Serve, connect: Connect
+) -> None:
+    # Reconnecting does not buy a fresh budget of resets.
+    limits = ServerLimits(stream_resets_burst=4, stream_resets_per_s=0.001)
+    running = await serve(limits)
+    first, second = await connect(running.port), await connect(running.port)
+    for client, rounds in ((first, 4), (second, 1)):
+        for _ in range(rounds):
+            stream_id = client.start_call(RANGE_PATH, [range_request(KEY_BLOCK)])
+            await running.probe.wait_started(running.probe.started + 1)
+            client.send_frame(FrameType.RST_STREAM, 0, stream_id, U32.pack(ErrorCode.CANCEL))
+    await first.sync()
+    assert first.goaway is None
+    goaway = await second.read_goaway()
+    assert goaway.code == ErrorCode.ENHANCE_YOUR_CALM and goaway.reason == "too many streams reset"

@@ -342,3 +342,22 @@ def test_limits_are_validated_with_their_names() -> None:
     with pytest.raises(ValueError, match="send_stall_timeout_s"):
         ServerLimits(send_stall_timeout_s=-1)
     assert ServerLimits.for_member(1024, 2**32 - 1).concurrent_streams_max == 2**31 - 1
+
+
+def test_whole_small_messages_pass_a_full_server_budget() -> None:
+    # Clients holding partial requests fill the budget; a small call that
+    # arrives whole is still served, or they would starve everyone.
+    budget = SharedBudget(100_000)
+    holder, good = Peer(budget=budget), Peer(budget=budget)
+    held = holder.start_call([], end_stream=False)
+    send_data(holder, held, b"\x00" + (150_000).to_bytes(4, "big") + bytes(99_000))
+    assert budget.held_bytes == 99_005
+    stream_id = good.start_call([b"small"])
+    assert MessageReceived(stream_id, b"small", True) in good.events
+    assert stream_id not in good.out.statuses
+    good.protocol.consumed(stream_id, 10)
+    assert budget.held_bytes == 99_005
+    # A partial message does not pass.
+    partial = good.start_call([], end_stream=False)
+    good.frame(FrameType.DATA, 0, partial, b"\x00" + (5000).to_bytes(4, "big") + bytes(2000))
+    assert good.out.statuses[partial] == RESOURCE_EXHAUSTED

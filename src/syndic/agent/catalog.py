@@ -111,8 +111,7 @@ class LiveCatalog:
         for key in list(self._waiters):
             self._wake(key)
 
-    async def _wait(self, key: tuple[str, str], current: object, timeout_s: float) -> None:
-        del current
+    async def _wait(self, key: tuple[str, str], timeout_s: float) -> None:
         event = self._waiters.get(key)
         if event is None:
             event = self._waiters[key] = asyncio.Event()
@@ -127,7 +126,7 @@ class LiveCatalog:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            await self._wait((ns, name), None, remaining)
+            await self._wait((ns, name), remaining)
         return self.view.service_index(ns, name)
 
     async def wait_catalog(self, index: int, timeout_s: float) -> int:
@@ -137,7 +136,7 @@ class LiveCatalog:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            await self._wait(_CATALOG, None, remaining)
+            await self._wait(_CATALOG, remaining)
         return self.view.catalog_index
 
     async def wait_nodes(self, index: int, timeout_s: float) -> int:
@@ -147,7 +146,7 @@ class LiveCatalog:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            await self._wait(_NODES, None, remaining)
+            await self._wait(_NODES, remaining)
         return self.view.nodes_index
 
     async def wait_revision(self, revision: int, timeout_s: float) -> bool:
@@ -158,5 +157,5 @@ class LiveCatalog:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
-            await self._wait(("", "revision"), None, remaining)
+            await self._wait(("", "revision"), remaining)
         return True

@@ -242,7 +242,11 @@ class H2Protocol:
         self._send(settings + (frames.window_update(0, extra) if extra > 0 else b""))
 
     def refuse_connection(self, reason: str) -> list[Event]:
-        """End the connection at once, before reading it (a connection cap)."""
+        """End the connection at once, before reading it (a connection cap).
+
+        Our SETTINGS still go first: §3.4 makes them the server's preface."""
+        if not self._out:
+            self.initiate()
         self._fail(ErrorCode.ENHANCE_YOUR_CALM, reason)
         return self._take_events()
 

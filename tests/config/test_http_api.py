@@ -3,7 +3,9 @@ routes, errors, authorized decryption, and one OpenAPI document."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +21,7 @@ from syndic.config import crypto
 from syndic.config.http_api import ConfigHttpApi, token_reveal
 from syndic.config.store import ConfigStore
 from tests.server.cluster_util import free_port
+from tests.stores import Store
 
 URL = "/v1/config/prod/orders/pool.yaml"
 
@@ -145,3 +148,27 @@ async def test_one_openapi_document(http: aiohttp.ClientSession) -> None:
         "/settings",
     ):
         assert "/v1/config/{namespace}/{group}/{data_id}" + suffix in paths
+
+
+async def test_the_agent_command_serves_the_config_api(store: Store, key_prefix: bytes) -> None:
+    from syndic.cli.agent import run_agent
+
+    port = free_port()
+    ready = asyncio.Event()
+    config = AgentConfig(
+        node_name="n2", key_prefix=key_prefix.decode() + "registry/", http_addr=f"127.0.0.1:{port}"
+    )
+    task = asyncio.create_task(run_agent(store.endpoints, config, on_ready=ready.set))
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            doc = await call(http, "GET", "/v1/openapi.json")
+            assert "/v1/config/{namespace}/{group}/{data_id}" in doc["paths"]
+            ns = "agent" + str(port)
+            url = f"/v1/config/{ns}/orders/pool.yaml"
+            await call(http, "PUT", url, json=change(0, content="a: 1", format="yaml"))
+            assert (await call(http, "GET", url))["content"] == "a: 1"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

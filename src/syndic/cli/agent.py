@@ -13,13 +13,17 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from syndic.agent.config import DEFAULT_HTTP_ADDR, AgentConfig
 from syndic.registry.keys import DEFAULT_PREFIX
 from syndic.registry.model import ModelError
+
+if TYPE_CHECKING:
+    from syndic.client import Client
+    from syndic.config.http_api import ConfigHttpApi
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,9 @@ async def run_agent(
     runner = None
     try:
         await agent.start()
-        runner = await start_http(build_http_app(agent), host, port)
+        runner = await start_http(
+            build_http_app(agent, extra_apis=[config_http_api(client)]), host, port
+        )
         log.info("agent %s: Consul HTTP API on http://%s:%d", config.node_name, host, port)
         if on_ready is not None:
             on_ready()
@@ -52,6 +58,15 @@ async def run_agent(
             await runner.cleanup()
         await agent.stop()
         await client.close()
+
+
+def config_http_api(client: Client) -> ConfigHttpApi:
+    """The configuration centre's routes, served by the agent (``/v1/config/...``)."""
+    from syndic.config import crypto
+    from syndic.config.http_api import ConfigHttpApi
+    from syndic.config.store import ConfigStore
+
+    return ConfigHttpApi(ConfigStore(client, masters=crypto.masters_from()))
 
 
 def embed_agent(endpoint: str, config: AgentConfig) -> Callable[[object], None]:

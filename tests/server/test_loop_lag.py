@@ -26,20 +26,18 @@ def _sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 async def test_a_blocked_loop_shows_as_lag_of_about_the_block() -> None:
     registry = CollectorRegistry()
-    histogram = Histogram("lag_seconds", "", buckets=(0.05, 0.2, 1.0), registry=registry)
+    histogram = Histogram("lag_seconds", "", buckets=(0.05, 0.6, 2.0), registry=registry)
     probe = LoopLagProbe(histogram, interval_s=0.02)
     probe.start()
     try:
         await asyncio.sleep(0.2)
         assert _sample(registry, "lag_seconds_count") >= 3
-        assert _sample(registry, "lag_seconds_bucket", le="0.2") == _sample(
-            registry, "lag_seconds_count"
-        )
-        time.sleep(0.3)  # something slow on the loop
+        time.sleep(0.8)  # something slow on the loop
         await asyncio.sleep(0.1)
-        assert 0.25 <= probe.worst_s < 1.0
+        # A loaded machine adds lag of its own, but not this much.
+        assert 0.75 <= probe.worst_s < 2.0
         over = _sample(registry, "lag_seconds_count") - _sample(
-            registry, "lag_seconds_bucket", le="0.2"
+            registry, "lag_seconds_bucket", le="0.6"
         )
         assert over == 1  # one stall, counted once
     finally:
@@ -61,13 +59,16 @@ async def test_a_member_exports_its_loop_lag(tmp_path: Path) -> None:
     await node.start()
     try:
         registry = node.metrics.registry
-        await asyncio.sleep(0.35)
+        await eventually(
+            lambda: _sample(registry, "syndic_event_loop_lag_seconds_count") >= 2, timeout_s=10
+        )
         before = _sample(registry, "syndic_event_loop_lag_seconds_count")
-        assert before >= 2
-        time.sleep(0.15)
-        await asyncio.sleep(0.25)
-        assert _sample(registry, "syndic_event_loop_lag_seconds_count") > before
-        assert _sample(registry, "syndic_event_loop_lag_seconds_sum") >= 0.1
+        # Blocked past a whole probe interval: the probe falls due inside it.
+        time.sleep(0.35)
+        await eventually(
+            lambda: _sample(registry, "syndic_event_loop_lag_seconds_count") > before, timeout_s=10
+        )
+        assert _sample(registry, "syndic_event_loop_lag_seconds_sum") >= 0.2
         text = node.metrics.exposition().decode()
         assert 'syndic_event_loop_lag_seconds_bucket{le="0.0001"}' in text
     finally:

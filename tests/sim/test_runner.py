@@ -60,6 +60,8 @@ def test_every_fault_kind_actually_happens() -> None:
         "cluster_bytes_flushed_at_crash",
         "cluster_torn_writes",
         "cluster_bit_flips",
+        "cluster_stopped_corrupt",
+        "cluster_fsync_failures",
         "cluster_snapshots_taken",
         "nemesis_power_losses",
         "nemesis_storms",

@@ -8,8 +8,8 @@ from syndic.sim import SimConfig, run_simulation
 from syndic.sim.scenarios import SCENARIOS
 
 # About 0.4 s of CPU per seed (the real store, WAL, leases and watches): the
-# CI sweep stays well under a minute; make sim-deep runs a thousand.
-CI_SWEEP_SEEDS = 40
+# CI sweep is a smoke test; the slow sweeps and make sim-deep go deep.
+CI_SWEEP_SEEDS = 8
 DEEP_SWEEP_SEEDS = 600
 
 
@@ -24,7 +24,8 @@ def _violations(seeds: range, **kwargs: object) -> list[str]:
 
 
 def test_ci_sweep_all_faults_five_nodes() -> None:
-    assert _violations(range(1, CI_SWEEP_SEEDS + 1), nodes=5) == []
+    # Seeds 1-12 run in tests/sim/test_runner.py already.
+    assert _violations(range(100, 100 + CI_SWEEP_SEEDS), nodes=5) == []
 
 
 @pytest.mark.parametrize("scenario", sorted(set(SCENARIOS) - {"default"}))

@@ -421,3 +421,33 @@ def test_entry_codec_round_trip_of_large_payload() -> None:
     entry = Entry(term=2**63, index=2**64 - 1, data=os.urandom(1000))
     frame = frame_record(RecordType.ENTRY, encode_entry(entry))
     assert len(frame) == RECORD_HEADER_SIZE_BYTES + len(encode_entry(entry))
+
+
+def test_a_damaged_length_reaching_the_end_of_the_file_is_corruption(tmp_path: Path) -> None:
+    # The header of the second-to-last record now claims it runs to the end of
+    # the file, swallowing the final record: a bit flip can do this, and the
+    # intact record header inside the span shows it is not a torn tail.
+    build_log(tmp_path)
+    [segment] = segment_paths(tmp_path)
+    (start, _), (_, last_end) = record_offsets(segment)[-2:]
+    raw = bytearray(Path(segment).read_bytes())
+    struct.pack_into("<I", raw, start, last_end - start - RECORD_HEADER_SIZE_BYTES)
+    Path(segment).write_bytes(bytes(raw))
+    with pytest.raises(WalCorruptError, match="header CRC") as caught:
+        Wal.open(tmp_path, fsync=no_fsync)
+    assert caught.value.offset == start
+
+
+def test_a_header_cut_by_a_sector_boundary_then_zeros_is_a_torn_tail(tmp_path: Path) -> None:
+    # A crash kept the first bytes of the final record's header, and the
+    # sectors after them were never written.
+    build_log(tmp_path)
+    [segment] = segment_paths(tmp_path)
+    start, end = record_offsets(segment)[-1]
+    raw = bytearray(Path(segment).read_bytes())
+    raw[start + 6 : end] = bytes(end - start - 6)
+    Path(segment).write_bytes(bytes(raw))
+    with Wal.open(tmp_path, fsync=no_fsync) as wal:
+        state = wal.read_all()
+    assert state.repairs[0].offset == start
+    assert [e.index for e in state.entries] == [1, 2, 3, 4, 5, 6, 7]

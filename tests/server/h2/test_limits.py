@@ -361,3 +361,19 @@ def test_whole_small_messages_pass_a_full_server_budget() -> None:
     partial = good.start_call([], end_stream=False)
     good.frame(FrameType.DATA, 0, partial, b"\x00" + (5000).to_bytes(4, "big") + bytes(2000))
     assert good.out.statuses[partial] == RESOURCE_EXHAUSTED
+
+
+def test_a_unary_request_never_ended_is_ended_after_the_request_stall_timeout() -> None:
+    # HEADERS without END_STREAM and nothing more would hold a call slot
+    # for good; a streaming call may pause as long as it likes.
+    peer = Peer(ServerLimits(request_stall_timeout_s=20))
+    unary = peer.start_call([], end_stream=False)
+    streaming = peer.start_call([], end_stream=False)
+    peer.protocol.expect_request(unary)
+    peer.tick(19.0)
+    assert unary not in peer.out.statuses
+    peer.tick(1.0)
+    assert peer.out.statuses[unary] == RESOURCE_EXHAUSTED
+    assert CallEnded(unary, "request left unfinished") in peer.events
+    peer.tick(100.0)
+    assert streaming not in peer.out.statuses

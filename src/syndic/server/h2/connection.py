@@ -165,6 +165,8 @@ class Http2Connection(asyncio.Protocol):
         if handler.request_streaming:
             call.requests = asyncio.Queue()
             self._run(call, None)
+        else:
+            self.protocol.expect_request(stream_id)
 
     def _run(self, call: Call, request: bytes | None) -> None:
         call.task = self._loop.create_task(self._serve(call, request))

@@ -96,9 +96,9 @@ class ServerLimits:
     connection_send_buffer_bytes_max: int = 8 * 1024 * 1024
     # A client must send the HTTP/2 preface within this time of connecting.
     preface_timeout_s: float = 10.0
-    # A stream holding part of a message (or a header block left open) with
-    # no new bytes for this long is ended: a partial request is not a lease
-    # on server memory.
+    # A stream holding part of a message, a unary call whose request has not
+    # ended, or a header block left open, with no new bytes for this long, is
+    # ended: a partial request is not a lease on server memory or a call slot.
     request_stall_timeout_s: float = 20.0
     # A stream with answers queued that could send nothing for this long
     # (zero window, unread socket) is reset with CANCEL and its queue freed.

@@ -204,6 +204,10 @@ class H2Protocol:
         self.held_bytes = 0  # request bytes received, not yet taken by handlers
         self.queued_bytes = 0  # answer bytes waiting for windows, all streams
         self.blocked: dict[int, H2Stream] = {}  # streams waiting to send, in order
+        # Unary calls whose request has not ended yet (expect_request): each
+        # is ended after request_stall_timeout_s without a byte, so that a
+        # client cannot hold call slots with requests it never finishes.
+        self._incomplete: dict[int, H2Stream] = {}
         self._out: list[bytes] = []
         self.out_bytes = 0
         self._table_size_sent = False
@@ -328,7 +332,7 @@ class H2Protocol:
         due.append(self._opened_s + limits.connection_age_s_max)
         if math.isfinite(limits.connection_age_s_max):
             due.append(self._opened_s + limits.connection_age_s_max + limits.connection_age_grace_s)
-        if self.blocked or self.held_bytes:
+        if self.blocked or self.held_bytes or self._incomplete:
             # Checked a few times per timeout rather than per stream.
             step = min(limits.send_stall_timeout_s, limits.request_stall_timeout_s) / 4
             due.append(self._now + step)
@@ -395,6 +399,13 @@ class H2Protocol:
             self._queue(stream, payload)
             self._pump(stream)
         return self._take_events()
+
+    def expect_request(self, stream_id: int) -> None:
+        """The call is unary: its request must end within request_stall_timeout_s
+        of its last byte (a streaming call's requests may pause at will)."""
+        stream = self.streams.get(stream_id)
+        if stream is not None and not stream.remote_closed and not stream.local_closed:
+            self._incomplete[stream_id] = stream
 
     def stream_may_write(self, stream_id: int) -> bool | None:
         """True if the stream's queue and the connection's are within their
@@ -471,6 +482,8 @@ class H2Protocol:
                 f"closed stream {stream.id} kept though no handler holds it"
             )
         assert self.blocked.keys() <= self.streams.keys(), "a blocked stream is not open"
+        assert all(not s.remote_closed for s in self._incomplete.values())
+        assert self._incomplete.keys() <= self.streams.keys()
         assert all(s.pending for s in self.blocked.values()), "a blocked stream has nothing"
         assert len(self.streams) <= self.limits.concurrent_streams_max
 
@@ -909,12 +922,15 @@ class H2Protocol:
         stream.state = state
         stream.remote_closed = state in _REMOTE_CLOSED
         stream.local_closed = state in _LOCAL_CLOSED
+        if self._incomplete and (stream.remote_closed or stream.local_closed):
+            self._incomplete.pop(stream.id, None)
 
     def _forget_if_done(self, stream: H2Stream) -> None:
         if stream.state is StreamState.CLOSED and not stream.claimed:
             self._forget(stream)
 
     def _forget(self, stream: H2Stream) -> None:
+        self._incomplete.pop(stream.id, None)
         self._release_held(stream, stream.held_bytes)
         self._drop_output(stream)
         del self.streams[stream.id]
@@ -954,6 +970,9 @@ class H2Protocol:
         for stream in list(self.blocked.values()):
             if now - stream.last_send_s >= limits.send_stall_timeout_s:
                 self._reset(stream, ErrorCode.CANCEL, "the client read nothing in time")
+        for stream in list(self._incomplete.values()):
+            if now - stream.last_recv_s >= limits.request_stall_timeout_s:
+                self._end_call(stream, GRPC_RESOURCE_EXHAUSTED, "request left unfinished")
         if not self.held_bytes:
             return
         for stream in list(self.streams.values()):

@@ -1,0 +1,330 @@
+"""syndic.client against aetcd, on the same syndic server, per client process.
+
+Both clients run in this one process, one after the other (their order
+alternating between repeats), against one ``syndic serve`` member started
+here, so the server and the machine are the same for both:
+
+- ``put``, ``range`` (a linearizable single-key get) and ``txn`` (a compare
+  and a put) at 1 and at 64 concurrent callers: operations per second;
+- ``lock``: acquire+release round trips of one holder (syndic's
+  ``concurrency.Lock`` against aetcd's ``Lock``);
+- ``watch latency``: from just before a put until the watcher holds the
+  event, median and p99, one watcher, puts one at a time.
+
+Then, on a 3-member syndic cluster, the watch resume: a watcher on a
+follower, a writer on the other members writing without pause, the
+follower killed with SIGKILL; measured is the time from the kill until the
+watcher holds the first event written after it, and checked that the
+revisions it received are exactly those the writer was acknowledged (none
+lost, none repeated). aetcd has no resume, so this row is syndic's alone.
+
+The machine has 2 cores shared by the server, the clients and other work:
+figures are medians of ``--repeats`` runs. Prints a table, writes
+bench/results/client.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import aetcd  # noqa: E402
+from bench.locks import lock_round_trips  # noqa: E402
+from tests.stores import Store, start_store_cluster  # noqa: E402
+
+from syndic.client import Client, Compare, Op, OutcomeUnknownError  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "client.json"
+CONCURRENCY = (1, 64)
+CALL_TIMEOUT_S = 30.0
+WATCH_EVENTS = 200
+RESUME_WRITES_AFTER_KILL = 50
+GOAL_RATIO = 1.5
+VALUE = b"v" * 64
+# The txn compares this key's value (always equal) and then puts.
+RANGE_VALUE = VALUE
+
+Op_ = Callable[[int], Awaitable[Any]]
+
+
+async def ops_per_s(op: Op_, concurrency: int, duration_s: float) -> tuple[float, int]:
+    """(completed operations per second, failed operations) over ``duration_s``."""
+    done = 0
+    failed = 0
+    stop_at = time.perf_counter() + duration_s
+
+    async def caller(index: int) -> None:
+        nonlocal done, failed
+        n = 0
+        while time.perf_counter() < stop_at:
+            try:
+                await op(index * 1_000_000 + n)
+                done += 1
+            except Exception:
+                failed += 1
+            n += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller(i) for i in range(concurrency)))
+    return done / (time.perf_counter() - started), failed
+
+
+def syndic_ops(client: Client) -> dict[str, Op_]:
+    async def put(n: int) -> None:
+        await client.put(b"bench/put/%d" % (n % 1000), VALUE)
+
+    async def range_(n: int) -> None:
+        await client.get(b"bench/range")
+
+    async def txn(n: int) -> None:
+        key = b"bench/txn/%d" % (n % 1000)
+        await client.txn([Compare.value(b"bench/range") == RANGE_VALUE], [Op.put(key, VALUE)], [])
+
+    return {"put": put, "range": range_, "txn": txn}
+
+
+def aetcd_ops(client: aetcd.Client) -> dict[str, Op_]:
+    tx = client.transactions
+
+    async def put(n: int) -> None:
+        await client.put(b"bench/put/%d" % (n % 1000), VALUE)
+
+    async def range_(n: int) -> None:
+        await client.get(b"bench/range")
+
+    async def txn(n: int) -> None:
+        key = b"bench/txn/%d" % (n % 1000)
+        await client.transaction(
+            compare=[tx.value(b"bench/range") == RANGE_VALUE],
+            success=[tx.put(key, VALUE)],
+            failure=[],
+        )
+
+    return {"put": put, "range": range_, "txn": txn}
+
+
+async def aetcd_lock_round_trips(client: aetcd.Client, name: bytes, duration_s: float) -> float:
+    cycles = 0
+    started = time.perf_counter()
+    while time.perf_counter() < started + duration_s:
+        lock = client.lock(name, ttl=60)
+        await lock.acquire()
+        await lock.release()
+        cycles += 1
+    return cycles / (time.perf_counter() - started)
+
+
+async def syndic_watch_latency(client: Client, events: int) -> list[float]:
+    latencies = []
+    async with client.watch(b"bench/watch/") as watch:
+        for i in range(events):
+            sent = time.perf_counter()
+            await client.put(b"bench/watch/", b"%d" % i)
+            batch = await asyncio.wait_for(watch.__anext__(), CALL_TIMEOUT_S)
+            latencies.append(time.perf_counter() - sent)
+            assert batch.events[-1].kv.value == b"%d" % i
+    return latencies
+
+
+async def aetcd_watch_latency(client: aetcd.Client, events: int) -> list[float]:
+    latencies = []
+    watch = await client.watch(b"bench/watch/")
+    iterator = watch.__aiter__()
+    try:
+        for i in range(events):
+            sent = time.perf_counter()
+            await client.put(b"bench/watch/", b"%d" % i)
+            event = await asyncio.wait_for(iterator.__anext__(), CALL_TIMEOUT_S)
+            latencies.append(time.perf_counter() - sent)
+            assert event.kv.value == b"%d" % i
+    finally:
+        await watch.cancel()
+    return latencies
+
+
+def summary_ms(latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "median_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+    }
+
+
+async def one_repeat(endpoint: str, duration_s: float, flip: bool) -> dict[str, Any]:
+    host, port = endpoint.rsplit(":", 1)
+    out: dict[str, Any] = {}
+    async with (
+        Client([endpoint], timeout_s=CALL_TIMEOUT_S) as ours,
+        aetcd.Client(host, int(port), timeout=int(CALL_TIMEOUT_S)) as theirs,
+    ):
+        await ours.put(b"bench/range", VALUE)
+        clients = [("syndic", syndic_ops(ours)), ("aetcd", aetcd_ops(theirs))]
+        if flip:
+            clients.reverse()
+        for operation in ("put", "range", "txn"):
+            for concurrency in CONCURRENCY:
+                for name, ops in clients:
+                    rate, failed = await ops_per_s(ops[operation], concurrency, duration_s)
+                    out[f"{name}/{operation}/{concurrency}"] = rate
+                    out[f"{name}/{operation}/{concurrency}/failed"] = failed
+        out["syndic/lock/1"] = await lock_round_trips(ours, "bench/lock/syndic", duration_s)
+        out["aetcd/lock/1"] = await aetcd_lock_round_trips(theirs, b"bench/lock/aetcd", duration_s)
+        out["syndic/watch"] = summary_ms(await syndic_watch_latency(ours, WATCH_EVENTS))
+        out["aetcd/watch"] = summary_ms(await aetcd_watch_latency(theirs, WATCH_EVENTS))
+    return out
+
+
+async def put_acknowledged(client: Client, key: bytes) -> int | None:
+    """The revision of the put, or None if its outcome is unknown (checked later)."""
+    try:
+        return (await client.put(key, b"x")).revision
+    except OutcomeUnknownError:
+        return None
+
+
+async def watch_resume(store: Store) -> dict[str, Any]:
+    """Kill the watcher's member; time until a post-kill event arrives; check the stream."""
+    endpoints = store.all_endpoints()
+    async with Client(endpoints, timeout_s=CALL_TIMEOUT_S) as probe:
+        status = await probe.status(endpoints[0])
+        ids = [(await probe.status(e)).member_id for e in endpoints]
+    victim = next(i for i, member_id in enumerate(ids) if member_id != status.leader)
+    others = [e for i, e in enumerate(endpoints) if i != victim]
+    prefix = b"bench/resume/%d/" % time.monotonic_ns()
+    async with (
+        Client([endpoints[victim], *others], timeout_s=CALL_TIMEOUT_S) as watcher,
+        Client(others, timeout_s=CALL_TIMEOUT_S) as writer,
+        watcher.watch(prefix, prefix=True) as watch,
+    ):
+        acknowledged: list[int | None] = []
+        for i in range(20):
+            acknowledged.append(await put_acknowledged(writer, prefix + b"%06d" % i))
+        received = []
+        while len(received) < 20:
+            received.extend((await asyncio.wait_for(watch.__anext__(), CALL_TIMEOUT_S)).events)
+        store.kill(victim)
+        killed_at = time.perf_counter()
+        first_key_after_kill = prefix + b"%06d" % 20
+        for i in range(20, 20 + RESUME_WRITES_AFTER_KILL):
+            acknowledged.append(await put_acknowledged(writer, prefix + b"%06d" % i))
+        resumed_at = None
+        final = await writer.get(prefix, prefix=True)
+        while len(received) < final.count:
+            batch = await asyncio.wait_for(watch.__anext__(), CALL_TIMEOUT_S)
+            received.extend(batch.events)
+            if resumed_at is None and any(e.kv.key >= first_key_after_kill for e in batch.events):
+                resumed_at = time.perf_counter()
+    revisions = [e.kv.mod_revision for e in received]
+    expected = sorted(kv.mod_revision for kv in final.kvs)
+    known = [r for r in acknowledged if r is not None]
+    return {
+        "resume_s": (resumed_at or float("inf")) - killed_at,
+        "events": len(received),
+        "lost": len(set(expected) - set(revisions)),
+        "repeated": len(revisions) - len(set(revisions)),
+        "acknowledged_missing": len(set(known) - set(revisions)),
+        "resumes": watch.resumes,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="one short run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--duration-s", type=float, default=3.0)
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.duration_s = 1, 1.0
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp:
+        server = start_store_cluster("syndic", Path(tmp) / "single", 1, election_timeout_ms=1000)
+        try:
+            for repeat in range(args.repeats):
+                runs.append(
+                    asyncio.run(one_repeat(server.endpoints[0], args.duration_s, repeat % 2 == 1))
+                )
+        finally:
+            server.stop()
+        resumes = []
+        for repeat in range(args.repeats):
+            cluster = start_store_cluster("syndic", Path(tmp) / f"cluster{repeat}", 3)
+            try:
+                resumes.append(asyncio.run(watch_resume(cluster)))
+            finally:
+                cluster.stop()
+    report(runs, resumes, args)
+
+
+def report(runs: list[dict[str, Any]], resumes: list[dict[str, Any]], args: Any) -> None:
+    results: dict[str, Any] = {
+        "repeats": args.repeats,
+        "duration_s": args.duration_s,
+        "server": "one syndic serve member (subprocess), client in this process",
+        "goal_ratio": GOAL_RATIO,
+        "throughput": {},
+    }
+    print(f"{'ops/s, one client process':30} {'aetcd':>9} {'syndic':>9} {'ratio':>6}  failed s/a")
+    for operation in ("put", "range", "txn", "lock"):
+        for concurrency in CONCURRENCY if operation != "lock" else (1,):
+            key = f"{operation}/{concurrency}"
+            ours = statistics.median(r[f"syndic/{key}"] for r in runs)
+            theirs = statistics.median(r[f"aetcd/{key}"] for r in runs)
+            failed_ours = sum(r.get(f"syndic/{key}/failed", 0) for r in runs)
+            failed_theirs = sum(r.get(f"aetcd/{key}/failed", 0) for r in runs)
+            ratio = ours / theirs if theirs else float("nan")
+            results["throughput"][key] = {
+                "syndic_ops_per_s": ours,
+                "aetcd_ops_per_s": theirs,
+                "ratio": ratio,
+                "syndic_failed": failed_ours,
+                "aetcd_failed": failed_theirs,
+            }
+            label = f"{operation}, {concurrency} caller{'s' if concurrency > 1 else ''}"
+            failures = f"{failed_ours}/{failed_theirs}"
+            print(f"{label:30} {theirs:>9.0f} {ours:>9.0f} {ratio:>6.2f}  {failures}")
+    watch = {
+        name: {
+            stat: statistics.median(r[f"{name}/watch"][stat] for r in runs)
+            for stat in ("median_ms", "p99_ms")
+        }
+        for name in ("syndic", "aetcd")
+    }
+    results["watch_latency"] = watch
+    print(
+        f"{'watch latency median, ms':30} {watch['aetcd']['median_ms']:>9.2f} "
+        f"{watch['syndic']['median_ms']:>9.2f}"
+    )
+    print(
+        f"{'watch latency p99, ms':30} {watch['aetcd']['p99_ms']:>9.2f} "
+        f"{watch['syndic']['p99_ms']:>9.2f}"
+    )
+    resume_s = statistics.median(r["resume_s"] for r in resumes)
+    results["watch_resume"] = {
+        "runs": resumes,
+        "median_resume_s": resume_s,
+        "goal_s": 2.0,
+        "lost": sum(r["lost"] for r in resumes),
+        "repeated": sum(r["repeated"] for r in resumes),
+    }
+    print(
+        f"{'watch resume after kill, s':30} {'-':>9} {resume_s:>9.2f}  lost "
+        f"{results['watch_resume']['lost']}, repeated {results['watch_resume']['repeated']}"
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

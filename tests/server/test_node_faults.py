@@ -12,8 +12,11 @@ from typing import Any
 import pytest
 
 from syndic.kv.messages import PutRequest, RangeRequest
+from syndic.raft import Ready
+from syndic.server import node as node_module
 from syndic.server.entry_codec import EntryKind, encode_entry
 from syndic.server.node import MemberNode
+from syndic.storage import WalOptions
 from tests.server.cluster_util import cluster_configs, eventually
 
 
@@ -98,5 +101,35 @@ async def test_undecodable_forwarded_proposals_never_enter_the_log(tmp_path: Pat
         await eventually(lambda: node.state.store.range(RangeRequest(key=b"fwd")).count == 1)
         assert node.raft.last_index == before + 1
         assert not node.failed.is_set()
+    finally:
+        await node.stop()
+
+
+async def test_a_save_that_may_cut_a_wal_segment_runs_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = await _single(tmp_path)
+    try:
+        assert node._wal is not None and node.raft is not None
+        wal = node._wal
+        ran_on_loop: list[bool] = []
+        save = wal.save
+
+        def recording_save(*args: Any, **kwargs: Any) -> Any:
+            ran_on_loop.append(threading.current_thread() is threading.main_thread())
+            return save(*args, **kwargs)
+
+        wal.save = recording_save  # type: ignore[method-assign]
+        # A Ready that needs no fsync (a new commit index) is saved on the
+        # loop: it only buffers a record.
+        ready = Ready(None, wal.hard_state, (), None, (), (), (), (), must_sync=False)
+        await node._persist(ready)
+        # The same Ready near a segment's end would cut it (three fsyncs):
+        # it goes to a worker thread.
+        end = max(wal.status().segment_size_bytes + 100, 240)  # 240: a head and a record
+        tight = WalOptions(segment_size_bytes_max=end, record_size_bytes_max=1)
+        monkeypatch.setattr(node_module, "WAL_OPTIONS", tight)
+        await node._persist(ready)
+        assert ran_on_loop == [True, False]
     finally:
         await node.stop()

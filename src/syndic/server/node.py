@@ -84,7 +84,7 @@ from syndic.server.reconfig import Voter
 from syndic.server.state_machine import MemberAttrs, StateMachine
 from syndic.server.tls import peer_contexts
 from syndic.server.transport import FrameLimits, PeerAddress, PeerRequester, PeerTransport
-from syndic.storage import SnapshotStore, Wal, recover
+from syndic.storage import SnapshotStore, Wal, WalOptions, recover
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,11 @@ ENTRY_OVERHEAD_BYTES_MAX = 1024
 # for the next one (etcd forwards each over HTTP; batching keeps a follower's
 # thousand leases to a few round trips).
 FORWARDED_RENEWALS_MAX = 4096
+WAL_OPTIONS = WalOptions()
+# More than a record's framing, an entry's index and term, a hard state or a
+# snapshot marker take beside its data: a save this much short of a segment's
+# end may cut it.
+WAL_RECORD_SLACK_BYTES = 256
 # Test-only: shifts this member's monotonic clock by this many seconds, so a
 # process test can run members whose clocks differ by days, as members on
 # different hosts do. Read by _member_clock() and nowhere else.
@@ -217,7 +222,7 @@ class MemberNode:
         # TLS files are checked first: a bad one must stop the member before
         # it touches its data directory.
         peer_server_ssl, self._peer_client_ssl = peer_contexts(self.config)
-        self._wal = await asyncio.to_thread(Wal.open, self.data_dir / "wal")
+        self._wal = await asyncio.to_thread(Wal.open, self.data_dir / "wal", WAL_OPTIONS)
         try:
             recovered = await self._open_log()
         except BaseException:
@@ -425,7 +430,7 @@ class MemberNode:
         if ready.hard_state is None and not ready.entries and ready.snapshot is None:
             return
         snapshot = ready.snapshot.meta if ready.snapshot is not None else None
-        if not ready.must_sync:
+        if not ready.must_sync and not self._may_cut_segment(ready):
             # Nothing to fsync (a new commit index, say): the records are only
             # buffered, which costs less than the hop to a worker thread and
             # back, and that hop sits on the path of every replicated write.
@@ -436,6 +441,17 @@ class MemberNode:
             self._wal.save, ready.hard_state, ready.entries, snapshot=snapshot, must_sync=True
         )
         self.metrics.fsync_duration.observe(time.perf_counter() - started)
+
+    def _may_cut_segment(self, ready: Ready) -> bool:
+        """Whether saving ``ready`` may fill the WAL's segment: a cut fsyncs
+        the old segment, creates the next and fsyncs the directory, which
+        must not happen on the loop even when the save itself needs no fsync."""
+        assert self._wal is not None
+        size_bytes = WAL_RECORD_SLACK_BYTES + sum(
+            len(e.data) + WAL_RECORD_SLACK_BYTES for e in ready.entries
+        )
+        status = self._wal.status()
+        return status.segment_size_bytes + size_bytes > WAL_OPTIONS.segment_size_bytes_max
 
     async def _on_disk(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a disk operation in a worker thread. Cancelling the caller (stop)

@@ -455,7 +455,8 @@ def openapi_paths() -> dict[str, Any]:
                                 },
                                 "percentage": {
                                     "type": "number",
-                                    "exclusiveMinimum": 0,
+                                    "minimum": 0,
+                                    "exclusiveMinimum": True,
                                     "maximum": 100,
                                 },
                             },

@@ -27,6 +27,7 @@ from syndic.config.errors import (
 from syndic.config.model import ConfigId, Entry, EntryKind, Format, Settings
 from syndic.config.sdk import ConfigChange, ConfigClient, ConfigValue, Source, Subscription
 from syndic.config.store import ConfigStore, StoreLimits
+from syndic.config.sync import SyncConfigClient
 from syndic.config.traffic import bind_policy
 
 __all__ = [
@@ -49,5 +50,6 @@ __all__ = [
     "Source",
     "StoreLimits",
     "Subscription",
+    "SyncConfigClient",
     "bind_policy",
 ]

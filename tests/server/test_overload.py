@@ -96,3 +96,49 @@ async def test_linearizable_reads_past_their_bound_are_refused(
         assert got.count == 1
     finally:
         await node.stop()
+
+
+async def test_heartbeats_are_not_starved_by_a_flood_of_client_writes(tmp_path: Path) -> None:
+    """The node loop takes a due tick before each cycle of proposals, so a
+    leader flooded with writes keeps its followers' election timers reset:
+    no election, and the leader's clock keeps ticking at its rate."""
+    nodes = [MemberNode(c) for c in cluster_configs(tmp_path, 3, heartbeat_ms=20)]
+    for node in nodes:
+        await node.start()
+    try:
+        await eventually(lambda: sum(n._is_leader() for n in nodes) == 1)
+        leader = next(n for n in nodes if n._is_leader())
+        assert leader.raft is not None
+        term = leader.raft.term
+        ticks = 0
+        tick = leader.raft.tick
+
+        def counted_tick() -> None:
+            nonlocal ticks
+            ticks += 1
+            tick()
+
+        leader.raft.tick = counted_tick  # type: ignore[method-assign]
+        stop = asyncio.Event()
+
+        async def client(n: int) -> None:
+            i = 0
+            while not stop.is_set():
+                await nodes[n % 3].write(PutRequest(key=b"c%d-%d" % (n, i % 50), value=b"v" * 64))
+                i += 1
+
+        loop = asyncio.get_running_loop()
+        started, revision = loop.time(), leader.state.store.revision
+        clients = [asyncio.create_task(client(n)) for n in range(128)]
+        await asyncio.sleep(3)
+        stop.set()
+        await asyncio.gather(*clients)
+        elapsed = loop.time() - started
+        assert leader.state.store.revision - revision > 500  # the flood was real
+        assert all(n.raft is not None and n.raft.term == term for n in nodes), "an election"
+        assert leader._is_leader()
+        # 20 ms ticks: at least half of them, however busy the loop.
+        assert ticks >= 0.5 * elapsed / 0.020, (ticks, elapsed)
+    finally:
+        for node in nodes:
+            await node.stop()

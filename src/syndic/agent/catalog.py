@@ -115,8 +115,11 @@ class LiveCatalog:
         event = self._waiters.get(key)
         if event is None:
             event = self._waiters[key] = asyncio.Event()
+        # asyncio.timeout, not wait_for: no extra task per waiter, which matters
+        # when one change wakes a thousand blocking queries at once.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await event.wait()
 
     async def wait_service(self, ns: str, name: str, index: int, timeout_s: float) -> int:
         """Block until the service's index passes ``index`` or the time is up; the new index."""

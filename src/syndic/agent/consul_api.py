@@ -10,7 +10,9 @@ the catalog as it is, as a Consul server answers from its own state.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+from collections import OrderedDict
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +24,7 @@ from syndic.agent.http_common import (
     Blocking,
     HttpError,
     blocking_params,
+    body_response,
     flag,
     json_response,
     read_body,
@@ -46,6 +49,29 @@ CONSUL_VERSION = "1.17.0"
 SERVER_RPC_PORT = 8300
 
 
+#: Rendered answers kept for blocking queries that wake together, by query.
+RENDERED_ENTRIES_MAX = 1024
+
+
+class RenderCache:
+    """A bounded LRU of rendered answers; a key carries the index, so it never goes stale."""
+
+    def __init__(self, entries_max: int = RENDERED_ENTRIES_MAX) -> None:
+        self.entries_max = entries_max
+        self._bodies: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+
+    def get(self, key: tuple[Any, ...]) -> bytes | None:
+        body = self._bodies.get(key)
+        if body is not None:
+            self._bodies.move_to_end(key)
+        return body
+
+    def put(self, key: tuple[Any, ...], body: bytes) -> None:
+        self._bodies[key] = body
+        if len(self._bodies) > self.entries_max:
+            self._bodies.popitem(last=False)
+
+
 def _name(request: web.Request, key: str, what: str) -> str:
     value = request.match_info[key]
     try:
@@ -61,9 +87,19 @@ class ConsulApi:
         self.agent = agent
         self.config = agent.config
         self.rng = rng or random.Random()
+        self._rendered = RenderCache()
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router
+        # aiohttp matches dynamic routes in order: the blocking queries that
+        # Prometheus and consul-template hold open come first.
+        r.add_get("/v1/health/service/{name}", self.health_service)
+        r.add_get("/v1/catalog/services", self.catalog_services)
+        r.add_get("/v1/catalog/service/{name}", self.catalog_service)
+        r.add_get("/v1/health/checks/{name}", self.health_checks)
+        r.add_get("/v1/health/state/{state}", self.health_state)
+        r.add_get("/v1/catalog/nodes", self.catalog_nodes)
+        r.add_get("/v1/catalog/datacenters", self.catalog_datacenters)
         r.add_get("/v1/agent/self", self.agent_self)
         r.add_get("/v1/agent/services", self.agent_services)
         r.add_get("/v1/agent/checks", self.agent_checks)
@@ -77,13 +113,6 @@ class ConsulApi:
         ):
             r.add_put(f"/v1/agent/check/{verb}/{{id}}", self._ttl_handler(status))
         r.add_put("/v1/agent/check/update/{id}", self.agent_check_update)
-        r.add_get("/v1/catalog/services", self.catalog_services)
-        r.add_get("/v1/catalog/service/{name}", self.catalog_service)
-        r.add_get("/v1/catalog/nodes", self.catalog_nodes)
-        r.add_get("/v1/catalog/datacenters", self.catalog_datacenters)
-        r.add_get("/v1/health/service/{name}", self.health_service)
-        r.add_get("/v1/health/checks/{name}", self.health_checks)
-        r.add_get("/v1/health/state/{state}", self.health_state)
         r.add_get("/v1/status/leader", self.status_leader)
         r.add_get("/v1/status/peers", self.status_peers)
         r.add_get("/v1/sd/prometheus", self.sd_prometheus)
@@ -303,22 +332,41 @@ class ConsulApi:
     async def health_service(self, request: web.Request) -> web.Response:
         entry, index, b = await self._service_read(request)
         passing = flag(request, "passing")
-        out = []
-        if entry is not None and self._node_meta_filter(request):
-            for stored in entry.sorted_instances():
-                if not self._tag_filter(request, stored):
-                    continue
-                checks = instance_checks(entry, stored)
-                if passing and any(c["Status"] != "passing" for c in checks):
-                    continue
-                out.append(
-                    {
-                        "Node": self._node(stored.instance.node),
-                        "Service": service_doc(stored),
-                        "Checks": checks,
-                    }
-                )
-        return json_response(out, index=index, consistency=self._consistency(b))
+        tags = tuple(request.query.getall("tag", []))
+        node_meta = tuple(request.query.getall("node-meta", []))
+        ns = self._ns(request)
+        # Every watcher of a service wakes on the same change and asks for the
+        # same answer: render it once per index (and filters), not once each.
+        key = (
+            "health",
+            ns,
+            request.match_info["name"],
+            index,
+            self.agent.catalog.view.nodes_index,
+            passing,
+            tags,
+            node_meta,
+        )
+        body = self._rendered.get(key)
+        if body is None:
+            out = []
+            if entry is not None and not node_meta:
+                for stored in entry.sorted_instances():
+                    if not all(t in stored.instance.tags for t in tags):
+                        continue
+                    checks = instance_checks(entry, stored)
+                    if passing and any(c["Status"] != "passing" for c in checks):
+                        continue
+                    out.append(
+                        {
+                            "Node": self._node(stored.instance.node),
+                            "Service": service_doc(stored),
+                            "Checks": checks,
+                        }
+                    )
+            body = json.dumps(out).encode()
+            self._rendered.put(key, body)
+        return body_response(body, index=index, consistency=self._consistency(b))
 
     async def health_checks(self, request: web.Request) -> web.Response:
         entry, index, b = await self._service_read(request)

@@ -98,6 +98,15 @@ def json_response(
     )
 
 
+def body_response(body: bytes, *, index: int, consistency: str = "leader") -> web.Response:
+    """A JSON answer already rendered (shared by the watchers one change wakes)."""
+    return web.Response(
+        body=body,
+        content_type="application/json",
+        headers=consul_headers(index, consistency),
+    )
+
+
 def text_response(text: str, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type="text/plain")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +50,24 @@ async def agent_http(store: Store, key_prefix: bytes) -> AsyncIterator[AgentHand
         await runner.cleanup()
         await agent.stop()
         await client.close()
+
+
+#: Agent test files whose etcd variant runs by default: KV, sessions and locks
+#: lean on the store's transactions and leases. The agent's other behaviour
+#: reads the store only through the registry layer, which tests/registry runs
+#: on both stores, so their etcd variants run with the slow ones.
+ETCD_BY_DEFAULT = {"test_py_consul.py"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        path = Path(str(item.fspath))
+        callspec = getattr(item, "callspec", None)
+        if (
+            path.parent == here
+            and path.name not in ETCD_BY_DEFAULT
+            and callspec is not None
+            and callspec.params.get("store") == "etcd"
+        ):
+            item.add_marker(pytest.mark.slow)

@@ -19,6 +19,7 @@ from syndic.config.errors import (
     CentreUnavailableError,
     ConfigNotFoundError,
     CorruptEntryError,
+    DecryptionError,
     InvalidInputError,
 )
 from syndic.config.gray import ClientIdentity, matches, parse_selector
@@ -273,3 +274,22 @@ async def test_a_hand_written_bad_value_keeps_the_last_good_config(
         change = await asyncio.wait_for(anext(changes), PUSH_TIMEOUT_S)
         assert change.new.content == "size: 3\n"  # type: ignore[union-attr]
         await changes.aclose()
+
+
+async def test_sdk_follows_a_master_key_rotation(
+    config_store: ConfigStore, client: Client, masters: crypto.MasterKeys
+) -> None:
+    await config_store.set_settings(CID, Settings(encrypted=True))
+    await config_store.publish(CID, "size: 9\n", format="yaml", expected_version=0, author="a")
+    new = crypto.MasterKey.generate()
+    async with sdk(config_store, client, masters=crypto.MasterKeys([new])) as cfg:
+        # This client was given only the new key before the keyring was re-wrapped.
+        with pytest.raises(DecryptionError, match="master key"):
+            await cfg.get("orders", "pool.yaml")
+        both = ConfigStore(
+            client,
+            prefix=config_store.layout.prefix,
+            masters=crypto.MasterKeys([new, masters.primary]),
+        )
+        await both.rewrap_keyring("prod")
+        assert (await cfg.get("orders", "pool.yaml")).content == "size: 9\n"

@@ -43,7 +43,12 @@ from typing import Any, TypeVar
 from syndic.client import Client, CompactedError, EventType
 from syndic.client.errors import ClientError
 from syndic.config import crypto
-from syndic.config.errors import CentreUnavailableError, ConfigNotFoundError, DecryptionError
+from syndic.config.errors import (
+    CentreUnavailableError,
+    ConfigNotFoundError,
+    CorruptEntryError,
+    DecryptionError,
+)
 from syndic.config.formats import parse_content
 from syndic.config.gray import ClientIdentity, choose
 from syndic.config.keys import DEFAULT_PREFIX, KeyLayout
@@ -258,7 +263,7 @@ class ConfigClient:
         tracked = _Tracked(cid)
         try:
             await asyncio.wait_for(self._read_state(tracked), self._fetch_timeout_s)
-        except (ClientError, TimeoutError, OSError) as exc:
+        except (ClientError, TimeoutError, OSError, CorruptEntryError) as exc:
             self._start_from_snapshot(tracked, exc)
         tracked.current = self._effective(tracked)
         self._count_source(None, tracked.current)
@@ -312,7 +317,15 @@ class ConfigClient:
             tracked.server_value = None
             return
         keyring = await self._keyring_for(cid, entry)
-        tracked.server_value = self._value(cid, entry, Source.CENTRE, keyring)
+        try:
+            tracked.server_value = self._value(cid, entry, Source.CENTRE, keyring)
+        except DecryptionError:
+            if keyring is None:
+                raise
+            # Re-wrapped under a new master key since we cached it: read it again, once.
+            self._keyrings.pop(cid.namespace, None)
+            keyring = await self._keyring_for(cid, entry)
+            tracked.server_value = self._value(cid, entry, Source.CENTRE, keyring)
         if self._snapshot_dir is not None:
             snap = Snapshot(entry, keyring, tracked.revision)
             await asyncio.to_thread(write_snapshot, self._snapshot_dir, cid, snap)

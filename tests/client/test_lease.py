@@ -36,29 +36,27 @@ async def test_grant_time_to_live_and_revoke(store: Store, key_prefix: bytes) ->
             await client.put(key_prefix + b"c", b"3", lease=lease.id)
 
 
-async def test_lease_context_keeps_alive_then_revokes(store: Store, key_prefix: bytes) -> None:
+async def test_leases_kept_alive_on_one_stream_then_revoked(
+    store: Store, key_prefix: bytes
+) -> None:
     async with Client(store.endpoints) as client:
+        others = [client.lease(1) for _ in range(4)]
+        for other in others:
+            await other.__aenter__()
         async with client.lease(1) as lease:
             await client.put(key_prefix + b"k", b"v", lease=lease.id)
-            # Well past the TTL: only the background renewals keep it.
+            # Well past the TTL: only the background renewals keep them.
             await asyncio.sleep(2.5)
             assert not lease.is_lost
+            assert not any(other.is_lost for other in others)
             assert (await client.get(key_prefix + b"k")).kvs[0].lease == lease.id
             assert client.keeper.streams_opened == 1
+        for other in others:
+            await other.release()
+        for other in others:
+            assert (await client.time_to_live(other.id)).ttl_s == -1
         assert (await client.get(key_prefix + b"k")).kvs == []
         assert (await client.time_to_live(lease.id)).ttl_s == -1
-
-
-async def test_many_leases_share_one_stream(store: Store) -> None:
-    async with Client(store.endpoints) as client:
-        leases = [client.lease(1) for _ in range(5)]
-        for lease in leases:
-            await lease.__aenter__()
-        await asyncio.sleep(2.5)
-        assert all(not lease.is_lost for lease in leases)
-        assert client.keeper.streams_opened == 1
-        for lease in leases:
-            await lease.release()
 
 
 async def test_revoked_elsewhere_is_reported_lost(store: Store) -> None:

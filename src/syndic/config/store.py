@@ -468,6 +468,8 @@ class ConfigStore:
         """Run the transaction; the entry when it applied, None when only settings moved."""
         layout = self.layout
         head, hist = layout.head(cid), layout.history(cid, entry.version)
+        # The head is put exactly once per change, so its etcd key version is the
+        # config version; comparing it is the compare-and-set on what the editor saw.
         compare = [
             Compare.version(head) == entry.version - 1,
             Compare.version(hist) == 0,

@@ -202,9 +202,12 @@ class MemberNode:
         # Disk operations running in worker threads: stop() lets them finish
         # before closing the WAL under them.
         self._disk_ops: set[asyncio.Future[Any]] = set()
-        # One writer of the WAL and snapshot files at a time: the node loop's
-        # cycles and a snapshot taken in the background.
+        # One writer of the WAL at a time, and one of the snapshot files: the
+        # node loop's cycles and a snapshot taken in the background. Separate
+        # locks, so the node loop never waits for a large snapshot file to be
+        # written (its ticks, and so the leader's heartbeats, would wait too).
         self._disk_lock = asyncio.Lock()
+        self._snapshot_files_lock = asyncio.Lock()
         self._snapshot_task: asyncio.Task[None] | None = None
         self._started_monotonic_s = time.monotonic()
         self._loop_lag = LoopLagProbe(self.metrics.loop_lag)
@@ -426,7 +429,8 @@ class MemberNode:
     async def _persist_locked(self, ready: Ready) -> None:
         assert self._wal is not None and self._snapshots is not None
         if ready.snapshot is not None:
-            await self._on_disk(self._snapshots.save, ready.snapshot)
+            async with self._snapshot_files_lock:
+                await self._on_disk(self._snapshots.save, ready.snapshot)
         if ready.hard_state is None and not ready.entries and ready.snapshot is None:
             return
         snapshot = ready.snapshot.meta if ready.snapshot is not None else None
@@ -570,14 +574,17 @@ class MemberNode:
         assert self.raft is not None and self._wal is not None and self._snapshots is not None
         try:
             data = await asyncio.to_thread(serialize)
-            async with self._disk_lock:
-                try:
-                    snapshot = self.raft.compact(index, data)
-                except RaftError as exc:
-                    # A leader's snapshot installed meanwhile is newer.
-                    log.info("member %x: snapshot at %d not taken: %s", self.id, index, exc)
-                    return
+            try:
+                snapshot = self.raft.compact(index, data)
+            except RaftError as exc:
+                # A leader's snapshot installed meanwhile is newer.
+                log.info("member %x: snapshot at %d not taken: %s", self.id, index, exc)
+                return
+            # The file first: the WAL's marker must never name a snapshot
+            # that is not on disk (syndic.storage.Wal.save).
+            async with self._snapshot_files_lock:
                 await self._on_disk(self._snapshots.save, snapshot)
+            async with self._disk_lock:
                 await self._on_disk(
                     self._wal.save, None, (), snapshot=snapshot.meta, must_sync=True
                 )

@@ -34,8 +34,11 @@ Rules the agent relies on:
   checked by schemathesis. Components may be referenced through
   ``openapi_components`` if the object defines it (optional).
 * The agent's middlewares apply to extra routes too: ``X-Consul-Token`` is
-  mapped to syndic auth, bodies above the agent's ``http_body_bytes_max`` are
-  rejected with 413, and an unhandled exception becomes a plain-text 500.
+  mapped to syndic auth (the request's client, when auth is on, is
+  ``request[syndic.agent.kv_api.REQUEST_CLIENT_KEY]``), a body read above the
+  agent's ``http_body_bytes_max`` is answered 413, and the agent's typed
+  errors (``HttpError``, ``BodyError``, ``ModelError``, ``ClientError``)
+  become Consul-style plain-text answers.
 """
 
 from __future__ import annotations

@@ -361,6 +361,9 @@ def _paths() -> dict[str, Any]:
         "/v1/session/info/{id}": _read(
             "one session", arr(_ref("Session")), [_p("id")], blocking=False
         ),
+        "/v1/session/node/{node}": _read(
+            "a node's sessions", arr(_ref("Session")), [_p("node")], blocking=False
+        ),
         "/v1/session/list": _read("all sessions", arr(_ref("Session")), blocking=False),
         "/v1/sd/prometheus": _read(
             "passing instances in Prometheus's HTTP SD format",

@@ -116,10 +116,10 @@ class ServerLimits:
     connection_age_s_max: float = math.inf
     connection_age_grace_s: float = math.inf
     # Frames that cost the server work but carry no request (PING, SETTINGS,
-    # empty DATA, PRIORITY, WINDOW_UPDATE, RST_STREAM, empty CONTINUATION):
-    # a token bucket per connection; each 4 KiB of answer sent earns one
-    # back, since clients return window as they read. Empty, GOAWAY
-    # ENHANCE_YOUR_CALM.
+    # empty DATA, PRIORITY, WINDOW_UPDATE, RST_STREAM, empty CONTINUATION,
+    # refused HEADERS): a token bucket per peer address, so that reconnecting
+    # does not refill it; each 4 KiB of answer sent earns one back, since
+    # clients return window as they read. Empty, GOAWAY ENHANCE_YOUR_CALM.
     cheap_frames_per_s: float = 1000.0
     cheap_frames_burst: int = 5000
     # Streams the client resets while their handler still runs (CVE-2023-44487,

@@ -220,7 +220,9 @@ class H2Protocol:
         self._last_recv_s = now
         self._idle_since_s: float | None = now
         self._ping_sent_s: float | None = None
-        self._cheap = TokenBucket(limits.cheap_frames_per_s, limits.cheap_frames_burst, now)
+        # The cheap-frame budget; like ``resets``, the server shares one among
+        # the connections of a peer address.
+        self.cheap = TokenBucket(limits.cheap_frames_per_s, limits.cheap_frames_burst, now)
         # The rapid-reset budget; the server shares one among the connections
         # of a peer address, so that reconnecting does not refill it.
         self.resets = TokenBucket(limits.stream_resets_per_s, limits.stream_resets_burst, now)
@@ -551,7 +553,7 @@ class H2Protocol:
 
     def _cheap_frame(self, what: str) -> None:
         """One frame that asks work of us and carries no request (§10.5)."""
-        if not self._cheap.take(self._now):
+        if not self.cheap.take(self._now):
             raise ProtocolError(ErrorCode.ENHANCE_YOUR_CALM, f"too many {what} frames")
 
     def _frame(self, frame_type: int, flags: int, stream_id: int, payload: bytes) -> None:
@@ -740,8 +742,14 @@ class H2Protocol:
         if stream_id % 2 == 0:
             raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "a client stream id must be odd")
         self.last_stream_id = stream_id
-        if self.draining or len(self.streams) >= self.limits.concurrent_streams_max:
-            # §8.7: REFUSED_STREAM tells the client the call never ran.
+        if (
+            self.draining
+            or len(self.streams) >= self.limits.concurrent_streams_max
+            or self.queued_bytes > self.limits.connection_send_buffer_bytes_max
+        ):
+            # §8.7: REFUSED_STREAM tells the client the call never ran. A
+            # client that leaves its answers unread gets no new calls run:
+            # each would cost the work of an answer it will not read.
             self._cheap_frame("refused HEADERS")
             self._send(frames.rst_stream(stream_id, ErrorCode.REFUSED_STREAM))
             return
@@ -1040,7 +1048,7 @@ class H2Protocol:
         self.queued_bytes += len(message)
 
     def _sent_data(self, size: int) -> None:
-        self._cheap.refund(size / _SENT_BYTES_PER_TOKEN)
+        self.cheap.refund(size / _SENT_BYTES_PER_TOKEN)
 
     def _pump(self, stream: H2Stream) -> None:
         """Send what the windows allow of ``stream``'s queue, then its trailers."""

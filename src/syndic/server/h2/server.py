@@ -38,8 +38,9 @@ class GrpcServer:
         self._connections: set[Http2Connection] = set()
         self._per_peer: collections.Counter[str] = collections.Counter()
         self._counted: dict[Http2Connection, str] = {}
-        # The rapid-reset budget of each peer address with a connection open.
-        self._resets: dict[str, TokenBucket] = {}
+        # The rapid-reset and cheap-frame budgets of each peer address with a
+        # connection open: reconnecting does not refill them.
+        self._buckets: dict[str, tuple[TokenBucket, TokenBucket]] = {}
         # Request bytes held unread, summed over every connection.
         self.request_budget = SharedBudget(self.limits.server_request_buffer_bytes_max)
 
@@ -142,11 +143,11 @@ class GrpcServer:
             return f"over {limits.connections_per_peer_max} connections from {peer_host}"
         self._per_peer[peer_host] += 1
         self._counted[connection] = peer_host
-        bucket = self._resets.get(peer_host)
-        if bucket is None:
-            bucket = connection.protocol.resets
-            self._resets[peer_host] = bucket
-        connection.protocol.resets = bucket
+        buckets = self._buckets.get(peer_host)
+        if buckets is None:
+            buckets = (connection.protocol.resets, connection.protocol.cheap)
+            self._buckets[peer_host] = buckets
+        connection.protocol.resets, connection.protocol.cheap = buckets
         return None
 
     def _closed(self, connection: Http2Connection) -> None:
@@ -156,7 +157,7 @@ class GrpcServer:
             self._per_peer[peer_host] -= 1
             if not self._per_peer[peer_host]:
                 del self._per_peer[peer_host]
-                del self._resets[peer_host]
+                del self._buckets[peer_host]
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let running calls finish for ``grace`` seconds, then cut."""

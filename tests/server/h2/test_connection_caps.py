@@ -70,3 +70,18 @@ async def test_the_rapid_reset_budget_is_shared_by_a_peers_connections(
     assert first.goaway is None
     goaway = await second.read_goaway()
     assert goaway.code == ErrorCode.ENHANCE_YOUR_CALM and goaway.reason == "too many streams reset"
+
+
+async def test_the_cheap_frame_budget_is_shared_by_a_peers_connections(
+    serve: Serve, connect: Connect
+) -> None:
+    running = await serve(ServerLimits(cheap_frames_burst=50, cheap_frames_per_s=0.001))
+    first, second = await connect(running.port), await connect(running.port)
+    for _ in range(45):  # each client's SETTINGS took one token
+        first.send_frame(FrameType.PING, 0, 0, b"12345678")
+    await first.sync()
+    assert first.goaway is None
+    for _ in range(5):
+        second.send_frame(FrameType.PING, 0, 0, b"12345678")
+    goaway = await second.read_goaway()
+    assert goaway.code == ErrorCode.ENHANCE_YOUR_CALM and goaway.reason == "too many PING frames"

@@ -377,3 +377,20 @@ def test_a_unary_request_never_ended_is_ended_after_the_request_stall_timeout() 
     assert CallEnded(unary, "request left unfinished") in peer.events
     peer.tick(100.0)
     assert streaming not in peer.out.statuses
+
+
+def test_a_connection_over_its_send_budget_gets_no_new_calls_run() -> None:
+    # Each call would cost the work of an answer the client will not read.
+    peer = Peer(ServerLimits(connection_send_buffer_bytes_max=1024 * 1024))
+    peer.send(settings((Setting.INITIAL_WINDOW_SIZE, 0)))
+    first = peer.start_call([b"k"])
+    peer.answer(first, b"v" * (2 * 1024 * 1024))  # alone in the queue: it may pass the budget
+    assert first in peer.protocol.blocked
+    refused = peer.start_call([b"k"])
+    assert peer.out.resets[refused] == ErrorCode.REFUSED_STREAM
+    assert not any(isinstance(e, CallStarted) and e.stream_id == refused for e in peer.events)
+    # Once the client reads, calls run again.
+    peer.send(settings((Setting.INITIAL_WINDOW_SIZE, 2**30)) + frames.window_update(0, 2**30))
+    assert peer.out.statuses[first] == 0
+    again = peer.start_call([b"k"])
+    assert again not in peer.out.resets

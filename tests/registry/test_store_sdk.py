@@ -43,7 +43,8 @@ def layout(key_prefix: bytes) -> KeyLayout:
 
 
 def inst(iid: str, port: int = 80, **kw: object) -> Instance:
-    return Instance("default", "web", iid, "127.0.0.1", port, checks=(TTL,), **kw)  # type: ignore[arg-type]
+    fields: dict[str, object] = {"checks": (TTL,), **kw}
+    return Instance("default", "web", iid, "127.0.0.1", port, **fields)  # type: ignore[arg-type]
 
 
 async def test_store_round_trip_and_view(client: Client, layout: KeyLayout) -> None:
@@ -214,3 +215,22 @@ async def test_grpc_call_by_name(client: Client, layout: KeyLayout) -> None:
             await reg.close()
         for server in servers:
             await server.stop(None)
+
+
+async def test_reregistration_keeps_statuses_and_replaces_checks(
+    client: Client, layout: KeyLayout
+) -> None:
+    store = RegistryStore(client, layout)
+    other = CheckDefinition("other", CheckKind.TTL, ttl_ms=60_000)
+    await store.register(inst("w1", checks=(TTL, other)))
+    await store.set_check_state("default", "web", "w1", "ttl", CheckState(HealthStatus.WARNING))
+    await store.register(inst("w1", checks=(TTL, other)))
+    view = RegistryView(layout)
+    view.load(*(await store.read_all()))
+    entry = view.service("default", "web")
+    assert entry is not None
+    assert entry.checks[("w1", "ttl")].state.status is HealthStatus.WARNING  # kept
+    await store.register(inst("w1", checks=(TTL,)), replace_existing_checks=True)
+    view.load(*(await store.read_all()))
+    entry = view.service("default", "web")
+    assert entry is not None and sorted(c for _i, c in entry.checks) == ["ttl"]

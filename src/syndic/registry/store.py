@@ -64,20 +64,29 @@ class RegistryStore:
         """
         lay = self.layout
         ns, svc, iid = inst.namespace, inst.service, inst.instance_id
-        existing = await self.client.get(lay.instance_checks(ns, svc, iid), prefix=True)
-        have = {bytes(kv.key) for kv in existing.kvs}
         ops = [Op.put(lay.instance(ns, svc, iid), encode_instance(inst), lease=lease)]
-        wanted: set[bytes] = set()
         for check in inst.checks:
             key = lay.check(ns, svc, iid, check.check_id)
-            wanted.add(key)
             state = (states or {}).get(check.check_id)
-            if state is not None or key not in have:
-                state = state or CheckState(check.initial_status)
+            if state is not None:
                 ops.append(Op.put(key, encode_check_state(state), lease=lease))
+            else:
+                # A nested transaction: the initial state only where none exists,
+                # so one round trip registers and keeps existing statuses.
+                initial = encode_check_state(CheckState(check.initial_status))
+                ops.append(
+                    Op.txn(
+                        compare=[Compare.create_revision(key) == 0],
+                        success=[Op.put(key, initial, lease=lease)],
+                    )
+                )
         if replace_existing_checks:
-            maintenance = lay.check(ns, svc, iid, MAINTENANCE_CHECK_PREFIX + iid)
-            ops.extend(Op.delete(k) for k in have - wanted - {maintenance})
+            existing = await self.client.get(
+                lay.instance_checks(ns, svc, iid), prefix=True, keys_only=True
+            )
+            wanted = {lay.check(ns, svc, iid, c.check_id) for c in inst.checks}
+            wanted.add(lay.check(ns, svc, iid, MAINTENANCE_CHECK_PREFIX + iid))
+            ops.extend(Op.delete(kv.key) for kv in existing.kvs if bytes(kv.key) not in wanted)
         result = await self.client.txn(compare=[], success=ops, failure=[])
         return result.revision
 

@@ -121,3 +121,17 @@ async def test_wait_times_out_with_the_same_index(agent_http: AgentHandle) -> No
         elapsed = loop.time() - start
         assert r.headers["X-Consul-Index"] == index
         assert 0.35 <= elapsed < 5.0  # wait plus at most wait/16 of jitter, on a busy machine
+
+
+async def test_consistent_read_sees_a_write_made_elsewhere(agent_http: AgentHandle) -> None:
+    """?consistent waits until the catalog has applied the store's current revision, so a
+    registration written straight to the store (another agent's) is in the answer."""
+    from syndic.registry.model import Instance
+
+    store = agent_http.agent.store
+    for i in range(5):
+        await store.register(Instance("default", "elsewhere", f"e{i}", "10.0.0.9", 80 + i))
+        async with aiohttp.ClientSession() as http:
+            r = await http.get(f"{agent_http.url}/v1/catalog/service/elsewhere?consistent")
+            assert r.headers["X-Consul-Effective-Consistency"] == "consistent"
+            assert len(await r.json()) == i + 1

@@ -164,10 +164,17 @@ def summary_ms(latencies: list[float]) -> dict[str, float]:
 async def one_repeat(endpoint: str, duration_s: float, flip: bool) -> dict[str, Any]:
     host, port = endpoint.rsplit(":", 1)
     out: dict[str, Any] = {}
-    async with (
-        Client([endpoint], timeout_s=CALL_TIMEOUT_S) as ours,
-        aetcd.Client(host, int(port), timeout=int(CALL_TIMEOUT_S)) as theirs,
-    ):
+
+    def pair() -> tuple[Client, aetcd.Client]:
+        # Fresh connections for each part: the server may close a connection
+        # under load (see the failure counts) and one part must not spoil the next.
+        return (
+            Client([endpoint], timeout_s=CALL_TIMEOUT_S),
+            aetcd.Client(host, int(port), timeout=int(CALL_TIMEOUT_S)),
+        )
+
+    ours, theirs = pair()
+    async with ours, theirs:
         await ours.put(b"bench/range", VALUE)
         clients = [("syndic", syndic_ops(ours)), ("aetcd", aetcd_ops(theirs))]
         if flip:
@@ -178,11 +185,27 @@ async def one_repeat(endpoint: str, duration_s: float, flip: bool) -> dict[str, 
                     rate, failed = await ops_per_s(ops[operation], concurrency, duration_s)
                     out[f"{name}/{operation}/{concurrency}"] = rate
                     out[f"{name}/{operation}/{concurrency}/failed"] = failed
-        out["syndic/lock/1"] = await lock_round_trips(ours, "bench/lock/syndic", duration_s)
-        out["aetcd/lock/1"] = await aetcd_lock_round_trips(theirs, b"bench/lock/aetcd", duration_s)
+    ours, theirs = pair()
+    async with ours, theirs:
+        out["syndic/lock/1"] = await measured(
+            lambda: lock_round_trips(ours, "bench/lock/syndic", duration_s)
+        )
+        out["aetcd/lock/1"] = await measured(
+            lambda: aetcd_lock_round_trips(theirs, b"bench/lock/aetcd", duration_s)
+        )
         out["syndic/watch"] = summary_ms(await syndic_watch_latency(ours, WATCH_EVENTS))
         out["aetcd/watch"] = summary_ms(await aetcd_watch_latency(theirs, WATCH_EVENTS))
     return out
+
+
+async def measured(run: Callable[[], Awaitable[float]], attempts: int = 3) -> float:
+    """A rate, measured again if a run failed (a connection closed by the server)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await run()
+        except Exception as exc:
+            print(f"  run failed ({type(exc).__name__}: {str(exc)[:120]}); attempt {attempt}")
+    return float("nan")
 
 
 async def put_acknowledged(client: Client, key: bytes) -> int | None:

@@ -48,6 +48,7 @@ RENEW_FRACTION: Final = 1 / 3
 RENEW_JITTER_FRACTION: Final = 0.2
 # Never renew more often than this: a 1 s lease still gets three tries.
 RENEW_INTERVAL_S_MIN: Final = 0.2
+_INVALID_TOKEN: Final = "etcdserver: invalid auth token"
 # The keeper wakes at least this often to notice leases added or expired.
 WAKE_INTERVAL_S_MAX: Final = 0.5
 
@@ -180,32 +181,44 @@ class KeepAliver:
         endpoint: Any = None
         while self._leases and not self._closed:
             transport = self._transport
-            if transport.config.username is not None and transport.metadata is None:
-                await transport.authenticate()
             endpoint = transport.pick(avoid=endpoint)
-            call = endpoint.stub(LEASE_SERVICE).LeaseKeepAlive(metadata=transport.metadata)
-            self.streams_opened += 1
-            reader = asyncio.get_running_loop().create_task(self._read(call))
             try:
-                # A fresh stream (maybe a new member): renew everything now.
-                for lease in self._leases.values():
-                    lease.next_renew_at_s = 0.0
-                await self._send_loop(call, reader)
+                await self._stream(endpoint)
                 failures = 0
-            except grpc.aio.AioRpcError as exc:
-                log.debug("lease keep-alive stream lost: %s %s", exc.code(), exc.details())
-                transport.mark_failed(endpoint)
+            except Exception as exc:  # any failure: reopen elsewhere
+                # Cancellation is not an Exception and ends the keeper.
                 failures += 1
-            finally:
-                reader.cancel()
-                call.cancel()
-                with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
-                    await reader
+                transport.mark_failed(endpoint)
+                details = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+                log.debug("lease keep-alive stream lost: %r", details)
+                if details == _INVALID_TOKEN and transport.config.username is not None:
+                    with contextlib.suppress(ClientError):
+                        await transport.authenticate(force=True)
+            # Leases whose TTL ran out while the stream was down are lost.
             self._expire_overdue()
-            delay_s = transport.config.retry_backoff.delay_s(
-                min(failures, 20) or 1, 0.0, transport.rng
-            )
-            await asyncio.sleep(delay_s if failures else 0)
+            if failures:
+                await asyncio.sleep(
+                    transport.config.retry_backoff.delay_s(min(failures, 20), 0.0, transport.rng)
+                )
+
+    async def _stream(self, endpoint: Any) -> None:
+        """Renew over one stream to ``endpoint`` until it breaks or nothing is left to keep."""
+        transport = self._transport
+        if transport.config.username is not None and transport.metadata is None:
+            await transport.authenticate()
+        call = endpoint.stub(LEASE_SERVICE).LeaseKeepAlive(metadata=transport.metadata)
+        self.streams_opened += 1
+        reader = asyncio.get_running_loop().create_task(self._read(call))
+        try:
+            # A fresh stream (maybe a new member): renew everything now.
+            for lease in self._leases.values():
+                lease.next_renew_at_s = 0.0
+            await self._send_loop(call, reader)
+        finally:
+            reader.cancel()
+            call.cancel()
+            with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                await reader
 
     async def _send_loop(self, call: Any, reader: asyncio.Task[None]) -> None:
         clock = self._transport.clock

@@ -36,6 +36,7 @@ from syndic.client.errors import (
     ClientError,
     CompactedError,
     InvalidRequestError,
+    UnavailableError,
     WatchCanceledError,
     error_from_status,
 )
@@ -203,6 +204,9 @@ class Watch:
                 await self._open()
             except grpc.aio.AioRpcError as exc:
                 await self._lost(exc.code(), exc.details() or "")
+                return None
+            except UnavailableError as exc:  # no member could issue an auth token
+                await self._lost(grpc.StatusCode.UNAVAILABLE, exc.message)
                 return None
         try:
             response = await self._call.read()

@@ -102,8 +102,9 @@ class Watch:
         self._closed = False
         self._failures = 0
         self._on_close = on_close
-        # Counts reconnections, for tests and metrics.
+        # Counts reconnections and fragments joined, for tests and metrics.
         self.resumes = 0
+        self.fragments_received = 0
 
     def __aiter__(self) -> Watch:
         return self
@@ -283,6 +284,7 @@ class Watch:
                 f"watch canceled by the server: {response.cancel_reason or 'no reason given'}"
             )
         if response.fragment:
+            self.fragments_received += 1
             self._fragments.extend(response.events)
             if len(self._fragments) > FRAGMENT_EVENTS_MAX:
                 raise ClientError(f"watch fragments over {FRAGMENT_EVENTS_MAX} events")

@@ -37,18 +37,21 @@ async def run_agent(
 ) -> None:
     """Run an agent and its HTTP API until cancelled."""
     from syndic.agent.agent import Agent
+    from syndic.agent.auth import TokenAuth
     from syndic.agent.http import build_http_app, split_addr, start_http
     from syndic.client import Client
 
     host, port = split_addr(config.http_addr)
-    client = Client(endpoints, **(client_options or {}))
+    options = client_options or {}
+    client = Client(endpoints, **options)
     agent = Agent(client, config)
+    # With store credentials, auth is on: every request needs a user's token.
+    token_auth = TokenAuth(endpoints) if options.get("username") else None
     runner = None
     try:
         await agent.start()
-        runner = await start_http(
-            build_http_app(agent, extra_apis=[config_http_api(client)]), host, port
-        )
+        app = build_http_app(agent, extra_apis=[config_http_api(client)], token_auth=token_auth)
+        runner = await start_http(app, host, port)
         log.info("agent %s: Consul HTTP API on http://%s:%d", config.node_name, host, port)
         if on_ready is not None:
             on_ready()
@@ -114,7 +117,12 @@ def embed_agent(endpoint: str, config: AgentConfig) -> Callable[[object], None]:
     default=False,
     help="Allow script checks (they run commands on this host).",
 )
-@click.option("--user", default=None, help="Store credentials as user:password (auth on).")
+@click.option(
+    "--user",
+    default=None,
+    help="The agent's store credentials as user:password; with them every HTTP request "
+    "needs X-Consul-Token: user:password of a syndic user.",
+)
 def agent(
     endpoints: str,
     http_addr: str,

@@ -8,6 +8,7 @@ control or read the frames themselves.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -19,7 +20,14 @@ import pytest
 from syndic.api.gen import kv_pb2, rpc_pb2
 from syndic.api.services import KV_SERVICE, MAINTENANCE_SERVICE, WATCH_SERVICE, make_stub
 from syndic.server.h2 import GrpcServer, ServerLimits
-from syndic.server.h2.frames import DEFAULT_MAX_FRAME_BYTES, FrameType, Setting, window_update
+from syndic.server.h2.frames import (
+    DEFAULT_MAX_FRAME_BYTES,
+    Flag,
+    FrameType,
+    Setting,
+    frame,
+    window_update,
+)
 from syndic.server.h2.server import ListenError
 from tests.server.h2.conftest import (
     CALL_TIMEOUT_S,
@@ -36,7 +44,7 @@ from tests.server.h2.conftest import (
     range_request,
     wait_until,
 )
-from tests.server.h2.raw_client import request_headers
+from tests.server.h2.raw_client import RawClient, grpc_message, request_headers
 from tests.server.tls_certs import Certificates, make_certificates
 
 MiB = 1024 * 1024
@@ -416,3 +424,36 @@ async def test_tls_with_client_verification_refuses_a_client_without_a_certifica
         certificate_chain=certs.client_cert.read_bytes(),
     )
     assert (await secure_range(running.port, with_cert)).kvs[0].key == b"tls"
+
+
+async def test_a_burst_of_calls_starts_its_handlers_a_share_per_loop_pass(
+    running: Running, connect: Connect
+) -> None:
+    # 64 calls in one read must not run back to back in one pass: the loop's
+    # timers (a member's heartbeats) get a turn every 16 handlers.
+    client = await connect(running.port)
+    await client.sync()
+    loop = asyncio.get_running_loop()
+    seen: list[int] = []
+
+    def each_pass() -> None:
+        seen.append(running.probe.started)
+        if running.probe.started < 64 and len(seen) < 10_000:
+            loop.call_soon(each_pass)
+
+    burst = b"".join(_call_bytes(client, range_request(KEY_BLOCK)) for _ in range(64))
+    client.send(burst)
+    loop.call_soon(each_pass)
+    await running.probe.wait_started(64)
+    steps = [b - a for a, b in itertools.pairwise(seen)]
+    assert max(steps) <= 16, steps
+    running.probe.release.set()
+
+
+def _call_bytes(client: RawClient, message: bytes) -> bytes:
+    """One unary call's HEADERS and DATA, for sending many in one write."""
+    stream_id = client.new_stream_id()
+    block = client.header_block(request_headers(RANGE_PATH))
+    return frame(FrameType.HEADERS, Flag.END_HEADERS, stream_id, block) + frame(
+        FrameType.DATA, Flag.END_STREAM, stream_id, grpc_message(message)
+    )

@@ -13,6 +13,7 @@ queue answers without end.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 from collections.abc import Callable
@@ -43,6 +44,10 @@ _OUT_BYTES_FLUSH: Final = 256 * 1024
 # The protocol's timers are looked at least this often, so a stream that
 # starts to stall is noticed without a timer per stream.
 _TICK_S_MAX: Final = 1.0
+# Handlers one connection starts per loop pass; the rest wait for the next
+# pass. A pass runs every ready callback before it looks at timers, so this
+# bounds how long one client's burst can keep a heartbeat waiting.
+_HANDLER_STARTS_PER_PASS: Final = 16
 _UNKNOWN_ERROR: Final = "unexpected server error"
 _MESSAGE_PREFIX_BYTES: Final = 5
 
@@ -73,6 +78,10 @@ class Http2Connection(asyncio.Protocol):
         self.protocol = H2Protocol(limits, budget, self._loop.time())
         self._transport: asyncio.Transport | None = None
         self._calls: dict[int, Call] = {}
+        # Handlers not yet started: one read can carry hundreds of calls, and
+        # their first steps would run back to back in one loop pass.
+        self._to_start: collections.deque[tuple[Call, bytes | None]] = collections.deque()
+        self._starts_left = _HANDLER_STARTS_PER_PASS
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._writing_paused = False
@@ -130,6 +139,7 @@ class Http2Connection(asyncio.Protocol):
         self._wake_writers()
 
     def data_received(self, data: bytes) -> None:
+        self._starts_left = _HANDLER_STARTS_PER_PASS
         self._handle(self.protocol.receive(data, self._loop.time()))
 
     # -- events --------------------------------------------------------------
@@ -169,8 +179,33 @@ class Http2Connection(asyncio.Protocol):
             self.protocol.expect_request(stream_id)
 
     def _run(self, call: Call, request: bytes | None) -> None:
+        """Start the handler, or queue it if this pass has started its share."""
+        if self._starts_left > 0 and not self._to_start:
+            self._starts_left -= 1
+            self._start_task(call, request)
+            return
+        self._to_start.append((call, request))
+        if len(self._to_start) == 1:
+            self._loop.call_soon(self._start_queued)
+
+    def _start_task(self, call: Call, request: bytes | None) -> None:
         call.task = self._loop.create_task(self._serve(call, request))
         call.task.add_done_callback(functools.partial(self._handler_done, call))
+
+    def _start_queued(self) -> None:
+        """Start the next share of queued handlers, one share per loop pass, so
+        that the loop's timers (Raft's heartbeats) run between shares."""
+        queue = self._to_start
+        for _ in range(_HANDLER_STARTS_PER_PASS):
+            if not queue:
+                return
+            call, request = queue.popleft()
+            if not call.ended and call.id in self._calls:
+                self._start_task(call, request)
+            else:
+                self._forget(call)
+        if queue:
+            self._loop.call_soon(self._start_queued)
 
     def _message(self, event: MessageReceived) -> None:
         call = self._calls.get(event.stream_id)

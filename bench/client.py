@@ -2,7 +2,8 @@
 
 Both clients run in this one process, one after the other (their order
 alternating between repeats), against one ``syndic serve`` member started
-here, so the server and the machine are the same for both:
+here, so the server and the machine are the same for both; then again
+against one Debian etcd member, as a control (``--servers``):
 
 - ``put``, ``range`` (a linearizable single-key get) and ``txn`` (a compare
   and a put) at 1 and at 64 concurrent callers: operations per second;
@@ -41,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 import aetcd  # noqa: E402
 from bench.locks import lock_round_trips  # noqa: E402
+from tests.server.processes import ETCD  # noqa: E402
 from tests.stores import Store, start_store_cluster  # noqa: E402
 
 from syndic.client import Client, Compare, Op, OutcomeUnknownError  # noqa: E402
@@ -266,19 +268,31 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one short run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--duration-s", type=float, default=3.0)
+    parser.add_argument(
+        "--servers", default="syndic,etcd", help="the servers both clients run against, in turn"
+    )
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.duration_s = 1, 1.0
-    runs = []
+    servers = [kind for kind in args.servers.split(",") if kind != "etcd" or ETCD is not None]
+    results: dict[str, Any] = {
+        "repeats": args.repeats,
+        "duration_s": args.duration_s,
+        "setup": "one member (subprocess) per server; both clients in this one process",
+        "goal_ratio": GOAL_RATIO,
+        "servers": {},
+    }
     with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp:
-        server = start_store_cluster("syndic", Path(tmp) / "single", 1, election_timeout_ms=1000)
-        try:
-            for repeat in range(args.repeats):
-                runs.append(
-                    asyncio.run(one_repeat(server.endpoints[0], args.duration_s, repeat % 2 == 1))
-                )
-        finally:
-            server.stop()
+        for kind in servers:
+            server = start_store_cluster(kind, Path(tmp) / kind, 1, election_timeout_ms=1000)
+            try:
+                runs = [
+                    asyncio.run(one_repeat(server.endpoints[0], args.duration_s, r % 2 == 1))
+                    for r in range(args.repeats)
+                ]
+            finally:
+                server.stop()
+            results["servers"][kind] = throughput_table(kind, runs)
         resumes = []
         for repeat in range(args.repeats):
             cluster = start_store_cluster("syndic", Path(tmp) / f"cluster{repeat}", 3)
@@ -286,18 +300,19 @@ def main() -> None:
                 resumes.append(asyncio.run(watch_resume(cluster)))
             finally:
                 cluster.stop()
-    report(runs, resumes, args)
+    results["watch_resume"] = resume_table(resumes)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
 
 
-def report(runs: list[dict[str, Any]], resumes: list[dict[str, Any]], args: Any) -> None:
-    results: dict[str, Any] = {
-        "repeats": args.repeats,
-        "duration_s": args.duration_s,
-        "server": "one syndic serve member (subprocess), client in this process",
-        "goal_ratio": GOAL_RATIO,
-        "throughput": {},
-    }
-    print(f"{'ops/s, one client process':30} {'aetcd':>9} {'syndic':>9} {'ratio':>6}  failed s/a")
+def throughput_table(server: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Print and return the medians of one server's runs."""
+    table: dict[str, Any] = {"throughput": {}}
+    print(
+        f"\n{'on a ' + server + ' member, ops/s':30} {'aetcd':>9} {'syndic':>9} {'ratio':>6}"
+        "  failed s/a"
+    )
     for operation in ("put", "range", "txn", "lock"):
         for concurrency in CONCURRENCY if operation != "lock" else (1,):
             key = f"{operation}/{concurrency}"
@@ -306,7 +321,7 @@ def report(runs: list[dict[str, Any]], resumes: list[dict[str, Any]], args: Any)
             failed_ours = sum(r.get(f"syndic/{key}/failed", 0) for r in runs)
             failed_theirs = sum(r.get(f"aetcd/{key}/failed", 0) for r in runs)
             ratio = ours / theirs if theirs else float("nan")
-            results["throughput"][key] = {
+            table["throughput"][key] = {
                 "syndic_ops_per_s": ours,
                 "aetcd_ops_per_s": theirs,
                 "ratio": ratio,
@@ -323,17 +338,18 @@ def report(runs: list[dict[str, Any]], resumes: list[dict[str, Any]], args: Any)
         }
         for name in ("syndic", "aetcd")
     }
-    results["watch_latency"] = watch
-    print(
-        f"{'watch latency median, ms':30} {watch['aetcd']['median_ms']:>9.2f} "
-        f"{watch['syndic']['median_ms']:>9.2f}"
-    )
-    print(
-        f"{'watch latency p99, ms':30} {watch['aetcd']['p99_ms']:>9.2f} "
-        f"{watch['syndic']['p99_ms']:>9.2f}"
-    )
+    table["watch_latency"] = watch
+    for stat in ("median", "p99"):
+        print(
+            f"{'watch latency ' + stat + ', ms':30} {watch['aetcd'][stat + '_ms']:>9.2f} "
+            f"{watch['syndic'][stat + '_ms']:>9.2f}"
+        )
+    return table
+
+
+def resume_table(resumes: list[dict[str, Any]]) -> dict[str, Any]:
     resume_s = statistics.median(r["resume_s"] for r in resumes)
-    results["watch_resume"] = {
+    table = {
         "runs": resumes,
         "median_resume_s": resume_s,
         "goal_s": 2.0,
@@ -341,12 +357,10 @@ def report(runs: list[dict[str, Any]], resumes: list[dict[str, Any]], args: Any)
         "repeated": sum(r["repeated"] for r in resumes),
     }
     print(
-        f"{'watch resume after kill, s':30} {'-':>9} {resume_s:>9.2f}  lost "
-        f"{results['watch_resume']['lost']}, repeated {results['watch_resume']['repeated']}"
+        f"\nwatch resume after its member is killed (3 syndic members): median {resume_s:.2f} s, "
+        f"lost {table['lost']}, repeated {table['repeated']} over {len(resumes)} runs"
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    return table
 
 
 if __name__ == "__main__":

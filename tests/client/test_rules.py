@@ -189,3 +189,14 @@ def test_watch_cancellations_are_typed() -> None:
     canceled = new_watch(start_revision=3)
     with pytest.raises(WatchCanceledError, match="permission denied"):
         canceled._receive(response(50, canceled=True, cancel_reason="permission denied"))
+
+
+def test_only_transactions_without_writes_count_as_reads() -> None:
+    from syndic.client import Op
+    from syndic.client.txn import txn_is_read_only, txn_request
+
+    nested_read = Op.txn([], [Op.get("b")], [])
+    assert txn_is_read_only(txn_request([], [Op.get("a"), nested_read], [Op.get("c")]))
+    nested_write = Op.txn([], [Op.put("b", "v")], [])
+    assert not txn_is_read_only(txn_request([], [Op.get("a"), nested_write], []))
+    assert not txn_is_read_only(txn_request([], [], [Op.delete("a")]))

@@ -178,4 +178,11 @@ def txn_request(
 
 def txn_is_read_only(request: rpc_pb2.TxnRequest) -> bool:
     """Whether no branch writes: such a transaction may be retried like a read."""
-    return all(Op(op).is_read_only for op in (*request.success, *request.failure))
+    for op in (*request.success, *request.failure):
+        kind = op.WhichOneof("request")
+        if kind == "request_range":
+            continue
+        if kind == "request_txn" and txn_is_read_only(op.request_txn):
+            continue
+        return False
+    return True

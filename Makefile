@@ -54,7 +54,7 @@ bench: $(INSTALLED) debs
 	done
 
 sim-deep: $(INSTALLED)
-	$(BIN)/syndic sim --nodes 5 --seeds 1-1000 --faults all
+	$(BIN)/syndic sim --nodes 5 --seeds 1-1000 --faults all --jobs 2
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

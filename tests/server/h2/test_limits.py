@@ -394,3 +394,24 @@ def test_a_connection_over_its_send_budget_gets_no_new_calls_run() -> None:
     assert peer.out.statuses[first] == 0
     again = peer.start_call([b"k"])
     assert again not in peer.out.resets
+
+
+def test_answers_queued_by_all_connections_have_a_server_wide_budget() -> None:
+    limits = ServerLimits(server_send_buffer_bytes_max=3 * 1024 * 1024)
+    shared = SharedBudget(limits.server_send_buffer_bytes_max)
+    slow, reader = Peer(limits), Peer(limits)
+    slow.protocol.answers = reader.protocol.answers = shared
+    slow.send(settings((Setting.INITIAL_WINDOW_SIZE, 0)))
+    first, second = slow.start_call([b"k"]), slow.start_call([b"k"])
+    slow.answer(first, b"v" * (4 * 1024 * 1024))  # alone on its connection: it may pass
+    slow.answer(second, b"v" * 10)
+    assert slow.out.statuses[second] == RESOURCE_EXHAUSTED
+    assert shared.held_bytes == slow.protocol.queued_bytes > shared.bytes_max
+    # The slow client gets no new calls run; a client that reads is served.
+    refused = slow.start_call([b"k"])
+    assert slow.out.resets[refused] == ErrorCode.REFUSED_STREAM
+    good = reader.start_call([b"k"])
+    reader.answer(good, b"v" * 100)
+    assert reader.out.statuses[good] == 0
+    slow.protocol.connection_lost()
+    assert shared.held_bytes == 0

@@ -25,6 +25,7 @@ _POSITIVE_INTS = (
     "server_request_buffer_bytes_max",
     "stream_send_buffer_bytes_max",
     "connection_send_buffer_bytes_max",
+    "server_send_buffer_bytes_max",
     "cheap_frames_burst",
     "stream_resets_burst",
     "settings_frames_burst",
@@ -94,6 +95,10 @@ class ServerLimits:
     # others wait is refused RESOURCE_EXHAUSTED instead of queued: a client
     # that reads nothing holds at most this much (and one answer) of ours.
     connection_send_buffer_bytes_max: int = 8 * 1024 * 1024
+    # The same, summed over every connection of the server: past it, a
+    # connection that already has answers queued gets no new calls run and
+    # its unary answers are refused, while clients that read are served.
+    server_send_buffer_bytes_max: int = 32 * 1024 * 1024
     # A client must send the HTTP/2 preface within this time of connecting.
     preface_timeout_s: float = 10.0
     # A stream holding part of a message, a unary call whose request has not

@@ -203,6 +203,9 @@ class H2Protocol:
         self._stream_window = limits.initial_stream_window
         self.held_bytes = 0  # request bytes received, not yet taken by handlers
         self.queued_bytes = 0  # answer bytes waiting for windows, all streams
+        # The same, summed over the server's connections: the server puts its
+        # own budget here; a protocol on its own has one of its own.
+        self.answers = SharedBudget(limits.server_send_buffer_bytes_max)
         self.blocked: dict[int, H2Stream] = {}  # streams waiting to send, in order
         # Unary calls whose request has not ended yet (expect_request): each
         # is ended after request_stall_timeout_s without a byte, so that a
@@ -378,14 +381,16 @@ class H2Protocol:
             self._sent_data(size)
             self._close(stream, OK_TRAILERS)
             return self._take_events()
-        if self.queued_bytes and self.queued_bytes + size > (
-            self.limits.connection_send_buffer_bytes_max
+        if self.queued_bytes and (
+            self.queued_bytes + size > self.limits.connection_send_buffer_bytes_max
+            or self.answers.held_bytes + size > self.answers.bytes_max
         ):
             self._end_call(
                 stream,
                 GRPC_RESOURCE_EXHAUSTED,
-                f"client reads too slowly: over {self.limits.connection_send_buffer_bytes_max}"
-                " bytes of answers queued on its connection",
+                "client reads too slowly: its answers queued are over "
+                f"{self.limits.connection_send_buffer_bytes_max} bytes, or all clients' over "
+                f"{self.answers.bytes_max}",
                 notify=False,
             )
             return self._take_events()
@@ -746,6 +751,7 @@ class H2Protocol:
             self.draining
             or len(self.streams) >= self.limits.concurrent_streams_max
             or self.queued_bytes > self.limits.connection_send_buffer_bytes_max
+            or (self.queued_bytes and self.answers.held_bytes > self.answers.bytes_max)
         ):
             # §8.7: REFUSED_STREAM tells the client the call never ran. A
             # client that leaves its answers unread gets no new calls run:
@@ -957,6 +963,7 @@ class H2Protocol:
         if self.queued_bytes > limit >= self.queued_bytes - stream.pending_bytes:
             self._events.append(StreamWritable(0))
         self.queued_bytes -= stream.pending_bytes
+        self.answers.give(stream.pending_bytes)
         stream.pending.clear()
         stream.pending_bytes = 0
         stream.pending_trailers = None
@@ -1046,6 +1053,7 @@ class H2Protocol:
         stream.pending.append(message)
         stream.pending_bytes += len(message)
         self.queued_bytes += len(message)
+        self.answers.overdraw(len(message))
 
     def _sent_data(self, size: int) -> None:
         self.cheap.refund(size / _SENT_BYTES_PER_TOKEN)
@@ -1081,6 +1089,7 @@ class H2Protocol:
             size = len(chunk)
             stream.pending_bytes -= size
             self.queued_bytes -= size
+            self.answers.give(size)
             stream.send_credit -= size
             self._send_window -= size
             sent += size

@@ -43,6 +43,8 @@ class GrpcServer:
         self._buckets: dict[str, tuple[TokenBucket, TokenBucket]] = {}
         # Request bytes held unread, summed over every connection.
         self.request_budget = SharedBudget(self.limits.server_request_buffer_bytes_max)
+        # Answer bytes queued behind clients' windows, summed over every connection.
+        self.answer_budget = SharedBudget(self.limits.server_send_buffer_bytes_max)
 
     # -- registration -----------------------------------------------------
 
@@ -131,6 +133,7 @@ class GrpcServer:
             self.request_budget,
             self._admit,
         )
+        connection.protocol.answers = self.answer_budget
         self._connections.add(connection)
         return connection
 

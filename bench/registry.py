@@ -455,7 +455,10 @@ def main() -> None:
     if ETCD is not None:
         stores["etcd"] = start_store_cluster("etcd", root / "etcd", 1)
     try:
-        out = asyncio.run(run(args, stores))
+        # uvloop, as the agent runs inside `syndic dev` and `syndic serve`.
+        import uvloop
+
+        out = uvloop.run(run(args, stores))
     finally:
         for store in stores.values():
             store.stop()

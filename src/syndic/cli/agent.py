@@ -178,6 +178,9 @@ def agent(
             await task
 
     try:
-        asyncio.run(main())
+        # uvloop, as the member runs (syndic.server.app.run).
+        import uvloop
+
+        uvloop.run(main())
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {http_addr}: {exc}") from exc

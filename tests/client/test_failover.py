@@ -155,6 +155,23 @@ async def test_reads_skip_a_hung_member(healed: Store, key_prefix: bytes) -> Non
             assert (await client.get(key_prefix + b"k")).kvs[0].value == b"v"
         # One attempt at most waits on the hung member; then it is skipped.
         assert time.monotonic() - started < 10.0
+        granted = await client.grant(2)
+        # Fresh clients, whose first stream goes to the hung member: the watch
+        # and the lease keeper get no answer there and move to the live one.
+        async with (
+            Client(endpoints[1:], attempt_timeout_s=0.5) as watching,
+            watching.watch(key_prefix + b"w") as watch,
+        ):
+            assert watch._endpoint.target == endpoints[2]
+            await client.put(key_prefix + b"w", b"1")
+            batch = await asyncio.wait_for(watch.__anext__(), EVENT_TIMEOUT_S)
+            assert batch.events[0].kv.value == b"1"
+        async with Client(endpoints[1:], attempt_timeout_s=0.5) as keeping:
+            lease = await keeping.keep_alive(granted.id, granted.ttl_s)
+            await asyncio.sleep(3.5)  # past the TTL
+            assert not lease.is_lost, lease.lost_reason
+            assert keeping.keeper.streams_opened >= 2
+            await lease.release()
 
 
 @pytest.mark.slow

@@ -33,7 +33,7 @@ import grpc
 
 from syndic.api.gen import rpc_pb2
 from syndic.api.services import LEASE_SERVICE
-from syndic.client.errors import ClientError, LeaseExpiredError, NotFoundError
+from syndic.client.errors import ClientError, LeaseExpiredError, NotFoundError, UnavailableError
 from syndic.client.transport import Transport
 from syndic.client.types import LeaseKeepAlive
 
@@ -145,6 +145,8 @@ class KeepAliver:
         self._wake = asyncio.Event()
         self._closed = False
         self.streams_opened = 0
+        # When the oldest renewal this stream has not answered was sent.
+        self._unanswered_since_s: float | None = None
 
     @property
     def leases(self) -> dict[int, Lease]:
@@ -208,6 +210,7 @@ class KeepAliver:
             await transport.authenticate()
         call = endpoint.stub(LEASE_SERVICE).LeaseKeepAlive(metadata=transport.metadata)
         self.streams_opened += 1
+        self._unanswered_since_s = None
         reader = asyncio.get_running_loop().create_task(self._read(call))
         try:
             # A fresh stream (maybe a new member): renew everything now.
@@ -233,12 +236,15 @@ class KeepAliver:
                 )
             now_s = clock.now_s()
             self._expire_overdue()
+            self._check_answered(now_s)
             wake_s = now_s + WAKE_INTERVAL_S_MAX
             for lease in list(self._leases.values()):
                 if lease.next_renew_at_s <= now_s:
                     # Until the answer comes, try again after a short while.
                     lease.next_renew_at_s = now_s + self._renew_delay_s(lease.ttl_s)
                     lease.sent_at_s = now_s
+                    if self._unanswered_since_s is None:
+                        self._unanswered_since_s = now_s
                     await call.write(rpc_pb2.LeaseKeepAliveRequest(ID=lease.id))
                 wake_s = min(wake_s, lease.next_renew_at_s, lease.expires_at_s)
             self._wake.clear()
@@ -252,12 +258,21 @@ class KeepAliver:
             finally:
                 waiter.cancel()
 
+    def _check_answered(self, now_s: float) -> None:
+        """Give up on a member that takes renewals and answers none (stopped,
+        overloaded): its stream looks healthy while the leases run out."""
+        since_s = self._unanswered_since_s
+        limit_s = self._transport.config.attempt_timeout_s
+        if since_s is not None and limit_s is not None and now_s - since_s > limit_s:
+            raise UnavailableError(f"no keep-alive answer in {limit_s:g} s")
+
     async def _read(self, call: Any) -> None:
         clock = self._transport.clock
         while True:
             response = await call.read()
             if response is grpc.aio.EOF:
                 return
+            self._unanswered_since_s = None
             lease = self._leases.get(response.ID)
             if lease is None:
                 continue

@@ -99,6 +99,8 @@ class Watch:
         self._fragments: list[Any] = []
         self._pending: list[WatchBatch] = []
         self._created = False
+        self._stream_confirmed = False
+        self._confirm_timeout_s = transport.config.attempt_timeout_s or transport.config.timeout_s
         self._closed = False
         self._failures = 0
         self._on_close = on_close
@@ -163,6 +165,7 @@ class Watch:
         metadata = (*(transport.metadata or ()), *_REQUIRE_LEADER)
         call = endpoint.stub(WATCH_SERVICE).Watch(metadata=metadata)
         self._call = call
+        self._stream_confirmed = False
         await call.write(self._create_request())
 
     async def _backoff(self) -> None:
@@ -210,7 +213,15 @@ class Watch:
                 await self._lost(grpc.StatusCode.UNAVAILABLE, exc.message)
                 return None
         try:
-            response = await self._call.read()
+            if self._stream_confirmed:
+                response = await self._call.read()
+            else:
+                # A member that takes the request and never confirms it
+                # (stopped, overloaded) must not hold the watch: go elsewhere.
+                response = await asyncio.wait_for(self._call.read(), self._confirm_timeout_s)
+        except TimeoutError:
+            await self._lost(grpc.StatusCode.UNAVAILABLE, "watch not confirmed in time")
+            return None
         except grpc.aio.AioRpcError as exc:
             if not self._closed:
                 await self._lost(exc.code(), exc.details() or "")
@@ -267,6 +278,7 @@ class Watch:
     def _receive(self, response: rpc_pb2.WatchResponse) -> WatchBatch | None:
         if response.created:
             self._created = True
+            self._stream_confirmed = True
             self._failures = 0
             if self._endpoint is not None:
                 self._transport.mark_healthy(self._endpoint)

@@ -1,4 +1,5 @@
-"""The HTTP admin API: ``/health``, ``/metrics``, ``/version`` and ``/debug``.
+"""The HTTP admin API: ``/health``, ``/metrics``, ``/version``, ``/debug``,
+``/alerts`` and the console at ``/ui``.
 
 ``/health`` answers as etcd's does (``{"health":"true"}``, 503 when the
 member has no leader or an alarm is raised), so load balancers and probes
@@ -12,6 +13,9 @@ import json
 from aiohttp import web
 
 from syndic import __version__
+from syndic.console import add_console_routes
+from syndic.observability.admin import add_observability_routes
+from syndic.observability.runtime import Observability
 from syndic.server.node import ETCD_API_VERSION, MemberNode
 
 
@@ -50,4 +54,7 @@ def build_admin_app(node: MemberNode) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/version", version)
     app.router.add_get("/debug/status", debug)
+    # Slow log, log levels, remote debugging, alerts, and the console at /ui.
+    add_observability_routes(app, Observability(node))
+    add_console_routes(app)
     return app

@@ -21,6 +21,7 @@ from typing import Any, Final, TypeVar
 import grpc
 
 from syndic.kv.errors import KvError
+from syndic.observability.calls import CallRecorder
 from syndic.server.backend import ServerError
 from syndic.server.metrics import ServerMetrics
 
@@ -67,10 +68,13 @@ def guard(service: str, method: str, metrics: ServerMetrics | None, handler: _F)
     # One labelled child per status code, looked up once: labels() takes a
     # lock and builds a key on every call.
     by_code: dict[str, Any] = {}
+    # A span, the latency and the slow-request check per call (observability).
+    recorder = CallRecorder(service, method, metrics)
 
     @functools.wraps(handler)
     async def guarded(request: Any, context: Any) -> Any:
         code = "OK"
+        started = recorder.begin(context)
         try:
             return await handler(request, context)
         except asyncio.CancelledError:
@@ -92,5 +96,6 @@ def guard(service: str, method: str, metrics: ServerMetrics | None, handler: _F)
                 if child is None:
                     child = by_code[code] = counter.labels(service, method, code)
                 child.inc()
+            recorder.end(started, code, request)
 
     return guarded  # type: ignore[return-value]

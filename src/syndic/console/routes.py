@@ -1,0 +1,268 @@
+"""The console's routes: its static assets under ``/ui`` and JSON under ``/ui/api``.
+
+Every read and write goes through the member itself (``node.range``,
+``node.write``, its watch hub), checked against the caller's role when auth
+is on, so the console shows only what the user may see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from importlib import resources
+from typing import Any, Final
+
+from aiohttp import web
+
+from syndic.console.keys import key_revisions, kv_json, list_prefix
+from syndic.kv.errors import KvError
+from syndic.kv.messages import (
+    DeleteRangeRequest,
+    LeaseTimeToLiveRequest,
+    PutRequest,
+    prefix_end,
+)
+from syndic.kv.watch import WatchCreateRequest
+from syndic.observability.admin import obs, read_json
+from syndic.server.backend import ServerError
+
+STATIC_FILES: Final = {
+    "index.html": "text/html",
+    "console.css": "text/css",
+    "console.js": "text/javascript",
+}
+# Console watches open at once on a member; each holds a watcher and a stream.
+CONSOLE_WATCHES_MAX: Final = 32
+# Watch responses pulled per wake-up and written as one batch of events.
+WATCH_PULL_RESPONSES_MAX: Final = 64
+# An SSE comment this often keeps proxies from closing an idle watch.
+WATCH_KEEPALIVE_S: Final = 15.0
+# Keys and values typed in the console, as etcd's default request limit allows.
+KEY_BYTES_MAX: Final = 1536 * 1024
+LEASES_LISTED_MAX: Final = 500
+
+WATCHES_KEY: Final = web.AppKey("console_watches", set[object])
+_CSP: Final = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
+
+
+def _asset(name: str) -> bytes:
+    return resources.files("syndic.console").joinpath("static", name).read_bytes()
+
+
+async def index(_request: web.Request) -> web.Response:
+    return _static_response("index.html")
+
+
+async def static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in STATIC_FILES:
+        raise web.HTTPNotFound(text=f"no console asset {name!r:.60}")
+    return _static_response(name)
+
+
+def _static_response(name: str) -> web.Response:
+    return web.Response(
+        body=_asset(name),
+        content_type=STATIC_FILES[name],
+        charset="utf-8",
+        headers={
+            "Content-Security-Policy": _CSP,
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-cache",
+        },
+    )
+
+
+def _key_param(request: web.Request, name: str = "key", allow_empty: bool = False) -> bytes:
+    raw = request.query.get(name, "")
+    if not raw and not allow_empty:
+        raise web.HTTPBadRequest(text=f"{name} is required")
+    data = raw.encode()
+    if len(data) > KEY_BYTES_MAX:
+        raise web.HTTPBadRequest(text=f"{name} is longer than {KEY_BYTES_MAX} bytes")
+    return data
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    return prefix_end(prefix) if prefix else b"\0"
+
+
+async def session(request: web.Request) -> web.Response:
+    auth = obs(request).auth
+    if not auth.enabled:
+        return web.json_response({"auth_enabled": False, "user": "", "admin": True})
+    try:
+        info = auth.info(request)
+    except web.HTTPUnauthorized:
+        return web.json_response({"auth_enabled": True, "user": "", "admin": False})
+    return web.json_response(
+        {"auth_enabled": True, "user": info.user if info else "", "admin": auth.is_admin(info)}
+    )
+
+
+async def login(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text='body must be {"user": ..., "password": ...}')
+    token = await obs(request).auth.login(body.get("user"), body.get("password"))
+    return web.json_response({"token": token})
+
+
+async def cluster(request: web.Request) -> web.Response:
+    o = obs(request)
+    o.auth.info(request)  # logged in, when auth is on
+    node = o.node
+    status = node.status()
+    debug = node.debug_status()
+    quota = int(node.config.quota_bytes)
+    history = [
+        {"at_unix_s": s.at_unix_s, "term": s.term, "leader_changes": s.leader_changes}
+        for s in o.ring.samples()
+    ]
+    return web.json_response(
+        {
+            "member_id": f"{node.id:x}",
+            "name": node.config.name,
+            "leader_id": f"{status.leader_id:x}" if status.leader_id else "",
+            "term": status.raft_term,
+            "commit_index": status.raft_index,
+            "applied_index": status.raft_applied_index,
+            "db_size_bytes": status.db_size_bytes,
+            "quota_bytes": quota,
+            "alarms": list(status.errors),
+            "members": debug.get("members", []),
+            "peers": debug.get("peers", {}),
+            "leader_history": history,
+        }
+    )
+
+
+async def keys(request: web.Request) -> web.Response:
+    prefix = _key_param(request, "prefix", allow_empty=True)
+    obs(request).auth.require(request, prefix or b"\0", _prefix_end(prefix), write=False)
+    listing = await list_prefix(obs(request).node, prefix)
+    return web.json_response(
+        {
+            "prefix": listing.prefix,
+            "folders": list(listing.folders),
+            "keys": list(listing.keys),
+            "more": listing.more,
+            "revision": listing.revision,
+        }
+    )
+
+
+async def key_get(request: web.Request) -> web.Response:
+    key = _key_param(request)
+    obs(request).auth.require(request, key, b"", write=False)
+    return web.json_response({"revisions": await key_revisions(obs(request).node, key)})
+
+
+async def key_put(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    if not isinstance(body, dict) or not isinstance(body.get("key"), str) or not body["key"]:
+        raise web.HTTPBadRequest(text='body must be {"key": non-empty string, "value": string}')
+    value = body.get("value", "")
+    if not isinstance(value, str):
+        raise web.HTTPBadRequest(text="value must be a string")
+    key = body["key"].encode()
+    obs(request).auth.require(request, key, b"", write=True)
+    try:
+        resp = await obs(request).node.write(PutRequest(key=key, value=value.encode()))
+    except (KvError, ServerError) as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    return web.json_response({"revision": getattr(resp, "revision", 0)})
+
+
+async def key_delete(request: web.Request) -> web.Response:
+    key = _key_param(request)
+    obs(request).auth.require(request, key, b"", write=True)
+    resp = await obs(request).node.write(DeleteRangeRequest(key=key))
+    return web.json_response({"deleted": getattr(resp, "deleted", 0)})
+
+
+async def watch(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: one ``data:`` line of JSON events per batch."""
+    o = obs(request)
+    prefix = _key_param(request, "prefix", allow_empty=True)
+    o.auth.require(request, prefix or b"\0", _prefix_end(prefix), write=False)
+    active = request.app[WATCHES_KEY]
+    if len(active) >= CONSOLE_WATCHES_MAX:
+        raise web.HTTPTooManyRequests(text=f"{CONSOLE_WATCHES_MAX} console watches are open")
+    node = o.node
+    stream = node.open_watch_stream()
+    stream.create(WatchCreateRequest(key=prefix or b"\0", range_end=_prefix_end(prefix)))
+    wake = asyncio.Event()
+    unlisten = node.watch_listen(wake.set)
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    active.add(response)
+    try:
+        await response.prepare(request)
+        await response.write(b": watching\n\n")
+        while True:
+            for resp in stream.pull(WATCH_PULL_RESPONSES_MAX):
+                events = [{"type": ev.type.name, **kv_json(ev.kv)} for ev in resp.events]
+                if events:
+                    payload = json.dumps({"revision": resp.revision, "events": events})
+                    await response.write(f"data: {payload}\n\n".encode())
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), WATCH_KEEPALIVE_S)
+                continue
+            await response.write(b": keep-alive\n\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        unlisten()
+        stream.close()
+        active.discard(response)
+    return response
+
+
+async def leases(request: web.Request) -> web.Response:
+    o = obs(request)
+    info = o.auth.info(request)
+    out: list[dict[str, Any]] = []
+    for status in o.node.lease_leases().leases[:LEASES_LISTED_MAX]:
+        ttl = o.node.lease_time_to_live(LeaseTimeToLiveRequest(status.id, keys=True))
+        shown = [k for k in ttl.keys if o.auth.allowed(info, k, b"", write=False)]
+        out.append(
+            {
+                "id": f"{status.id:x}",
+                "ttl_s": ttl.ttl_s,
+                "granted_ttl_s": ttl.granted_ttl_s,
+                "keys": [k.decode("utf-8", errors="replace") for k in shown],
+                "keys_hidden": len(ttl.keys) - len(shown),
+            }
+        )
+    return web.json_response({"leases": out})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    obs(request).auth.info(request)
+    return web.json_response(obs(request).ring.as_json())
+
+
+def add_console_routes(app: web.Application) -> None:
+    """Mount the console on an admin app that already has observability routes."""
+    app[WATCHES_KEY] = set()
+    r = app.router
+    r.add_get("/ui", index)
+    r.add_get("/ui/", index)
+    r.add_get("/ui/static/{name}", static)
+    r.add_get("/ui/api/session", session)
+    r.add_post("/ui/api/login", login)
+    r.add_get("/ui/api/cluster", cluster)
+    r.add_get("/ui/api/keys", keys)
+    r.add_get("/ui/api/key", key_get)
+    r.add_put("/ui/api/key", key_put)
+    r.add_delete("/ui/api/key", key_delete)
+    r.add_get("/ui/api/watch", watch)
+    r.add_get("/ui/api/leases", leases)
+    r.add_get("/ui/api/metrics", metrics)

@@ -1,0 +1,251 @@
+// syndic console. Every value from the member is put in the page as text
+// (textContent, createTextNode): never innerHTML, so a key named <script>
+// shows as text.
+"use strict";
+
+const state = { token: sessionStorage.getItem("syndic-token") || "", view: "", timer: 0, source: null };
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "onclick") node.addEventListener("click", v);
+    else node.setAttribute(k, String(v));
+  }
+  for (const child of children) {
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function fill(tbody, rows) {
+  tbody.replaceChildren(...rows.map((cells) => el("tr", {}, ...cells.map((c) => el("td", {}, c)))));
+}
+
+function showError(text) {
+  const box = document.getElementById("error");
+  box.textContent = text;
+  box.hidden = !text;
+}
+
+async function api(path, options) {
+  const opts = Object.assign({ headers: {} }, options || {});
+  if (state.token) opts.headers["Authorization"] = state.token;
+  if (opts.body && typeof opts.body !== "string") {
+    opts.body = JSON.stringify(opts.body);
+    opts.headers["Content-Type"] = "application/json";
+  }
+  const resp = await fetch(path, opts);
+  if (resp.status === 401 && path !== "/ui/api/login") {
+    showLogin();
+    throw new Error("log in first");
+  }
+  if (!resp.ok) throw new Error(resp.status + " " + (await resp.text()));
+  return resp.json();
+}
+
+function fmtBytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return n.toFixed(i ? 1 : 0) + " " + units[i];
+}
+
+function fmtTime(unixS) { return new Date(unixS * 1000).toLocaleTimeString(); }
+
+function card(label, value, cls) {
+  return el("div", { class: "card" }, el("div", { class: "label" }, label), el("div", { class: "value " + (cls || "") }, value));
+}
+
+// ------------------------------------------------------------ charts
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function chart(title, points, unit) {
+  const box = el("div", { class: "chart" }, el("h4", {}, title));
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 360 120");
+  svg.setAttribute("preserveAspectRatio", "none");
+  const max = Math.max(1e-9, ...points.map((p) => p[1]));
+  const t0 = points.length ? points[0][0] : 0;
+  const t1 = points.length ? points[points.length - 1][0] : 1;
+  const span = Math.max(1e-9, t1 - t0);
+  const line = document.createElementNS(SVG, "polyline");
+  line.setAttribute("points", points.map((p) => [((p[0] - t0) / span) * 356 + 2, 116 - (p[1] / max) * 110].join(",")).join(" "));
+  svg.append(line);
+  const last = points.length ? points[points.length - 1][1] : 0;
+  // The caption is HTML: text inside a stretched SVG would be distorted.
+  box.append(el("div", { class: "caption" }, "max " + max.toFixed(2) + " " + unit + " · now " + last.toFixed(2)));
+  box.append(svg);
+  return box;
+}
+
+// ------------------------------------------------------------ views
+
+async function viewCluster() {
+  const c = await api("/ui/api/cluster");
+  const leader = c.leader_id || "none";
+  document.getElementById("cluster-summary").replaceChildren(
+    card("leader", leader, c.leader_id ? "ok" : "bad"),
+    card("this member", c.name + " (" + c.member_id + ")"),
+    card("term", c.term),
+    card("commit index", c.commit_index),
+    card("applied index", c.applied_index),
+    card("db size", fmtBytes(c.db_size_bytes)),
+    card("quota", fmtBytes(c.quota_bytes) + " (" + ((100 * c.db_size_bytes) / c.quota_bytes).toFixed(1) + "%)"),
+  );
+  fill(document.querySelector("#cluster-members tbody"), c.members.map((m) => {
+    const peer = c.peers[m.id];
+    const link = m.id === c.member_id ? "self" : peer ? (peer.connected ? "connected" : "down") : "unknown";
+    return [m.id, m.name, m.id === c.leader_id ? "leader" : m.is_learner ? "learner" : "follower", m.peer_urls.join(" "), m.client_urls.join(" "), link];
+  }));
+  document.getElementById("cluster-alarms").replaceChildren(
+    ...(c.alarms.length ? c.alarms.map((a) => el("li", { class: "bad" }, a)) : [el("li", {}, "none")]));
+  document.getElementById("cluster-leader-chart").replaceChildren(
+    chart("leader changes seen", c.leader_history.map((h) => [h.at_unix_s, h.leader_changes]), ""));
+}
+
+function keysPrefix() { return document.getElementById("keys-prefix").value; }
+
+async function viewKeys() {
+  const prefix = keysPrefix();
+  const data = await api("/ui/api/keys?prefix=" + encodeURIComponent(prefix));
+  document.getElementById("keys-folders").replaceChildren(...data.folders.map((f) =>
+    el("li", {}, el("button", { class: "folder", onclick: () => { document.getElementById("keys-prefix").value = f; refresh(); } }, f))));
+  fill(document.querySelector("#keys-table tbody"), data.keys.map((k) => [
+    el("button", { class: "link key", onclick: () => showRevisions(k.key) }, k.key),
+    k.encoding === "utf-8" ? k.value : "(binary, " + k.value_bytes + " bytes)",
+    k.mod_revision, k.version, k.lease ? k.lease.toString(16) : "",
+    el("button", { class: "delete", onclick: () => deleteKey(k.key) }, "delete"),
+  ]));
+  document.getElementById("keys-more").hidden = !data.more;
+}
+
+async function showRevisions(key) {
+  document.getElementById("rev-key").textContent = key;
+  const data = await api("/ui/api/key?key=" + encodeURIComponent(key));
+  fill(document.querySelector("#rev-table tbody"), data.revisions.map((r) => [r.mod_revision, r.version, r.value]));
+}
+
+async function deleteKey(key) {
+  await api("/ui/api/key?key=" + encodeURIComponent(key), { method: "DELETE" });
+  await viewKeys();
+}
+
+function watchPrefix() {
+  if (state.source) state.source.close();
+  const list = document.getElementById("watch-events");
+  list.replaceChildren();
+  // EventSource sends no headers: with auth on the token goes in the query.
+  const url = "/ui/api/watch?prefix=" + encodeURIComponent(keysPrefix()) + (state.token ? "&token=" + encodeURIComponent(state.token) : "");
+  state.source = new EventSource(url);
+  state.source.onmessage = (msg) => {
+    const batch = JSON.parse(msg.data);
+    for (const ev of batch.events) list.prepend(el("li", {}, ev.type + " " + ev.key + " = " + ev.value + " @" + ev.mod_revision));
+    while (list.children.length > 200) list.lastChild.remove();
+  };
+}
+
+async function viewLeases() {
+  const data = await api("/ui/api/leases");
+  fill(document.querySelector("#leases-table tbody"), data.leases.map((l) => [
+    l.id, l.ttl_s, l.granted_ttl_s, l.keys.join(", ") + (l.keys_hidden ? " (+" + l.keys_hidden + " hidden)" : "")]));
+}
+
+const CHARTS = [
+  ["request_rate", "requests/s", "/s"],
+  ["latency_ms_p99", "latency p99", "ms"],
+  ["proposals_rate", "proposals committed/s", "/s"],
+  ["fsync_ms_p99", "WAL fsync p99", "ms"],
+  ["watchers", "watchers", ""],
+  ["db_size_bytes", "db size", "B"],
+];
+
+async function viewMetrics() {
+  const data = await api("/ui/api/metrics");
+  document.getElementById("metrics-charts").replaceChildren(...CHARTS.map(([name, title, unit]) =>
+    chart(title, data.samples.map((s) => [s.at_unix_s, s[name]]), unit)));
+}
+
+async function viewAlerts() {
+  const data = await api("/alerts");
+  fill(document.querySelector("#alerts-table tbody"), data.alerts.map((a) => [
+    a.name, el("span", { class: a.state === "firing" ? "bad" : "ok" }, a.state),
+    a.since_unix_s ? fmtTime(a.since_unix_s) : "", a.value === null ? "" : a.value, a.summary]));
+}
+
+async function viewDebug() {
+  const data = await api("/debug/slowlog");
+  fill(document.querySelector("#slow-table tbody"), data.entries.map((e) => [
+    fmtTime(e.at_unix_s), e.kind, e.size_bytes, e.duration_ms.toFixed(1), e.code, e.trace_id]));
+}
+
+const VIEWS = { cluster: viewCluster, keys: viewKeys, leases: viewLeases, metrics: viewMetrics, alerts: viewAlerts, debug: viewDebug };
+// Views that follow the member without a reload poll this often.
+const REFRESH_MS = 3000;
+
+async function refresh() {
+  try {
+    await VIEWS[state.view]();
+    showError("");
+  } catch (err) {
+    showError(String(err.message || err));
+  }
+}
+
+function show(view) {
+  if (!VIEWS[view]) view = "cluster";
+  state.view = view;
+  document.getElementById("login").hidden = true;
+  for (const s of document.querySelectorAll(".view")) s.hidden = s.id !== "view-" + view;
+  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.view === view);
+  clearInterval(state.timer);
+  refresh();
+  if (view !== "keys") state.timer = setInterval(refresh, REFRESH_MS);
+}
+
+function showLogin() {
+  clearInterval(state.timer);
+  for (const s of document.querySelectorAll(".view")) s.hidden = true;
+  document.getElementById("login").hidden = false;
+}
+
+async function start() {
+  const s = await (await fetch("/ui/api/session", { headers: state.token ? { Authorization: state.token } : {} })).json();
+  document.getElementById("who").textContent = s.auth_enabled ? (s.user ? "user " + s.user : "not logged in") : "auth off";
+  for (const a of document.querySelectorAll("#nav a")) {
+    if (!s.admin && (a.dataset.view === "alerts" || a.dataset.view === "debug")) a.hidden = true;
+  }
+  if (s.auth_enabled && !s.user) { showLogin(); return; }
+  show(location.hash.slice(1));
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  window.addEventListener("hashchange", () => show(location.hash.slice(1)));
+  document.getElementById("keys-go").addEventListener("click", refresh);
+  document.getElementById("keys-up").addEventListener("click", () => {
+    const p = keysPrefix().replace(/[^/]*\/?$/, "");
+    document.getElementById("keys-prefix").value = p;
+    refresh();
+  });
+  document.getElementById("keys-watch").addEventListener("click", watchPrefix);
+  document.getElementById("put-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const form = new FormData(ev.target);
+    try {
+      await api("/ui/api/key", { method: "PUT", body: { key: form.get("key"), value: form.get("value") } });
+      await viewKeys();
+      showError("");
+    } catch (err) { showError(String(err.message || err)); }
+  });
+  document.getElementById("login-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const form = new FormData(ev.target);
+    try {
+      const r = await api("/ui/api/login", { method: "POST", body: { user: form.get("user"), password: form.get("password") } });
+      state.token = r.token;
+      sessionStorage.setItem("syndic-token", r.token);
+      await start();
+    } catch (err) { showError(String(err.message || err)); }
+  });
+  start();
+});

@@ -1,0 +1,185 @@
+"""OpenTelemetry tracing for syndic, and W3C trace context propagation.
+
+``configure_tracing()`` installs an SDK tracer provider exporting over OTLP
+when the standard ``OTEL_*`` variables ask for it (``OTEL_TRACES_EXPORTER``,
+``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_SERVICE_NAME``, ...); without them,
+the API's no-op tracer costs a member next to nothing.
+
+The propagation helpers carry ``traceparent``/``tracestate`` across the
+transports syndic speaks::
+
+    with span("registry.lookup", service="web"):
+        headers = inject_headers({})          # httpx / aiohttp request headers
+        metadata = inject_grpc_metadata(())   # grpc.aio call metadata
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from typing import Any, Final
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagate import extract, inject
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+TRACER_NAME: Final = "syndic"
+
+# A proxy tracer: it follows the provider set later (once per process, by
+# configure_tracing or a test), so it is looked up once.
+_TRACER: Final = trace.get_tracer(TRACER_NAME)
+
+
+def tracer() -> trace.Tracer:
+    """syndic's tracer."""
+    return _TRACER
+
+
+# (provider, is it an SDK provider), refreshed when the global provider changes.
+_enabled_cache: list[tuple[object, bool]] = [(None, False)]
+
+
+def tracing_enabled() -> bool:
+    """True once an SDK provider is installed (spans record); one global read
+    and an identity check per call, as it runs on every request."""
+    provider = trace.get_tracer_provider()
+    cached = _enabled_cache[0]
+    if provider is not cached[0]:
+        name = type(provider).__name__
+        cached = (provider, name not in ("ProxyTracerProvider", "NoOpTracerProvider"))
+        _enabled_cache[0] = cached
+    return cached[1]
+
+
+def configure_tracing(service_name: str = "syndic", env: Mapping[str, str] | None = None) -> bool:
+    """Install an SDK provider with an OTLP/HTTP exporter if ``OTEL_*`` asks for one.
+
+    Returns True if tracing was turned on. ``OTEL_SDK_DISABLED=true`` or
+    ``OTEL_TRACES_EXPORTER=none`` leave it off; an ``OTEL_EXPORTER_OTLP_*``
+    endpoint or ``OTEL_TRACES_EXPORTER=otlp`` turn it on.
+    """
+    env = os.environ if env is None else env
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    exporter_name = env.get("OTEL_TRACES_EXPORTER", "").lower()
+    wants = exporter_name == "otlp" or any(
+        k in env for k in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+    if exporter_name == "none" or not wants:
+        return False
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    # Resource.create reads OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES itself.
+    resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", service_name)})
+    provider = TracerProvider(resource=resource)
+    # The exporter reads its endpoint, headers, timeout from OTEL_EXPORTER_OTLP_*.
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    return True
+
+
+@contextmanager
+def span(
+    name: str, kind: SpanKind = SpanKind.INTERNAL, parent: Any = None, **attributes: Any
+) -> Iterator[Span]:
+    """A span around a block; an exception is recorded and marks it as an error.
+
+    The helper SDK code (``syndic.traffic``) uses for one call or attempt.
+    """
+    with tracer().start_as_current_span(
+        name, context=parent, kind=kind, attributes=attributes or None
+    ) as current:
+        yield current
+
+
+def add_event(name: str, **attributes: Any) -> None:
+    """An event (a retry, a breaker decision, a fallback) on the current span."""
+    trace.get_current_span().add_event(name, attributes=attributes or None)
+
+
+def mark_error(current: Span, description: str) -> None:
+    current.set_status(Status(StatusCode.ERROR, description))
+
+
+def trace_id_of(current: Span) -> str:
+    ctx = current.get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else ""
+
+
+# ------------------------------------------------------------ propagation
+
+
+def inject_headers(headers: MutableMapping[str, str]) -> MutableMapping[str, str]:
+    """Add ``traceparent``/``tracestate`` of the current context to HTTP
+    headers (an httpx ``Headers``, an aiohttp request's headers, a dict)."""
+    inject(headers)
+    return headers
+
+
+def extract_headers(headers: Mapping[str, str]) -> otel_context.Context:
+    """The context an incoming HTTP request (aiohttp, httpx) carries."""
+    return extract({k.lower(): v for k, v in headers.items()})
+
+
+def inject_grpc_metadata(
+    metadata: Iterable[tuple[str, str | bytes]] | None = None,
+) -> tuple[tuple[str, str | bytes], ...]:
+    """``metadata`` plus the trace context, for a grpc.aio call's ``metadata=``."""
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return (*(metadata or ()), *carrier.items())
+
+
+def extract_grpc_metadata(
+    metadata: Iterable[tuple[str, str | bytes]] | None,
+) -> otel_context.Context:
+    """The context a gRPC call's invocation metadata carries."""
+    carrier = {
+        k.lower(): v if isinstance(v, str) else v.decode("latin-1") for k, v in metadata or ()
+    }
+    return extract(carrier)
+
+
+def extract_asgi_scope(scope: Mapping[str, Any]) -> otel_context.Context:
+    """The context an ASGI request carries (its scope's raw ``headers``)."""
+    carrier = {
+        bytes(k).decode("latin-1").lower(): bytes(v).decode("latin-1")
+        for k, v in scope.get("headers", ())
+    }
+    return extract(carrier)
+
+
+def inject_asgi_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Add the trace context to an ASGI response's (or outgoing request's) raw headers."""
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in carrier.items())
+    return headers
+
+
+class TracingASGIMiddleware:
+    """ASGI middleware: a server span per HTTP request, parented on its traceparent."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        name = f"{scope.get('method', 'GET')} {scope.get('path', '')}"
+        with tracer().start_as_current_span(
+            name, context=extract_asgi_scope(scope), kind=SpanKind.SERVER
+        ) as current:
+
+            async def send_traced(message: dict[str, Any]) -> None:
+                if message.get("type") == "http.response.start":
+                    current.set_attribute("http.status_code", int(message.get("status", 0)))
+                await send(message)
+
+            await self.app(scope, receive, send_traced)

@@ -1,0 +1,190 @@
+"""The console in Debian's headless Chromium: every page loads with no console
+error, values are rendered as text, actions change the store, auth narrows
+what a user sees. Screenshots are kept under tmp/artifacts/console."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from syndic.api.gen import auth_pb2, rpc_pb2
+from syndic.api.services import AUTH_SERVICE, KV_SERVICE, make_stub
+from syndic.console.routes import STATIC_FILES
+from tests.console.browser import browser_page, screenshot
+from tests.console.member import running_member
+
+# No "/" in it, so the key browser lists it at the top level rather than as a folder.
+HOSTILE_KEY = "<script>alert('key')<\\script>"
+HOSTILE_VALUE = "<img src=x onerror=alert('value')>"
+VIEWS = ("cluster", "keys", "leases", "metrics", "alerts", "debug")
+
+
+async def put(member: Any, key: str, value: str) -> None:
+    async with member.channel() as ch:
+        await make_stub(ch, KV_SERVICE).Put(
+            rpc_pb2.PutRequest(key=key.encode(), value=value.encode()), timeout=10
+        )
+
+
+async def get(member: Any, key: str) -> list[bytes]:
+    async with member.channel() as ch:
+        resp = await make_stub(ch, KV_SERVICE).Range(
+            rpc_pb2.RangeRequest(key=key.encode()), timeout=10
+        )
+    return [kv.value for kv in resp.kvs]
+
+
+async def test_every_page_loads_without_errors_and_renders_values_as_text(
+    tmp_path: Path,
+) -> None:
+    async with running_member(tmp_path) as member:
+        await put(member, HOSTILE_KEY, HOSTILE_VALUE)
+        await put(member, "app/db/url", "postgres://db")
+        await put(member, "app/db/url", "postgres://db2")
+        async with member.channel() as ch:
+            await make_stub(ch, "etcdserverpb.Lease").LeaseGrant(
+                rpc_pb2.LeaseGrantRequest(TTL=600), timeout=10
+            )
+        for _ in range(3):
+            await member.obs.sample_now()
+            await asyncio.sleep(0.05)
+        async with browser_page(member.admin_url) as (page, errors):
+            for view in VIEWS:
+                await page.goto(f"/ui#{view}")
+                await page.wait_for_selector(f"#view-{view}:not([hidden])")
+                await page.wait_for_load_state("networkidle")
+                await screenshot(page, view)
+            # First screen: the leader.
+            await page.goto("/ui#cluster")
+            leader = page.locator("#cluster-summary .card").first
+            await leader.locator(".value").wait_for()
+            assert await leader.locator(".value").inner_text() == f"{member.server.node.id:x}"
+            # The hostile key and value are shown as text, and nothing ran.
+            await page.goto("/ui#keys")
+            cell = page.locator("#keys-table button.key", has_text=HOSTILE_KEY)
+            await cell.wait_for()
+            assert await cell.inner_text() == HOSTILE_KEY
+            assert await page.locator("#keys-table td", has_text=HOSTILE_VALUE).count() == 1
+            assert await page.locator("#keys-table script, #keys-table img").count() == 0
+            # Revisions of a key, newest first.
+            await page.locator("#keys-folders button", has_text="app/").click()
+            await page.locator("#keys-folders button", has_text="app/db/").click()
+            await page.locator("#keys-table button.key", has_text="app/db/url").click()
+            rows = page.locator("#rev-table tbody tr")
+            await rows.nth(1).wait_for()
+            assert await rows.nth(0).locator("td").nth(2).inner_text() == "postgres://db2"
+            assert await rows.nth(1).locator("td").nth(2).inner_text() == "postgres://db"
+            await screenshot(page, "keys-revisions")
+            # Leases and charts drew something.
+            await page.goto("/ui#leases")
+            await page.locator("#leases-table tbody tr").first.wait_for()
+            await page.goto("/ui#metrics")
+            await page.locator("#metrics-charts svg polyline").first.wait_for(state="attached")
+            assert await page.locator("#metrics-charts .chart").count() >= 5
+        assert errors.messages == []
+        assert errors.dialogs == []
+
+
+async def test_put_delete_and_live_watch_change_and_follow_the_store(tmp_path: Path) -> None:
+    async with running_member(tmp_path) as member:
+        async with browser_page(member.admin_url) as (page, errors):
+            await page.goto("/ui#keys")
+            await page.fill("#keys-prefix", "live/")
+            await page.click("#keys-go")
+            await page.click("#keys-watch")
+            # The watch stream is open once the member counts a watcher for it.
+            await put(member, "live/x", "1")
+            await page.locator("#watch-events li", has_text="PUT live/x = 1").wait_for()
+            await page.fill("#put-form input[name=key]", "live/from-console")
+            await page.fill("#put-form input[name=value]", "<b>bold</b>")
+            await page.click("#put-form button")
+            await page.locator("#keys-table button.key", has_text="live/from-console").wait_for()
+            assert await get(member, "live/from-console") == [b"<b>bold</b>"]
+            await page.locator(
+                "#watch-events li", has_text="PUT live/from-console = <b>bold</b>"
+            ).wait_for()
+            await screenshot(page, "keys-watch")
+            row = page.locator("#keys-table tr", has_text="live/x")
+            await row.locator("button.delete").click()
+            await page.locator("#watch-events li", has_text="DELETE live/x").wait_for()
+            assert await get(member, "live/x") == []
+        assert errors.messages == []
+
+
+async def _enable_auth(member: Any) -> None:
+    async with member.channel() as ch:
+        auth = make_stub(ch, AUTH_SERVICE)
+        t = 10
+        await auth.UserAdd(rpc_pb2.AuthUserAddRequest(name="root", password="rootpw"), timeout=t)
+        await auth.RoleAdd(rpc_pb2.AuthRoleAddRequest(name="root"), timeout=t)
+        await auth.UserGrantRole(
+            rpc_pb2.AuthUserGrantRoleRequest(user="root", role="root"), timeout=t
+        )
+        await auth.RoleAdd(rpc_pb2.AuthRoleAddRequest(name="reader"), timeout=t)
+        perm = auth_pb2.Permission(
+            permType=auth_pb2.Permission.READ, key=b"pub/", range_end=b"pub0"
+        )
+        await auth.RoleGrantPermission(
+            rpc_pb2.AuthRoleGrantPermissionRequest(name="reader", perm=perm), timeout=t
+        )
+        await auth.UserAdd(rpc_pb2.AuthUserAddRequest(name="ann", password="annpw"), timeout=t)
+        await auth.UserGrantRole(
+            rpc_pb2.AuthUserGrantRoleRequest(user="ann", role="reader"), timeout=t
+        )
+        await auth.AuthEnable(rpc_pb2.AuthEnableRequest(), timeout=t)
+
+
+async def test_with_auth_the_console_logs_in_and_shows_only_what_the_role_allows(
+    tmp_path: Path,
+) -> None:
+    async with running_member(tmp_path) as member:
+        await put(member, "pub/news", "hello")
+        await put(member, "secret/plan", "hidden")
+        await _enable_auth(member)
+        async with browser_page(member.admin_url) as (page, errors):
+            await page.goto("/ui#keys")
+            await page.wait_for_selector("#login:not([hidden])")
+            await page.fill("#login-form input[name=user]", "ann")
+            await page.fill("#login-form input[name=password]", "wrong")
+            await page.click("#login-form button")
+            await page.wait_for_selector("#error:not([hidden])")
+            assert "401" in await page.inner_text("#error")
+            await page.fill("#login-form input[name=password]", "annpw")
+            await page.click("#login-form button")
+            await page.wait_for_selector("#view-keys:not([hidden])")
+            assert await page.inner_text("#who") == "user ann"
+            # Root-only pages are not offered to a reader.
+            assert await page.locator("#nav a[data-view=debug]").is_hidden()
+            await page.fill("#keys-prefix", "pub/")
+            await page.click("#keys-go")
+            await page.locator("#keys-table button.key", has_text="pub/news").wait_for()
+            await page.fill("#keys-prefix", "secret/")
+            await page.click("#keys-go")
+            await page.wait_for_selector("#error:not([hidden])")
+            assert "403" in await page.inner_text("#error")
+            assert await page.locator("#keys-table", has_text="secret/plan").count() == 0
+            await screenshot(page, "auth-denied")
+        # 401/403 answers show up as failed resource loads in the console.
+        unexpected = [m for m in errors.messages if "401" not in m and "403" not in m]
+        assert unexpected == []
+
+
+async def test_assets_load_nothing_from_elsewhere_and_unknown_ones_are_404(
+    tmp_path: Path,
+) -> None:
+    async with running_member(tmp_path) as member, aiohttp.ClientSession(member.admin_url) as http:
+        for path in ("/ui/static/..%2f..%2fetc%2fpasswd", "/ui/static/nope.js"):
+            async with http.get(path) as resp:
+                assert resp.status == 404, path
+        async with http.get("/ui") as resp:
+            assert resp.status == 200
+            assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+        for name in STATIC_FILES:
+            async with http.get(f"/ui/static/{name}") as resp:
+                assert resp.status == 200
+                # No third-party URL: the only absolute URL is the SVG namespace.
+                text = (await resp.text()).replace("http://www.w3.org/2000/svg", "")
+                assert "://" not in text, name

@@ -259,7 +259,8 @@ async def test_transact_retries_on_a_conflicting_write(client: Client, key_prefi
             await client.put(key, b"changed")  # someone else writes meanwhile
         stm.put(key, b"mine")
 
-    await transact(client, body)
+    # The method form runs the same STM as the function.
+    await client.transact(body)
     assert runs == [b"0", b"changed"]
     assert (await client.get(key)).kvs[0].value == b"mine"
 

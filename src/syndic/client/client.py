@@ -18,10 +18,10 @@ Example::
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from syndic.api.gen import rpc_pb2
 from syndic.api.services import (
@@ -31,6 +31,7 @@ from syndic.api.services import (
     MAINTENANCE_SERVICE,
 )
 from syndic.client import convert
+from syndic.client.concurrency.stm import ATTEMPTS_MAX_DEFAULT, Isolation, Stm, transact
 from syndic.client.config import ClientConfig, TlsOptions
 from syndic.client.errors import ClientError
 from syndic.client.lease import KeepAliver, Lease, keep_alive_once
@@ -63,6 +64,8 @@ from syndic.client.validate import (
     key_range,
 )
 from syndic.client.watch import Watch, watch_filters
+
+_T = TypeVar("_T")
 
 # etcd: lease.MaxLeaseTTL (9,000,000,000 s); a larger TTL is ErrLeaseTTLTooLarge.
 LEASE_TTL_S_MAX = 9_000_000_000
@@ -237,6 +240,18 @@ class Client:
             KV_SERVICE, "Txn", request, idempotent=txn_is_read_only(request)
         )
         return convert.txn_result(response)
+
+    async def transact(
+        self,
+        fn: Callable[[Stm], Awaitable[_T]],
+        *,
+        isolation: Isolation = "serializable_snapshot",
+        attempts_max: int = ATTEMPTS_MAX_DEFAULT,
+    ) -> tuple[_T, TxnResult]:
+        """Run ``fn`` as a software transaction, retried until it commits without
+        conflict (etcd's ``concurrency.NewSTM``); see
+        :func:`syndic.client.concurrency.transact`."""
+        return await transact(self, fn, isolation=isolation, attempts_max=attempts_max)
 
     async def compact(self, revision: int, *, physical: bool = False) -> int:
         """Drop history before ``revision``; returns the header revision."""

@@ -45,6 +45,7 @@ from syndic.registry.model import (
     Instance,
 )
 from syndic.registry.store import RegistryStore
+from syndic.registry.view import RegistryView
 
 log = logging.getLogger(__name__)
 
@@ -361,9 +362,10 @@ class Agent:
             await asyncio.sleep(delay_ms / 1000.0)
             await self.sync()
 
-    def out_of_sync(self) -> list[LocalService]:
-        """Local services whose instance or check statuses differ from the live catalog."""
-        view = self.catalog.view
+    def out_of_sync(self, view: RegistryView | None = None) -> list[LocalService]:
+        """Local services whose instance or check statuses differ from ``view``
+        (by default the live catalog)."""
+        view = view or self.catalog.view
         stale: list[LocalService] = []
         for local in self.services.values():
             inst = local.instance
@@ -389,9 +391,21 @@ class Agent:
         """One anti-entropy round; returns how many services were rewritten."""
         rewritten = 0
         try:
-            if self.config.node_name not in self.catalog.view.nodes:
+            # Compared with a fresh read, not the live catalog: a store that was
+            # restored or replaced may be behind the revision the watch follows.
+            changes, revision = await self.store.read_all()
+            if revision < self.catalog.view.revision:
+                log.warning(
+                    "agent: the store's revision went back (%d < %d); resyncing",
+                    revision,
+                    self.catalog.view.revision,
+                )
+                await self.catalog.resync()
+            fresh = RegistryView(self.store.layout)
+            fresh.load(changes, revision)
+            if self.config.node_name not in fresh.nodes:
                 await self.store.put_node(self.config.node_name, self.config.advertise_address, {})
-            for local in self.out_of_sync():
+            for local in self.out_of_sync(fresh):
                 inst = local.instance
                 states = {
                     cid: CheckState(lc.tracker.status, lc.tracker.output)

@@ -53,6 +53,12 @@ class LiveCatalog:
                 await self._task
             self._task = None
 
+    async def resync(self) -> None:
+        """Read the registry again and follow it from there (the store went back in time)."""
+        await self.stop()
+        await self._load()
+        self._task = asyncio.create_task(self._run(), name="syndic-agent-catalog")
+
     async def _load(self) -> None:
         changes, revision = await self.store.read_all()
         self.view.load(changes, revision)

@@ -102,7 +102,11 @@ class RegistryView:
         self.nodes: dict[str, NodeRecord] = {}
         self.catalog_index = 1
         self.nodes_index = 1
-        self.revision = 0
+        self.revision = 0  # the store's revision this view has applied
+        # Added to store revisions to make indexes. It grows when the store's
+        # revision goes backwards (a store restored or replaced), so indexes
+        # still only grow and blocking queries still wake.
+        self.index_offset = 0
         self.rejected_total = 0
 
     # -- queries ------------------------------------------------------------
@@ -132,6 +136,11 @@ class RegistryView:
     def load(self, changes: Iterable[Change], revision: int) -> None:
         """Replace the view with a full read at ``revision``; indexes never go backwards."""
         previous = {k: e.index for k, e in self.services.items()}
+        if revision < self.revision:
+            highest = max([self.catalog_index, self.nodes_index, *previous.values()])
+            self.index_offset = highest - revision + 1
+        self.revision = revision
+        published = revision + self.index_offset
         self.services = {}
         self.nodes = {}
         for change in changes:
@@ -142,10 +151,9 @@ class RegistryView:
                 entry = self.services[key] = ServiceEntry(key[0], key[1], index)
             # What changed while the watch was lost is unknown: every watcher
             # wakes once at the read's revision, and no index goes backwards.
-            entry.index = max(index, revision)
-        self.revision = max(self.revision, revision)
-        self.catalog_index = max(self.catalog_index, revision, 1)
-        self.nodes_index = max(self.nodes_index, revision, 1)
+            entry.index = max(index, published)
+        self.catalog_index = max(self.catalog_index, published, 1)
+        self.nodes_index = max(self.nodes_index, published, 1)
 
     def apply(self, changes: Iterable[Change], revision: int) -> set[tuple[str, str]]:
         """Apply watch events; returns the services whose index moved."""
@@ -169,7 +177,7 @@ class RegistryView:
                 self.nodes[parsed.name] = NodeRecord(
                     _node_address(change.value), change.create_revision, change.mod_revision
                 )
-            self.nodes_index = max(self.nodes_index, change.mod_revision)
+            self.nodes_index = max(self.nodes_index, change.mod_revision + self.index_offset)
             return None
         if parsed.kind not in ("inst", "check", "settings"):
             return None
@@ -184,9 +192,10 @@ class RegistryView:
             self.rejected_total += 1
             log.warning("registry: ignoring invalid value at %r: %s", change.key, exc)
             return None
-        entry.index = max(entry.index, change.mod_revision)
+        index = change.mod_revision + self.index_offset
+        entry.index = max(entry.index, index)
         if parsed.kind == "inst":
-            self.catalog_index = max(self.catalog_index, change.mod_revision)
+            self.catalog_index = max(self.catalog_index, index)
         return key
 
     def _apply_service(

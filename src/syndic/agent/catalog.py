@@ -26,6 +26,7 @@ RESYNC_DELAY_MS = 500.0
 
 _CATALOG = ("", "")  # waiter key for "any instance came or went"
 _NODES = ("", "nodes")
+_REVISION = ("", "revision")  # waiter key for "any watch batch applied"
 
 
 class LiveCatalog:
@@ -78,7 +79,7 @@ class LiveCatalog:
                         self._wake(_CATALOG)
                     if self.view.nodes_index != nodes_before:
                         self._wake(_NODES)
-                    self._wake(("", "revision"))
+                    self._wake(_REVISION)
             except CompactedError:
                 log.warning("agent catalog: watch compacted; reloading the registry")
             except ClientError as exc:
@@ -127,44 +128,37 @@ class LiveCatalog:
             async with asyncio.timeout(timeout_s):
                 await event.wait()
 
-    async def wait_service(self, ns: str, name: str, index: int, timeout_s: float) -> int:
-        """Block until the service's index passes ``index`` or the time is up; the new index."""
+    async def _wait_until(
+        self, key: tuple[str, str], done: Callable[[], bool], timeout_s: float
+    ) -> bool:
+        """Wait on ``key``'s wake-ups until ``done()`` or the time is up; returns ``done()``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while self.view.service_index(ns, name) <= index:
+        while not done():
             remaining = deadline - loop.time()
             if remaining <= 0:
-                break
-            await self._wait((ns, name), remaining)
+                return False
+            await self._wait(key, remaining)
+        return True
+
+    async def wait_service(self, ns: str, name: str, index: int, timeout_s: float) -> int:
+        """Block until the service's index passes ``index`` or the time is up; the new index."""
+        view = self.view
+        await self._wait_until((ns, name), lambda: view.service_index(ns, name) > index, timeout_s)
         return self.view.service_index(ns, name)
 
     async def wait_catalog(self, index: int, timeout_s: float) -> int:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while self.view.catalog_index <= index:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            await self._wait(_CATALOG, remaining)
+        await self._wait_until(_CATALOG, lambda: self.view.catalog_index > index, timeout_s)
         return self.view.catalog_index
 
     async def wait_nodes(self, index: int, timeout_s: float) -> int:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while self.view.nodes_index <= index:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            await self._wait(_NODES, remaining)
+        await self._wait_until(_NODES, lambda: self.view.nodes_index > index, timeout_s)
         return self.view.nodes_index
 
     async def wait_revision(self, revision: int, timeout_s: float) -> bool:
         """Wait until the view has applied ``revision`` (a consistent read's barrier)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while self.view.revision < revision:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            await self._wait(("", "revision"), remaining)
-        return True
+        return await self._wait_until(_REVISION, lambda: self.view.revision >= revision, timeout_s)
+
+    async def wait_any_change(self, done: Callable[[], bool], timeout_s: float) -> bool:
+        """Wait until ``done()``, re-checking after every applied watch batch."""
+        return await self._wait_until(_REVISION, done, timeout_s)

@@ -9,7 +9,6 @@ the catalog as it is, as a Consul server answers from its own state.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from collections import OrderedDict
@@ -389,10 +388,7 @@ class ConsulApi:
             return max((e.index for e in catalog.view.live_services(ns)), default=1)
 
         if b.index:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + b.wait_s
-            while current() <= b.index and loop.time() < deadline:
-                await catalog.wait_revision(catalog.view.revision + 1, deadline - loop.time())
+            await catalog.wait_any_change(lambda: current() > b.index, b.wait_s)
         out: list[dict[str, Any]] = []
         for entry in catalog.view.live_services(ns):
             for stored in entry.sorted_instances():

@@ -130,7 +130,6 @@ async def observe_http(request: web.Request, handler: Handler) -> web.StreamResp
                 str(code),
                 None,
                 trace_id,
-                rid,
             )
         request_id_var.reset(token)
 

@@ -17,7 +17,6 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from syndic.observability import tracing
-from syndic.observability.logs import request_id_var
 from syndic.observability.requests import observer_for
 
 _Started = tuple[float, Any, Any]
@@ -47,16 +46,19 @@ class CallRecorder:
         duration_ms = (time.perf_counter() - t0) * 1000.0
         trace_id = ""
         if span is not None:
-            span.set_attribute("rpc.grpc.status_code", code)
-            if code != "OK":
-                span.set_status(Status(StatusCode.ERROR, code))
-            trace_id = tracing.trace_id_of(span)
-            span.end()
-            otel_context.detach(token)
+            trace_id = self._end_span(span, token, code)
         if self.observer is not None:
-            self.observer.finish(
-                self.kind, duration_ms, code, request, trace_id, request_id_var.get()
-            )
+            self.observer.finish(self.kind, duration_ms, code, request, trace_id)
+
+    @staticmethod
+    def _end_span(span: Any, token: Any, code: str) -> str:
+        span.set_attribute("rpc.grpc.status_code", code)
+        if code != "OK":
+            span.set_status(Status(StatusCode.ERROR, code))
+        trace_id = tracing.trace_id_of(span)
+        span.end()
+        otel_context.detach(token)
+        return trace_id
 
 
 def _metadata(context: Any) -> Any:

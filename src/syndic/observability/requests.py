@@ -13,6 +13,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Final
 
+from syndic.observability.logs import request_id_var
 from syndic.observability.slowlog import SlowLog, SlowRequest, now_unix_s
 
 # Latencies kept per sampling interval for the p99: a reservoir this size gives
@@ -65,31 +66,31 @@ class RequestObserver:
         code: str,
         request: object = None,
         trace_id: str = "",
-        request_id: str = "",
     ) -> None:
         self.requests_total += 1
         self._latencies_ms.append(duration_ms)
         slow = duration_ms >= self.slow_log.threshold_ms
         if slow or self._capture_left:
-            # Sizing a message is the costly part: only for the few recorded.
-            size = _size_bytes(request)
-            if slow:
-                self.slow_log.record(
-                    SlowRequest(kind, size, duration_ms, code, now_unix_s(), request_id, trace_id)
+            self._record(kind, duration_ms, code, request, trace_id, slow)
+
+    def _record(
+        self, kind: str, duration_ms: float, code: str, request: object, trace_id: str, slow: bool
+    ) -> None:
+        # Sizing a message is the costly part: only for the few recorded.
+        size = _size_bytes(request)
+        if slow:
+            self.slow_log.record(
+                SlowRequest(
+                    kind, size, duration_ms, code, now_unix_s(), request_id_var.get(), trace_id
                 )
-            if self._capture_left and (self._capture_kind in ("", kind)):
-                self._capture_left -= 1
-                self.captured.append(
-                    CapturedRequest(
-                        kind,
-                        duration_ms,
-                        code,
-                        size,
-                        now_unix_s(),
-                        trace_id,
-                        _describe(request),
-                    )
+            )
+        if self._capture_left and (self._capture_kind in ("", kind)):
+            self._capture_left -= 1
+            self.captured.append(
+                CapturedRequest(
+                    kind, duration_ms, code, size, now_unix_s(), trace_id, _describe(request)
                 )
+            )
 
     def arm_capture(self, kind: str, count: int) -> None:
         """Record the next ``count`` requests of ``kind`` ("" = any) in full."""

@@ -43,8 +43,12 @@ _enabled_cache: list[tuple[object, bool]] = [(None, False)]
 
 def tracing_enabled() -> bool:
     """True once an SDK provider is installed (spans record); one global read
-    and an identity check per call, as it runs on every request."""
-    provider = trace.get_tracer_provider()
+    and an identity check per call, as it runs on every request.
+
+    It reads the global that ``trace.set_tracer_provider`` sets: the public
+    getter also looks up ``os.environ`` on each call while none is set, which
+    would double the cost of a traced-off request's bookkeeping."""
+    provider = getattr(trace, "_TRACER_PROVIDER", None)
     cached = _enabled_cache[0]
     if provider is not cached[0]:
         name = type(provider).__name__
@@ -60,15 +64,24 @@ def configure_tracing(service_name: str = "syndic", env: Mapping[str, str] | Non
     ``OTEL_TRACES_EXPORTER=none`` leave it off; an ``OTEL_EXPORTER_OTLP_*``
     endpoint or ``OTEL_TRACES_EXPORTER=otlp`` turn it on.
     """
+    provider = build_provider(service_name, env)
+    if provider is None:
+        return False
+    trace.set_tracer_provider(provider)
+    return True
+
+
+def build_provider(service_name: str = "syndic", env: Mapping[str, str] | None = None) -> Any:
+    """The SDK provider ``OTEL_*`` asks for, or None (see :func:`configure_tracing`)."""
     env = os.environ if env is None else env
     if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
-        return False
+        return None
     exporter_name = env.get("OTEL_TRACES_EXPORTER", "").lower()
     wants = exporter_name == "otlp" or any(
         k in env for k in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     )
     if exporter_name == "none" or not wants:
-        return False
+        return None
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -79,8 +92,7 @@ def configure_tracing(service_name: str = "syndic", env: Mapping[str, str] | Non
     provider = TracerProvider(resource=resource)
     # The exporter reads its endpoint, headers, timeout from OTEL_EXPORTER_OTLP_*.
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)
-    return True
+    return provider
 
 
 @contextmanager
@@ -143,6 +155,58 @@ def extract_grpc_metadata(
         k.lower(): v if isinstance(v, str) else v.decode("latin-1") for k, v in metadata or ()
     }
     return extract(carrier)
+
+
+async def httpx_request_hook(request: Any) -> None:
+    """httpx: ``AsyncClient(event_hooks={"request": [httpx_request_hook]})``."""
+    inject_headers(request.headers)
+
+
+def aiohttp_trace_config() -> Any:
+    """aiohttp: ``ClientSession(trace_configs=[aiohttp_trace_config()])``."""
+    import aiohttp
+
+    config = aiohttp.TraceConfig()
+
+    async def on_request_start(_session: Any, _ctx: Any, params: Any) -> None:
+        inject_headers(params.headers)
+
+    config.on_request_start.append(on_request_start)
+    return config
+
+
+class GrpcTraceInterceptor:
+    """grpc.aio: ``insecure_channel(target, interceptors=[GrpcTraceInterceptor()])``
+    adds the trace context to every unary call's metadata."""
+
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        import grpc
+
+        metadata = grpc.aio.Metadata(*(client_call_details.metadata or ()))
+        carrier: dict[str, str] = {}
+        inject(carrier)
+        for key, value in carrier.items():
+            metadata.add(key, value)
+        details = grpc.aio.ClientCallDetails(
+            client_call_details.method,
+            client_call_details.timeout,
+            metadata,
+            client_call_details.credentials,
+            client_call_details.wait_for_ready,
+        )
+        return await continuation(details, request)
+
+
+def grpc_trace_interceptor() -> Any:
+    """A :class:`GrpcTraceInterceptor` that grpc.aio accepts as an interceptor."""
+    import grpc
+
+    class _Interceptor(GrpcTraceInterceptor, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+        pass
+
+    return _Interceptor()
 
 
 def extract_asgi_scope(scope: Mapping[str, Any]) -> otel_context.Context:

@@ -1,0 +1,156 @@
+"""Tracing: a trace from a client call through the member (gRPC and HTTP), W3C
+trace context across httpx, aiohttp, grpc.aio and ASGI, OTEL_* configuration;
+spans come from the SDK's in-memory exporter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import httpx
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from syndic.api.gen import rpc_pb2
+from syndic.api.services import KV_SERVICE, make_stub
+from syndic.observability import tracing
+from tests.console.member import running_member
+
+_EXPORTER = InMemorySpanExporter()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """The process's SDK provider (set once: OpenTelemetry allows no replacement)."""
+    if not tracing.tracing_enabled():
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+        trace.set_tracer_provider(provider)
+    if not tracing.tracing_enabled() or _EXPORTER not in _exporters():
+        pytest.skip("another SDK provider is installed in this process")
+    _EXPORTER.clear()
+    yield _EXPORTER
+    _EXPORTER.clear()
+
+
+def _exporters() -> list[Any]:
+    provider: Any = trace.get_tracer_provider()
+    processors = provider._active_span_processor._span_processors
+    return [p.span_exporter for p in processors if hasattr(p, "span_exporter")]
+
+
+def named(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
+    found = [s for s in exporter.get_finished_spans() if s.name == name]
+    assert found, [s.name for s in exporter.get_finished_spans()]
+    return found[-1]
+
+
+async def test_a_client_call_is_traced_through_the_member(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    async with running_member(tmp_path) as member:
+        channel = grpc.aio.insecure_channel(
+            member.target, interceptors=[tracing.grpc_trace_interceptor()]
+        )
+        async with channel:
+            kv = make_stub(channel, KV_SERVICE)
+            with tracing.span("client.put", kind=SpanKind.CLIENT) as client_span:
+                await kv.Put(rpc_pb2.PutRequest(key=b"t", value=b"1"), timeout=10)
+                tracing.add_event("retry", attempt=1)
+            # Without the interceptor, the explicit metadata helper does the same.
+            with tracing.span("client.range") as range_span:
+                await kv.Range(
+                    rpc_pb2.RangeRequest(key=b"t"),
+                    metadata=tracing.inject_grpc_metadata(),
+                    timeout=10,
+                )
+        async with aiohttp.ClientSession(
+            member.admin_url, trace_configs=[tracing.aiohttp_trace_config()]
+        ) as http:
+            with tracing.span("client.cluster") as http_span:
+                async with http.get("/ui/api/cluster") as resp:
+                    assert resp.status == 200
+    server = named(spans, "etcdserverpb.KV/Put")
+    assert server.kind is SpanKind.SERVER
+    assert server.parent is not None
+    assert server.parent.span_id == client_span.get_span_context().span_id
+    assert server.context.trace_id == client_span.get_span_context().trace_id
+    assert server.attributes is not None and server.attributes["rpc.grpc.status_code"] == "OK"
+    assert [e.name for e in named(spans, "client.put").events] == ["retry"]
+    ranged = named(spans, "etcdserverpb.KV/Range")
+    assert ranged.parent is not None
+    assert ranged.parent.span_id == range_span.get_span_context().span_id
+    served = named(spans, "HTTP GET /ui/api/cluster")
+    assert served.parent is not None
+    assert served.parent.span_id == http_span.get_span_context().span_id
+    assert served.attributes is not None and served.attributes["http.status_code"] == 200
+
+
+async def test_a_failed_call_marks_its_span(tmp_path: Path, spans: InMemorySpanExporter) -> None:
+    async with running_member(tmp_path) as member, member.channel() as channel:
+        kv = make_stub(channel, KV_SERVICE)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await kv.Range(rpc_pb2.RangeRequest(key=b""), timeout=10)  # etcd: key is not provided
+    failed = named(spans, "etcdserverpb.KV/Range")
+    assert not failed.status.is_ok
+    assert failed.attributes is not None
+    assert failed.attributes["rpc.grpc.status_code"] == "INVALID_ARGUMENT"
+
+
+async def test_httpx_and_asgi_carry_the_trace_context(spans: InMemorySpanExporter) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    transport = httpx.ASGITransport(app=tracing.TracingASGIMiddleware(app))
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://svc",
+        event_hooks={"request": [tracing.httpx_request_hook]},
+    ) as client:
+        with tracing.span("caller") as caller:
+            resp = await client.get("/orders")
+    assert resp.status_code == 204
+    server = named(spans, "GET /orders")
+    assert server.parent is not None
+    assert server.parent.span_id == caller.get_span_context().span_id
+    assert server.attributes is not None and server.attributes["http.status_code"] == 204
+
+
+def test_asgi_and_grpc_carriers_round_trip(spans: InMemorySpanExporter) -> None:
+    with tracing.span("origin") as origin:
+        headers = tracing.inject_asgi_headers([])
+        metadata = tracing.inject_grpc_metadata((("x-other", "1"),))
+    want = origin.get_span_context()
+    for ctx in (
+        tracing.extract_asgi_scope({"headers": headers}),
+        tracing.extract_grpc_metadata(metadata),
+        tracing.extract_headers({"Traceparent": dict(metadata)["traceparent"]}),
+    ):
+        got = trace.get_current_span(ctx).get_span_context()
+        assert (got.trace_id, got.span_id) == (want.trace_id, want.span_id)
+    assert metadata[0] == ("x-other", "1")
+
+
+def test_otel_variables_decide_the_export() -> None:
+    assert tracing.build_provider(env={}) is None
+    assert tracing.build_provider(env={"OTEL_TRACES_EXPORTER": "none"}) is None
+    assert (
+        tracing.build_provider(
+            env={"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}
+        )
+        is None
+    )
+    provider = tracing.build_provider(
+        "svc", env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_SERVICE_NAME": "m1"}
+    )
+    assert provider is not None
+    assert provider.resource.attributes["service.name"] == "m1"
+    provider.shutdown()

@@ -19,7 +19,7 @@ from tests.console.member import running_member
 # No "/" in it, so the key browser lists it at the top level rather than as a folder.
 HOSTILE_KEY = "<script>alert('key')<\\script>"
 HOSTILE_VALUE = "<img src=x onerror=alert('value')>"
-VIEWS = ("cluster", "keys", "leases", "metrics", "alerts", "debug")
+VIEWS = ("cluster", "keys", "leases", "services", "metrics", "alerts", "debug")
 
 
 async def put(member: Any, key: str, value: str) -> None:
@@ -112,6 +112,37 @@ async def test_put_delete_and_live_watch_change_and_follow_the_store(tmp_path: P
             await page.locator("#watch-events li", has_text="DELETE live/x").wait_for()
             assert await get(member, "live/x") == []
         assert errors.messages == []
+
+
+async def test_register_from_the_console_lists_the_instance_and_deregister_removes_it(
+    tmp_path: Path,
+) -> None:
+    async with running_member(tmp_path) as member:
+        async with browser_page(member.admin_url) as (page, errors):
+            await page.goto("/ui#services")
+            await page.fill("#register-form input[name=service]", "web")
+            await page.fill("#register-form input[name=instance_id]", "web-1")
+            await page.fill("#register-form input[name=address]", "10.0.0.7")
+            await page.fill("#register-form input[name=port]", "8080")
+            await page.click("#register-form button")
+            row = page.locator("#services-table tbody tr", has_text="web-1")
+            await row.wait_for()
+            # The registration's TTL check starts critical, as Consul's does.
+            assert "console-ttl: critical" in await row.inner_text()
+            assert "10.0.0.7:8080" in await row.inner_text()
+            stored = await get(member, "syndic/registry/svc/default/web/inst/web-1")
+            assert len(stored) == 1 and b"10.0.0.7" in stored[0]
+            await screenshot(page, "services")
+            # A bad registration is refused with the registry's reason.
+            await page.fill("#register-form input[name=instance_id]", "bad/id")
+            await page.click("#register-form button")
+            await page.wait_for_selector("#error:not([hidden])")
+            assert "400" in await page.inner_text("#error")
+            await row.locator("button.deregister").click()
+            await row.wait_for(state="detached")
+            assert await get(member, "syndic/registry/svc/default/web/inst/web-1") == []
+        unexpected = [m for m in errors.messages if "400" not in m]
+        assert unexpected == []
 
 
 async def _enable_auth(member: Any) -> None:

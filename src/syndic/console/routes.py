@@ -16,6 +16,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from syndic.console.keys import key_revisions, kv_json, list_prefix
+from syndic.console.registry import RegistryAccess, instance_from, list_services
 from syndic.kv.errors import KvError
 from syndic.kv.messages import (
     DeleteRangeRequest,
@@ -24,7 +25,8 @@ from syndic.kv.messages import (
     prefix_end,
 )
 from syndic.kv.watch import WatchCreateRequest
-from syndic.observability.admin import obs, read_json
+from syndic.observability.admin import OBSERVABILITY_KEY, obs, read_json
+from syndic.registry.model import ModelError
 from syndic.server.backend import ServerError
 
 STATIC_FILES: Final = {
@@ -42,6 +44,7 @@ WATCH_KEEPALIVE_S: Final = 15.0
 KEY_BYTES_MAX: Final = 1536 * 1024
 LEASES_LISTED_MAX: Final = 500
 
+REGISTRY_KEY: Final = web.AppKey("console_registry", RegistryAccess)
 WATCHES_KEY: Final = web.AppKey("console_watches", set[object])
 _CSP: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -249,10 +252,62 @@ async def metrics(request: web.Request) -> web.Response:
     return web.json_response(obs(request).ring.as_json())
 
 
+def _registry(request: web.Request) -> RegistryAccess:
+    return request.app[REGISTRY_KEY]
+
+
+def _require_registry(request: web.Request, write: bool) -> None:
+    prefix = _registry(request).layout.all()
+    obs(request).auth.require(request, prefix, prefix_end(prefix), write=write)
+    if write and obs(request).auth.enabled:
+        # The console's client of the member holds no credentials.
+        raise web.HTTPForbidden(text="with auth on, register through the agent's HTTP API")
+
+
+async def services(request: web.Request) -> web.Response:
+    _require_registry(request, write=False)
+    reg = _registry(request)
+    return web.json_response({"services": await list_services(obs(request).node, reg.layout)})
+
+
+async def service_register(request: web.Request) -> web.Response:
+    _require_registry(request, write=True)
+    inst = instance_from(await read_json(request))
+    revision = await _registry(request).store().register(inst)
+    return web.json_response({"revision": revision})
+
+
+async def service_deregister(request: web.Request) -> web.Response:
+    _require_registry(request, write=True)
+    q = request.query
+    try:
+        found = (
+            await _registry(request)
+            .store()
+            .deregister(
+                q.get("namespace", "default"), q.get("service", ""), q.get("instance_id", "")
+            )
+        )
+    except ModelError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    if not found:
+        raise web.HTTPNotFound(text="no such instance")
+    return web.json_response({"deregistered": True})
+
+
 def add_console_routes(app: web.Application) -> None:
     """Mount the console on an admin app that already has observability routes."""
     app[WATCHES_KEY] = set()
+    registry = app[REGISTRY_KEY] = RegistryAccess(app[OBSERVABILITY_KEY].node)
+
+    async def close_registry(_app: web.Application) -> None:
+        await registry.close()
+
+    app.on_cleanup.append(close_registry)
     r = app.router
+    r.add_get("/ui/api/services", services)
+    r.add_post("/ui/api/services", service_register)
+    r.add_delete("/ui/api/services", service_deregister)
     r.add_get("/ui", index)
     r.add_get("/ui/", index)
     r.add_get("/ui/static/{name}", static)

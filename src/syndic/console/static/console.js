@@ -151,6 +151,24 @@ async function viewLeases() {
     l.id, l.ttl_s, l.granted_ttl_s, l.keys.join(", ") + (l.keys_hidden ? " (+" + l.keys_hidden + " hidden)" : "")]));
 }
 
+async function viewServices() {
+  const data = await api("/ui/api/services");
+  const rows = [];
+  for (const svc of data.services) {
+    for (const inst of svc.instances) {
+      const checks = el("span", {}, ...inst.checks.map((c) =>
+        el("span", { class: c.status === "passing" ? "ok" : "bad", title: c.output }, c.id + ": " + c.status + " ")));
+      const remove = el("button", { class: "deregister", onclick: async () => {
+        const q = new URLSearchParams({ namespace: svc.namespace, service: svc.service, instance_id: inst.id });
+        await api("/ui/api/services?" + q, { method: "DELETE" });
+        await viewServices();
+      } }, "deregister");
+      rows.push([svc.namespace, svc.service, inst.id, inst.address + ":" + inst.port, checks, remove]);
+    }
+  }
+  fill(document.querySelector("#services-table tbody"), rows);
+}
+
 const CHARTS = [
   ["request_rate", "requests/s", "/s"],
   ["latency_ms_p99", "latency p99", "ms"],
@@ -179,7 +197,7 @@ async function viewDebug() {
     fmtTime(e.at_unix_s), e.kind, e.size_bytes, e.duration_ms.toFixed(1), e.code, e.trace_id]));
 }
 
-const VIEWS = { cluster: viewCluster, keys: viewKeys, leases: viewLeases, metrics: viewMetrics, alerts: viewAlerts, debug: viewDebug };
+const VIEWS = { cluster: viewCluster, keys: viewKeys, leases: viewLeases, services: viewServices, metrics: viewMetrics, alerts: viewAlerts, debug: viewDebug };
 // Views that follow the member without a reload poll this often.
 const REFRESH_MS = 3000;
 
@@ -234,6 +252,17 @@ document.addEventListener("DOMContentLoaded", () => {
     try {
       await api("/ui/api/key", { method: "PUT", body: { key: form.get("key"), value: form.get("value") } });
       await viewKeys();
+      showError("");
+    } catch (err) { showError(String(err.message || err)); }
+  });
+  document.getElementById("register-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const form = new FormData(ev.target);
+    try {
+      await api("/ui/api/services", { method: "POST", body: {
+        service: form.get("service"), instance_id: form.get("instance_id"),
+        address: form.get("address"), port: Number(form.get("port") || 0) } });
+      await viewServices();
       showError("");
     } catch (err) { showError(String(err.message || err)); }
   });

@@ -29,6 +29,7 @@ from syndic.agent.http_common import (
     read_body,
     text_param,
     text_response,
+    valid_name,
 )
 from syndic.agent.render import (
     agent_service_doc,
@@ -39,7 +40,7 @@ from syndic.agent.render import (
     service_doc,
 )
 from syndic.client import ClientError
-from syndic.registry.model import HealthStatus, ModelError, check_name
+from syndic.registry.model import HealthStatus
 from syndic.registry.view import ServiceEntry, StoredInstance
 
 #: The Consul version syndic's API matches; tools that gate features on it see a current one.
@@ -72,11 +73,7 @@ class RenderCache:
 
 
 def _name(request: web.Request, key: str, what: str) -> str:
-    value = request.match_info[key]
-    try:
-        return check_name(value, what)
-    except ModelError as exc:
-        raise HttpError(400, f"Invalid {what}: {exc.problem}") from exc
+    return valid_name(request.match_info[key], what)
 
 
 class ConsulApi:
@@ -119,11 +116,7 @@ class ConsulApi:
     # -- helpers ----------------------------------------------------------------
 
     def _ns(self, request: web.Request) -> str:
-        ns = text_param(request, "ns") or self.config.namespace
-        try:
-            return check_name(ns, "namespace")
-        except ModelError as exc:
-            raise HttpError(400, f"Invalid namespace: {exc.problem}") from exc
+        return valid_name(text_param(request, "ns") or self.config.namespace, "namespace")
 
     def _check_dc(self, request: web.Request) -> None:
         dc = text_param(request, "dc")
@@ -431,10 +424,7 @@ class ConsulApi:
         ns = self._ns(request)
         only = text_param(request, "service")
         if only is not None:
-            try:
-                check_name(only, "service")
-            except ModelError as exc:
-                raise HttpError(400, f"Invalid service: {exc.problem}") from exc
+            valid_name(only, "service")
         view = self.agent.catalog.view
         groups: list[dict[str, Any]] = []
         for entry in view.live_services(ns):

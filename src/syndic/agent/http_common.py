@@ -12,6 +12,7 @@ from aiohttp import web
 
 from syndic.agent.config import AgentConfig
 from syndic.registry.durations import DurationError, parse_duration_ms
+from syndic.registry.model import ModelError, check_name
 
 #: Longest query-string value read, in characters: indexes, waits and names
 #: are short; a bound keeps hostile input cheap to refuse.
@@ -25,6 +26,14 @@ class HttpError(Exception):
         super().__init__(text)
         self.status = status
         self.text = text
+
+
+def valid_name(value: str, what: str) -> str:
+    """A name from a path or query, checked as the model checks names; 400 otherwise."""
+    try:
+        return check_name(value, what)
+    except ModelError as exc:
+        raise HttpError(400, f"Invalid {what}: {exc.problem}") from exc
 
 
 def flag(request: web.Request, name: str) -> bool:

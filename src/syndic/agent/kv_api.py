@@ -18,9 +18,10 @@ from syndic.agent.http_common import (
     read_body,
     text_param,
     uint_param,
+    valid_name,
 )
 from syndic.client import Client
-from syndic.registry.model import NAME_LENGTH_MAX, ModelError, check_name
+from syndic.registry.model import NAME_LENGTH_MAX
 
 #: Where the token middleware leaves the client of the request's user (auth on).
 REQUEST_CLIENT_KEY = web.RequestKey("syndic_request_client", Client)
@@ -156,10 +157,7 @@ class KvApi:
         value = text_param(request, name)
         if not value:
             return None
-        try:
-            return check_name(value, name)
-        except ModelError as exc:
-            raise HttpError(400, f"Invalid {name}: {exc.problem}") from exc
+        return valid_name(value, name)
 
     # -- sessions ---------------------------------------------------------------
 
@@ -208,15 +206,12 @@ class KvApi:
             behavior=behavior,
             ttl_s=session_ttl_s(ttl_ms),
             lock_delay_ms=lock_delay_ms,
-            node=check_name(node, "Node"),
+            node=valid_name(node, "Node"),
         )
         return json_response({"ID": session.session_id}, index=session.create_revision)
 
     def _sid(self, request: web.Request) -> str:
-        try:
-            return check_name(request.match_info["id"], "session")
-        except ModelError as exc:
-            raise HttpError(400, f"Invalid session: {exc.problem}") from exc
+        return valid_name(request.match_info["id"], "session")
 
     async def session_destroy(self, request: web.Request) -> web.Response:
         return json_response(await self._for(request).destroy_session(self._sid(request)))

@@ -19,15 +19,18 @@ from aiohttp import web
 
 from syndic.agent.agent import Agent
 from syndic.agent.decode import BodyError, fields, parse_json
-from syndic.agent.http_common import HttpError, json_response, read_body, text_param
-from syndic.registry.model import HealthStatus, ModelError, ServiceSettings, check_name, protect
+from syndic.agent.http_common import (
+    HttpError,
+    json_response,
+    read_body,
+    text_param,
+    valid_name,
+)
+from syndic.registry.model import HealthStatus, ModelError, ServiceSettings, protect
 
 
 def _names(request: web.Request, *keys: str) -> list[str]:
-    try:
-        return [check_name(request.match_info[k], k) for k in keys]
-    except ModelError as exc:
-        raise HttpError(400, f"Invalid {exc.field}: {exc.problem}") from exc
+    return [valid_name(request.match_info[k], k) for k in keys]
 
 
 class NativeApi:

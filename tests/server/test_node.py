@@ -11,11 +11,15 @@ import pytest
 
 from syndic.kv.errors import KvError
 from syndic.kv.messages import (
+    Compare,
+    CompareResult,
+    CompareTarget,
     DeleteRangeRequest,
     LeaseGrantRequest,
     LeaseGrantResponse,
     PutRequest,
     RangeRequest,
+    TxnRequest,
 )
 from syndic.raft import Role
 from syndic.server.backend import ServerError
@@ -174,3 +178,47 @@ async def test_the_clock_ticks_while_writes_never_stop(tmp_path: Path) -> None:
     finally:
         stop.set()
         await node.stop()
+
+
+async def test_read_only_txn_takes_no_log_entry_and_sees_acknowledged_writes(
+    tmp_path: Path,
+) -> None:
+    nodes = [MemberNode(c) for c in cluster_configs(tmp_path, 3)]
+    for node in nodes:
+        await node.start()
+    try:
+        await eventually(lambda: sum(n._is_leader() for n in nodes) == 1)
+        leader = next(n for n in nodes if n._is_leader())
+        follower = next(n for n in nodes if n is not leader)
+        txn = TxnRequest(
+            compare=(Compare(b"cfg", CompareTarget.VALUE, CompareResult.EQUAL, value=b"v1"),),
+            success=(RangeRequest(key=b"cfg"),),
+            failure=(RangeRequest(key=b"other"),),
+        )
+        await leader.write(PutRequest(key=b"cfg", value=b"v1"))
+        # The same Txn through the log answers what the read path answers.
+        logged = await leader.write(txn)
+        await eventually(
+            lambda: (
+                follower.raft is not None
+                and leader.raft is not None
+                and follower.raft.applied_index == leader.raft.applied_index
+            )
+        )
+        before = [(n.state.store.revision, n.raft.last_index) for n in nodes]  # type: ignore[union-attr]
+        for node in nodes:
+            assert await node.read_txn(txn) == logged
+        after = [(n.state.store.revision, n.raft.last_index) for n in nodes]  # type: ignore[union-attr]
+        assert after == before
+        # Linearizable: a follower's read-only Txn right after an acknowledged
+        # write sees it, with no wait of its own.
+        for i in range(5):
+            await leader.write(PutRequest(key=b"cfg", value=b"v%d" % (i + 2)))
+            got = await follower.read_txn(TxnRequest(success=(RangeRequest(key=b"cfg"),)))
+            assert got.responses[0].kvs[0].value == b"v%d" % (i + 2)  # type: ignore[union-attr]
+        with pytest.raises(ValueError, match="Range ops alone"):
+            await follower.read_txn(TxnRequest(success=(PutRequest(key=b"x", value=b"y"),)))
+        assert follower.state.store.range(RangeRequest(key=b"x")).kvs == ()
+    finally:
+        for node in nodes:
+            await node.stop()

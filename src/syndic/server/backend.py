@@ -20,6 +20,8 @@ from syndic.kv.messages import (
     LeaseTimeToLiveResponse,
     RangeRequest,
     RangeResponse,
+    TxnRequest,
+    TxnResponse,
 )
 from syndic.kv.watch import WatchStream
 
@@ -86,6 +88,11 @@ class Backend(Protocol):
 
     async def range(self, request: RangeRequest) -> RangeResponse:
         """A Range: linearizable (ReadIndex) unless ``request.serializable``."""
+        ...
+
+    async def read_txn(self, request: TxnRequest) -> TxnResponse:
+        """A Txn that :func:`txn_is_read_only` accepts, served like a Range, with
+        no log entry: linearizable (ReadIndex) unless :func:`txn_is_serializable`."""
         ...
 
     async def lease_keep_alive(self, lease_id: int) -> int:
@@ -158,6 +165,23 @@ class Backend(Protocol):
     def auth_store(self) -> AuthStore:
         """This member's applied auth store; read it, never change it."""
         ...
+
+
+def txn_is_read_only(request: TxnRequest) -> bool:
+    """etcd: isTxnReadonly. Both branches hold Range ops alone (a nested Txn
+    counts as a write, as in etcd), so the Txn changes nothing and needs no
+    log entry; its compares only read."""
+    return all(type(op) is RangeRequest for op in request.success) and all(
+        type(op) is RangeRequest for op in request.failure
+    )
+
+
+def txn_is_serializable(request: TxnRequest) -> bool:
+    """etcd: isTxnSerializable. Every op of a read-only Txn asks for a
+    serializable read (an empty Txn too), so no ReadIndex round is needed."""
+    return all(
+        type(op) is RangeRequest and op.serializable for op in (*request.success, *request.failure)
+    )
 
 
 class ServerError(Exception):

@@ -40,6 +40,8 @@ from syndic.kv.messages import (
     LeaseTimeToLiveResponse,
     RangeRequest,
     RangeResponse,
+    TxnRequest,
+    TxnResponse,
 )
 from syndic.kv.mvcc import StoreConfig
 from syndic.kv.watch import WatchHub, WatchStream
@@ -62,7 +64,14 @@ from syndic.raft import (
 from syndic.server import backend as errors
 from syndic.server import reconfig
 from syndic.server.auth import AuthStore
-from syndic.server.backend import Header, Member, MemberStatus, ServerError
+from syndic.server.backend import (
+    Header,
+    Member,
+    MemberStatus,
+    ServerError,
+    txn_is_read_only,
+    txn_is_serializable,
+)
 from syndic.server.bootstrap import (
     derived_identity,
     initial_snapshot,
@@ -780,6 +789,16 @@ class MemberNode:
         if not request.serializable:
             await self._read_barrier()
         return self.state.store.range(request)
+
+    async def read_txn(self, request: TxnRequest) -> TxnResponse:
+        # A write slipped in here would change one member's store alone.
+        if not txn_is_read_only(request):
+            raise ValueError("read_txn takes a Txn of Range ops alone")
+        if not txn_is_serializable(request):
+            await self._read_barrier()
+        # Nothing to write: the store evaluates it at its current revision
+        # and leaves the revision where it was.
+        return self.state.store.txn(request)
 
     async def _read_barrier(self) -> None:
         """Return once this member has applied everything committed before the call

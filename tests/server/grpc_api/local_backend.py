@@ -23,6 +23,8 @@ from syndic.kv.messages import (
     LeaseTimeToLiveResponse,
     RangeRequest,
     RangeResponse,
+    TxnRequest,
+    TxnResponse,
 )
 from syndic.kv.mvcc import Change, Store, StoreConfig
 from syndic.kv.watch import WatchConfig, WatchHub, WatchStream
@@ -72,6 +74,7 @@ class LocalBackend:
         self._listeners: set[Callable[[], None]] = set()
         self.store.add_observer(self)
         self.writes: list[object] = []
+        self.read_txns: list[TxnRequest] = []
         self._members: dict[int, Member] = {
             MEMBER_ID: Member(
                 MEMBER_ID,
@@ -102,6 +105,10 @@ class LocalBackend:
 
     async def range(self, request: RangeRequest) -> RangeResponse:
         return self.store.range(request)
+
+    async def read_txn(self, request: TxnRequest) -> TxnResponse:
+        self.read_txns.append(request)
+        return self.store.txn(request)
 
     async def lease_keep_alive(self, lease_id: int) -> int:
         resp = self.store.lease_keep_alive(LeaseKeepAliveRequest(lease_id), self.clock())

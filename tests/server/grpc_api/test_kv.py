@@ -341,3 +341,59 @@ async def test_compacted_revision_read_in_txn_is_refused(served: Served) -> None
         "etcdserver: mvcc: required revision has been compacted",
     )
     assert store.revision == before
+
+
+def _op_range(key: bytes, **kw: Any) -> rpc_pb2.RequestOp:
+    return rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=key, **kw))
+
+
+async def test_read_only_txn_is_served_without_a_write(served: Served) -> None:
+    await put(served, b"r", b"1")
+    writes = len(served.backend.writes)
+    cmp = _Cmp(key=b"r", target=_Cmp.VALUE, result=_Cmp.EQUAL, value=b"1")
+    for serializable in (False, True):
+        txn = rpc_pb2.TxnRequest(
+            compare=[cmp],
+            success=[_op_range(b"r", serializable=serializable)],
+            failure=[_op_range(b"absent")],
+        )
+        resp = await kv(served).Txn(txn, timeout=CALL_TIMEOUT_S)
+        assert resp.succeeded and resp.header.revision == 2
+        assert resp.responses[0].response_range.kvs[0].value == b"1"
+    # Compares alone (the registry's "is it still mine?") read too.
+    alone = await kv(served).Txn(rpc_pb2.TxnRequest(compare=[cmp]), timeout=CALL_TIMEOUT_S)
+    assert alone.succeeded and alone.responses == []
+    assert len(served.backend.writes) == writes and len(served.backend.read_txns) == 3
+    assert (await rng(served, key=b"r")).header.revision == 2
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        _op_put(b"w", b"x"),
+        rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(key=b"w")),
+        # etcd counts a nested Txn as a write even when it only reads.
+        rpc_pb2.RequestOp(request_txn=rpc_pb2.TxnRequest(success=[_op_range(b"w")])),
+    ],
+)
+async def test_txn_with_any_write_op_still_goes_through_the_log(
+    served: Served, op: rpc_pb2.RequestOp
+) -> None:
+    # The write sits in the branch not taken: the Txn still counts as a write.
+    txn = rpc_pb2.TxnRequest(success=[_op_range(b"w")], failure=[op])
+    resp = await kv(served).Txn(txn, timeout=CALL_TIMEOUT_S)
+    assert resp.succeeded
+    assert len(served.backend.writes) == 1 and served.backend.read_txns == []
+
+
+async def test_read_only_txn_reading_a_compacted_revision_is_refused(served: Served) -> None:
+    for value in (b"1", b"2", b"3"):
+        await put(served, b"c", value)
+    await kv(served).Compact(rpc_pb2.CompactionRequest(revision=3), timeout=CALL_TIMEOUT_S)
+    txn = rpc_pb2.TxnRequest(success=[_op_range(b"c", revision=2)])
+    await expect_error(
+        kv(served).Txn(txn, timeout=CALL_TIMEOUT_S),
+        grpc.StatusCode.OUT_OF_RANGE,
+        "etcdserver: mvcc: required revision has been compacted",
+    )
+    assert served.backend.writes[-1].__class__.__name__ == "CompactionRequest"

@@ -17,9 +17,15 @@ from syndic.kv.messages import (
     CompactionResponse,
     DeleteRangeResponse,
     PutResponse,
+    TxnRequest,
     TxnResponse,
 )
-from syndic.server.backend import Backend, request_too_large
+from syndic.server.backend import (
+    Backend,
+    request_too_large,
+    txn_is_read_only,
+    txn_is_serializable,
+)
 from syndic.server.grpc_api import convert
 from syndic.server.grpc_api.auth import AuthGate
 from syndic.server.grpc_api.config import GrpcApiConfig
@@ -75,10 +81,31 @@ class KVServicer:
     async def Txn(self, request: rpc_pb2.TxnRequest, context: Any) -> rpc_pb2.TxnResponse:
         self._check_size(request)
         req = convert.txn_request_from_pb(request)
-        resp: TxnResponse = _expect(await self._gate.write(context, req), TxnResponse)
+        if txn_is_read_only(req):
+            resp = await self._read_txn(context, req)
+        else:
+            resp = _expect(await self._gate.write(context, req), TxnResponse)
         return convert.txn_response_to_pb(
             resp, convert.header_pb(self._backend.header(), resp.revision)
         )
+
+    async def _read_txn(self, context: Any, req: TxnRequest) -> TxnResponse:
+        """etcd: a read-only Txn is served as a Range is, without a log entry;
+        the caller needs read permission on every compared and ranged key."""
+
+        def check() -> None:
+            # Range ops alone: the lease keys a Put or a revoke would need never are.
+            self._gate.store.check_request(self._gate.info(context), req, lambda _lease: ())
+
+        if txn_is_serializable(req):
+            # Served from this member's state, checked against the same state.
+            check()
+            return await self._backend.read_txn(req)
+        # As for a Range, the check follows the ReadIndex round so it sees
+        # every auth change acknowledged before the read.
+        resp = await self._backend.read_txn(req)
+        check()
+        return resp
 
     async def Compact(
         self, request: rpc_pb2.CompactionRequest, context: Any

@@ -434,9 +434,15 @@ class RaftNode:
     # -- Ready / advance ---------------------------------------------------------
 
     def _soft_state(self) -> SoftState:
+        prev = self._prev_soft
+        if self.lead == prev.leader_id and self.role is prev.role:
+            return prev  # unchanged: the value already handed out (immutable)
         return SoftState(leader_id=self.lead, role=self.role)
 
     def _hard_state(self) -> HardState:
+        prev = self._prev_hard
+        if self.term == prev.term and self.vote == prev.vote and self._log.committed == prev.commit:
+            return prev  # unchanged: no new value to build and validate
         return HardState(term=self.term, vote=self.vote, commit=self._log.committed)
 
     def _committed_to_apply(self) -> tuple[Entry, ...]:
@@ -450,14 +456,22 @@ class RaftNode:
         """True when ready() has something to hand out (False while one is outstanding)."""
         if self._outstanding is not None:
             return False
+        # Field by field rather than building a SoftState and a HardState: this
+        # is asked after every input, and the answer is usually False.
+        log = self._log
+        soft = self._prev_soft
+        hard = self._prev_hard
         return bool(
             self._msgs
             or self._read_states
-            or self._soft_state() != self._prev_soft
-            or self._hard_state() != self._prev_hard
-            or self._log.unstable_snapshot is not None
-            or self._log.unstable_from <= self._log.last_index()
-            or self._log.committed > self._log.applied
+            or self.lead != soft.leader_id
+            or self.role is not soft.role
+            or self.term != hard.term
+            or self.vote != hard.vote
+            or log.committed != hard.commit
+            or log.unstable_snapshot is not None
+            or log.unstable_from <= log.last_index()
+            or log.committed > log.applied
         )
 
     def ready(self) -> Ready:
@@ -549,9 +563,9 @@ class RaftNode:
         """Raise InvariantError if internal state is inconsistent (cheap; call often)."""
         if self._violation is not None:
             raise InvariantError(self._violation)
-        self._log.check()
         log = self._log
-        if self._log.unstable_snapshot is None and log.applied < log.offset:
+        log.check()
+        if log.unstable_snapshot is None and log.applied < log.offset:
             raise InvariantError(f"applied {log.applied} behind snapshot {log.offset}")
         if self.term < self._checked_term:
             raise InvariantError(f"term went back from {self._checked_term} to {self.term}")
@@ -559,8 +573,9 @@ class RaftNode:
             raise InvariantError(f"commit went back from {self._checked_commit} to {log.committed}")
         self._checked_term = self.term
         self._checked_commit = log.committed
-        members = self._conf.voters | self._conf.learners | self._conf.voters_outgoing
-        if set(self._progress) != set(members):
+        conf = self._conf
+        if self._progress.keys() != (conf.voters | conf.learners | conf.voters_outgoing):
+            members = conf.voters | conf.learners | conf.voters_outgoing
             raise InvariantError(
                 f"progress tracks {sorted(self._progress)} but members are {sorted(members)}"
             )
@@ -575,8 +590,9 @@ class RaftNode:
         own = self._progress.get(self.id)
         if own is not None and own.match != log.stable_last_index():
             raise InvariantError("leader's own progress does not match its persisted index")
+        last_index = log.last_index()
         for node_id, pr in self._progress.items():
-            pr.check(node_id, log.last_index())
+            pr.check(node_id, last_index)
         match = {node_id: pr.match for node_id, pr in self._progress.items()}
         quorum_holds = committed_index(self._conf, match)
         if log.committed > max(self._leader_commit_floor, quorum_holds):

@@ -232,22 +232,23 @@ class RaftLog:
         """Boundary checks cheap enough to run after every step."""
         # Between restoring a snapshot and the runtime applying it, applied lags offset.
         applied_floor = self.offset if self.unstable_snapshot is None else 0
+        last_index = self.offset + len(self._entries)
         if not (
             applied_floor <= self.applied <= self.committed
-            and self.offset <= self.committed <= self.last_index()
+            and self.offset <= self.committed <= last_index
         ):
             raise InvariantError(
                 f"log cursors out of order: offset {self.offset} applied {self.applied} "
                 f"committed {self.committed} last {self.last_index()}"
             )
-        if not self.offset < self.unstable_from <= self.last_index() + 1:
+        if not self.offset < self.unstable_from <= last_index + 1:
             raise InvariantError(
                 f"unstable_from {self.unstable_from} outside ({self.offset}, "
                 f"{self.last_index() + 1}]"
             )
         if self._entries:
             first, last = self._entries[0], self._entries[-1]
-            if first.index != self.offset + 1 or last.index != self.last_index():
+            if first.index != self.offset + 1 or last.index != last_index:
                 raise InvariantError("log entries not contiguous with the offset")
             if first.term < self.offset_term or last.term < first.term:
                 raise InvariantError("log terms decrease")

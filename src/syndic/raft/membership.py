@@ -67,7 +67,7 @@ def majority_committed_index(voters: Iterable[int], match: Mapping[int, int]) ->
     ids = list(voters)
     if not ids:
         return 0
-    indexes = sorted((match.get(node_id, 0) for node_id in ids), reverse=True)
+    indexes = sorted([match.get(node_id, 0) for node_id in ids], reverse=True)
     return indexes[len(ids) // 2]
 
 

@@ -88,6 +88,16 @@ class Entry:
     data: bytes = b""
 
     def __post_init__(self) -> None:
+        term, index = self.term, self.index
+        if (
+            type(term) is int
+            and type(index) is int
+            and 1 <= term <= U64_MAX
+            and 1 <= index <= U64_MAX
+            and type(self.type) is EntryType
+            and type(self.data) is bytes
+        ):
+            return  # the common case, decided without a call per field
         _check_uint("Entry.term", self.term, 1)
         _check_uint("Entry.index", self.index, 1)
         if not isinstance(self.type, EntryType):
@@ -203,17 +213,8 @@ class Message:
     context: bytes = b""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.type, MessageType):
-            raise InvalidArgumentError(f"Message.type must be a MessageType, got {self.type!r}")
-        check_node_id("Message.from_id", self.from_id)
-        check_node_id("Message.to_id", self.to_id)
-        _check_uint("Message.term", self.term)
-        _check_uint("Message.log_term", self.log_term)
-        _check_uint("Message.index", self.index)
-        _check_uint("Message.commit", self.commit)
-        _check_uint("Message.reject_hint", self.reject_hint)
-        if not isinstance(self.reject, bool):
-            raise InvalidArgumentError("Message.reject must be a bool")
+        if not self._fields_plainly_valid():
+            self._check_fields()
         if not isinstance(self.entries, tuple):
             raise InvalidArgumentError("Message.entries must be a tuple of Entry")
         expected = self.index + 1
@@ -230,7 +231,45 @@ class Message:
             raise InvalidArgumentError("Message.snapshot must be a Snapshot or None")
         if self.type is MessageType.SNAPSHOT and self.snapshot is None:
             raise InvalidArgumentError("Message: SNAPSHOT without a snapshot")
-        _check_bytes("Message.context", self.context)
+        if type(self.context) is not bytes:
+            _check_bytes("Message.context", self.context)
+
+    def _fields_plainly_valid(self) -> bool:
+        """The scalar fields in one expression: every message the core builds
+        passes here, so the per-field checks (and their messages) run only for
+        a value that is wrong or of an unusual type."""
+        return (
+            type(self.type) is MessageType
+            and type(self.from_id) is int
+            and type(self.to_id) is int
+            and type(self.term) is int
+            and type(self.log_term) is int
+            and type(self.index) is int
+            and type(self.commit) is int
+            and type(self.reject_hint) is int
+            and type(self.reject) is bool
+            and type(self.context) is bytes
+            and 1 <= self.from_id <= U64_MAX
+            and 1 <= self.to_id <= U64_MAX
+            and 0 <= self.term <= U64_MAX
+            and 0 <= self.log_term <= U64_MAX
+            and 0 <= self.index <= U64_MAX
+            and 0 <= self.commit <= U64_MAX
+            and 0 <= self.reject_hint <= U64_MAX
+        )
+
+    def _check_fields(self) -> None:
+        if not isinstance(self.type, MessageType):
+            raise InvalidArgumentError(f"Message.type must be a MessageType, got {self.type!r}")
+        check_node_id("Message.from_id", self.from_id)
+        check_node_id("Message.to_id", self.to_id)
+        _check_uint("Message.term", self.term)
+        _check_uint("Message.log_term", self.log_term)
+        _check_uint("Message.index", self.index)
+        _check_uint("Message.commit", self.commit)
+        _check_uint("Message.reject_hint", self.reject_hint)
+        if not isinstance(self.reject, bool):
+            raise InvalidArgumentError("Message.reject must be a bool")
 
 
 class ConfChangeType(enum.Enum):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # A runaway schedule (an event that reschedules itself at the same instant) would
 # spin forever without advancing time; no sound run comes near this many events.
@@ -21,12 +21,12 @@ class SimulationError(RuntimeError):
     """The simulator itself was misused (time going backwards, event budget blown)."""
 
 
-@dataclass(order=True, slots=True)
+@dataclass(slots=True)
 class _Scheduled:
     due_ms: int
     seq: int
-    action: Callable[[], None] = field(compare=False)
-    label: str = field(compare=False, default="")
+    action: Callable[[], None]
+    label: str = ""
 
 
 class VirtualClock:
@@ -45,7 +45,10 @@ class VirtualClock:
             raise SimulationError(f"tick_ms must be >= 1, got {tick_ms}")
         self.tick_ms = tick_ms
         self.now_ms = 0
-        self._queue: list[_Scheduled] = []
+        # (due_ms, seq, event): tuples of ints compare in C, far cheaper than
+        # a dataclass's generated ordering on every heap sift; seq is unique,
+        # so the event itself is never compared.
+        self._queue: list[tuple[int, int, _Scheduled]] = []
         self._seq = 0
         self._events_run = 0
 
@@ -58,19 +61,20 @@ class VirtualClock:
         if delay_ms < 0:
             raise SimulationError(f"cannot schedule {label!r} in the past ({delay_ms} ms)")
         self._seq += 1
-        heapq.heappush(self._queue, _Scheduled(self.now_ms + delay_ms, self._seq, action, label))
+        due = self.now_ms + delay_ms
+        heapq.heappush(self._queue, (due, self._seq, _Scheduled(due, self._seq, action, label)))
 
     def pending(self) -> int:
         return len(self._queue)
 
     def next_due_ms(self) -> int | None:
-        return self._queue[0].due_ms if self._queue else None
+        return self._queue[0][0] if self._queue else None
 
     def pop_due(self) -> _Scheduled:
         """Take the next event and move time to it."""
         if not self._queue:
             raise SimulationError("no event scheduled")
-        event = heapq.heappop(self._queue)
+        event = heapq.heappop(self._queue)[2]
         self._events_run += 1
         if self._events_run > MAX_EVENTS_PER_RUN:
             raise SimulationError(f"more than {MAX_EVENTS_PER_RUN} events in one run")

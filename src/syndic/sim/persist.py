@@ -89,6 +89,11 @@ class MemberStorage:
         snapshot: Snapshot | None,
     ) -> None:
         """Persist a Ready without syncing: the bytes reach the (volatile) page cache."""
+        if hard_state is None and not entries and snapshot is None:
+            # Most Readys carry only messages: no record to validate or frame.
+            # flush() still refuses a WAL that failed or was closed, as save() would.
+            self._wal.flush()
+            return
         if snapshot is not None:
             self._store.save(snapshot)
         self.records_unsynced += len(entries) + (hard_state is not None) + (snapshot is not None)

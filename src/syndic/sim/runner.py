@@ -261,7 +261,7 @@ class _Run:
             cluster.touched.clear()
             try:
                 event.action()
-                checker.check_step(cluster.live_cores(), cluster.touched_members())
+                checker.check_step(cluster.live_cores(), cluster.touched)
                 if cluster.leases.violations:
                     first = cluster.leases.violations[0]
                     raise SafetyViolationError(first.rule, first.describe())

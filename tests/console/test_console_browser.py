@@ -19,7 +19,7 @@ from tests.console.member import running_member
 # No "/" in it, so the key browser lists it at the top level rather than as a folder.
 HOSTILE_KEY = "<script>alert('key')<\\script>"
 HOSTILE_VALUE = "<img src=x onerror=alert('value')>"
-VIEWS = ("cluster", "keys", "leases", "services", "metrics", "alerts", "debug")
+VIEWS = ("cluster", "keys", "leases", "services", "config", "metrics", "alerts", "debug")
 
 
 async def put(member: Any, key: str, value: str) -> None:
@@ -143,6 +143,52 @@ async def test_register_from_the_console_lists_the_instance_and_deregister_remov
             assert await get(member, "syndic/registry/svc/default/web/inst/web-1") == []
         unexpected = [m for m in errors.messages if "400" not in m]
         assert unexpected == []
+
+
+async def publish_from_console(page: Any, data_id: str, content: str) -> None:
+    await page.fill("#publish-form input[name=data_id]", data_id)
+    await page.fill("#publish-form textarea[name=content]", content)
+    await page.click("#publish-form button")
+
+
+async def test_config_publish_history_diff_rollback_gray_and_promote(tmp_path: Path) -> None:
+    async with running_member(tmp_path) as member:
+        async with browser_page(member.admin_url) as (page, errors):
+            await page.goto("/ui#config")
+            await publish_from_console(page, "app.conf", "port=1\nmode=a")
+            await page.locator("#config-ids button", has_text="DEFAULT_GROUP/app.conf").wait_for()
+            await page.locator("#config-version", has_text="1").wait_for()
+            await publish_from_console(page, "app.conf", "port=2\nmode=a")
+            history = page.locator("#config-history tbody tr")
+            await history.nth(1).wait_for()
+            assert await page.inner_text("#config-content") == "port=2\nmode=a"
+            # Diff version 1 against version 2: one line out, one in.
+            await page.select_option("#diff-a", "1")
+            await page.select_option("#diff-b", "2")
+            await page.click("#diff-go")
+            assert await page.locator("#config-diff .diff-del").all_inner_texts() == ["- port=1"]
+            assert await page.locator("#config-diff .diff-add").all_inner_texts() == ["+ port=2"]
+            await screenshot(page, "config-diff")
+            # Roll back to version 1: a new version 3 with version 1's content.
+            await history.filter(has_text="port=1").locator("button.rollback").click()
+            await page.locator("#config-version", has_text="3").wait_for()
+            assert await page.inner_text("#config-content") == "port=1\nmode=a"
+            # Gray release to zone=b, then promote it.
+            await page.fill("#gray-form input[name=name]", "canary")
+            await page.fill("#gray-form input[name=label]", "zone=b")
+            await page.fill("#gray-form textarea[name=content]", "port=9")
+            await page.click("#gray-form button")
+            gray_row = history.filter(has_text="canary").first
+            await gray_row.locator("button.promote").wait_for()
+            assert await page.inner_text("#config-content") == "port=1\nmode=a"
+            await gray_row.locator("button.promote").click()
+            await page.locator("#config-content", has_text="port=9").wait_for()
+            await screenshot(page, "config-promoted")
+        assert errors.messages == []
+        history_url = "/v1/config/public/DEFAULT_GROUP/app.conf/history"
+        async with aiohttp.ClientSession(member.admin_url) as http, http.get(history_url) as resp:
+            kinds = [e["kind"] for e in await resp.json()]
+        assert "rollback" in kinds and "gray" in kinds
 
 
 async def _enable_auth(member: Any) -> None:

@@ -92,7 +92,8 @@ def instance_from(body: object) -> Instance:
 
 
 class RegistryAccess:
-    """A client of the member itself, opened on first use, for registry writes."""
+    """A client of the member itself, opened on first use, for the registry's
+    writes and the configuration centre's routes."""
 
     def __init__(self, node: Any) -> None:
         self.node = node
@@ -103,10 +104,14 @@ class RegistryAccess:
         url = self.node.config.advertise_client_urls[0]
         return str(url).split("://", 1)[-1]
 
-    def store(self) -> RegistryStore:
+    def client(self) -> Client:
+        # grpc.aio opens no connection until the first call.
         if self._client is None:
             self._client = Client([self._endpoint()])
-        return RegistryStore(self._client, self.layout)
+        return self._client
+
+    def store(self) -> RegistryStore:
+        return RegistryStore(self.client(), self.layout)
 
     async def close(self) -> None:
         if self._client is not None:

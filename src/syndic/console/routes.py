@@ -15,6 +15,8 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from syndic.config.http_api import ConfigHttpApi
+from syndic.config.store import ConfigStore
 from syndic.console.keys import key_revisions, kv_json, list_prefix
 from syndic.console.registry import RegistryAccess, instance_from, list_services
 from syndic.kv.errors import KvError
@@ -25,7 +27,7 @@ from syndic.kv.messages import (
     prefix_end,
 )
 from syndic.kv.watch import WatchCreateRequest
-from syndic.observability.admin import OBSERVABILITY_KEY, obs, read_json
+from syndic.observability.admin import OBSERVABILITY_KEY, Handler, obs, read_json
 from syndic.registry.model import ModelError
 from syndic.server.backend import ServerError
 
@@ -295,6 +297,15 @@ async def service_deregister(request: web.Request) -> web.Response:
     return web.json_response({"deregistered": True})
 
 
+@web.middleware
+async def _config_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/v1/config/") and obs(request).auth.enabled:
+        # The member's own client holds no credentials; with auth on, the
+        # agent's /v1/config API (with its tokens) is the way in.
+        raise web.HTTPForbidden(text="with auth on, use the agent's /v1/config API")
+    return await handler(request)
+
+
 def add_console_routes(app: web.Application) -> None:
     """Mount the console on an admin app that already has observability routes."""
     app[WATCHES_KEY] = set()
@@ -304,6 +315,10 @@ def add_console_routes(app: web.Application) -> None:
         await registry.close()
 
     app.on_cleanup.append(close_registry)
+    # The configuration centre's own HTTP API, over a client of this member,
+    # so the console's config page calls the same routes as `syndic config`.
+    ConfigHttpApi(ConfigStore(registry.client())).add_routes(app)
+    app.middlewares.append(_config_auth)
     r = app.router
     r.add_get("/ui/api/services", services)
     r.add_post("/ui/api/services", service_register)

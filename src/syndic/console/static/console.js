@@ -169,6 +169,81 @@ async function viewServices() {
   fill(document.querySelector("#services-table tbody"), rows);
 }
 
+const cfg = { group: "", dataId: "", head: 0, format: "text", history: [] };
+
+function cfgBase(group, dataId) {
+  const ns = document.getElementById("config-ns").value;
+  return "/v1/config/" + [ns, group, dataId].map(encodeURIComponent).join("/");
+}
+
+async function viewConfig() {
+  const ns = document.getElementById("config-ns").value;
+  const ids = await api("/v1/config/" + encodeURIComponent(ns));
+  document.getElementById("config-ids").replaceChildren(...ids.map((c) =>
+    el("li", {}, el("button", { class: "config-id", onclick: () => openConfig(c.group, c.data_id) }, c.group + "/" + c.data_id))));
+  if (cfg.dataId) await openConfig(cfg.group, cfg.dataId);
+}
+
+async function openConfig(group, dataId) {
+  Object.assign(cfg, { group: group, dataId: dataId });
+  const base = cfgBase(group, dataId);
+  const current = await api(base);
+  cfg.head = current.head_version;
+  cfg.format = current.format;
+  cfg.history = await api(base + "/history");
+  document.getElementById("config-detail").hidden = false;
+  document.getElementById("config-path").textContent = group + "/" + dataId;
+  document.getElementById("config-version").textContent = current.version;
+  document.getElementById("config-content").textContent = current.content === null ? "(encrypted)" : current.content;
+  fill(document.querySelector("#config-history tbody"), cfg.history.map((e) => {
+    const action = e.kind === "gray"
+      ? el("button", { class: "promote", onclick: () => configAction(base + "/gray/" + encodeURIComponent(e.gray_name) + "/promote", {}) }, "promote")
+      : el("button", { class: "rollback", onclick: () => configAction(base + "/rollback", { version: e.version }) }, "roll back to this");
+    return [e.version, e.kind, e.gray_name || "", e.author, fmtTime(e.time_ms / 1000), e.content === null ? "(encrypted)" : e.content, action];
+  }));
+  for (const id of ["diff-a", "diff-b"]) {
+    document.getElementById(id).replaceChildren(...cfg.history.map((e) => el("option", { value: e.version }, String(e.version))));
+  }
+  if (cfg.history.length > 1) document.getElementById("diff-a").value = String(cfg.history[1].version);
+}
+
+async function configAction(path, body) {
+  try {
+    await api(path, { method: path.endsWith("/rollback") || path.endsWith("/promote") ? "POST" : "PUT",
+      body: Object.assign({ expected_version: cfg.head, author: "console" }, body) });
+    await openConfig(cfg.group, cfg.dataId);
+    showError("");
+  } catch (err) { showError(String(err.message || err)); }
+}
+
+// Line diff by longest common subsequence; bounded so a huge config cannot hang the page.
+const DIFF_LINES_MAX = 2000;
+
+function lineDiff(a, b) {
+  const x = a.split("\n").slice(0, DIFF_LINES_MAX), y = b.split("\n").slice(0, DIFF_LINES_MAX);
+  const n = x.length, m = y.length;
+  const lcs = Array.from({ length: n + 1 }, () => new Uint16Array(m + 1));
+  for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--)
+    lcs[i][j] = x[i] === y[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
+  const out = [];
+  let i = 0, j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && x[i] === y[j]) { out.push(["  ", x[i]]); i++; j++; }
+    else if (i < n && (j === m || lcs[i + 1][j] >= lcs[i][j + 1])) { out.push(["- ", x[i]]); i++; }
+    else { out.push(["+ ", y[j]]); j++; }
+  }
+  return out;
+}
+
+function showDiff() {
+  const byVersion = (v) => cfg.history.find((e) => String(e.version) === v);
+  const a = byVersion(document.getElementById("diff-a").value);
+  const b = byVersion(document.getElementById("diff-b").value);
+  if (!a || !b) return;
+  document.getElementById("config-diff").replaceChildren(...lineDiff(a.content || "", b.content || "").map(([mark, line]) =>
+    el("div", { class: mark === "+ " ? "diff-add" : mark === "- " ? "diff-del" : "" }, mark + line)));
+}
+
 const CHARTS = [
   ["request_rate", "requests/s", "/s"],
   ["latency_ms_p99", "latency p99", "ms"],
@@ -197,7 +272,7 @@ async function viewDebug() {
     fmtTime(e.at_unix_s), e.kind, e.size_bytes, e.duration_ms.toFixed(1), e.code, e.trace_id]));
 }
 
-const VIEWS = { cluster: viewCluster, keys: viewKeys, leases: viewLeases, services: viewServices, metrics: viewMetrics, alerts: viewAlerts, debug: viewDebug };
+const VIEWS = { cluster: viewCluster, keys: viewKeys, leases: viewLeases, services: viewServices, config: viewConfig, metrics: viewMetrics, alerts: viewAlerts, debug: viewDebug };
 // Views that follow the member without a reload poll this often.
 const REFRESH_MS = 3000;
 
@@ -218,7 +293,7 @@ function show(view) {
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.view === view);
   clearInterval(state.timer);
   refresh();
-  if (view !== "keys") state.timer = setInterval(refresh, REFRESH_MS);
+  if (view !== "keys" && view !== "config") state.timer = setInterval(refresh, REFRESH_MS);
 }
 
 function showLogin() {
@@ -265,6 +340,31 @@ document.addEventListener("DOMContentLoaded", () => {
       await viewServices();
       showError("");
     } catch (err) { showError(String(err.message || err)); }
+  });
+  document.getElementById("config-list").addEventListener("click", refresh);
+  document.getElementById("diff-go").addEventListener("click", showDiff);
+  document.getElementById("publish-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const form = new FormData(ev.target);
+    const group = form.get("group"), dataId = form.get("data_id");
+    try {
+      // A new config is published with expected version 0; asking for it first would be a 404.
+      const ns = document.getElementById("config-ns").value;
+      const known = (await api("/v1/config/" + encodeURIComponent(ns))).some((c) => c.group === group && c.data_id === dataId);
+      const head = known ? (await api(cfgBase(group, dataId))).head_version : 0;
+      await api(cfgBase(group, dataId), { method: "PUT", body: {
+        content: form.get("content"), format: form.get("format"), expected_version: head, author: "console" } });
+      Object.assign(cfg, { group: group, dataId: dataId });
+      await viewConfig();
+      showError("");
+    } catch (err) { showError(String(err.message || err)); }
+  });
+  document.getElementById("gray-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const form = new FormData(ev.target);
+    const [k, v] = String(form.get("label")).split("=");
+    await configAction(cfgBase(cfg.group, cfg.dataId) + "/gray/" + encodeURIComponent(form.get("name")), {
+      content: form.get("content"), format: cfg.format, selector: { labels: { [k]: v || "" } } });
   });
   document.getElementById("login-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();

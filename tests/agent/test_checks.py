@@ -75,9 +75,13 @@ async def test_http_check_thresholds_and_writes_only_changes(
     await until(lambda: status(agent, "w1", "http-1") is HealthStatus.WARNING)
     state["code"] = 500
     hits = state["hits"]
-    await until(lambda: state["hits"] >= hits + 1)
-    assert status(agent, "w1", "http-1") is HealthStatus.WARNING  # one failure: not yet
     await until(lambda: status(agent, "w1", "http-1") is HealthStatus.CRITICAL)
+    # FailuresBeforeCritical=2: at least two failed runs before it turned critical
+    # (the exact run is the pure tracker's test; timing here is the machine's).
+    assert state["hits"] >= hits + 2
+    # Three changes (critical->passing->warning->critical), three writes, however
+    # many runs there were.
+    assert agent.status_writes_total == 3
     output = agent.catalog.view.service("default", "web").checks[("w1", "http-1")].state.output
     assert "500" in output
 

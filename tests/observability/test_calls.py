@@ -88,3 +88,14 @@ def test_slow_log_is_bounded_and_newest_first() -> None:
         SlowLog(threshold_ms=-1)
     with pytest.raises(ValueError):
         SlowLog(entries_max=0)
+
+
+def test_streams_are_not_slow_requests() -> None:
+    from syndic.observability.calls import CallRecorder
+    from syndic.server.metrics import ServerMetrics
+
+    metrics = ServerMetrics()
+    watch = CallRecorder("etcdserverpb.Watch", "Watch", metrics)
+    put = CallRecorder("etcdserverpb.KV", "Put", metrics)
+    assert watch.observer is None
+    assert put.observer is not None

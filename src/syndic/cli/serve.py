@@ -80,6 +80,7 @@ def serve(config_file: str | None, with_agent: bool, agent_http_addr: str, **giv
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _observability_setup("INFO")
     click.echo(
         f"syndic member {config.name!r}: client {','.join(config.advertise_client_urls)}, "
         f"peer {','.join(config.initial_advertise_peer_urls)}, data {config.data_path}"
@@ -92,6 +93,18 @@ def serve(config_file: str | None, with_agent: bool, agent_http_addr: str, **giv
     except (MemberIdentityError, TlsConfigError) as exc:
         # Refused before serving, with nothing changed: say why, as etcd does.
         raise click.ClickException(str(exc)) from exc
+
+
+def _observability_setup(level: str) -> None:
+    """JSON log lines with SYNDIC_LOG_FORMAT=json; OTLP trace export when OTEL_* asks."""
+    import os
+
+    from syndic.observability.logs import install_json_logging
+    from syndic.observability.tracing import configure_tracing
+
+    if os.environ.get("SYNDIC_LOG_FORMAT", "").lower() == "json":
+        install_json_logging(level)
+    configure_tracing("syndic")
 
 
 DEV_CLIENT_URL = "http://127.0.0.1:2379"
@@ -179,6 +192,7 @@ def dev(
             f"  etcd v3 gRPC API  {client_url}\n"
             f"  HTTP admin        {admin_url}/health  {admin_url}/metrics  "
             f"{admin_url}/debug/status\n"
+            f"  console           {admin_url}/ui\n"
             f"  Consul HTTP API   http://{agent_http_addr}/v1/catalog/services  "
             f"/v1/openapi.json\n"
             f"  data directory    {directory}\n"
@@ -194,6 +208,7 @@ def dev(
         )
 
     logging.basicConfig(level=logging.WARNING)
+    _observability_setup("WARNING")
     try:
         run(config, ready)
     except (OSError, RuntimeError) as exc:  # grpc reports a busy port as RuntimeError

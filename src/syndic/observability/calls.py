@@ -10,7 +10,7 @@ two ``perf_counter`` reads and a deque append (measured in
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -21,6 +21,10 @@ from syndic.observability.requests import observer_for
 
 _Started = tuple[float, Any, Any]
 
+# Streams live as long as their client wants: their duration is no latency,
+# and etcd's slow-request warning is for unary requests only.
+STREAMING_METHODS: Final = frozenset({"Watch", "LeaseKeepAlive", "Snapshot", "Observe"})
+
 
 class CallRecorder:
     """Records the calls of one gRPC method of one member."""
@@ -29,7 +33,8 @@ class CallRecorder:
 
     def __init__(self, service: str, method: str, owner: object | None) -> None:
         self.kind = f"{service}/{method}"
-        self.observer = observer_for(owner) if owner is not None else None
+        unary = method not in STREAMING_METHODS
+        self.observer = observer_for(owner) if owner is not None and unary else None
 
     def begin(self, context: Any) -> _Started:
         if not tracing.tracing_enabled():

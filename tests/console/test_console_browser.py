@@ -19,7 +19,17 @@ from tests.console.member import running_member
 # No "/" in it, so the key browser lists it at the top level rather than as a folder.
 HOSTILE_KEY = "<script>alert('key')<\\script>"
 HOSTILE_VALUE = "<img src=x onerror=alert('value')>"
-VIEWS = ("cluster", "keys", "leases", "services", "config", "metrics", "alerts", "debug")
+VIEWS = (
+    "cluster",
+    "keys",
+    "leases",
+    "services",
+    "config",
+    "traffic",
+    "metrics",
+    "alerts",
+    "debug",
+)
 
 
 async def put(member: Any, key: str, value: str) -> None:
@@ -189,6 +199,41 @@ async def test_config_publish_history_diff_rollback_gray_and_promote(tmp_path: P
         async with aiohttp.ClientSession(member.admin_url) as http, http.get(history_url) as resp:
             kinds = [e["kind"] for e in await resp.json()]
         assert "rollback" in kinds and "gray" in kinds
+
+
+RULES = "name: inventory\nbreaker: {failure_ratio: 0.5, minimum_calls: 10}\n"
+
+
+async def test_traffic_rules_are_listed_and_bad_rules_are_refused(tmp_path: Path) -> None:
+    base = "/v1/config/public/orders/inventory.yaml"
+    async with running_member(tmp_path) as member:
+        async with aiohttp.ClientSession(member.admin_url) as http:
+            async with http.put(f"{base}/settings", json={"traffic_rules": True}) as resp:
+                assert resp.status == 200
+            body = {"content": RULES, "format": "yaml", "expected_version": 0, "author": "t"}
+            async with http.put(base, json=body) as resp:
+                assert resp.status == 200
+            async with http.put(
+                "/v1/config/public/orders/plain.txt",
+                json={"content": "x", "format": "text", "expected_version": 0, "author": "t"},
+            ) as resp:
+                assert resp.status == 200
+        async with browser_page(member.admin_url) as (page, errors):
+            await page.goto("/ui#traffic")
+            row = page.locator("#traffic-table tbody tr")
+            await row.first.wait_for()
+            assert await row.count() == 1
+            assert "failure_ratio: 0.5" in await row.first.inner_text()
+            await screenshot(page, "traffic")
+            # A rule document the traffic parser refuses never reaches the store.
+            await page.goto("/ui#config")
+            await page.fill("#publish-form input[name=group]", "orders")
+            await page.select_option("#publish-form select[name=format]", "yaml")
+            await publish_from_console(page, "inventory.yaml", "name: inventory\nbreaker: 7\n")
+            await page.wait_for_selector("#error:not([hidden])")
+            assert "400" in await page.inner_text("#error")
+        unexpected = [m for m in errors.messages if "400" not in m]
+        assert unexpected == []
 
 
 async def _enable_auth(member: Any) -> None:

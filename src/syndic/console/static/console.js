@@ -244,6 +244,24 @@ function showDiff() {
     el("div", { class: mark === "+ " ? "diff-add" : mark === "- " ? "diff-del" : "" }, mark + line)));
 }
 
+// Configs looked at for the traffic page; each costs a settings read.
+const TRAFFIC_CONFIGS_MAX = 100;
+
+async function viewTraffic() {
+  const ns = document.getElementById("traffic-ns").value;
+  const base = "/v1/config/" + encodeURIComponent(ns);
+  const ids = (await api(base)).slice(0, TRAFFIC_CONFIGS_MAX);
+  const rows = [];
+  for (const c of ids) {
+    const path = base + "/" + encodeURIComponent(c.group) + "/" + encodeURIComponent(c.data_id);
+    const settings = await api(path + "/settings");
+    if (!settings.traffic_rules) continue;
+    const current = await api(path);
+    rows.push([c.group, c.data_id, current.version, el("pre", {}, current.content === null ? "(encrypted)" : current.content)]);
+  }
+  fill(document.querySelector("#traffic-table tbody"), rows);
+}
+
 const CHARTS = [
   ["request_rate", "requests/s", "/s"],
   ["latency_ms_p99", "latency p99", "ms"],
@@ -272,7 +290,7 @@ async function viewDebug() {
     fmtTime(e.at_unix_s), e.kind, e.size_bytes, e.duration_ms.toFixed(1), e.code, e.trace_id]));
 }
 
-const VIEWS = { cluster: viewCluster, keys: viewKeys, leases: viewLeases, services: viewServices, config: viewConfig, metrics: viewMetrics, alerts: viewAlerts, debug: viewDebug };
+const VIEWS = { cluster: viewCluster, keys: viewKeys, leases: viewLeases, services: viewServices, config: viewConfig, traffic: viewTraffic, metrics: viewMetrics, alerts: viewAlerts, debug: viewDebug };
 // Views that follow the member without a reload poll this often.
 const REFRESH_MS = 3000;
 
@@ -293,7 +311,7 @@ function show(view) {
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.view === view);
   clearInterval(state.timer);
   refresh();
-  if (view !== "keys" && view !== "config") state.timer = setInterval(refresh, REFRESH_MS);
+  if (!["keys", "config", "traffic"].includes(view)) state.timer = setInterval(refresh, REFRESH_MS);
 }
 
 function showLogin() {
@@ -342,6 +360,7 @@ document.addEventListener("DOMContentLoaded", () => {
     } catch (err) { showError(String(err.message || err)); }
   });
   document.getElementById("config-list").addEventListener("click", refresh);
+  document.getElementById("traffic-list").addEventListener("click", refresh);
   document.getElementById("diff-go").addEventListener("click", showDiff);
   document.getElementById("publish-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();

@@ -42,6 +42,8 @@ CONSOLE_WATCHES_MAX: Final = 32
 WATCH_PULL_RESPONSES_MAX: Final = 64
 # An SSE comment this often keeps proxies from closing an idle watch.
 WATCH_KEEPALIVE_S: Final = 15.0
+# How often an idle watch checks that its client is still connected.
+WATCH_DISCONNECT_CHECK_S: Final = 1.0
 # Keys and values typed in the console, as etcd's default request limit allows.
 KEY_BYTES_MAX: Final = 1536 * 1024
 LEASES_LISTED_MAX: Final = 500
@@ -210,6 +212,7 @@ async def watch(request: web.Request) -> web.StreamResponse:
     try:
         await response.prepare(request)
         await response.write(b": watching\n\n")
+        idle_s = 0.0
         while True:
             for resp in stream.pull(WATCH_PULL_RESPONSES_MAX):
                 events = [{"type": ev.type.name, **kv_json(ev.kv)} for ev in resp.events]
@@ -218,9 +221,16 @@ async def watch(request: web.Request) -> web.StreamResponse:
                     await response.write(f"data: {payload}\n\n".encode())
             wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), WATCH_KEEPALIVE_S)
+                await asyncio.wait_for(wake.wait(), WATCH_DISCONNECT_CHECK_S)
                 continue
-            await response.write(b": keep-alive\n\n")
+            # aiohttp does not cancel a handler whose client went away: look.
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                break
+            idle_s += WATCH_DISCONNECT_CHECK_S
+            if idle_s >= WATCH_KEEPALIVE_S:
+                idle_s = 0.0
+                await response.write(b": keep-alive\n\n")
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:

@@ -130,6 +130,7 @@ async def observe_http(request: web.Request, handler: Handler) -> web.StreamResp
                 str(code),
                 None,
                 trace_id,
+                client_request=False,
             )
         request_id_var.reset(token)
 

@@ -66,9 +66,14 @@ class RequestObserver:
         code: str,
         request: object = None,
         trace_id: str = "",
+        client_request: bool = True,
     ) -> None:
-        self.requests_total += 1
-        self._latencies_ms.append(duration_ms)
+        """Record one request; admin-API requests (``client_request=False``: the
+        console polling, scrapes) reach the slow log but not the client request
+        rate and latency."""
+        if client_request:
+            self.requests_total += 1
+            self._latencies_ms.append(duration_ms)
         slow = duration_ms >= self.slow_log.threshold_ms
         if slow or self._capture_left:
             self._record(kind, duration_ms, code, request, trace_id, slow)

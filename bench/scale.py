@@ -21,7 +21,7 @@ each system's own default, 100,000 for both), to choose whether a restart
 recovers mostly from a snapshot or mostly by replaying the log.
 
 Prints a table with the ratio syndic / etcd (lower is better for every row),
-writes bench/results/scale.json.
+writes bench/results/scale.json (one entry per snapshot-count mode).
 
 Example::
 
@@ -260,16 +260,25 @@ def main() -> None:
         print(kind, json.dumps(results[kind]), flush=True)
     print_table(results)
     if not args.no_save:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        out = {
-            "value_bytes": VALUE_BYTES,
-            "txn_puts": args.txn_puts,
-            "concurrency": args.concurrency,
-            "repeats": args.repeats,
-            "snapshot_count": args.snapshot_count or "default",
-            "results": results,
-        }
-        RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+        save(args, results)
+
+
+def save(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> None:
+    """Write this run under its mode (the snapshot count) in scale.json,
+    keeping the other modes' last runs."""
+    mode = f"snapshot-count={args.snapshot_count}" if args.snapshot_count else "default"
+    saved: dict[str, Any] = {}
+    if RESULTS.exists():
+        saved = json.loads(RESULTS.read_text())
+    saved[mode] = {
+        "value_bytes": VALUE_BYTES,
+        "txn_puts": args.txn_puts,
+        "concurrency": args.concurrency,
+        "repeats": args.repeats,
+        "results": results,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

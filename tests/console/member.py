@@ -9,6 +9,8 @@ from pathlib import Path
 
 import grpc
 
+from syndic.api.gen import auth_pb2, rpc_pb2
+from syndic.api.services import AUTH_SERVICE, KV_SERVICE, make_stub
 from syndic.observability.admin import OBSERVABILITY_KEY
 from syndic.observability.runtime import Observability
 from syndic.server.app import MemberServer
@@ -55,3 +57,42 @@ async def running_member(tmp_path: Path, **flags: str) -> AsyncIterator[Member]:
     )
     async with MemberServer(config) as server:
         yield Member(server, client, admin)
+
+
+async def put(member: Member, key: str, value: str) -> None:
+    async with member.channel() as ch:
+        await make_stub(ch, KV_SERVICE).Put(
+            rpc_pb2.PutRequest(key=key.encode(), value=value.encode()), timeout=10
+        )
+
+
+async def get(member: Member, key: str) -> list[bytes]:
+    async with member.channel() as ch:
+        resp = await make_stub(ch, KV_SERVICE).Range(
+            rpc_pb2.RangeRequest(key=key.encode()), timeout=10
+        )
+    return [kv.value for kv in resp.kvs]
+
+
+async def enable_auth(member: Member) -> None:
+    """root (root role), ann (READ on pub/), auth on."""
+    async with member.channel() as ch:
+        auth = make_stub(ch, AUTH_SERVICE)
+        t = 10
+        await auth.UserAdd(rpc_pb2.AuthUserAddRequest(name="root", password="rootpw"), timeout=t)
+        await auth.RoleAdd(rpc_pb2.AuthRoleAddRequest(name="root"), timeout=t)
+        await auth.UserGrantRole(
+            rpc_pb2.AuthUserGrantRoleRequest(user="root", role="root"), timeout=t
+        )
+        await auth.RoleAdd(rpc_pb2.AuthRoleAddRequest(name="reader"), timeout=t)
+        perm = auth_pb2.Permission(
+            permType=auth_pb2.Permission.READ, key=b"pub/", range_end=b"pub0"
+        )
+        await auth.RoleGrantPermission(
+            rpc_pb2.AuthRoleGrantPermissionRequest(name="reader", perm=perm), timeout=t
+        )
+        await auth.UserAdd(rpc_pb2.AuthUserAddRequest(name="ann", password="annpw"), timeout=t)
+        await auth.UserGrantRole(
+            rpc_pb2.AuthUserGrantRoleRequest(user="ann", role="reader"), timeout=t
+        )
+        await auth.AuthEnable(rpc_pb2.AuthEnableRequest(), timeout=t)

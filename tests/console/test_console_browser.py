@@ -10,11 +10,11 @@ from typing import Any
 
 import aiohttp
 
-from syndic.api.gen import auth_pb2, rpc_pb2
-from syndic.api.services import AUTH_SERVICE, KV_SERVICE, make_stub
+from syndic.api.gen import rpc_pb2
+from syndic.api.services import make_stub
 from syndic.console.routes import STATIC_FILES
 from tests.console.browser import browser_page, screenshot
-from tests.console.member import running_member
+from tests.console.member import enable_auth, get, put, running_member
 
 # No "/" in it, so the key browser lists it at the top level rather than as a folder.
 HOSTILE_KEY = "<script>alert('key')<\\script>"
@@ -30,21 +30,6 @@ VIEWS = (
     "alerts",
     "debug",
 )
-
-
-async def put(member: Any, key: str, value: str) -> None:
-    async with member.channel() as ch:
-        await make_stub(ch, KV_SERVICE).Put(
-            rpc_pb2.PutRequest(key=key.encode(), value=value.encode()), timeout=10
-        )
-
-
-async def get(member: Any, key: str) -> list[bytes]:
-    async with member.channel() as ch:
-        resp = await make_stub(ch, KV_SERVICE).Range(
-            rpc_pb2.RangeRequest(key=key.encode()), timeout=10
-        )
-    return [kv.value for kv in resp.kvs]
 
 
 async def test_every_page_loads_without_errors_and_renders_values_as_text(
@@ -236,36 +221,13 @@ async def test_traffic_rules_are_listed_and_bad_rules_are_refused(tmp_path: Path
         assert unexpected == []
 
 
-async def _enable_auth(member: Any) -> None:
-    async with member.channel() as ch:
-        auth = make_stub(ch, AUTH_SERVICE)
-        t = 10
-        await auth.UserAdd(rpc_pb2.AuthUserAddRequest(name="root", password="rootpw"), timeout=t)
-        await auth.RoleAdd(rpc_pb2.AuthRoleAddRequest(name="root"), timeout=t)
-        await auth.UserGrantRole(
-            rpc_pb2.AuthUserGrantRoleRequest(user="root", role="root"), timeout=t
-        )
-        await auth.RoleAdd(rpc_pb2.AuthRoleAddRequest(name="reader"), timeout=t)
-        perm = auth_pb2.Permission(
-            permType=auth_pb2.Permission.READ, key=b"pub/", range_end=b"pub0"
-        )
-        await auth.RoleGrantPermission(
-            rpc_pb2.AuthRoleGrantPermissionRequest(name="reader", perm=perm), timeout=t
-        )
-        await auth.UserAdd(rpc_pb2.AuthUserAddRequest(name="ann", password="annpw"), timeout=t)
-        await auth.UserGrantRole(
-            rpc_pb2.AuthUserGrantRoleRequest(user="ann", role="reader"), timeout=t
-        )
-        await auth.AuthEnable(rpc_pb2.AuthEnableRequest(), timeout=t)
-
-
 async def test_with_auth_the_console_logs_in_and_shows_only_what_the_role_allows(
     tmp_path: Path,
 ) -> None:
     async with running_member(tmp_path) as member:
         await put(member, "pub/news", "hello")
         await put(member, "secret/plan", "hidden")
-        await _enable_auth(member)
+        await enable_auth(member)
         async with browser_page(member.admin_url) as (page, errors):
             await page.goto("/ui#keys")
             await page.wait_for_selector("#login:not([hidden])")

@@ -22,8 +22,7 @@ from syndic.api.services import KV_SERVICE, make_stub
 from syndic.observability.logs import JsonFormatter
 from syndic.registry.keys import KeyLayout
 from syndic.registry.model import CheckState, HealthStatus, encode_check_state
-from tests.console.member import Member, running_member
-from tests.console.test_console_browser import _enable_auth, put
+from tests.console.member import Member, enable_auth, put, running_member
 from tests.server.cluster_util import free_port
 
 WAIT_S = 20.0
@@ -216,7 +215,7 @@ async def test_debug_endpoints(tmp_path: Path) -> None:
 
 async def test_debug_and_alert_admin_need_the_root_role_with_auth_on(tmp_path: Path) -> None:
     async with running_member(tmp_path) as member:
-        await _enable_auth(member)
+        await enable_auth(member)
         async with aiohttp.ClientSession(member.admin_url) as http:
             async with http.get("/debug/tasks") as resp:
                 assert resp.status == 401

@@ -15,8 +15,7 @@ from syndic.observability.samples import (
     histogram_buckets,
     percentile,
 )
-from tests.console.member import running_member
-from tests.console.test_console_browser import put
+from tests.console.member import put, running_member
 
 
 def test_percentile_is_nearest_rank() -> None:

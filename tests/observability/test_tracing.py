@@ -154,3 +154,15 @@ def test_otel_variables_decide_the_export() -> None:
     assert provider is not None
     assert provider.resource.attributes["service.name"] == "m1"
     provider.shutdown()
+
+
+def test_write_stages_are_events_on_the_current_span(spans: InMemorySpanExporter) -> None:
+    with tracing.span("put"):
+        tracing.write_stage("propose", 7)
+        tracing.write_stage("fsync", 7, batch=3)
+    assert [(e.name, dict(e.attributes or {})) for e in named(spans, "put").events] == [
+        ("propose", {"raft.index": 7}),
+        ("fsync", {"raft.index": 7, "batch": 3}),
+    ]
+    with pytest.raises(ValueError, match="stage"):
+        tracing.write_stage("vote", 1)

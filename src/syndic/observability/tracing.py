@@ -114,6 +114,20 @@ def add_event(name: str, **attributes: Any) -> None:
     trace.get_current_span().add_event(name, attributes=attributes or None)
 
 
+# The stages of a write a request's span records as events (etcd's trace steps).
+WRITE_STAGES: Final = ("propose", "commit", "apply", "fsync")
+
+
+def write_stage(stage: str, index: int, **attributes: Any) -> None:
+    """An event for one stage of a write on the current request's span; for the
+    member's node, which runs a request's proposal in the request's task."""
+    if stage not in WRITE_STAGES:
+        raise ValueError(f"stage must be one of {', '.join(WRITE_STAGES)}, got {stage!r:.20}")
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.add_event(stage, attributes={"raft.index": index, **attributes})
+
+
 def mark_error(current: Span, description: str) -> None:
     current.set_status(Status(StatusCode.ERROR, description))
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import operator
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -41,6 +43,17 @@ _TYPE_ID = {cls: i for i, cls in enumerate(_REQUEST_TYPES)}
 _FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in _REQUEST_TYPES}
 
 
+def _getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """Every field of a request in declaration order, as one tuple."""
+    get = operator.attrgetter(*names)
+    if len(names) > 1:
+        return get
+    return lambda value: (get(value),)  # attrgetter of one name returns it bare
+
+
+_GETTERS = {cls: _getter(names) for cls, names in _FIELDS.items()}
+
+
 class EntryKind(enum.IntEnum):
     """What a normal log entry asks the state machine to do."""
 
@@ -57,31 +70,30 @@ class EntryCodecError(ValueError):
     """Entry data that no syndic member wrote; the message says what is wrong."""
 
 
-def _encode_value(value: Any) -> Any:
+def _request_map(value: Any) -> dict[int, list[Any]]:
+    # msgpack calls this for what it cannot pack itself (the request
+    # dataclasses); tuples, IntEnums and the scalars it packs natively, as
+    # arrays and ints, so only the requests cost a Python call.
     cls = type(value)
-    if cls in _TYPE_ID:
-        return {_TYPE_ID[cls]: [_encode_value(getattr(value, n)) for n in _FIELDS[cls]]}
-    if cls is tuple or cls is list:  # an AUTH entry's payload is a list
-        return [_encode_value(v) for v in value]
-    if isinstance(value, enum.IntEnum):
-        return int(value)
-    return value
+    type_id = _TYPE_ID.get(cls)
+    if type_id is None:
+        raise TypeError(f"{cls.__name__} cannot travel in a log entry")
+    return {type_id: list(_GETTERS[cls](value))}
 
 
-def _decode_value(raw: Any) -> Any:
-    if isinstance(raw, dict):
-        if len(raw) != 1:
-            raise EntryCodecError("a request map must have exactly one type id")
-        ((type_id, fields),) = raw.items()
-        if not isinstance(type_id, int) or not 0 <= type_id < len(_REQUEST_TYPES):
-            raise EntryCodecError(f"unknown request type id {type_id!r}")
-        cls = _REQUEST_TYPES[type_id]
-        if not isinstance(fields, list) or len(fields) != len(_FIELDS[cls]):
-            raise EntryCodecError(f"{cls.__name__} needs {len(_FIELDS[cls])} fields")
-        return cls(*(_decode_value(f) for f in fields))
-    if isinstance(raw, list):
-        return tuple(_decode_value(v) for v in raw)
-    return raw
+def _request_of(raw: dict[Any, Any]) -> Any:
+    # msgpack calls this for every map it decodes, innermost first; arrays
+    # arrive as tuples (use_list=False), as the request fields hold them.
+    if len(raw) != 1:
+        raise EntryCodecError("a request map must have exactly one type id")
+    ((type_id, fields),) = raw.items()
+    if type(type_id) is not int or not 0 <= type_id < len(_REQUEST_TYPES):
+        raise EntryCodecError(f"unknown request type id {type_id!r}")
+    cls = _REQUEST_TYPES[type_id]
+    if type(fields) is not tuple or len(fields) != len(_FIELDS[cls]):
+        raise EntryCodecError(f"{cls.__name__} needs {len(_FIELDS[cls])} fields")
+    # The class's own validation runs: entry bytes come from peers and disk.
+    return cls(*fields)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -98,19 +110,23 @@ def encode_entry(kind: EntryKind, proposer_id: int, request_id: int, payload: An
     >>> decode_entry(encode_entry(EntryKind.ALARM, 1, 2, [True, 1])).payload
     (True, 1)
     """
-    return msgpack.packb([int(kind), proposer_id, request_id, _encode_value(payload)])
+    return msgpack.packb([int(kind), proposer_id, request_id, payload], default=_request_map)
 
 
 def decode_entry(data: bytes) -> DecodedEntry:
     """The inverse of :func:`encode_entry`; raises EntryCodecError on foreign bytes."""
     try:
-        fields = msgpack.unpackb(data, strict_map_key=False)
-        if isinstance(fields, list) and len(fields) == 5:
-            del fields[3]  # an older entry's clock reading (module docstring)
+        fields = msgpack.unpackb(
+            data, strict_map_key=False, use_list=False, object_hook=_request_of
+        )
+        if type(fields) is not tuple:
+            raise EntryCodecError("an entry is an array")
+        if len(fields) == 5:
+            fields = fields[:3] + fields[4:]  # an older entry's clock reading (module docstring)
         kind, proposer_id, request_id, payload = fields
-        if not isinstance(proposer_id, int) or not isinstance(request_id, int):
+        if type(proposer_id) is not int or type(request_id) is not int:
             raise EntryCodecError("proposer and request ids must be integers")
-        return DecodedEntry(EntryKind(kind), proposer_id, request_id, _decode_value(payload))
+        return DecodedEntry(EntryKind(kind), proposer_id, request_id, payload)
     except EntryCodecError:
         raise
     except Exception as exc:  # any defect of untrusted bytes is the same failure

@@ -118,14 +118,19 @@ def add_event(name: str, **attributes: Any) -> None:
 WRITE_STAGES: Final = ("propose", "commit", "apply", "fsync")
 
 
-def write_stage(stage: str, index: int, **attributes: Any) -> None:
-    """An event for one stage of a write on the current request's span; for the
-    member's node, which runs a request's proposal in the request's task."""
+def write_stage(stage: str, index: int, span: Span | None = None, **attributes: Any) -> None:
+    """An event for one stage of a write on a request's span.
+
+    ``propose`` runs in the request's own task, so the current span is the
+    request's; commit, apply and fsync run in the member's node loop, which
+    would keep ``trace.get_current_span()`` from the proposal with the pending
+    entry and pass it as ``span``.
+    """
     if stage not in WRITE_STAGES:
         raise ValueError(f"stage must be one of {', '.join(WRITE_STAGES)}, got {stage!r:.20}")
-    span = trace.get_current_span()
-    if span.is_recording():
-        span.add_event(stage, attributes={"raft.index": index, **attributes})
+    target = span if span is not None else trace.get_current_span()
+    if target.is_recording():
+        target.add_event(stage, attributes={"raft.index": index, **attributes})
 
 
 def mark_error(current: Span, description: str) -> None:

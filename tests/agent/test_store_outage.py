@@ -7,6 +7,8 @@ import asyncio
 import shutil
 from pathlib import Path
 
+import pytest
+
 from syndic.agent.agent import Agent
 from syndic.agent.config import AgentConfig
 from syndic.client import Client
@@ -52,5 +54,46 @@ async def test_services_come_back_after_the_store_lost_everything(tmp_path: Path
                 assert agent.catalog.view.service_index("default", "web") > index_before
             finally:
                 await agent.stop()
+    finally:
+        store.stop()
+
+
+@pytest.mark.slow  # about 15 s: a heartbeat TTL passes and the store restarts
+async def test_sdk_registration_and_discovery_recover(tmp_path: Path) -> None:
+    from syndic.registry.sdk import Registry
+
+    store = start_store_cluster("syndic", tmp_path / "store", 1)
+    try:
+        async with Client(store.endpoints, timeout_s=3.0) as client:
+            registry = Registry(client)
+            registration = await registry.register(
+                Instance("default", "api", "a1", "10.0.0.2", 81), heartbeat_ttl_s=2
+            )
+            live = await registry.discover("api", resync_interval_s=0.5)
+            try:
+                for _ in range(20):
+                    await client.put(b"filler", b"x")
+                assert [e.address for e in live.endpoints] == ["10.0.0.2:81"]
+                await asyncio.sleep(1.5)  # the live set has seen the store at that revision
+                member = store.members[0]
+                member.kill()
+                shutil.rmtree(member.data_dir)
+                member.start()
+                await asyncio.to_thread(wait_ready, store.endpoints)
+                # The heartbeat's lease is gone with the old store: the SDK registers
+                # again; the live set (its watch was past the new store's revision)
+                # notices the revision went back and reads the service again.
+                for _ in range(300):
+                    if live.resyncs_total and registration.registrations_total >= 2:
+                        break
+                    await asyncio.sleep(0.1)
+                assert live.resyncs_total >= 1 and registration.registrations_total >= 2
+                await live.wait_for(lambda s: len(s) == 1, 30)
+                # And it follows the new store: a deregistration is seen.
+                await registry.deregister("api", "a1")
+                await live.wait_for(lambda s: len(s) == 0, 30)
+            finally:
+                await live.close()
+                await registration.close()
     finally:
         store.stop()

@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 HEARTBEAT_TTL_S_DEFAULT = 10
 #: Pause before re-registering or re-reading after a store error, in seconds.
 RETRY_DELAY_S = 0.5
+#: How often a live endpoint set checks that the store's revision has not gone
+#: back (a restored or replaced store), in seconds; a watch would wait for the
+#: old revision and see nothing until then.
+RESYNC_INTERVAL_S = 30.0
 
 
 class Registration:
@@ -179,8 +183,10 @@ class LiveEndpoints:
         zone: str | None = None,
         balancers: Sequence[Balancer] = (),
         outlier: OutlierDetector | None = None,
+        resync_interval_s: float = RESYNC_INTERVAL_S,
     ) -> None:
         self.store = store
+        self.resync_interval_s = resync_interval_s
         self.namespace = check_name(namespace, "namespace")
         self.service = check_name(service, "service")
         self.tags = tuple(tags)
@@ -192,10 +198,39 @@ class LiveEndpoints:
         self.listeners: list[Callable[[EndpointSet], object]] = []
         self._view = RegistryView(store.layout)
         self._task: asyncio.Task[None] | None = None
+        self._guard_task: asyncio.Task[None] | None = None
+        self.resyncs_total = 0
 
     async def start(self) -> None:
         revision = await self._load()
         self._task = asyncio.create_task(self._follow(revision))
+        self._guard_task = asyncio.create_task(self._guard())
+
+    async def _guard(self) -> None:
+        prefix = self.store.layout.service(self.namespace, self.service)
+        seen = self._view.revision  # the highest store revision any read returned
+        while True:
+            await asyncio.sleep(self.resync_interval_s)
+            try:
+                r = await self.store.client.get(prefix, prefix=True, count_only=True)
+            except ClientError:
+                continue
+            if r.revision >= seen:
+                seen = r.revision
+                continue
+            seen = r.revision
+            self.resyncs_total += 1
+            log.warning("registry: the store's revision went back; reading %s again", self.service)
+            await self._stop_follow()
+            with contextlib.suppress(ClientError):
+                self._task = asyncio.create_task(self._follow(await self._load()))
+
+    async def _stop_follow(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
     async def _load(self) -> int:
         prefix = self.store.layout.service(self.namespace, self.service)
@@ -255,11 +290,12 @@ class LiveEndpoints:
                 await self.changed.wait()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        if self._guard_task is not None:
+            self._guard_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await self._guard_task
+            self._guard_task = None
+        await self._stop_follow()
 
     async def __aenter__(self) -> LiveEndpoints:
         return self
@@ -309,6 +345,7 @@ class Registry:
         zone: str | None = None,
         balancers: Sequence[Balancer] = (),
         outlier: OutlierDetector | None = None,
+        resync_interval_s: float = RESYNC_INTERVAL_S,
     ) -> LiveEndpoints:
         live = LiveEndpoints(
             self.store,
@@ -318,6 +355,7 @@ class Registry:
             zone=zone,
             balancers=balancers,
             outlier=outlier,
+            resync_interval_s=resync_interval_s,
         )
         await live.start()
         return live

@@ -199,6 +199,8 @@ class RaftNode:
         self._violation: str | None = None
         self._checked_term = self.term
         self._checked_commit = self._log.committed
+        self._members_conf: ConfState | None = None
+        self._members: frozenset[int] = frozenset()
         self._become_follower(self.term, 0)
 
     # -- read-only views -----------------------------------------------------
@@ -574,8 +576,12 @@ class RaftNode:
         self._checked_term = self.term
         self._checked_commit = log.committed
         conf = self._conf
-        if self._progress.keys() != (conf.voters | conf.learners | conf.voters_outgoing):
-            members = conf.voters | conf.learners | conf.voters_outgoing
+        if conf is not self._members_conf:
+            # The member set is worked out once per configuration, not per call.
+            self._members_conf = conf
+            self._members = conf.voters | conf.learners | conf.voters_outgoing
+        members = self._members
+        if self._progress.keys() != members:
             raise InvariantError(
                 f"progress tracks {sorted(self._progress)} but members are {sorted(members)}"
             )
@@ -593,13 +599,16 @@ class RaftNode:
         last_index = log.last_index()
         for node_id, pr in self._progress.items():
             pr.check(node_id, last_index)
-        match = {node_id: pr.match for node_id, pr in self._progress.items()}
-        quorum_holds = committed_index(self._conf, match)
-        if log.committed > max(self._leader_commit_floor, quorum_holds):
-            raise InvariantError(
-                f"leader committed {log.committed} but a quorum holds only {quorum_holds}"
-            )
-        if self._pending_conf_index > log.last_index():
+        # A commit at or below the floor is allowed whatever the quorum holds,
+        # so the quorum is only worked out when it decides the outcome.
+        if log.committed > self._leader_commit_floor:
+            match = {node_id: pr.match for node_id, pr in self._progress.items()}
+            quorum_holds = committed_index(self._conf, match)
+            if log.committed > quorum_holds:
+                raise InvariantError(
+                    f"leader committed {log.committed} but a quorum holds only {quorum_holds}"
+                )
+        if self._pending_conf_index > last_index:
             raise InvariantError("pending conf index beyond the log")
         if self._uncommitted_bytes < 0:
             raise InvariantError("negative uncommitted bytes")

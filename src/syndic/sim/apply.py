@@ -15,6 +15,7 @@ ReadIndex round.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,7 +35,7 @@ from syndic.kv.messages import (
     TxnResponse,
 )
 from syndic.kv.mvcc import StoreConfig
-from syndic.server.entry_codec import EntryKind, decode_entry, encode_entry
+from syndic.server.entry_codec import DecodedEntry, EntryKind, decode_entry, encode_entry
 from syndic.server.state_machine import StateMachine
 from syndic.sim.workload import Request, RequestKind
 
@@ -106,6 +107,22 @@ def encode_expiry(proposer_id: int, lease_id: int) -> bytes:
     return encode_entry(EntryKind.STORE, proposer_id, 0, LeaseRevokeRequest(id=lease_id))
 
 
+# Every member applies the same committed entries within a few ms of each
+# other; this many recent decodings cover that window.
+DECODED_ENTRIES_CACHED_MAX = 1024
+
+
+@functools.lru_cache(maxsize=DECODED_ENTRIES_CACHED_MAX)
+def _decode_shared(data: bytes) -> DecodedEntry:
+    """decode_entry(), once per distinct entry rather than once per member.
+
+    Decoding is a pure function of the bytes and its result is immutable
+    (frozen dataclasses and tuples), so members may share it; bytes that fail
+    to decode are not cached and fail again on each member, as they must.
+    """
+    return decode_entry(data)
+
+
 class MemberState:
     """One member's applied state: the server's state machine plus its applied index."""
 
@@ -147,7 +164,7 @@ class MemberState:
         if not data:
             return None
         try:
-            entry = decode_entry(data)
+            entry = _decode_shared(data)
         except ValueError as exc:
             raise ApplyError(f"entry {index} cannot be decoded: {exc}") from exc
         self.proposer_id = entry.proposer_id

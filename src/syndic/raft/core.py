@@ -492,8 +492,10 @@ class RaftNode:
         )
         early, late = self._split_early(hard)
         rd = Ready(
-            soft_state=soft if soft != self._prev_soft else None,
-            hard_state=hard if hard != self._prev_hard else None,
+            # _soft_state() and _hard_state() hand back the previous value itself
+            # when nothing changed, so identity is equality here.
+            soft_state=soft if soft is not self._prev_soft else None,
+            hard_state=hard if hard is not self._prev_hard else None,
             entries=entries,
             snapshot=snapshot,
             committed_entries=self._committed_to_apply(),
@@ -1156,6 +1158,8 @@ class RaftNode:
             self._bcast_heartbeat()
 
     def _release_reads(self) -> None:
+        if not self._reads:
+            return  # nothing waits: the quorum below would release nothing
         acks = dict(self._read_acks)
         acks[self.id] = self._read_seq
         # A quorum answered a heartbeat sent after every request with seq <= confirmed

@@ -415,6 +415,13 @@ class SimCluster:
 
     def deliver(self, msg: Message) -> None:
         member = self.members[msg.to_id]
+        core = member.core
+        if member.state is MemberState.UP and not member.busy and core is not None:
+            # The common case, as _submit() would run it, without a closure.
+            core.step(msg)
+            self.touched.add(member.node_id)
+            self._drain(member)
+            return
         self._submit(member, lambda: self._core(member).step(msg))
 
     def start_clocks(self, tick_ms: int) -> None:

@@ -14,6 +14,7 @@ import pytest
 from syndic.kv.messages import PutRequest, RangeRequest
 from syndic.raft import Ready
 from syndic.server import node as node_module
+from syndic.server.backend import ServerError
 from syndic.server.entry_codec import EntryKind, encode_entry
 from syndic.server.node import MemberNode
 from syndic.storage import WalOptions
@@ -132,4 +133,36 @@ async def test_a_save_that_may_cut_a_wal_segment_runs_off_the_loop(
         await node._persist(ready)
         assert ran_on_loop == [True, False]
     finally:
+        await node.stop()
+
+
+async def test_callers_time_out_while_the_disk_is_stuck(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(MemberNode, "request_timeout_s", 0.5)
+    node = await _single(tmp_path)
+    await node.write(PutRequest(key=b"settled", value=b"v"))  # past the election's entry
+    assert node._wal is not None
+    wal, save = node._wal, node._wal.save
+    release = threading.Event()
+
+    def stuck_save(*args: Any, **kwargs: Any) -> Any:
+        release.wait(20)  # a disk that does not answer
+        return save(*args, **kwargs)
+
+    wal.save = stuck_save  # type: ignore[method-assign]
+    failed_before = node.metrics.proposals_failed._value.get()
+    try:
+        started = time.monotonic()
+        # The node loop waits on the disk; the callers are still answered.
+        writes = [asyncio.create_task(node.write(PutRequest(key=b"k%d" % i))) for i in range(3)]
+        for write in writes:
+            with pytest.raises(ServerError, match="request timed out"):
+                await asyncio.wait_for(write, 10)
+        elapsed_s = time.monotonic() - started
+        assert 0.5 <= elapsed_s < 5
+        assert node.metrics.proposals_failed._value.get() == failed_before + 3
+        assert not node._proposals
+    finally:
+        release.set()
         await node.stop()

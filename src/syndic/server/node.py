@@ -111,6 +111,10 @@ PROPOSALS_PENDING_BYTES_MAX = 256 * 1024 * 1024
 APPLY_GAP_ENTRIES_MAX = 5000
 # Linearizable reads waiting for their ReadIndex round.
 READS_PENDING_MAX = 10_000
+# How often callers past the request timeout are failed: one timer for all
+# of them instead of one armed and cancelled per call (a few per cent of a
+# member's CPU under load); a caller may wait this much longer than the timeout.
+REQUEST_TIMEOUT_SWEEP_MS = 100
 # Framing an entry adds its kind and ids to the request it carries.
 ENTRY_OVERHEAD_BYTES_MAX = 1024
 # Keep-alives a follower hands to its leader in one peer request; more wait
@@ -144,11 +148,13 @@ class UndecodableEntryError(RuntimeError):
 class _Pending:
     """A caller waiting for its proposal (or read) to be applied."""
 
-    __slots__ = ("future", "index")
+    __slots__ = ("deadline_s", "future", "index")
 
-    def __init__(self, future: asyncio.Future[Any]) -> None:
+    def __init__(self, future: asyncio.Future[Any], deadline_s: float) -> None:
         self.future = future
         self.index = 0
+        # time.monotonic() past which the caller is answered "request timed out".
+        self.deadline_s = deadline_s
 
 
 class MemberNode:
@@ -178,6 +184,7 @@ class MemberNode:
         self._transport: PeerTransport | None = None
         self._peer_client_ssl: ssl.SSLContext | None = None
         self._task: asyncio.Task[None] | None = None
+        self._timeout_sweeper: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
         self._stopping = False
         self._request_ids = itertools.count(1)
@@ -280,6 +287,30 @@ class MemberNode:
             # A single-voter cluster need not wait an election timeout to lead.
             self.raft.campaign()
         self._task = asyncio.create_task(self._run(), name=f"node-{self.config.name}")
+        self._sweep_timeouts()
+
+    def _sweep_timeouts(self) -> None:
+        """Fail the proposals and reads waiting past the request timeout, then
+        come back in REQUEST_TIMEOUT_SWEEP_MS. A timer of its own, not the node
+        loop's tick: a loop stuck on a disk must still answer its callers."""
+        if self._stopping:
+            return
+        now_s = time.monotonic()
+        for waiting, failed in (
+            (self._proposals, self.metrics.proposals_failed),
+            (self._reads, None),
+        ):
+            # Every waiter gets the same timeout, so the oldest come first.
+            for pending in waiting.values():
+                if pending.deadline_s > now_s:
+                    break
+                if not pending.future.done():
+                    pending.future.set_exception(errors.request_timed_out())
+                    if failed is not None:
+                        failed.inc()
+        self._timeout_sweeper = asyncio.get_running_loop().call_later(
+            REQUEST_TIMEOUT_SWEEP_MS / 1000, self._sweep_timeouts
+        )
 
     async def _open_log(self) -> PersistentState:
         """Settle this member's ids and recover its log; a founding member's
@@ -311,6 +342,8 @@ class MemberNode:
         self._stopping = True
         self._wake.set()
         self._loop_lag.stop()
+        if self._timeout_sweeper is not None:
+            self._timeout_sweeper.cancel()
         if self._task is not None:
             self._task.cancel()
             # A loop that failed has already logged why (see _run).
@@ -734,15 +767,12 @@ class MemberNode:
         # Proposed by the node loop with the rest of this cycle's (one append
         # per follower, or one forwarded frame, for the whole batch).
         self._outbox.append((request_id, data))
-        self._proposals[request_id] = _Pending(future)
+        self._proposals[request_id] = _Pending(future, time.monotonic() + self.request_timeout_s)
         self._proposal_bytes += len(data)
         self._wake.set()
         try:
-            async with asyncio.timeout(self.request_timeout_s):
-                return await future
-        except TimeoutError:
-            self.metrics.proposals_failed.inc()
-            raise errors.request_timed_out() from None
+            # _sweep_timeouts fails it with "request timed out" past its deadline.
+            return await future
         finally:
             self._proposals.pop(request_id, None)
             self._proposal_bytes -= len(data)
@@ -810,7 +840,7 @@ class MemberNode:
             raise errors.too_many_requests()
         ctx = next(self._request_ids).to_bytes(8, "big")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._reads[ctx] = _Pending(future)
+        self._reads[ctx] = _Pending(future, time.monotonic() + self.request_timeout_s)
         try:
             self.raft.read_index(ctx)
         except NotLeaderError as exc:
@@ -818,10 +848,8 @@ class MemberNode:
             raise errors.not_leader() from exc
         self._wake.set()
         try:
-            async with asyncio.timeout(self.request_timeout_s):
-                await future
-        except TimeoutError:
-            raise errors.request_timed_out() from None
+            # _sweep_timeouts fails it with "request timed out" past its deadline.
+            await future
         finally:
             self._reads.pop(ctx, None)
 

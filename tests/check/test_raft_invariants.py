@@ -152,3 +152,27 @@ def test_core_invariant_failure_is_reported_for_touched_cores_only() -> None:
     checker.check_step([(1, broken)], touched=[])
     with pytest.raises(SafetyViolationError, match="core-invariant: n1: match >= next"):
         checker.check_step([(1, broken)], touched=[1])
+
+
+def test_only_touched_changed_still_catches_a_touched_commit_going_back() -> None:
+    checker = RaftSafetyChecker()
+    checker.check_step([(1, FakeCore(commit_index=5))], touched=[1], only_touched_changed=True)
+    with pytest.raises(SafetyViolationError, match="went from 5 down to 4"):
+        checker.check_step([(1, FakeCore(commit_index=4))], touched=[1], only_touched_changed=True)
+
+
+def test_an_untouched_verified_leader_is_checked_again_when_others_commit() -> None:
+    checker = RaftSafetyChecker()
+    log = [E(1, 1), E(2, 2)]
+    for e in log:
+        checker.observe_apply(1, e)
+    follower = FakeCore(term=2, commit_index=1, log=log)
+    leader = FakeCore(term=3, role=Role.LEADER, commit_index=1, log=[E(1, 1)])
+    checker.check_step([(1, follower), (2, leader)], touched=[1, 2], only_touched_changed=True)
+    checker.check_step([(1, follower), (2, leader)], touched=[1], only_touched_changed=True)
+    # Index 2 becomes committed (in term 2) on the follower; the leader of term
+    # 3, untouched by this step, lacks it.
+    follower.commit_index = 2
+    with pytest.raises(SafetyViolationError, match="lacks committed index 2") as info:
+        checker.check_step([(1, follower), (2, leader)], touched=[1], only_touched_changed=True)
+    assert info.value.invariant == "leader-completeness"

@@ -264,7 +264,9 @@ class _Run:
                 # Every input to a core marks its member touched; an event that
                 # touched none changed no core and no fact the checker keeps.
                 if cluster.touched:
-                    checker.check_step(cluster.live_cores(), cluster.touched)
+                    checker.check_step(
+                        cluster.live_cores(), cluster.touched, only_touched_changed=True
+                    )
                 if cluster.leases.violations:
                     first = cluster.leases.violations[0]
                     raise SafetyViolationError(first.rule, first.describe())

@@ -173,10 +173,9 @@ class Http2Connection(asyncio.Protocol):
         if head.timeout_s is not None:
             call.deadline = self._loop.call_later(head.timeout_s, self._deadline_expired, call)
         if handler.request_streaming:
+            self.protocol.let_request_pause(stream_id)
             call.requests = asyncio.Queue()
             self._run(call, None)
-        else:
-            self.protocol.expect_request(stream_id)
 
     def _run(self, call: Call, request: bytes | None) -> None:
         """Start the handler, or queue it if this pass has started its share."""

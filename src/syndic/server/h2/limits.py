@@ -103,7 +103,9 @@ class ServerLimits:
     preface_timeout_s: float = 10.0
     # A stream holding part of a message, a unary call whose request has not
     # ended, or a header block left open, with no new bytes for this long, is
-    # ended: a partial request is not a lease on server memory or a call slot.
+    # ended (within a quarter of the timeout more: streams are looked at a few
+    # times per timeout, not per call): a partial request is not a lease on
+    # server memory or a call slot.
     request_stall_timeout_s: float = 20.0
     # A stream with answers queued that could send nothing for this long
     # (zero window, unread socket) is reset with CANCEL and its queue freed.

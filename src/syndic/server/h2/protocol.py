@@ -131,6 +131,7 @@ class H2Stream:
         "last_recv_s",
         "last_send_s",
         "local_closed",
+        "may_pause",
         "pending",
         "pending_bytes",
         "pending_trailers",
@@ -156,6 +157,7 @@ class H2Stream:
         self.held_bytes = 0  # received, not yet consumed by the handler
         self.recv_buffer = bytearray()
         self.claimed = False  # a handler owns the call until release()
+        self.may_pause = False  # a streaming request: no stall timeout
         self.headers_sent = False
         self.pending: deque[bytes] = deque()
         self.pending_bytes = 0
@@ -207,10 +209,8 @@ class H2Protocol:
         # own budget here; a protocol on its own has one of its own.
         self.answers = SharedBudget(limits.server_send_buffer_bytes_max)
         self.blocked: dict[int, H2Stream] = {}  # streams waiting to send, in order
-        # Unary calls whose request has not ended yet (expect_request): each
-        # is ended after request_stall_timeout_s without a byte, so that a
-        # client cannot hold call slots with requests it never finishes.
-        self._incomplete: dict[int, H2Stream] = {}
+        # When the streams are next looked at for requests left unfinished.
+        self._stall_scan_s = now
         self._out: list[bytes] = []
         self.out_bytes = 0
         self._table_size_sent = False
@@ -337,7 +337,7 @@ class H2Protocol:
         due.append(self._opened_s + limits.connection_age_s_max)
         if math.isfinite(limits.connection_age_s_max):
             due.append(self._opened_s + limits.connection_age_s_max + limits.connection_age_grace_s)
-        if self.blocked or self.held_bytes or self._incomplete:
+        if self.blocked or self.streams:
             # Checked a few times per timeout rather than per stream.
             step = min(limits.send_stall_timeout_s, limits.request_stall_timeout_s) / 4
             due.append(self._now + step)
@@ -407,12 +407,13 @@ class H2Protocol:
             self._pump(stream)
         return self._take_events()
 
-    def expect_request(self, stream_id: int) -> None:
-        """The call is unary: its request must end within request_stall_timeout_s
-        of its last byte (a streaming call's requests may pause at will)."""
+    def let_request_pause(self, stream_id: int) -> None:
+        """The call streams its requests, which may pause at will; a unary
+        request must end within request_stall_timeout_s of its last byte, so
+        that a client cannot hold call slots with requests it never ends."""
         stream = self.streams.get(stream_id)
-        if stream is not None and not stream.remote_closed and not stream.local_closed:
-            self._incomplete[stream_id] = stream
+        if stream is not None:
+            stream.may_pause = True
 
     def stream_may_write(self, stream_id: int) -> bool | None:
         """True if the stream's queue and the connection's are within their
@@ -489,8 +490,6 @@ class H2Protocol:
                 f"closed stream {stream.id} kept though no handler holds it"
             )
         assert self.blocked.keys() <= self.streams.keys(), "a blocked stream is not open"
-        assert all(not s.remote_closed for s in self._incomplete.values())
-        assert self._incomplete.keys() <= self.streams.keys()
         assert all(s.pending for s in self.blocked.values()), "a blocked stream has nothing"
         assert len(self.streams) <= self.limits.concurrent_streams_max
 
@@ -936,15 +935,12 @@ class H2Protocol:
         stream.state = state
         stream.remote_closed = state in _REMOTE_CLOSED
         stream.local_closed = state in _LOCAL_CLOSED
-        if self._incomplete and (stream.remote_closed or stream.local_closed):
-            self._incomplete.pop(stream.id, None)
 
     def _forget_if_done(self, stream: H2Stream) -> None:
         if stream.state is StreamState.CLOSED and not stream.claimed:
             self._forget(stream)
 
     def _forget(self, stream: H2Stream) -> None:
-        self._incomplete.pop(stream.id, None)
         self._release_held(stream, stream.held_bytes)
         self._drop_output(stream)
         del self.streams[stream.id]
@@ -959,6 +955,11 @@ class H2Protocol:
             self._events.append(ConnectionEnded(int(ErrorCode.NO_ERROR), "drained", graceful=True))
 
     def _drop_output(self, stream: H2Stream) -> None:
+        if not stream.pending_bytes:  # the usual case: the answer went out whole
+            stream.pending_trailers = None
+            if self.blocked:
+                self.blocked.pop(stream.id, None)
+            return
         limit = self.limits.connection_send_buffer_bytes_max
         if self.queued_bytes > limit >= self.queued_bytes - stream.pending_bytes:
             self._events.append(StreamWritable(0))
@@ -985,13 +986,16 @@ class H2Protocol:
         for stream in list(self.blocked.values()):
             if now - stream.last_send_s >= limits.send_stall_timeout_s:
                 self._reset(stream, ErrorCode.CANCEL, "the client read nothing in time")
-        for stream in list(self._incomplete.values()):
-            if now - stream.last_recv_s >= limits.request_stall_timeout_s:
-                self._end_call(stream, GRPC_RESOURCE_EXHAUSTED, "request left unfinished")
-        if not self.held_bytes:
+        timeout_s = limits.request_stall_timeout_s
+        if now < self._stall_scan_s or not self.streams:
             return
+        # A few looks per timeout: the walk costs nothing per call.
+        self._stall_scan_s = now + timeout_s / 4
         for stream in list(self.streams.values()):
-            if stream.recv_buffer and now - stream.last_recv_s >= limits.request_stall_timeout_s:
+            unfinished = stream.recv_buffer or (
+                stream.claimed and stream.state is StreamState.OPEN and not stream.may_pause
+            )
+            if unfinished and now - stream.last_recv_s >= timeout_s:
                 self._end_call(stream, GRPC_RESOURCE_EXHAUSTED, "request left unfinished")
 
     # -- responses -------------------------------------------------------------

@@ -30,8 +30,6 @@ PROMETHEUS = shutil.which("prometheus")
 async def prometheus(agent_http: AgentHandle, store: Store, tmp_path: Path) -> AsyncIterator[str]:
     if PROMETHEUS is None:
         pytest.skip("prometheus (Debian's prometheus) not on PATH")
-    if store.kind != "syndic":
-        pytest.skip("the HTTP SD path does not depend on the store; run once")
     port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
@@ -79,6 +77,8 @@ async def poll(fn: Callable[[], Any], ok: Callable[[Any], bool], timeout_s: floa
     raise AssertionError(f"not reached in {timeout_s}s; last: {json.dumps(value)[:2000]}")
 
 
+# The HTTP SD path does not depend on the store: one run, on syndic.
+@pytest.mark.parametrize("store", ["syndic"], indirect=True)
 async def test_prometheus_discovers_and_drops_targets(
     agent_http: AgentHandle, prometheus: str
 ) -> None:

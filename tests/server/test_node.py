@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,8 +23,10 @@ from syndic.kv.messages import (
     TxnRequest,
 )
 from syndic.raft import Role
+from syndic.server import node as node_module
 from syndic.server.backend import ServerError
 from syndic.server.bootstrap import MemberIdentityError
+from syndic.server.entry_codec import EntryKind
 from syndic.server.node import MemberNode
 from tests.server.cluster_util import cluster_configs, eventually
 
@@ -219,6 +222,43 @@ async def test_read_only_txn_takes_no_log_entry_and_sees_acknowledged_writes(
         with pytest.raises(ValueError, match="Range ops alone"):
             await follower.read_txn(TxnRequest(success=(PutRequest(key=b"x", value=b"y"),)))
         assert follower.state.store.range(RangeRequest(key=b"x")).kvs == ()
+    finally:
+        for node in nodes:
+            await node.stop()
+
+
+async def test_the_proposer_applies_its_own_request_undecoded_and_members_agree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded_by: list[bytes] = []
+    decode = node_module.decode_entry
+
+    def counting_decode(data: bytes) -> Any:
+        entry = decode(data)
+        if entry.kind is EntryKind.STORE:  # not the members publishing themselves
+            decoded_by.append(data)
+        return entry
+
+    monkeypatch.setattr(node_module, "decode_entry", counting_decode)
+    nodes = [MemberNode(c) for c in cluster_configs(tmp_path, 3)]
+    for node in nodes:
+        await node.start()
+    try:
+        await eventually(lambda: sum(n._is_leader() for n in nodes) == 1)
+        leader = next(n for n in nodes if n._is_leader())
+        follower = next(n for n in nodes if n is not leader)
+        decoded_by.clear()
+        txn = TxnRequest(success=(PutRequest(key=b"t", value=b"x"), DeleteRangeRequest(key=b"a")))
+        for proposer in (leader, follower):
+            await proposer.write(PutRequest(key=b"a", value=b"1", prev_kv=True))
+            await proposer.write(txn)
+        await eventually(lambda: len({n.state.store.revision for n in nodes}) == 1)
+        # Each entry was decoded by the two members that did not propose it,
+        # and the follower's two once more by the leader checking what it
+        # was forwarded.
+        assert len(decoded_by) == 4 * 2 + 2
+        assert len({n.hash_kv(0).hash for n in nodes}) == 1
+        assert all(not n._own_entries for n in nodes)
     finally:
         for node in nodes:
             await node.stop()

@@ -80,7 +80,13 @@ from syndic.server.bootstrap import (
     write_initial_log,
 )
 from syndic.server.config import ServerConfig, member_id, parse_url
-from syndic.server.entry_codec import EntryCodecError, EntryKind, decode_entry, encode_entry
+from syndic.server.entry_codec import (
+    DecodedEntry,
+    EntryCodecError,
+    EntryKind,
+    decode_entry,
+    encode_entry,
+)
 from syndic.server.loop_lag import LoopLagProbe
 from syndic.server.metrics import ServerMetrics
 from syndic.server.peer_codec import (
@@ -191,6 +197,9 @@ class MemberNode:
         # (request id, entry data) proposed since the last cycle.
         self._outbox: list[tuple[int, bytes]] = []
         self._proposals: dict[int, _Pending] = {}
+        # This member's own STORE proposals still waiting, by their entry
+        # bytes: applying one of them needs no decoding (see _apply).
+        self._own_entries: dict[bytes, DecodedEntry] = {}
         self._proposal_bytes = 0
         self._reads: dict[bytes, _Pending] = {}
         self._ready_reads: list[tuple[int, _Pending]] = []
@@ -518,8 +527,10 @@ class MemberNode:
                 continue
             if not entry.data:
                 continue
+            decoded = self._own_entries.pop(entry.data, None)
             try:
-                decoded = decode_entry(entry.data)
+                if decoded is None:
+                    decoded = decode_entry(entry.data)
             except EntryCodecError as exc:
                 # Skipping it would apply a different log than the other
                 # members: stop here, naming the entry (etcd panics).
@@ -768,6 +779,11 @@ class MemberNode:
         # per follower, or one forwarded frame, for the whole batch).
         self._outbox.append((request_id, data))
         self._proposals[request_id] = _Pending(future, time.monotonic() + self.request_timeout_s)
+        if kind is EntryKind.STORE:
+            # A store request is a frozen dataclass, validated when built, and
+            # its bytes decode to an equal one (entry_codec's round trip):
+            # whatever entry holds these bytes applies this very object.
+            self._own_entries[data] = DecodedEntry(kind, self.id, request_id, payload)
         self._proposal_bytes += len(data)
         self._wake.set()
         try:
@@ -775,6 +791,7 @@ class MemberNode:
             return await future
         finally:
             self._proposals.pop(request_id, None)
+            self._own_entries.pop(data, None)
             self._proposal_bytes -= len(data)
 
     def _admit_proposal(self, size_bytes: int) -> None:

@@ -79,6 +79,25 @@ async def test_many_concurrent_unary_calls_are_each_answered(channel: grpc.aio.C
     assert [r.kvs[0].key for r in responses] == keys
 
 
+async def test_grpcio_making_many_small_calls_is_not_taken_for_a_flood(serve: Serve) -> None:
+    # grpc-core returns window and probes bandwidth after each answer, however
+    # small: a few control frames per call, from one address. Thousands of
+    # calls over a tight cheap-frame budget must all be answered.
+    running = await serve(ServerLimits(cheap_frames_burst=200, cheap_frames_per_s=50))
+    calls = 2_000
+    async with grpc.aio.insecure_channel(running.target) as channel:
+        semaphore = asyncio.Semaphore(64)
+
+        async def call(n: int) -> bytes:
+            async with semaphore:
+                request = rpc_pb2.RangeRequest(key=b"k%d" % n)
+                reply = await kv_stub(channel).Range(request, timeout=CALL_TIMEOUT_S)
+                return bytes(reply.kvs[0].key)
+
+        keys = await asyncio.gather(*(call(n) for n in range(calls)))
+    assert keys == [b"k%d" % n for n in range(calls)]
+
+
 @pytest.mark.parametrize(
     ("code", "message"),
     [

@@ -190,6 +190,49 @@ def test_rapid_reset_gets_enhance_your_calm() -> None:
     calm(peer, "too many streams reset")
 
 
+def test_resetting_many_long_lived_streams_at_once_is_not_a_rapid_reset() -> None:
+    # A config SDK closing its watches: hundreds of resets in one burst, each
+    # of a stream that has been open for a while.
+    limits = ServerLimits(
+        stream_resets_burst=50, stream_resets_per_s=10, concurrent_streams_max=400
+    )
+    peer = Peer(limits)
+    watches = [peer.start_call([b"k"], end_stream=False) for _ in range(300)]
+    peer.now += limits.stream_reset_rapid_s
+    peer.send(b"".join(frames.rst_stream(i, ErrorCode.CANCEL) for i in watches))
+    assert peer.out.goaway is None
+    for stream_id in watches:
+        peer.release(stream_id)
+    # Opened and reset at once, they still count.
+    for _ in range(50):
+        stream_id = peer.start_call([b"k"], end_stream=False)
+        peer.frame(FrameType.RST_STREAM, 0, stream_id, U32.pack(ErrorCode.CANCEL))
+        peer.release(stream_id)
+    stream_id = peer.start_call([b"k"], end_stream=False)
+    peer.frame(FrameType.RST_STREAM, 0, stream_id, U32.pack(ErrorCode.CANCEL))
+    calm(peer, "too many streams reset")
+
+
+def test_an_honest_clients_control_frames_per_small_call_are_not_a_flood() -> None:
+    # grpc-core returns window for the stream and the connection after each
+    # answer, however small, and probes bandwidth with a PING: four frames a
+    # call, thousands of calls a second from one address.
+    limits = ServerLimits(cheap_frames_burst=100, cheap_frames_per_s=10)
+    peer = Peer(limits)
+    for n in range(2_000):
+        stream_id = peer.start_call([b"k"])
+        peer.answer(stream_id, b"v")
+        peer.release(stream_id)
+        ping = frames.frame(FrameType.PING, 0, 0, n.to_bytes(8, "big"))
+        ack = frames.frame(FrameType.PING, Flag.ACK, 0, bytes(8))
+        peer.send(frames.window_update(0, 64) + frames.window_update(stream_id, 64) + ping + ack)
+        peer.now += 0.0005
+    assert peer.out.goaway is None
+    # The same frames with no calls behind them are still a flood.
+    peer.send(frames.window_update(0, 1) * 200)
+    calm(peer, "too many WINDOW_UPDATE frames")
+
+
 def test_answers_sent_earn_window_updates_back() -> None:
     # A client reading a large answer returns window as it reads: not a flood.
     limits = ServerLimits(cheap_frames_burst=10, cheap_frames_per_s=1)

@@ -43,6 +43,7 @@ _POSITIVE_FLOATS = (
     "connection_age_grace_s",
     "cheap_frames_per_s",
     "stream_resets_per_s",
+    "stream_reset_rapid_s",
     "settings_frames_per_s",
 )
 
@@ -135,6 +136,13 @@ class ServerLimits:
     # connection. Each reset call has cost a handler's start.
     stream_resets_per_s: float = 50.0
     stream_resets_burst: int = 200
+    # Only a stream reset this soon after it opened counts as a rapid reset.
+    # The attack works because a reset frees the stream's slot at once, so
+    # the concurrency limit no longer bounds how fast handlers start; a
+    # stream that lived this long was already paced by that limit. Clients
+    # that close many long-lived watches at once (a config SDK shutting
+    # down) reset hundreds of streams in one burst, legitimately.
+    stream_reset_rapid_s: float = 1.0
     # SETTINGS frames; a client sends one or two per connection.
     settings_frames_per_s: float = 10.0
     settings_frames_burst: int = 50
@@ -193,13 +201,14 @@ class TokenBucket:
 
     def take(self, now: float) -> bool:
         """Spend one token; False if there is none."""
-        if self.tokens < 1.0:
-            elapsed = now - self._stamp
-            if elapsed > 0:
-                self.tokens = min(self._burst, self.tokens + elapsed * self._rate_per_s)
+        # Refilled on every take: refilling only when empty would credit the
+        # whole time the bucket sat full, a second burst at the same instant.
+        elapsed = now - self._stamp
+        if elapsed > 0:
+            self.tokens = min(self._burst, self.tokens + elapsed * self._rate_per_s)
             self._stamp = now
-            if self.tokens < 1.0:
-                return False
+        if self.tokens < 1.0:
+            return False
         self.tokens -= 1.0
         return True
 

@@ -59,6 +59,13 @@ GRPC_RESOURCE_EXHAUSTED: Final = 8
 # per connection, even when nothing waits to be sent, so honest readers
 # never run the bucket dry.
 _SENT_BYTES_PER_TOKEN: Final = 4096
+# Cheap-frame tokens a call's start earns back. An honest gRPC client answers
+# each call with a few control frames however small the answer: WINDOW_UPDATE
+# for the stream and for the connection, and grpc-core's bandwidth-probe PING
+# with its ACK. Without this, a client making thousands of small calls a
+# second from one address ran the bucket dry. A call costs its sender a
+# stream slot and the server a handler, so it is no cheap way to refill.
+_TOKENS_PER_CALL: Final = 4
 
 
 class StreamState(enum.IntEnum):
@@ -132,6 +139,7 @@ class H2Stream:
         "last_send_s",
         "local_closed",
         "may_pause",
+        "opened_s",
         "pending",
         "pending_bytes",
         "pending_trailers",
@@ -164,6 +172,7 @@ class H2Stream:
         self.pending_trailers: bytes | None = None
         self.last_recv_s = now
         self.last_send_s = now
+        self.opened_s = now
 
 
 class H2Protocol:
@@ -614,7 +623,8 @@ class H2Protocol:
         stream = self.streams.get(stream_id)
         if stream is None or stream.state is StreamState.CLOSED:
             return
-        if stream.claimed and not stream.local_closed and not self.resets.take(self._now):
+        rapid = self._now - stream.opened_s < self.limits.stream_reset_rapid_s
+        if stream.claimed and not stream.local_closed and rapid and not self.resets.take(self._now):
             raise ProtocolError(ErrorCode.ENHANCE_YOUR_CALM, "too many streams reset")
         self._transition(stream, StreamInput.RECV_RST)
         self._drop_output(stream)
@@ -769,6 +779,7 @@ class H2Protocol:
             self._finish_early(stream, http_status, code, message)
             return
         stream.claimed = True
+        self.cheap.refund(_TOKENS_PER_CALL)
         self._events.append(CallStarted(stream_id, head))
         if self._header_end_stream:
             self._remote_closed(stream)

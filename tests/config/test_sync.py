@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from syndic.client import Client
+from syndic.client.errors import ClosedError
 from syndic.config.errors import ConfigNotFoundError
 from syndic.config.metrics import ConfigMetrics
 from syndic.config.model import ConfigId
@@ -61,5 +62,5 @@ def test_get_load_and_listen_without_an_event_loop(store: Store, key_prefix: byt
         assert got.wait(15)
         assert seen[0].new is not None and seen[0].new.content == '{"size": 2}'
         assert cfg.get("orders", "pool.json").version == 2
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(ClosedError, match="closed"):
         cfg.get("orders", "pool.json")

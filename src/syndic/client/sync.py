@@ -1,10 +1,5 @@
-"""SyncClient: the async client for scripts, on a private event loop in a thread.
-
-Why a thread and not ``asyncio.run`` per call: a grpc.aio channel belongs to
-the loop that opened it, and leases are kept alive by a task on that loop.
-``asyncio.run`` per call would reconnect on every call and let every lease
-lapse between calls; one long-lived loop keeps channels, the keep-alive
-stream and open watches alive for as long as the SyncClient is.
+"""SyncClient: the async client for scripts, on a private event loop in a
+thread (:class:`~syndic.client.loop_thread.LoopThread`, which says why).
 
 Example::
 
@@ -21,14 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 from syndic.client.client import Client
-from syndic.client.errors import ClosedError
 from syndic.client.lease import Lease
+from syndic.client.loop_thread import LoopThread
 from syndic.client.txn import Comparison, Op
 from syndic.client.types import (
     Alarm,
@@ -50,24 +44,16 @@ from syndic.client.watch import Watch
 
 T = TypeVar("T")
 
-# How long close() waits for the loop thread to finish closing channels.
-CLOSE_TIMEOUT_S = 10.0
-
 
 class SyncClient:
     """The :class:`Client` API as blocking calls; takes the same arguments."""
 
     def __init__(self, endpoints: Sequence[str] | str, **options: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="syndic-client-loop", daemon=True
-        )
-        self._thread.start()
-        self._closed = False
+        self._runner = LoopThread("syndic-client-loop")
         try:
             self._client: Client = self._run(self._make(endpoints, options))
         except BaseException:
-            self._stop_loop()
+            self._runner.stop()
             raise
 
     @staticmethod
@@ -76,25 +62,15 @@ class SyncClient:
         return await Client.connect(endpoints, **options)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._closed:
-            coro.close()
-            raise ClosedError("the client is closed")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(CLOSE_TIMEOUT_S)
-        if not self._loop.is_running():
-            self._loop.close()
+        return self._runner.run(coro)
 
     def close(self) -> None:
-        if self._closed:
+        if self._runner.stopped:
             return
         try:
             self._run(self._client.close())
         finally:
-            self._closed = True
-            self._stop_loop()
+            self._runner.stop()
 
     def __enter__(self) -> SyncClient:
         return self

@@ -18,18 +18,15 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 from syndic.client import Client
+from syndic.client.loop_thread import LoopThread
 from syndic.config.sdk import ConfigChange, ConfigClient, ConfigValue, Subscription
 
 T = TypeVar("T")
-# How long close() waits for the loop thread to close watches and channels.
-CLOSE_TIMEOUT_S = 10.0
 
 
 class SyncConfigClient:
@@ -42,18 +39,13 @@ class SyncConfigClient:
         client_options: dict[str, Any] | None = None,
         **config_options: Any,
     ) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="syndic-config-loop", daemon=True
-        )
-        self._thread.start()
-        self._closed = False
+        self._runner = LoopThread("syndic-config-loop")
         try:
             self._client, self._cfg = self._run(
                 self._open(endpoints, client_options or {}, config_options)
             )
         except BaseException:
-            self._stop_loop()
+            self._runner.stop()
             raise
 
     @staticmethod
@@ -65,16 +57,7 @@ class SyncConfigClient:
         return client, ConfigClient(client, **options)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._closed:
-            coro.close()
-            raise RuntimeError("SyncConfigClient is closed")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(CLOSE_TIMEOUT_S)
-        if not self._loop.is_running():
-            self._loop.close()
+        return self._runner.run(coro)
 
     def get(self, group: str, data_id: str) -> ConfigValue:
         return self._run(self._cfg.get(group, data_id))
@@ -89,13 +72,12 @@ class SyncConfigClient:
         return self._run(self._cfg.add_listener(group, data_id, listener))
 
     def close(self) -> None:
-        if self._closed:
+        if self._runner.stopped:
             return
         try:
             self._run(self._close_both())
         finally:
-            self._closed = True
-            self._stop_loop()
+            self._runner.stop()
 
     async def _close_both(self) -> None:
         await self._cfg.close()

@@ -27,7 +27,7 @@ class EchoApi:
         return {"/v1/echo/{word}": {"put": {"responses": {"200": {"description": "OK"}}}}}
 
 
-def test_every_route_is_documented(agent_http: AgentHandle) -> None:
+async def test_every_route_is_documented(agent_http: AgentHandle) -> None:
     app = build_http_app(agent_http.agent)
     routes = {r.canonical for r in app.router.resources()}
     assert routes == set(build_openapi()["paths"])
@@ -52,7 +52,7 @@ async def test_extra_api_is_mounted_and_documented(agent_http: AgentHandle) -> N
         await runner.cleanup()
 
 
-def test_duplicate_paths_are_refused(agent_http: AgentHandle) -> None:
+async def test_duplicate_paths_are_refused(agent_http: AgentHandle) -> None:
     class Clash(EchoApi):
         def openapi_paths(self) -> dict[str, Any]:
             return {"/v1/kv/{key}": {}}

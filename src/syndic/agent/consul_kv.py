@@ -216,7 +216,8 @@ class ConsulKv:
             return 0
 
         try:
-            return await asyncio.wait_for(first(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                return await first()
         except TimeoutError:
             return 0
         finally:

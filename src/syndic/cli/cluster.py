@@ -258,7 +258,8 @@ class LocalCluster:
             pending = [p for p, healthy in zip(pending, checks, strict=True) if not healthy]
             if pending:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop_requested.wait(), HEALTH_POLL_INTERVAL_S)
+                    async with asyncio.timeout(HEALTH_POLL_INTERVAL_S):
+                        await self.stop_requested.wait()
         return True
 
     async def supervise(self) -> int:

@@ -218,7 +218,12 @@ class Watch:
             else:
                 # A member that takes the request and never confirms it
                 # (stopped, overloaded) must not hold the watch: go elsewhere.
-                response = await asyncio.wait_for(self._call.read(), self._confirm_timeout_s)
+                # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns
+                # the read's result when a cancel and the read's completion meet,
+                # and the cancel is lost: closing a config SDK then waited for
+                # its watch task forever.
+                async with asyncio.timeout(self._confirm_timeout_s):
+                    response = await self._call.read()
         except TimeoutError:
             await self._lost(grpc.StatusCode.UNAVAILABLE, "watch not confirmed in time")
             return None

@@ -262,7 +262,8 @@ class ConfigClient:
     async def _start(self, cid: ConfigId) -> _Tracked:
         tracked = _Tracked(cid)
         try:
-            await asyncio.wait_for(self._read_state(tracked), self._fetch_timeout_s)
+            async with asyncio.timeout(self._fetch_timeout_s):
+                await self._read_state(tracked)
         except (ClientError, TimeoutError, OSError, CorruptEntryError) as exc:
             self._start_from_snapshot(tracked, exc)
         tracked.current = self._effective(tracked)

@@ -220,8 +220,10 @@ async def watch(request: web.Request) -> web.StreamResponse:
                     payload = json.dumps({"revision": resp.revision, "events": events})
                     await response.write(f"data: {payload}\n\n".encode())
             wake.clear()
+            # asyncio.timeout, not wait_for, which on Python 3.11 can lose a cancel.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), WATCH_DISCONNECT_CHECK_S)
+                async with asyncio.timeout(WATCH_DISCONNECT_CHECK_S):
+                    await wake.wait()
                 continue
             # aiohttp does not cancel a handler whose client went away: look.
             transport = request.transport

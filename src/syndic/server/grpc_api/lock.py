@@ -274,8 +274,11 @@ class MemberKv:
                     if response.events:
                         yield response
                 if not stream.pending():
+                    # asyncio.timeout, not wait_for, which on Python 3.11 can
+                    # lose the cancel of a caller that went away.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), WATCH_RECHECK_S)
+                        async with asyncio.timeout(WATCH_RECHECK_S):
+                            await wake.wait()
         finally:
             unlisten()
             stream.close()

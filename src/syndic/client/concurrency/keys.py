@@ -28,6 +28,15 @@ log = logging.getLogger("syndic.client.concurrency")
 ENQUEUE_ATTEMPTS_MAX = 3
 
 
+async def delete_if_own(client: Client, key: bytes, create_revision: int) -> None:
+    """Delete ``key`` only while it is the one created at ``create_revision``:
+    a key that expired with its session and was created again by a new
+    holder is not ours to delete."""
+    await client.txn(
+        compare=[Compare.create_revision(key) == create_revision], success=[Op.delete(key)]
+    )
+
+
 def name_prefix(name: object) -> bytes:
     """etcd: ``pfx + "/"``, the prefix under which candidates of ``name`` queue."""
     return key_bytes(name) + b"/"

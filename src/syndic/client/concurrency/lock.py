@@ -25,6 +25,7 @@ from types import TracebackType
 
 from syndic.client.concurrency.errors import NotHeldError, SessionExpiredError
 from syndic.client.concurrency.keys import (
+    delete_if_own,
     enqueue,
     first_kv,
     name_prefix,
@@ -32,7 +33,7 @@ from syndic.client.concurrency.keys import (
     withdraw_quietly,
 )
 from syndic.client.concurrency.session import Session
-from syndic.client.txn import Compare, Comparison, Op
+from syndic.client.txn import Compare, Comparison
 
 
 class Lock:
@@ -116,10 +117,7 @@ class Lock:
 
     async def _withdraw(self) -> None:
         if self._key is not None:
-            await self.session.client.txn(
-                compare=[Compare.create_revision(self._key) == self._revision],
-                success=[Op.delete(self._key)],
-            )
+            await delete_if_own(self.session.client, self._key, self._revision)
         self._key, self._revision, self._held = None, -1, False
 
     async def release(self) -> None:

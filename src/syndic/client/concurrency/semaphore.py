@@ -19,10 +19,14 @@ import asyncio
 from types import TracebackType
 
 from syndic.client.concurrency.errors import NotHeldError, SessionExpiredError
-from syndic.client.concurrency.keys import enqueue, name_prefix, withdraw_quietly
+from syndic.client.concurrency.keys import (
+    delete_if_own,
+    enqueue,
+    name_prefix,
+    withdraw_quietly,
+)
 from syndic.client.concurrency.session import Session
 from syndic.client.errors import InvalidRequestError
-from syndic.client.txn import Compare, Op
 
 # A semaphore wider than this is a configuration mistake, not a design.
 PERMITS_MAX = 1_000_000
@@ -94,10 +98,7 @@ class Semaphore:
 
     async def release(self) -> None:
         if self._key is not None:
-            await self.session.client.txn(
-                compare=[Compare.create_revision(self._key) == self._revision],
-                success=[Op.delete(self._key)],
-            )
+            await delete_if_own(self.session.client, self._key, self._revision)
         self._key, self._revision, self._held = None, -1, False
 
     async def __aenter__(self) -> Semaphore:

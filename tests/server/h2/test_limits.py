@@ -233,6 +233,20 @@ def test_an_honest_clients_control_frames_per_small_call_are_not_a_flood() -> No
     calm(peer, "too many WINDOW_UPDATE frames")
 
 
+def test_watchers_returning_window_for_every_small_event_are_not_a_flood() -> None:
+    # One change pushed to many watch streams: the client returns window for
+    # the stream and the connection after every small DATA frame it reads.
+    limits = ServerLimits(cheap_frames_burst=100, cheap_frames_per_s=10)
+    peer = Peer(limits)
+    watches = [peer.start_call([b"w"], end_stream=False) for _ in range(100)]
+    for _ in range(20):
+        for stream_id in watches:
+            peer.protocol.send_message(stream_id, b"e" * 200)  # a watch event
+            peer.send(frames.window_update(0, 205) + frames.window_update(stream_id, 205))
+    assert peer.out.goaway is None
+    assert all(peer.out.data[stream_id] == 20 * 205 for stream_id in watches)
+
+
 def test_answers_sent_earn_window_updates_back() -> None:
     # A client reading a large answer returns window as it reads: not a flood.
     limits = ServerLimits(cheap_frames_burst=10, cheap_frames_per_s=1)

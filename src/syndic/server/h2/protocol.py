@@ -59,6 +59,12 @@ GRPC_RESOURCE_EXHAUSTED: Final = 8
 # per connection, even when nothing waits to be sent, so honest readers
 # never run the bucket dry.
 _SENT_BYTES_PER_TOKEN: Final = 4096
+# Cheap-frame tokens each DATA frame sent earns back. grpc-core returns
+# window for the stream and the connection after every DATA frame it reads,
+# however small: a watch stream pushing 200-byte events to 1,000 watchers
+# draws 2,000 WINDOW_UPDATEs per change, which the per-byte refund alone
+# left unpaid (GOAWAY "too many WINDOW_UPDATE frames" to config listeners).
+_TOKENS_PER_DATA_FRAME: Final = 2
 # Cheap-frame tokens a call's start earns back. An honest gRPC client answers
 # each call with a few control frames however small the answer: WINDOW_UPDATE
 # for the stream and for the connection, and grpc-core's bandwidth-probe PING
@@ -387,7 +393,7 @@ class H2Protocol:
                 self._response_headers(stream)
                 + frames.frame(FrameType.DATA, 0, stream.id, _grpc_message(payload))
             )
-            self._sent_data(size)
+            self._sent_data(size, 1)
             self._close(stream, OK_TRAILERS)
             return self._take_events()
         if self.queued_bytes and (
@@ -1070,8 +1076,8 @@ class H2Protocol:
         self.queued_bytes += len(message)
         self.answers.overdraw(len(message))
 
-    def _sent_data(self, size: int) -> None:
-        self.cheap.refund(size / _SENT_BYTES_PER_TOKEN)
+    def _sent_data(self, size: int, frame_count: int) -> None:
+        self.cheap.refund(frame_count * _TOKENS_PER_DATA_FRAME + size / _SENT_BYTES_PER_TOKEN)
 
     def _pump(self, stream: H2Stream) -> None:
         """Send what the windows allow of ``stream``'s queue, then its trailers."""
@@ -1081,7 +1087,7 @@ class H2Protocol:
         was_over = stream.pending_bytes > limit
         connection_limit = self.limits.connection_send_buffer_bytes_max
         connection_was_over = self.queued_bytes > connection_limit
-        sent = 0
+        sent = sent_frames = 0
         while stream.pending:
             allowed = min(
                 stream.send_credit + self._peer_initial_window,
@@ -1108,10 +1114,11 @@ class H2Protocol:
             stream.send_credit -= size
             self._send_window -= size
             sent += size
+            sent_frames += 1
             self._send(frames.frame(FrameType.DATA, 0, stream.id, chunk))
         if sent:
             stream.last_send_s = self._now
-            self._sent_data(sent)
+            self._sent_data(sent, sent_frames)
             if connection_was_over and self.queued_bytes <= connection_limit:
                 # Writers of every stream may be waiting on the connection.
                 self._events.append(StreamWritable(0))

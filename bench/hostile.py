@@ -374,11 +374,11 @@ def raft_terms(members: list[MemberProcess]) -> dict[str, Any]:
     status = json.loads(out.stdout)
     return {
         "terms": sorted(s["Status"]["header"]["raft_term"] for s in status),
-        "leader": status[0]["Status"]["leader"],
+        "leader": status[0]["Status"].get("leader", 0),
         "leader_endpoint": next(
             s["Endpoint"]
             for s in status
-            if s["Status"]["leader"] == s["Status"]["header"]["member_id"]
+            if s["Status"].get("leader", 0) == s["Status"]["header"]["member_id"]
         ),
     }
 

@@ -174,7 +174,8 @@ def leader_of(members: list[MemberProcess]) -> MemberProcess:
                 out = etcdctl(member.endpoint, "endpoint", "status", "-w", "json")
                 if out.returncode == 0:
                     st = json.loads(out.stdout)[0]["Status"]
-                    if st["leader"] == st["header"]["member_id"]:
+                    # The JSON leaves out zero fields: no "leader" while an election runs.
+                    if st.get("leader", 0) == st["header"]["member_id"]:
                         return member
         time.sleep(0.1)
     raise AssertionError("no leader")

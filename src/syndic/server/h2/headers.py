@@ -1,10 +1,14 @@
 """Request heads in, response heads out: HPACK (RFC 7541) as a gRPC server needs it.
 
 Decoding uses the ``hpack`` package. A gRPC client sends the same few
-headers on every call, and after the first call they are all references to
-its HPACK table; a header block made only of such references does not change
-the table, so its parsed form is cached by its bytes until a block that may
-change the table arrives. Steady traffic is then parsed once per connection.
+headers on every call: after the first calls they are references to its
+HPACK table, or literals it chose never to index (nghttp2 never indexes
+``:path`` or ``content-length``, so h2load's and curl's blocks are full of
+Huffman-coded literals). A block made only of references and non-indexing
+literals does not change the table, so its parsed form is cached by its
+bytes until a block that may change the table arrives: decoding the same
+bytes against the same table gives the same headers. Steady traffic is then
+parsed once per connection, whatever mix of representations the client uses.
 
 Encoding never touches the client's table: every header is a literal "not
 indexed", and the first block on a connection sets the table size to 0, so
@@ -37,6 +41,10 @@ _TIMEOUT_UNIT_S: Final = {
     b"n": 1e-9,
 }
 _CACHE_ENTRIES_MAX: Final = 256
+# Only blocks this small are cached, so a connection's cache holds at most
+# 256 x 1 KiB however large the blocks a client sends. A gRPC call's head is
+# a few dozen bytes; one with a bearer token a few hundred.
+_CACHED_BLOCK_BYTES_MAX: Final = 1024
 TABLE_SIZE_ZERO: Final = b"\x20"
 
 
@@ -66,8 +74,8 @@ class RequestHeadDecoder:
         head = self._cache.get(block)
         if head is not None:
             return head
-        cacheable = _only_table_references(block)
-        if not cacheable:
+        neutral = leaves_table_unchanged(block)
+        if not neutral:
             self._cache.clear()  # references may now point at other entries
         try:
             fields = self._decoder.decode(block, raw=True)
@@ -78,26 +86,72 @@ class RequestHeadDecoder:
             # this block could be decoded, so the connection ends.
             raise ProtocolError(ErrorCode.COMPRESSION_ERROR, f"HPACK: {exc}") from exc
         head = _request_head(fields)  # type: ignore[arg-type]
-        if cacheable:
+        if neutral and len(block) <= _CACHED_BLOCK_BYTES_MAX:
             if len(self._cache) >= _CACHE_ENTRIES_MAX:
                 self._cache.clear()
             self._cache[block] = head
         return head
 
 
-def _only_table_references(block: bytes) -> bool:
-    """True if every field in ``block`` is an "indexed header field" (§6.1)."""
+def leaves_table_unchanged(block: bytes) -> bool:
+    """True if decoding ``block`` cannot change the HPACK table (RFC 7541 §6).
+
+    Indexed fields (§6.1) and literals "without indexing" or "never indexed"
+    (§6.2.2, §6.2.3) leave the table alone; a literal "with incremental
+    indexing" (§6.2.1) or a table size update (§6.3) changes it. A block that
+    is cut short is reported as changing it, so it is never cached.
+    """
     i, n = 0, len(block)
     while i < n:
         byte = block[i]
-        if not byte & 0x80:
+        if byte & 0x80:  # indexed field: a 7-bit prefix integer
+            i = _skip_integer(block, i, 0x7F)
+        elif byte & 0xE0:  # 01xxxxxx (incremental indexing) or 001xxxxx (size update)
             return False
-        i += 1
-        if byte & 0x7F == 0x7F:  # the index continues in 7-bit groups
-            while i < n and block[i] & 0x80:
-                i += 1
-            i += 1
+        else:  # 0000xxxx or 0001xxxx: a 4-bit prefix name index, 0 = literal name
+            name_index = byte & 0x0F
+            i = _skip_integer(block, i, 0x0F)
+            if name_index == 0:
+                i = _skip_string(block, i)
+            i = _skip_string(block, i)
+        if i < 0:
+            return False
     return True
+
+
+def _skip_integer(block: bytes, i: int, prefix_mask: int) -> int:
+    """The offset after the integer (§5.1) that starts at ``i``; -1 if cut short."""
+    return _read_integer(block, i, prefix_mask)[1]
+
+
+def _skip_string(block: bytes, i: int) -> int:
+    """The offset after the string literal (§5.2) that starts at ``i``; -1 if cut short."""
+    length, i = _read_integer(block, i, 0x7F)  # the top bit is the Huffman flag
+    if i < 0 or i + length > len(block):
+        return -1
+    return i + length
+
+
+def _read_integer(block: bytes, i: int, prefix_mask: int) -> tuple[int, int]:
+    """(value, offset after it) of the integer (§5.1) at ``i``; offset -1 if cut short."""
+    n = len(block)
+    if i < 0 or i >= n:
+        return 0, -1
+    value = block[i] & prefix_mask
+    i += 1
+    if value < prefix_mask:
+        return value, i
+    shift = 0
+    while i < n:
+        byte = block[i]
+        i += 1
+        value += (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, i
+        if shift > 28:  # longer than any header block syndic accepts
+            return 0, -1
+    return 0, -1
 
 
 def _request_head(fields: list[tuple[bytes, bytes]]) -> RequestHead:

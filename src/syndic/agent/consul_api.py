@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from syndic.agent.agent import Agent
 from syndic.agent.decode import BodyError, decode_registration, fields, parse_json
+from syndic.agent.filter import Filter, FilterError, parse_filter
 from syndic.agent.http_common import (
     Blocking,
     HttpError,
@@ -40,7 +42,7 @@ from syndic.agent.render import (
     service_doc,
 )
 from syndic.client import ClientError
-from syndic.registry.model import HealthStatus
+from syndic.registry.model import HealthStatus, Instance
 from syndic.registry.view import ServiceEntry, StoredInstance
 
 #: The Consul version syndic's API matches; tools that gate features on it see a current one.
@@ -70,6 +72,22 @@ class RenderCache:
         self._bodies[key] = body
         if len(self._bodies) > self.entries_max:
             self._bodies.popitem(last=False)
+
+
+def _fields_of_documents() -> dict[str, tuple[str, ...]]:
+    """The top-level fields of each answer's documents, which a filter's selectors may name."""
+    stored = StoredInstance(Instance("default", "s", "i"), 1, 1)
+    node = node_doc("n", None, "dc", "")
+    return {
+        "health": ("Node", "Service", "Checks"),
+        "catalog": tuple(catalog_service_doc(stored, node)),
+        "node": tuple(node),
+        "check": tuple(check_doc(stored.instance, "c", None, "passing", "")),
+        "agent_service": tuple(agent_service_doc(stored.instance, "dc")),
+    }
+
+
+FILTER_FIELDS = _fields_of_documents()
 
 
 def _name(request: web.Request, key: str, what: str) -> str:
@@ -125,13 +143,29 @@ class ConsulApi:
 
     def _blocking(self, request: web.Request) -> Blocking:
         self._check_dc(request)
-        if text_param(request, "filter"):
-            raise HttpError(
-                400,
-                "Failed to create boolean expression evaluator: "
-                "filter expressions are not supported by syndic",
-            )
         return blocking_params(request, self.config, self.rng)
+
+    @staticmethod
+    def _filter(request: web.Request, documents: str) -> Filter | None:
+        """``?filter=`` parsed and checked against the answer's fields; 400 when refused."""
+        text = request.query.get("filter")
+        if not text:
+            return None
+        try:
+            parsed = parse_filter(text)
+            parsed.check_fields(FILTER_FIELDS[documents])
+        except FilterError as exc:
+            raise HttpError(400, str(exc)) from exc
+        return parsed
+
+    def _cached(self, key: tuple[Any, ...], render: Callable[[], Any]) -> bytes:
+        """The answer for ``key`` (which carries the index), JSON-encoded once: every
+        watcher one change wakes asks for the same bytes."""
+        body = self._rendered.get(key)
+        if body is None:
+            body = json.dumps(render()).encode()
+            self._rendered.put(key, body)
+        return body
 
     async def _barrier(self, b: Blocking) -> None:
         if not b.consistent:
@@ -195,14 +229,16 @@ class ConsulApi:
 
     async def agent_services(self, request: web.Request) -> web.Response:
         dc = self.config.datacenter
-        return json_response(
-            {
-                sid: agent_service_doc(s.instance, dc)
-                for sid, s in sorted(self.agent.services.items())
-            }
-        )
+        only = self._filter(request, "agent_service")
+        docs = {
+            sid: agent_service_doc(s.instance, dc) for sid, s in sorted(self.agent.services.items())
+        }
+        if only is not None:
+            docs = {sid: doc for sid, doc in docs.items() if only.matches(doc)}
+        return json_response(docs)
 
     async def agent_checks(self, request: web.Request) -> web.Response:
+        only = self._filter(request, "check")
         out: dict[str, Any] = {}
         for local in self.agent.services.values():
             for cid, lc in local.checks.items():
@@ -213,6 +249,8 @@ class ConsulApi:
             if maint is not None:
                 cid = "_service_maintenance:" + local.instance.instance_id
                 out[cid] = check_doc(local.instance, cid, None, maint.status.value, maint.output)
+        if only is not None:
+            out = {cid: doc for cid, doc in out.items() if only.matches(doc)}
         return json_response(out)
 
     async def agent_register(self, request: web.Request) -> web.Response:
@@ -264,27 +302,44 @@ class ConsulApi:
 
     async def catalog_services(self, request: web.Request) -> web.Response:
         b = self._blocking(request)
+        only = self._filter(request, "catalog")
         ns = self._ns(request)
         await self._barrier(b)
-        index = (
-            await self.agent.catalog.wait_catalog(b.index, b.wait_s)
-            if b.index
-            else (self.agent.catalog.view.catalog_index)
-        )
-        out: dict[str, list[str]] = {}
-        if self._node_meta_filter(request):
-            for entry in self.agent.catalog.view.live_services(ns):
+        catalog = self.agent.catalog
+        index = await catalog.wait_catalog(b.index, b.wait_s) if b.index else None
+        view = catalog.view
+        index = view.catalog_index if index is None else index
+        node_meta = self._node_meta_filter(request)
+
+        def render() -> dict[str, list[str]]:
+            out: dict[str, list[str]] = {}
+            if not node_meta:
+                return out
+            for entry in view.live_services(ns):
                 tags: list[str] = []
+                listed = False
                 for stored in entry.sorted_instances():
-                    tags.extend(t for t in stored.instance.tags if t not in tags)
-                out[entry.name] = tags
-        return json_response(out, index=index, consistency=self._consistency(b))
+                    doc = self._catalog_doc(stored)
+                    if only is None or only.matches(doc):
+                        listed = True
+                        tags.extend(t for t in stored.instance.tags if t not in tags)
+                if listed:
+                    out[entry.name] = tags
+            return out
+
+        key = ("services", ns, index, view.nodes_index, node_meta, only and only.text)
+        body = self._cached(key, render)
+        return body_response(body, index=index, consistency=self._consistency(b))
+
+    def _catalog_doc(self, stored: StoredInstance) -> dict[str, Any]:
+        return catalog_service_doc(stored, self._node(stored.instance.node))
 
     async def _service_read(
-        self, request: web.Request
-    ) -> tuple[ServiceEntry | None, int, Blocking]:
+        self, request: web.Request, documents: str
+    ) -> tuple[ServiceEntry | None, int, Blocking, Filter | None]:
         name = _name(request, "name", "service name")
         b = self._blocking(request)
+        only = self._filter(request, documents)
         ns = self._ns(request)
         await self._barrier(b)
         catalog = self.agent.catalog
@@ -292,19 +347,43 @@ class ConsulApi:
             index = await catalog.wait_service(ns, name, b.index, b.wait_s)
         else:
             index = catalog.view.service_index(ns, name)
-        return catalog.view.service(ns, name), index, b
+        return catalog.view.service(ns, name), index, b, only
+
+    def _service_key(
+        self, what: str, request: web.Request, index: int, only: Filter | None
+    ) -> tuple[Any, ...]:
+        """What a service's answer depends on: the index carries every change to the service."""
+        return (
+            what,
+            self._ns(request),
+            request.match_info["name"],
+            index,
+            self.agent.catalog.view.nodes_index,
+            flag(request, "passing"),
+            tuple(request.query.getall("tag", [])),
+            tuple(request.query.getall("node-meta", [])),
+            only and only.text,
+        )
 
     async def catalog_service(self, request: web.Request) -> web.Response:
-        entry, index, b = await self._service_read(request)
-        out = []
-        if entry is not None and self._node_meta_filter(request):
-            for stored in entry.sorted_instances():
-                if self._tag_filter(request, stored):
-                    out.append(catalog_service_doc(stored, self._node(stored.instance.node)))
-        return json_response(out, index=index, consistency=self._consistency(b))
+        entry, index, b, only = await self._service_read(request, "catalog")
+
+        def render() -> list[dict[str, Any]]:
+            if entry is None or not self._node_meta_filter(request):
+                return []
+            docs = [
+                self._catalog_doc(stored)
+                for stored in entry.sorted_instances()
+                if self._tag_filter(request, stored)
+            ]
+            return docs if only is None else only.select(docs)
+
+        body = self._cached(self._service_key("catalog", request, index, only), render)
+        return body_response(body, index=index, consistency=self._consistency(b))
 
     async def catalog_nodes(self, request: web.Request) -> web.Response:
         b = self._blocking(request)
+        only = self._filter(request, "node")
         await self._barrier(b)
         catalog = self.agent.catalog
         if b.index:
@@ -314,6 +393,8 @@ class ConsulApi:
         nodes = (
             [self._node(n) for n in view.node_names()] if self._node_meta_filter(request) else []
         )
+        if only is not None:
+            nodes = only.select(nodes)
         return json_response(nodes, index=index, consistency=self._consistency(b))
 
     async def catalog_datacenters(self, request: web.Request) -> web.Response:
@@ -322,50 +403,43 @@ class ConsulApi:
     # -- health -----------------------------------------------------------------
 
     async def health_service(self, request: web.Request) -> web.Response:
-        entry, index, b = await self._service_read(request)
+        entry, index, b, only = await self._service_read(request, "health")
         passing = flag(request, "passing")
         tags = tuple(request.query.getall("tag", []))
         node_meta = tuple(request.query.getall("node-meta", []))
-        ns = self._ns(request)
+
+        def render() -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = []
+            if entry is None or node_meta:
+                return out
+            for stored in entry.sorted_instances():
+                if not all(t in stored.instance.tags for t in tags):
+                    continue
+                checks = instance_checks(entry, stored)
+                if passing and any(c["Status"] != "passing" for c in checks):
+                    continue
+                doc = {
+                    "Node": self._node(stored.instance.node),
+                    "Service": service_doc(stored),
+                    "Checks": checks,
+                }
+                if only is None or only.matches(doc):
+                    out.append(doc)
+            return out
+
         # Every watcher of a service wakes on the same change and asks for the
         # same answer: render it once per index (and filters), not once each.
-        key = (
-            "health",
-            ns,
-            request.match_info["name"],
-            index,
-            self.agent.catalog.view.nodes_index,
-            passing,
-            tags,
-            node_meta,
-        )
-        body = self._rendered.get(key)
-        if body is None:
-            out = []
-            if entry is not None and not node_meta:
-                for stored in entry.sorted_instances():
-                    if not all(t in stored.instance.tags for t in tags):
-                        continue
-                    checks = instance_checks(entry, stored)
-                    if passing and any(c["Status"] != "passing" for c in checks):
-                        continue
-                    out.append(
-                        {
-                            "Node": self._node(stored.instance.node),
-                            "Service": service_doc(stored),
-                            "Checks": checks,
-                        }
-                    )
-            body = json.dumps(out).encode()
-            self._rendered.put(key, body)
+        body = self._cached(self._service_key("health", request, index, only), render)
         return body_response(body, index=index, consistency=self._consistency(b))
 
     async def health_checks(self, request: web.Request) -> web.Response:
-        entry, index, b = await self._service_read(request)
+        entry, index, b, only = await self._service_read(request, "check")
         out: list[dict[str, Any]] = []
         if entry is not None:
             for stored in entry.sorted_instances():
                 out.extend(instance_checks(entry, stored))
+        if only is not None:
+            out = only.select(out)
         return json_response(out, index=index, consistency=self._consistency(b))
 
     async def health_state(self, request: web.Request) -> web.Response:
@@ -373,6 +447,7 @@ class ConsulApi:
         if state not in ("any", "passing", "warning", "critical"):
             raise HttpError(400, f"Invalid state: {state[:32]!r}")
         b = self._blocking(request)
+        only = self._filter(request, "check")
         ns = self._ns(request)
         await self._barrier(b)
         catalog = self.agent.catalog
@@ -388,6 +463,8 @@ class ConsulApi:
                 out.extend(
                     c for c in instance_checks(entry, stored) if state in ("any", c["Status"])
                 )
+        if only is not None:
+            out = only.select(out)
         return json_response(out, index=current(), consistency=self._consistency(b))
 
     # -- status -----------------------------------------------------------------

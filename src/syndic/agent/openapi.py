@@ -68,6 +68,12 @@ _BLOCKING = [
     _q("stale", {"type": "string", "enum": [""]}, "answer from the agent's catalog"),
     _q("dc", {"type": "string", "enum": ["dc1"]}),
 ]
+#: ``?filter=``: Consul's expression language (syndic.agent.filter); a malformed one is 400.
+_FILTER = _q(
+    "filter",
+    {"type": "string", "enum": ["Node is not empty", 'Node == "nobody"']},
+    "Consul filter expression over the answer's documents",
+)
 _ERR = {"description": "bad request", "content": _TEXT}
 _NOT_FOUND = {"description": "unknown id", "content": _TEXT}
 
@@ -287,10 +293,13 @@ def _paths() -> dict[str, Any]:
             blocking=False,
         ),
         "/v1/agent/services": _read(
-            "services registered through this agent", {"type": "object"}, blocking=False
+            "services registered through this agent",
+            {"type": "object"},
+            [_q("filter", {"type": "string", "enum": ["Service is not empty"]})],
+            blocking=False,
         ),
         "/v1/agent/checks": _read(
-            "checks of this agent's services", {"type": "object"}, blocking=False
+            "checks of this agent's services", {"type": "object"}, [_FILTER], blocking=False
         ),
         "/v1/agent/service/register": _write(
             "register a service with its checks",
@@ -319,13 +328,14 @@ def _paths() -> dict[str, Any]:
         "/v1/catalog/services": _read(
             "service names and their tags",
             {"type": "object", "additionalProperties": arr({"type": "string"})},
+            [_FILTER],
         ),
         "/v1/catalog/service/{name}": _read(
             "a service's instances",
             arr(_ref("CatalogService")),
-            [_p("name"), _q("tag", _text(32))],
+            [_p("name"), _q("tag", _text(32)), _FILTER],
         ),
-        "/v1/catalog/nodes": _read("nodes", arr(_ref("Node"))),
+        "/v1/catalog/nodes": _read("nodes", arr(_ref("Node")), [_FILTER]),
         "/v1/catalog/datacenters": _read("datacenters", arr({"type": "string"}), blocking=False),
         "/v1/health/service/{name}": _read(
             "a service's instances with their checks",
@@ -334,15 +344,19 @@ def _paths() -> dict[str, Any]:
                 _p("name"),
                 _q("tag", _text(32)),
                 _q("passing", {"type": "string", "enum": [""]}),
+                _FILTER,
             ],
         ),
         "/v1/health/checks/{name}": _read(
-            "a service's checks", arr(_ref("HealthCheck")), [_p("name")]
+            "a service's checks", arr(_ref("HealthCheck")), [_p("name"), _FILTER]
         ),
         "/v1/health/state/{state}": _read(
             "checks in a state",
             arr(_ref("HealthCheck")),
-            [_p("state", {"type": "string", "enum": ["any", "passing", "warning", "critical"]})],
+            [
+                _p("state", {"type": "string", "enum": ["any", "passing", "warning", "critical"]}),
+                _FILTER,
+            ],
         ),
         "/v1/status/leader": _read("the Raft leader's address", {"type": "string"}, blocking=False),
         "/v1/status/peers": _read(

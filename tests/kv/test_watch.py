@@ -243,3 +243,31 @@ def test_bad_watch_requests() -> None:
         stream.cancel(99)
     with pytest.raises(InvalidArgumentError):
         stream.pull(0)
+
+
+def test_take_notified_names_only_streams_given_responses() -> None:
+    store = Store()
+    hub = WatchHub(store)
+    a, b, idle = hub.open_stream(), hub.open_stream(), hub.open_stream()
+    a.create(WatchCreateRequest(key=b"a"))
+    b.create(WatchCreateRequest(key=b"b", range_end=b"c"))
+    idle.create(WatchCreateRequest(key=b"z"))
+    # The created responses were pushed: every stream with a new watcher is named once.
+    assert {s.stream_id for s in hub.take_notified()} == {a.stream_id, b.stream_id, idle.stream_id}
+    assert hub.take_notified() == []
+    for stream in (a, b, idle):
+        drain(stream)
+    store.put(PutRequest(key=b"a", value=b"1"))
+    store.put(PutRequest(key=b"b1", value=b"1"))
+    store.put(PutRequest(key=b"q", value=b"1"))  # watched by nobody
+    hub.check_invariants()
+    assert [s.stream_id for s in hub.take_notified()] == [a.stream_id, b.stream_id]
+    hub.check_invariants()
+    # Responses not yet pulled do not name a stream again until it is given more.
+    store.put(PutRequest(key=b"q", value=b"2"))
+    assert hub.take_notified() == []
+    store.put(PutRequest(key=b"b2", value=b"1"))
+    b.close()  # a closed stream is never named: nobody pulls it
+    assert hub.take_notified() == []
+    hub.check_invariants()
+    assert [len(r.events) for r in drain(a)] == [1]

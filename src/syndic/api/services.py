@@ -47,6 +47,7 @@ __all__ = [
     "SERVICES",
     "WATCH_SERVICE",
     "ApiBindingError",
+    "EncodedMessage",
     "HandlerError",
     "MethodKind",
     "MethodSpec",
@@ -392,13 +393,38 @@ def _type_error(expected: type[Message], got: object, where: str) -> TypeError:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedMessage:
+    """A response a handler has already serialised, sent as it is.
+
+    A watch event that goes to a thousand streams is encoded once and only
+    each stream's own fields are added per stream; ``message_type`` is the
+    class the bytes encode, checked like any other response's class.
+    """
+
+    message_type: type[Message]
+    payload: bytes
+
+    def __post_init__(self) -> None:
+        if type(self.payload) is not bytes:
+            raise TypeError(f"EncodedMessage.payload must be bytes, got {type(self.payload)}")
+
+
+def _is_response(message: object, message_type: type[Message]) -> bool:
+    if type(message) is EncodedMessage:
+        return message.message_type is message_type
+    return isinstance(message, message_type)
+
+
 def _serializer(message_type: type[Message]) -> Callable[[Message], bytes]:
     # Callers check types first (see _checked_*): grpc swallows a serializer
     # exception, logs it and sends an empty message, so raising here would
     # turn a mix-up into a silent default request. The assert is a last line.
-    def serialize(message: Message) -> bytes:
-        assert isinstance(message, message_type), f"{message!r} is not {message_type}"
-        return message.SerializeToString()
+    def serialize(message: Message | EncodedMessage) -> bytes:
+        assert _is_response(message, message_type), f"{message!r} is not {message_type}"
+        if type(message) is EncodedMessage:
+            return message.payload
+        return message.SerializeToString()  # type: ignore[union-attr]
 
     return serialize
 
@@ -430,8 +456,8 @@ class _CheckedWriteContext:
         self._context = context
         self._method = method
 
-    async def write(self, response: Message) -> None:
-        if not isinstance(response, self._method.response_type):
+    async def write(self, response: Message | EncodedMessage) -> None:
+        if not _is_response(response, self._method.response_type):
             await _abort_on_bad_response(self._method, response, self._context)
         await self._context.write(response)
 

@@ -210,6 +210,10 @@ class Watcher:
         self.buffer.append(resp)
         self.buffer_events += len(resp.events)
         self.buffer_bytes += size_bytes
+        stream = self.stream
+        if not stream.notified:
+            stream.notified = True
+            stream.hub._notified[stream.stream_id] = stream
 
 
 class WatchHub:
@@ -225,6 +229,9 @@ class WatchHub:
         self._synced_keys: dict[bytes, dict[int, Watcher]] = {}
         self._synced_ranges: dict[int, Watcher] = {}
         self._unsynced: dict[int, Watcher] = {}
+        # Streams given responses since the last take_notified(), by id: the
+        # runtime wakes those alone, not every open stream, after a write.
+        self._notified: dict[int, WatchStream] = {}
         store.add_observer(self)
 
     def open_stream(self) -> WatchStream:
@@ -232,6 +239,19 @@ class WatchHub:
         self._streams[stream.stream_id] = stream
         self._next_stream_id += 1
         return stream
+
+    def take_notified(self) -> list[WatchStream]:
+        """Streams given responses (or closed) since the last call, each once.
+
+        A stream's consumer still pulls until ``pending()`` is zero; this only
+        says which streams changed, so a write watched by a few of many
+        streams wakes those few.
+        """
+        streams = list(self._notified.values())
+        self._notified.clear()
+        for stream in streams:
+            stream.notified = False
+        return streams
 
     def close(self) -> None:
         """Detach from the store; every stream is closed."""
@@ -414,7 +434,10 @@ class WatchHub:
 
     def check_invariants(self) -> None:
         current = self.store.revision
+        for stream_id, stream in self._notified.items():
+            assert stream.notified and self._streams.get(stream_id) is stream
         for stream in self._streams.values():
+            assert stream.notified == (stream.stream_id in self._notified)
             for w in stream._watchers.values():
                 assert w.buffer_events == sum(len(r.events) for r in w.buffer)
                 event_responses = sum(1 for r in w.buffer if r.events)
@@ -438,6 +461,8 @@ class WatchStream:
         self._watchers: dict[int, Watcher] = {}
         self._next_id = AUTO_WATCH_ID
         self.closed = False
+        # In the hub's notified set (see WatchHub.take_notified).
+        self.notified = False
 
     def create(self, req: WatchCreateRequest) -> int:
         """Add a watcher; its ``created`` response is the first one pulled. Returns its id."""
@@ -562,3 +587,5 @@ class WatchStream:
         self._watchers.clear()
         self.closed = True
         hub._streams.pop(self.stream_id, None)
+        hub._notified.pop(self.stream_id, None)
+        self.notified = False

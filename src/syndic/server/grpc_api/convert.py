@@ -279,9 +279,10 @@ def watch_create_from_pb(pb: rpc_pb2.WatchCreateRequest) -> WatchCreateRequest:
 _WATCH_FILTERS: Final = frozenset(int(v) for v in WatchFilter)
 
 
-def watch_response_to_pb(
-    resp: WatchResponse, header: Header, events: WatchEventEncoder | None = None
-) -> rpc_pb2.WatchResponse:
+def watch_response_to_pb(resp: WatchResponse, header: Header) -> rpc_pb2.WatchResponse:
+    """The protobuf form of a watch response. The Watch service sends the same
+    bytes built by ``watch_wire.WatchWireEncoder``, which shares the encoding
+    across streams; this is the reference its tests compare against."""
     # etcd: a watch response's header revision is the response's revision.
     return rpc_pb2.WatchResponse(
         header=header_pb(header, resp.revision),
@@ -290,40 +291,8 @@ def watch_response_to_pb(
         canceled=resp.canceled,
         compact_revision=resp.compact_revision,
         cancel_reason=resp.cancel_reason,
-        events=events.encode(resp)
-        if events is not None
-        else [event_to_pb(ev) for ev in resp.events],
+        events=[event_to_pb(ev) for ev in resp.events],
     )
-
-
-class WatchEventEncoder:
-    """Protobuf events for watch responses, each Event encoded once.
-
-    The watch hub gives every watcher of one change the same Event object,
-    so a thousand watchers of a key cost one conversion per revision, not a
-    thousand. Only the latest revision's events are kept.
-    """
-
-    __slots__ = ("_encoded", "_revision")
-
-    def __init__(self) -> None:
-        self._revision = -1
-        # id(event) -> (event, its protobuf); the event is held so that its
-        # id cannot be reused by another object while the entry lives.
-        self._encoded: dict[int, tuple[Event, kv_pb2.Event]] = {}
-
-    def encode(self, resp: WatchResponse) -> list[kv_pb2.Event]:
-        if resp.revision != self._revision:
-            self._encoded.clear()
-            self._revision = resp.revision
-        out = []
-        for event in resp.events:
-            hit = self._encoded.get(id(event))
-            if hit is None or hit[0] is not event:
-                hit = (event, event_to_pb(event))
-                self._encoded[id(event)] = hit
-            out.append(hit[1])
-        return out
 
 
 # ----------------------------------------------------------------- Lease

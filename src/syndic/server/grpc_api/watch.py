@@ -3,11 +3,18 @@
 Each gRPC stream gets one ``WatchStream`` of the member's hub. A reader task
 applies create, cancel and progress requests to it as they arrive; the
 handler's sender loop is the only writer to the gRPC stream: it sleeps on one
-event, set by the reader or by the backend when applied writes may have
-given the stream responses (``backend.watch_listen``), pulls a bounded batch
-of responses and writes them. One event and no task per wait matters: a
-write watched by a thousand streams wakes a thousand senders. When either side ends the stream is
-closed, dropping its watchers (etcd: serverWatchStream.close).
+event, set by the reader or by the servicer, pulls a bounded batch of
+responses and writes them. One event and no task per wait matters: a write
+watched by a thousand streams wakes a thousand senders. The servicer listens
+to the backend once (``backend.watch_listen``) and, after each write, wakes
+only the streams the hub gave responses (``WatchHub.take_notified``), in one
+pass, so a write that nobody watches wakes no sender. When either side ends
+the stream is closed, dropping its watchers (etcd: serverWatchStream.close).
+
+Responses leave as wire bytes built by :class:`WatchWireEncoder`: the header
+and each event are encoded once for every stream that sends them, and a
+watcher created with ``fragment`` gets a response of ``max_request_bytes`` or
+more split into fragments, as etcd does.
 
 Once auth is enabled, a create needs READ on its range, checked when the
 watcher is created (etcd: isWatchPermitted); a refusal is answered
@@ -30,12 +37,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 from syndic.api.gen import rpc_pb2
+from syndic.api.services import EncodedMessage
 from syndic.kv.errors import KvError, WatchError
-from syndic.kv.watch import WatchResponse, WatchStream
+from syndic.kv.watch import WatchHub, WatchResponse, WatchStream
 from syndic.server.backend import Backend
 from syndic.server.grpc_api import convert
 from syndic.server.grpc_api.auth import AuthGate
 from syndic.server.grpc_api.config import GrpcApiConfig
+from syndic.server.grpc_api.watch_wire import WatchWireEncoder
 
 # etcd: clientv3.InvalidWatchID, the id of a create that failed.
 INVALID_WATCH_ID: Final = -1
@@ -64,19 +73,52 @@ class WatchServicer:
         self._config = config
         self._gate = gate
         self._clock = clock
-        self._events = convert.WatchEventEncoder()  # shared by every stream
+        self._wire = WatchWireEncoder()  # shared by every stream
+        # Open streams' wake-ups, and how many open streams each hub has (a
+        # member replaces its hub when it installs a snapshot).
+        self._wakers: dict[WatchStream, Callable[[], None]] = {}
+        self._hubs: dict[WatchHub, int] = {}
+        self._unlisten: Callable[[], None] | None = None
 
     async def Watch(
         self, request_iterator: AsyncIterator[rpc_pb2.WatchRequest], context: Any
     ) -> None:
         stream = self._backend.open_watch_stream()
+        session = _WatchSession(
+            self._backend, self._config, self._gate, self._clock, stream, context, self._wire
+        )
+        self._attach(stream, session.wake)
         try:
-            session = _WatchSession(
-                self._backend, self._config, self._gate, self._clock, stream, context, self._events
-            )
             await session.run(request_iterator)
         finally:
+            self._detach(stream)
             stream.close()
+
+    def _attach(self, stream: WatchStream, wake: Callable[[], None]) -> None:
+        self._wakers[stream] = wake
+        self._hubs[stream.hub] = self._hubs.get(stream.hub, 0) + 1
+        if self._unlisten is None:
+            self._unlisten = self._backend.watch_listen(self._wake_notified)
+
+    def _detach(self, stream: WatchStream) -> None:
+        self._wakers.pop(stream, None)
+        left = self._hubs.get(stream.hub, 1) - 1
+        if left:
+            self._hubs[stream.hub] = left
+        else:
+            self._hubs.pop(stream.hub, None)
+        if not self._wakers and self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+
+    def _wake_notified(self) -> None:
+        """The backend applied something: wake the senders of the streams it gave responses."""
+        wakers = self._wakers
+        for hub in tuple(self._hubs):
+            for stream in hub.take_notified():
+                wake = wakers.get(stream)
+                if wake is not None:
+                    wake()
 
 
 class _WatchSession:
@@ -96,10 +138,10 @@ class _WatchSession:
         clock: Callable[[], float],
         stream: WatchStream,
         context: Any,
-        events: convert.WatchEventEncoder,
+        wire: WatchWireEncoder,
     ) -> None:
         self._backend = backend
-        self._events = events
+        self._wire = wire
         self._config = config
         self._gate = gate
         self._clock = clock
@@ -111,12 +153,14 @@ class _WatchSession:
         self._active: set[int] = set()
         # Watchers that asked for progress_notify -> "no events since last tick".
         self._progress: dict[int, bool] = {}
+        # Watchers created with fragment=true (etcd: serverWatchStream.fragment).
+        self._fragment: set[int] = set()
         self._ticker: asyncio.TimerHandle | None = None
+        self.wake = self._wake.set
 
     async def run(self, request_iterator: AsyncIterator[rpc_pb2.WatchRequest]) -> None:
         reader = asyncio.create_task(self._read(request_iterator))
         sender = asyncio.create_task(self._send())
-        unlisten = self._backend.watch_listen(self._wake.set)
         self._schedule_tick()
         try:
             done, _ = await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
@@ -127,7 +171,6 @@ class _WatchSession:
                 self._wake.set()
                 await sender
         finally:
-            unlisten()
             if self._ticker is not None:
                 self._ticker.cancel()
             for task in (reader, sender):
@@ -174,6 +217,8 @@ class _WatchSession:
         self._active.add(watch_id)
         if pb.progress_notify:
             self._progress[watch_id] = True
+        if pb.fragment:
+            self._fragment.add(watch_id)
 
     async def _refuse_create(self, reason: str) -> None:
         # etcd: a failed create is answered created+canceled with the
@@ -222,15 +267,24 @@ class _WatchSession:
         responses = self._stream.pull(self._config.watch_pull_responses_max)
         if responses:
             header = self._backend.header()
+            encode = self._wire.encode
+            write = self._context.write
+            fragment = self._fragment
+            fragment_bytes_max = self._config.max_request_bytes
             for resp in responses:
+                payloads = encode(
+                    resp, header, fragment_bytes_max if resp.watch_id in fragment else None
+                )
                 self._account(resp)
-                await self._context.write(convert.watch_response_to_pb(resp, header, self._events))
+                for payload in payloads:
+                    await write(EncodedMessage(rpc_pb2.WatchResponse, payload))
         return len(responses)
 
     def _account(self, resp: WatchResponse) -> None:
         if resp.canceled:
             self._active.discard(resp.watch_id)
             self._progress.pop(resp.watch_id, None)
+            self._fragment.discard(resp.watch_id)
         elif resp.events and resp.watch_id in self._progress:
             self._progress[resp.watch_id] = False
 

@@ -26,6 +26,7 @@ from syndic.client.errors import error_from_status
 from syndic.client.transport import Transport
 from syndic.client.validate import prefix_end
 from syndic.client.watch import Watch
+from syndic.client.watch_mux import WatchMux
 
 REFUSED = "failed to connect to all addresses; last error: Connection refused"
 
@@ -148,7 +149,7 @@ def response(revision: int, *events: kv_pb2.Event, **fields: object) -> rpc_pb2.
 def new_watch(start_revision: int = 0) -> Watch:
     transport = Transport(ClientConfig(endpoints=("127.0.0.1:1",)))
     return Watch(
-        transport,
+        WatchMux(transport),
         b"k",
         b"l",
         start_revision=start_revision,

@@ -63,7 +63,7 @@ from syndic.client.validate import (
     int_in,
     key_range,
 )
-from syndic.client.watch import Watch, watch_filters
+from syndic.client.watch import Watch, WatchMux, watch_filters
 
 _T = TypeVar("_T")
 
@@ -110,6 +110,7 @@ class Client:
         self._transport = Transport(config)
         self.keeper = KeepAliver(self._transport)
         self._watches: set[Watch] = set()
+        self._watch_mux = WatchMux(self._transport)
         self._request_bytes_max = config.request_bytes_max
 
     @classmethod
@@ -139,6 +140,7 @@ class Client:
         """Stop watches and keep-alives (leases are left to expire) and close channels."""
         for watch in list(self._watches):
             await watch.close()
+        await self._watch_mux.close()
         await self.keeper.close()
         await self._transport.close()
 
@@ -335,13 +337,14 @@ class Client:
         if isinstance(filters, str):
             raise InvalidTypeError("filters must be a list such as ['noput'], not a string")
         watch = Watch(
-            self._transport,
+            self._watch_mux,
             start,
             end,
             start_revision=int_in("start_revision", start_revision),
             prev_kv=flag("prev_kv", prev_kv),
             filters=watch_filters(filters),
             progress_notify=flag("progress_notify", progress_notify),
+            buffered_events_max=self.config.watch_buffered_events_max,
             on_close=self._watches.discard,
         )
         self._watches.add(watch)

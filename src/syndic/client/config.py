@@ -15,6 +15,13 @@ from syndic.traffic.retry import Backoff
 CALL_TIMEOUT_S_DEFAULT = 5.0
 # Longer than an election plus a round of retries, shorter than a day.
 CALL_TIMEOUT_S_MAX = 86_400.0
+# Events one watch may hold for a reader that fell behind before its watcher
+# is paused on the server (and resumed, from where it stopped, once read):
+# a few large transactions' worth (etcd allows 128 ops per txn).
+WATCH_BUFFERED_EVENTS_MAX_DEFAULT = 10_000
+# Watches on the client's one Watch stream: syndic's server default for
+# watchers per stream (watchers_per_stream_max).
+WATCH_STREAM_WATCHES_MAX_DEFAULT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,9 @@ class ClientConfig:
     # A member that failed is skipped for this long before being tried again,
     # unless every member has failed.
     endpoint_quarantine_ms: int = 1_000
+    # See WATCH_BUFFERED_EVENTS_MAX_DEFAULT and WATCH_STREAM_WATCHES_MAX_DEFAULT.
+    watch_buffered_events_max: int = WATCH_BUFFERED_EVENTS_MAX_DEFAULT
+    watch_stream_watches_max: int = WATCH_STREAM_WATCHES_MAX_DEFAULT
 
     def __post_init__(self) -> None:
         endpoints: object = self.endpoints  # callers may pass anything
@@ -90,6 +100,8 @@ class ClientConfig:
         _positive("keepalive_timeout_ms", self.keepalive_timeout_ms, 86_400_000)
         _positive("retry_attempts_max", self.retry_attempts_max, 100)
         _positive("endpoint_quarantine_ms", self.endpoint_quarantine_ms, 3_600_000)
+        _positive("watch_buffered_events_max", self.watch_buffered_events_max, 10_000_000)
+        _positive("watch_stream_watches_max", self.watch_stream_watches_max, 1_000_000)
         if (self.username is None) != (self.password is None):
             raise InvalidRequestError("username and password go together: give both or neither")
 

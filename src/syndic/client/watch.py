@@ -1,12 +1,14 @@
 """Watch as an async iterator that survives disconnects and member changes.
 
-Each :class:`Watch` owns one gRPC Watch stream. The next revision to deliver
-(``next_revision``) advances with every batch handed to the caller; when the
-stream breaks (a member killed, restarted, without a leader, a network
-blip), the watch reopens on another member from ``next_revision``, so no
-event is lost, and drops anything older than it, so none is repeated.
-A start revision that was compacted meanwhile ends the watch with
-:class:`CompactedError`, whose ``compact_revision`` says where to restart.
+Every watch of a client rides on the client's one gRPC Watch stream
+(:mod:`syndic.client.watch_mux`), as in etcd's clientv3. The next revision
+to deliver (``next_revision``) advances with every batch received; when
+the stream breaks (a member killed, restarted, without a leader, a network
+blip), each watch is created again on another member from its own
+``next_revision``, so no event is lost, and drops anything older than it,
+so none is repeated. A start revision that was compacted meanwhile ends the
+watch with :class:`CompactedError`, whose ``compact_revision`` says where
+to restart.
 
 Fragments (etcd's ``fragment`` option, on by default here so a revision of
 any size fits the message limit) are joined before the batch is returned.
@@ -22,28 +24,22 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import logging
+from collections import deque
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Final, Literal
 
-import grpc
-
 from syndic.api.gen import rpc_pb2
-from syndic.api.services import WATCH_SERVICE
 from syndic.client import convert
+from syndic.client.config import WATCH_BUFFERED_EVENTS_MAX_DEFAULT
 from syndic.client.errors import (
     ClientError,
     CompactedError,
     InvalidRequestError,
-    UnavailableError,
     WatchCanceledError,
-    error_from_status,
 )
-from syndic.client.transport import Transport
 from syndic.client.types import Event, WatchBatch
-
-log = logging.getLogger("syndic.client.watch")
+from syndic.client.watch_mux import WatchMux
 
 WatchFilter = Literal["noput", "nodelete"]
 _FILTERS: Final = {
@@ -54,10 +50,6 @@ _FILTERS: Final = {
 # the server is misbehaving (etcd splits at the message limit, so a million
 # events would be a revision of many gigabytes).
 FRAGMENT_EVENTS_MAX: Final = 1_000_000
-# etcd clientv3 sends this so a member without a leader closes the stream
-# (ErrGRPCNoLeader) instead of keeping a watcher that sees nothing new.
-_REQUIRE_LEADER: Final = (("hasleader", "true"),)
-_NO_LEADER: Final = "etcdserver: no leader"
 
 
 def watch_filters(filters: Iterable[object]) -> list[Any]:
@@ -76,7 +68,7 @@ class Watch:
 
     def __init__(
         self,
-        transport: Transport,
+        mux: WatchMux,
         key: bytes,
         range_end: bytes,
         *,
@@ -84,9 +76,10 @@ class Watch:
         prev_kv: bool,
         filters: list[Any],
         progress_notify: bool,
+        buffered_events_max: int = WATCH_BUFFERED_EVENTS_MAX_DEFAULT,
         on_close: Any = None,
     ) -> None:
-        self._transport = transport
+        self._mux = mux
         self._key = key
         self._range_end = range_end
         self._prev_kv = prev_kv
@@ -94,19 +87,30 @@ class Watch:
         self._progress_notify = progress_notify
         # 0 means "from now": fixed from the first created response.
         self.next_revision = start_revision
-        self._call: Any = None
-        self._endpoint: Any = None
+        # The watcher's id on the current stream, None while it has none.
+        self.watch_id: int | None = None
+        # Bumped by the stream each time it asks for a watcher for this watch.
+        self.attachment = 0
         self._fragments: list[Any] = []
-        self._pending: list[WatchBatch] = []
+        # Batches (or the error that ended the watch) not yet taken by the reader.
+        self._queue: deque[WatchBatch | ClientError] = deque()
+        self._queued_events = 0
+        self._buffered_events_max = buffered_events_max
+        # Detached from the stream because the reader fell behind; attached
+        # again from next_revision once the queue is drained.
+        self._suspended = False
+        self._wake = asyncio.Event()
         self._created = False
-        self._stream_confirmed = False
-        self._confirm_timeout_s = transport.config.attempt_timeout_s or transport.config.timeout_s
         self._closed = False
-        self._failures = 0
         self._on_close = on_close
         # Counts reconnections and fragments joined, for tests and metrics.
         self.resumes = 0
         self.fragments_received = 0
+
+    @property
+    def _endpoint(self) -> Any:
+        """The member whose stream carries this watch (None before it is created)."""
+        return self._mux.endpoint if self.watch_id is not None else None
 
     def __aiter__(self) -> Watch:
         return self
@@ -127,24 +131,21 @@ class Watch:
         if self._closed:
             return
         self._closed = True
-        self._drop_call()
+        self._mux.detach(self)
+        self._wake.set()
         if self._on_close is not None:
             self._on_close(self)
 
     async def request_progress(self) -> None:
-        """Ask the member for a progress notification now (etcd: WatchProgressRequest)."""
-        if self._call is not None:
-            await self._call.write(
-                rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest())
-            )
+        """Ask the member for a progress notification now (etcd: WatchProgressRequest).
 
-    def _drop_call(self) -> None:
-        if self._call is not None:
-            self._call.cancel()
-            self._call = None
+        As in etcd, every watch of this client's stream gets one."""
+        self._mux.request_progress()
+
+    def create_request(self) -> rpc_pb2.WatchRequest:
+        """The create request that resumes this watch from ``next_revision``."""
+        # Fragments of a revision not yet whole are sent again in full.
         self._fragments = []
-
-    def _create_request(self) -> rpc_pb2.WatchRequest:
         return rpc_pb2.WatchRequest(
             create_request=rpc_pb2.WatchCreateRequest(
                 key=self._key,
@@ -157,144 +158,97 @@ class Watch:
             )
         )
 
-    async def _open(self) -> None:
-        transport = self._transport
-        if transport.config.username is not None and transport.metadata is None:
-            await transport.authenticate()
-        endpoint = self._endpoint = transport.pick(avoid=self._endpoint)
-        metadata = (*(transport.metadata or ()), *_REQUIRE_LEADER)
-        call = endpoint.stub(WATCH_SERVICE).Watch(metadata=metadata)
-        self._call = call
-        self._stream_confirmed = False
-        await call.write(self._create_request())
-
-    async def _backoff(self) -> None:
-        self._failures += 1
-        delay_s = self._transport.config.retry_backoff.delay_s(
-            min(self._failures, 20), 0.0, self._transport.rng
-        )
-        await asyncio.sleep(delay_s)
-
     async def start(self) -> Watch:
-        """Open the stream and wait until the member confirms the watch.
+        """Create the watcher and wait until the member confirms it.
 
         Changes made after this returns are delivered even when the watch
-        was created "from now" (``start_revision`` 0); ``async with`` calls it.
+        was created "from now" (``start_revision`` 0); ``async with`` calls
+        it. A watch the server refuses raises its typed error here.
         """
-        while not self._closed and not self._created:
-            response = await self._read()
-            if response is not None:
-                batch = self._receive(response)
-                if batch is not None:
-                    self._pending.append(batch)
+        if self._closed:
+            return self
+        if not self._suspended:
+            self._mux.attach(self)
+        while not self._closed and not self._created and not self._queue:
+            self._wake.clear()
+            await self._wake.wait()
+        if not self._created and self._queue:
+            refusal = self._queue[0]
+            if isinstance(refusal, ClientError):
+                self._queue.popleft()
+                raise refusal
         return self
 
     async def __anext__(self) -> WatchBatch:
-        if self._pending:
-            return self._pending.pop(0)
-        while not self._closed:
-            response = await self._read()
-            if response is None:
-                continue
-            batch = self._receive(response)
-            if batch is not None:
-                return batch
-        raise StopAsyncIteration
-
-    async def _read(self) -> rpc_pb2.WatchResponse | None:
-        """The next response, or None after a lost stream was dealt with."""
-        if self._call is None:
-            try:
-                await self._open()
-            except grpc.aio.AioRpcError as exc:
-                await self._lost(exc.code(), exc.details() or "")
-                return None
-            except UnavailableError as exc:  # no member could issue an auth token
-                await self._lost(grpc.StatusCode.UNAVAILABLE, exc.message)
-                return None
-        try:
-            if self._stream_confirmed:
-                response = await self._call.read()
-            else:
-                # A member that takes the request and never confirms it
-                # (stopped, overloaded) must not hold the watch: go elsewhere.
-                # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns
-                # the read's result when a cancel and the read's completion meet,
-                # and the cancel is lost: closing a config SDK then waited for
-                # its watch task forever.
-                async with asyncio.timeout(self._confirm_timeout_s):
-                    response = await self._call.read()
-        except TimeoutError:
-            await self._lost(grpc.StatusCode.UNAVAILABLE, "watch not confirmed in time")
-            return None
-        except grpc.aio.AioRpcError as exc:
-            if not self._closed:
-                await self._lost(exc.code(), exc.details() or "")
-            return None
-        except asyncio.CancelledError:
+        if not self._created and not self._closed:
+            await self.start()
+        while True:
+            if self._queue:
+                return self._take()
             if self._closed:
-                return None
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # The caller gave up waiting (a timeout): grpc.aio ends the
-                # whole call with the read, so the next read resumes anew.
-                self._drop_call()
-                raise
-            # The call itself was cancelled underneath us.
-            await self._lost(grpc.StatusCode.CANCELLED, "watch stream cancelled")
-            return None
-        if response is grpc.aio.EOF:
-            await self._lost(grpc.StatusCode.UNAVAILABLE, "watch stream ended")
-            return None
-        return response  # type: ignore[no-any-return]
+                raise StopAsyncIteration
+            self._wake.clear()
+            await self._wake.wait()
 
-    async def _lost(self, code: grpc.StatusCode, details: str) -> None:
-        """The stream broke: decide whether to resume elsewhere or give up."""
-        self._drop_call()
-        resumable = (
-            code
-            in (
-                grpc.StatusCode.UNAVAILABLE,
-                grpc.StatusCode.CANCELLED,
-                grpc.StatusCode.INTERNAL,
-                grpc.StatusCode.UNKNOWN,
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-            )
-            or details == _NO_LEADER
-        )
-        if details == "etcdserver: invalid auth token" and self._transport.config.username:
-            await self._transport.authenticate(force=True)
-            resumable = True
-        if not resumable:
-            await self.close()
-            raise error_from_status(code, details)
-        if self._endpoint is not None:
-            self._transport.mark_failed(self._endpoint)
-        log.debug(
-            "watch on %r lost (%s: %s); resuming from %d",
-            self._key,
-            code,
-            details,
-            self.next_revision,
-        )
-        self.resumes += 1
-        await self._backoff()
+    def _take(self) -> WatchBatch:
+        item = self._queue.popleft()
+        if isinstance(item, ClientError):
+            raise item
+        self._queued_events -= len(item.events)
+        if self._suspended and not self._queue and not self._closed:
+            self._suspended = False
+            self._mux.attach(self)
+        return item
+
+    # ------------------------------------------------------------ from the stream
+
+    def deliver(self, response: rpc_pb2.WatchResponse) -> None:
+        """Take one response of this watch's watcher (called by the stream)."""
+        try:
+            batch = self._receive(response)
+        except ClientError as exc:
+            self.fail(exc)
+            return
+        if batch is None:
+            return
+        self._queue.append(batch)
+        self._queued_events += len(batch.events)
+        self._wake.set()
+        if self._queued_events > self._buffered_events_max and not self._suspended:
+            # The reader fell behind: stop the flow rather than buffer without bound.
+            self._suspended = True
+            self._mux.detach(self)
+
+    def deliver_stream_progress(self, revision: int) -> None:
+        """etcd 3.4's progress answer for the whole stream (watch id -1).
+
+        It is a progress notice for this watch but, unlike a watcher's own,
+        does not move ``next_revision``: etcd 3.4 sends it at the store's
+        revision even to a watcher still catching up on older events."""
+        if self._created and not self._fragments:
+            self._queue.append(WatchBatch(revision, []))
+            self._wake.set()
+
+    def fail(self, error: ClientError) -> None:
+        """End the watch with ``error``, raised after the batches already queued."""
+        self._queue.append(error)
+        self._closed = True
+        self._mux.detach(self)
+        self._wake.set()
+        if self._on_close is not None:
+            self._on_close(self)
 
     def _receive(self, response: rpc_pb2.WatchResponse) -> WatchBatch | None:
         if response.created:
             self._created = True
-            self._stream_confirmed = True
-            self._failures = 0
-            if self._endpoint is not None:
-                self._transport.mark_healthy(self._endpoint)
             if self.next_revision == 0:
                 self.next_revision = response.header.revision + 1
             # etcd answers a compacted start revision with created, then canceled.
             if not response.canceled:
+                self._wake.set()
                 return None
         if response.canceled:
-            self._drop_call()
-            self._closed = True
+            self._fragments = []
             if response.compact_revision:
                 raise CompactedError(response.compact_revision)
             raise WatchCanceledError(
@@ -329,4 +283,4 @@ async def cancel_all(watches: Iterable[Watch]) -> None:
         await watch.close()
 
 
-__all__ = ["Watch", "WatchFilter", "cancel_all", "watch_filters"]
+__all__ = ["Watch", "WatchFilter", "WatchMux", "cancel_all", "watch_filters"]

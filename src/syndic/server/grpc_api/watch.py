@@ -13,8 +13,8 @@ the stream is closed, dropping its watchers (etcd: serverWatchStream.close).
 
 Responses leave as wire bytes built by :class:`WatchWireEncoder`: the header
 and each event are encoded once for every stream that sends them, and a
-watcher created with ``fragment`` gets a response of ``max_request_bytes`` or
-more split into fragments, as etcd does.
+watcher created with ``fragment`` gets a response of ``max_request_bytes`` plus
+``GRPC_OVERHEAD_BYTES`` or more split into fragments, as etcd does.
 
 Once auth is enabled, a create needs READ on its range, checked when the
 watcher is created (etcd: isWatchPermitted); a refusal is answered
@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 from syndic.api.gen import rpc_pb2
-from syndic.api.services import EncodedMessage
+from syndic.api.services import GRPC_OVERHEAD_BYTES, EncodedMessage
 from syndic.kv.errors import KvError, WatchError
 from syndic.kv.watch import WatchHub, WatchResponse, WatchStream
 from syndic.server.backend import Backend
@@ -270,7 +270,9 @@ class _WatchSession:
             encode = self._wire.encode
             write = self._context.write
             fragment = self._fragment
-            fragment_bytes_max = self._config.max_request_bytes
+            # etcd: serverWatchStream.maxRequestBytes is the request limit plus
+            # gRPC's overhead allowance, and fragments are cut at that size.
+            fragment_bytes_max = self._config.max_request_bytes + GRPC_OVERHEAD_BYTES
             for resp in responses:
                 payloads = encode(
                     resp, header, fragment_bytes_max if resp.watch_id in fragment else None

@@ -70,6 +70,7 @@ from syndic.traffic.balancer import (
 from syndic.traffic.breaker import BreakerConfig, CircuitBreaker
 from syndic.traffic.clock import ManualClock
 from syndic.traffic.endpoints import Endpoint
+from syndic.traffic.policy import Policy
 from syndic.traffic.ratelimit import (
     FixedWindow,
     HotParamLimiter,
@@ -80,6 +81,7 @@ from syndic.traffic.ratelimit import (
     WarmUpBucket,
 )
 from syndic.traffic.retry import Backoff, Retry, RetryConfig
+from syndic.traffic.rules import parse_rules
 
 RESULTS_PATH = Path(__file__).parent / "results" / "traffic.json"
 REPEATS = 5
@@ -517,6 +519,58 @@ def rows() -> list[Row]:
         t_aretry_flaky,
         "baseline/async/flaky",
         "retry/async/syndic 2 failures + success",
+    )
+
+    # A composed policy (retry around a breaker), first-try success: the
+    # path every SDK call takes, and the one traffic spans must not slow
+    # while tracing is off.
+    def s_policy() -> Policy:
+        return Policy(
+            parse_rules(
+                {
+                    "retry": {"max_attempts": 3, "idempotent": True, "backoff": {"base_s": 0}},
+                    "breaker": {"failure_count": FAIL_MAX, "open_wait_s": OPEN_S},
+                }
+            )
+        )
+
+    def s_policy_sync() -> Sync:
+        p = s_policy()
+        return lambda: p.call_sync(target)
+
+    def s_policy_async() -> Async:
+        p = s_policy()
+        return lambda: p.call(atarget)
+
+    def t_policy_sync() -> Sync:
+        r = tenacity.Retrying(sleep=no_sleep, **tenacity_kwargs())
+        cb = pybreaker.CircuitBreaker(fail_max=FAIL_MAX, reset_timeout=OPEN_S)
+        return lambda: r(cb.call, target)
+
+    def t_policy_async() -> Async:
+        r = tenacity.AsyncRetrying(**tenacity_kwargs())
+        cb = aiobreaker.CircuitBreaker(
+            fail_max=FAIL_MAX, timeout_duration=timedelta(seconds=OPEN_S)
+        )
+        return lambda: r(cb.call_async, atarget)
+
+    add("policy", "sync", "syndic Policy.call_sync", s_policy_sync, b_sync)
+    add("policy", "async", "syndic Policy.call", s_policy_async, b_async)
+    add(
+        "policy",
+        "sync",
+        "tenacity around pybreaker",
+        t_policy_sync,
+        b_sync,
+        "policy/sync/syndic Policy.call_sync",
+    )
+    add(
+        "policy",
+        "async",
+        "tenacity around aiobreaker",
+        t_policy_async,
+        b_async,
+        "policy/async/syndic Policy.call",
     )
     return out
 

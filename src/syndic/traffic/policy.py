@@ -56,8 +56,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol, TypeVar, overload
 
+from syndic.observability.tracing import tracing_enabled
 from syndic.traffic import deadline as _deadline
 from syndic.traffic import drivers
+from syndic.traffic import tracing as _tracing
 from syndic.traffic.breaker import CircuitBreaker
 from syndic.traffic.budget import RetryBudget
 from syndic.traffic.bulkhead import Bulkhead
@@ -136,6 +138,8 @@ class _Stack:
         "rules",
         "stages",
         "stages_hedged",
+        "traced",
+        "traced_hedged",
     )
 
     def __init__(self, rules: PolicyRules) -> None:
@@ -150,6 +154,9 @@ class _Stack:
         self.fallback: Fallback[Any] | None = None
         self.stages: tuple[Stage, ...] = ()
         self.stages_hedged: tuple[Stage, ...] = ()
+        # The same with the tracing stages, run while an SDK provider is installed.
+        self.traced: tuple[Stage, ...] = ()
+        self.traced_hedged: tuple[Stage, ...] = ()
 
     def seal(self, clock: Clock) -> None:
         """Lay the stages out in the documented order (module docstring)."""
@@ -167,6 +174,9 @@ class _Stack:
         # The drivers run at least one stage; an empty rule set passes through.
         self.stages = head + tail or (Stage(),)
         self.stages_hedged = self.stages if self.hedge is None else (*head, self.hedge, *tail)
+        name, fallback, retry = self.rules.name, self.fallback, self.retry
+        self.traced = _tracing.traced(self.stages, name, fallback, retry)
+        self.traced_hedged = _tracing.traced(self.stages_hedged, name, fallback, retry)
 
 
 class Policy:
@@ -363,13 +373,17 @@ class Policy:
         (:class:`~syndic.traffic.metrics.MeteredPolicy`).
         """
         stack = self._stack
-        return self._stages(stack, idempotent) if can_wait else stack.stages
+        if not can_wait:
+            return stack.traced if tracing_enabled() else stack.stages
+        return self._stages(stack, idempotent)
 
     def _stages(self, stack: _Stack, idempotent: bool | None) -> tuple[Stage, ...]:
         # Hedging sends a call twice: only calls that may repeat are hedged.
         if idempotent is None:
             retry = stack.rules.retry
             idempotent = retry is not None and retry.idempotent
+        if tracing_enabled():
+            return stack.traced_hedged if idempotent else stack.traced
         return stack.stages_hedged if idempotent else stack.stages
 
     def call(
@@ -398,7 +412,11 @@ class Policy:
         """
         stack = self._stack
         return drivers.run_sync(  # type: ignore[no-any-return]
-            stack.stages, fn, args, kwargs, admission(False, idempotent)
+            stack.traced if tracing_enabled() else stack.stages,
+            fn,
+            args,
+            kwargs,
+            admission(False, idempotent),
         )
 
     @contextlib.asynccontextmanager

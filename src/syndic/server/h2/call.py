@@ -27,6 +27,7 @@ class Call:
         "head",
         "id",
         "requests",
+        "running",
         "single_request",
         "task",
         "writable",
@@ -40,6 +41,7 @@ class Call:
         self.requests: asyncio.Queue[Any] | None = None
         self.ended = False  # the stream is over: nothing the handler sends goes out
         self.task: asyncio.Task[None] | None = None
+        self.running = False  # the handler's task has taken its first step
         self.deadline: asyncio.TimerHandle | None = None
         self.writable: asyncio.Event | None = None
         self.aborted_with: tuple[grpc.StatusCode, str] | None = None

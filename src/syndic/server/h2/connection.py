@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import logging
 from collections.abc import Callable
 from typing import Any, Final, cast
@@ -188,8 +187,10 @@ class Http2Connection(asyncio.Protocol):
             self._loop.call_soon(self._start_queued)
 
     def _start_task(self, call: Call, request: bytes | None) -> None:
+        # No done callback: _serve forgets the call itself as it ends, which
+        # saves a loop callback per call. A task cancelled before its first
+        # step never runs _serve's body; _cancel forgets those calls.
         call.task = self._loop.create_task(self._serve(call, request))
-        call.task.add_done_callback(functools.partial(self._handler_done, call))
 
     def _start_queued(self) -> None:
         """Start the next share of queued handlers, one share per loop pass, so
@@ -258,8 +259,16 @@ class Http2Connection(asyncio.Protocol):
         if call.requests is not None:
             call.requests.put_nowait(end_of_requests())
         if call.task is not None and not call.task.done():
-            call.task.cancel()
+            self._cancel(call)
         elif call.task is None:
+            self._forget(call)
+
+    def _cancel(self, call: Call) -> None:
+        """Cancel the call's handler; a handler that never began is forgotten
+        here, since its _serve will not run to forget it."""
+        assert call.task is not None
+        call.task.cancel()
+        if not call.running:
             self._forget(call)
 
     def _end(self, call: Call, code: grpc.StatusCode, message: str) -> None:
@@ -347,6 +356,7 @@ class Http2Connection(asyncio.Protocol):
     # -- calls ---------------------------------------------------------------
 
     async def _serve(self, call: Call, request: bytes | None) -> None:
+        call.running = True
         handler = call.handler
         context = CallContext(self, call, handler.response_serializer)
         try:
@@ -386,16 +396,15 @@ class Http2Connection(asyncio.Protocol):
         except Exception:
             log.exception("gRPC handler for %s failed", call.head.path)
             self._end(call, grpc.StatusCode.UNKNOWN, _UNKNOWN_ERROR)
-
-    def _handler_done(self, call: Call, _task: object = None) -> None:
-        self._forget(call)
+        finally:
+            self._forget(call)
 
     def _deadline_expired(self, call: Call) -> None:
         call.deadline = None
         if not call.ended:
             self._end(call, grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
-        if call.task is not None:
-            call.task.cancel()
+        if call.task is not None and not call.task.done():
+            self._cancel(call)
 
     async def write_message(self, call: Call, payload: bytes) -> None:
         """Wait while the stream, the connection or the transport lags, then queue one message.

@@ -25,7 +25,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from syndic.client import Client, Compare, GetResult, NotFoundError, Op, TxnResult
+from syndic.client import (
+    Client,
+    Compare,
+    GetResult,
+    NotFoundError,
+    Op,
+    PermissionDeniedError,
+    TxnResult,
+)
 from syndic.client.types import KeyValue
 from syndic.registry.keys import KeyLayout
 
@@ -105,6 +113,14 @@ def _session_from(kv: KeyValue) -> Session:
 
 
 @dataclass(frozen=True, slots=True)
+class LockTaken:
+    """A lock just taken or kept: whether it was free before, and the metadata it replaced."""
+
+    newly: bool
+    meta_before: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
 class KvEntry:
     key: bytes
     value: bytes
@@ -139,14 +155,19 @@ class ConsulKv:
         self.user: Client | None = None  # with auth on, the user whose permissions apply
 
     def as_user(self, user: Client) -> ConsulKv:
-        """The same operations on behalf of a user (auth on).
+        """The same operations on behalf of a user (auth on), so etcd's key permissions decide.
 
-        The user's own client is asked first, so etcd's key permissions decide:
-        a read probes with a count-only range, a write with a transaction whose
-        guard can never hold (etcd checks every operation of a transaction,
-        whichever branch runs, and this one changes nothing). The operation
-        itself then runs with the agent's client, because Consul's flags and
-        locks live under the registry prefix, which users are not granted.
+        The user's own client reads and writes the user's keys, each in one
+        transaction with its guards: etcd checks the permission when it applies
+        that transaction, so no write lands after a permission was taken away
+        (a separate check, then a write by the agent, would let one through).
+        Consul's flags and locks live under the registry prefix, which users
+        are not granted, so the agent's client keeps them beside the user's
+        write: a lock is taken before the value is written and given back if
+        the user's write is refused; flags follow the write they belong to,
+        guarded by its revision; a read takes the user's data and the agent's
+        metadata at one revision. A cheap probe first refuses the obvious
+        cases before the agent touches anything.
         """
         other = ConsulKv(self.client, self.layout, self.node)
         other._kept = self._kept
@@ -170,20 +191,33 @@ class ConsulKv:
 
     async def read(self, key: bytes, *, recurse: bool, limit: int) -> tuple[list[KvEntry], int]:
         """The entries at ``key`` (or under it); returns them and the store revision."""
-        await self._may_read(key, recurse)
         lay = self.layout
-        reads = [
-            Op.get(key, prefix=recurse, limit=limit),
+        meta_reads = [
             Op.get(lay.kvmeta(key), prefix=recurse, limit=limit),
             Op.get(lay.lock(key), prefix=recurse, limit=limit),
         ]
-        t = await self.client.txn(compare=[], success=reads, failure=[])
-        data, meta, locks = (r for r in t.responses)
+        if self.user is None:
+            t = await self.client.txn(
+                compare=[],
+                success=[Op.get(key, prefix=recurse, limit=limit), *meta_reads],
+                failure=[],
+            )
+            data, meta, locks = (r for r in t.responses)
+        else:
+            # The user's read is the permission check; the metadata is read at its revision.
+            data = await self.user.get(key, prefix=recurse, limit=limit)
+            at = [
+                Op.get(lay.kvmeta(key), prefix=recurse, limit=limit, revision=data.revision),
+                Op.get(lay.lock(key), prefix=recurse, limit=limit, revision=data.revision),
+            ]
+            t = await self.client.txn(compare=[], success=at, failure=[])
+            meta, locks = (r for r in t.responses)
         assert isinstance(data, GetResult) and isinstance(meta, GetResult)
         assert isinstance(locks, GetResult)
         meta_by = {bytes(kv.key)[len(lay.kvmeta(b"")) :]: kv for kv in meta.kvs}
         lock_by = {bytes(kv.key)[len(lay.lock(b"")) :]: kv for kv in locks.kvs}
         out: list[KvEntry] = []
+        assert isinstance(data, GetResult)
         for kv in data.kvs:
             k = bytes(kv.key)
             if self.reserved(k):
@@ -201,7 +235,7 @@ class ConsulKv:
                     holder,
                 )
             )
-        return out, t.revision
+        return out, data.revision
 
     async def wait_change(self, key: bytes, *, recurse: bool, index: int, timeout_s: float) -> int:
         """Block until something at ``key`` changes after revision ``index``; the change's
@@ -238,15 +272,15 @@ class ConsulKv:
         if self.reserved(key):
             raise KvError(403, "Permission denied: key is reserved for syndic's registry")
         await self._may_write(key)
+        if self.user is not None:
+            return await self._put_as_user(
+                self.user, key, value, flags=flags, cas=cas, acquire=acquire, release=release
+            )
         if acquire:
             return await self._acquire(key, value, flags, acquire)
         if release:
             return await self._release(key, value, flags, release)
-        compare = []
-        if cas is not None:
-            compare.append(
-                Compare.create_revision(key) == 0 if cas == 0 else Compare.mod_revision(key) == cas
-            )
+        compare = self._cas_compare(key, cas)
         for _ in range(META_RETRIES_MAX):
             meta_kv, meta = await self._meta(key)
             ops = [Op.put(key, value)]
@@ -260,6 +294,96 @@ class ConsulKv:
             if cas is not None and not self._cas_holds(t, key, cas):
                 return False
         raise KvError(500, "too many concurrent writers on the key's flags")
+
+    @staticmethod
+    def _cas_compare(key: bytes, cas: int | None) -> list[Any]:
+        if cas is None:
+            return []
+        return [Compare.create_revision(key) == 0 if cas == 0 else Compare.mod_revision(key) == cas]
+
+    async def _put_as_user(
+        self,
+        user: Client,
+        key: bytes,
+        value: bytes,
+        *,
+        flags: int | None,
+        cas: int | None,
+        acquire: str | None,
+        release: str | None,
+    ) -> bool:
+        if acquire:
+            return await self._acquire_as_user(user, key, value, flags, acquire)
+        if release:
+            return await self._release_as_user(user, key, value, flags, release)
+        t = await user.txn(compare=self._cas_compare(key, cas), success=[Op.put(key, value)])
+        if t.succeeded and flags is not None:
+            await self._flags_after(key, flags, t.revision)
+        return t.succeeded
+
+    async def _flags_after(self, key: bytes, flags: int, revision: int) -> None:
+        """Record the flags of the write at ``revision``, unless a later write owns the key."""
+        for _ in range(META_RETRIES_MAX):
+            meta_kv, meta = await self._meta(key)
+            if meta.get("flags", 0) == flags:
+                return
+            t = await self.client.txn(
+                compare=[Compare.mod_revision(key) == revision, self._meta_guard(key, meta_kv)],
+                success=[Op.put(self.layout.kvmeta(key), self._meta_doc(meta, flags=flags))],
+                failure=[Op.get(key)],
+            )
+            if t.succeeded or not self._cas_holds(t, key, revision):
+                return
+        raise KvError(500, "too many concurrent writers on the key's flags")
+
+    async def _acquire_as_user(
+        self, user: Client, key: bytes, value: bytes, flags: int | None, sid: str
+    ) -> bool:
+        taken = await self._take_lock(key, None, flags, sid)
+        if taken is None:
+            return False
+        try:
+            await user.txn(compare=[], success=[Op.put(key, value)])
+        except PermissionDeniedError:
+            if taken.newly:
+                await self._give_back(key, sid, taken)
+            raise
+        return True
+
+    async def _give_back(self, key: bytes, sid: str, taken: LockTaken) -> None:
+        """Undo a lock taken for a write the user was then refused."""
+        lay = self.layout
+        holder = json.dumps({"session": sid}).encode()
+        restore = (
+            Op.delete(lay.kvmeta(key))
+            if taken.meta_before is None
+            else Op.put(lay.kvmeta(key), taken.meta_before)
+        )
+        await self.client.txn(
+            compare=[Compare.value(lay.lock(key)) == holder],
+            success=[Op.delete(lay.lock(key)), Op.delete(lay.session_delete(sid, key)), restore],
+            failure=[],
+        )
+
+    async def _release_as_user(
+        self, user: Client, key: bytes, value: bytes, flags: int | None, sid: str
+    ) -> bool:
+        lay = self.layout
+        holder = json.dumps({"session": sid}).encode()
+        t = await self.client.txn(compare=[], success=[Op.get(lay.lock(key)), Op.get(key)])
+        lock, data = t.responses
+        assert isinstance(lock, GetResult) and isinstance(data, GetResult)
+        if not lock.kvs or lock.kvs[0].value != holder:
+            return False
+        # The holder's last write, guarded by the revision seen while holding the lock:
+        # another acquirer writes the key, so a lock lost in between fails the guard.
+        seen = data.kvs[0].mod_revision if data.kvs else 0
+        written = await user.txn(
+            compare=[Compare.mod_revision(key) == seen], success=[Op.put(key, value)]
+        )
+        if not written.succeeded:
+            return False
+        return await self._release(key, None, flags, sid)
 
     def _cas_holds(self, t: TxnResult, key: bytes, cas: int) -> bool:
         got = t.responses[0]
@@ -284,6 +408,13 @@ class ConsulKv:
         return json.dumps(doc, sort_keys=True).encode()
 
     async def _acquire(self, key: bytes, value: bytes, flags: int | None, sid: str) -> bool:
+        return await self._take_lock(key, value, flags, sid) is not None
+
+    async def _take_lock(
+        self, key: bytes, value: bytes | None, flags: int | None, sid: str
+    ) -> LockTaken | None:
+        """Take (or keep) the lock on ``key`` for ``sid``, writing ``value`` in the same
+        transaction unless it is None (the user writes it); None when another holds it."""
         session = await self.session(sid)
         if session is None:
             raise KvError(500, f'invalid session "{sid}"')
@@ -294,11 +425,11 @@ class ConsulKv:
             lock = await self.client.get(lay.lock(key))
             held_by_us = bool(lock.kvs) and lock.kvs[0].value == holder
             if lock.kvs and not held_by_us:
-                return False
+                return None
             lock_index = int(meta.get("lock_index", 0)) + (0 if held_by_us else 1)
             new_flags = flags if flags is not None else int(meta.get("flags", 0))
             ops = [
-                Op.put(key, value),
+                *([] if value is None else [Op.put(key, value)]),
                 Op.put(lay.lock(key), holder, lease=session.lease),
                 Op.put(
                     lay.kvmeta(key), self._meta_doc(meta, flags=new_flags, lock_index=lock_index)
@@ -315,16 +446,16 @@ class ConsulKv:
             ]
             t = await self.client.txn(compare=guard, success=ops, failure=[])
             if t.succeeded:
-                return True
+                return LockTaken(not held_by_us, meta_kv.value if meta_kv is not None else None)
             if await self.session(sid) is None:
                 raise KvError(500, f'invalid session "{sid}"')
-        return False
+        return None
 
-    async def _release(self, key: bytes, value: bytes, flags: int | None, sid: str) -> bool:
+    async def _release(self, key: bytes, value: bytes | None, flags: int | None, sid: str) -> bool:
         lay = self.layout
         holder = json.dumps({"session": sid}).encode()
         ops = [
-            Op.put(key, value),
+            *([] if value is None else [Op.put(key, value)]),
             Op.delete(lay.lock(key)),
             Op.delete(lay.session_delete(sid, key)),
         ]
@@ -344,6 +475,11 @@ class ConsulKv:
         compare = []
         if cas is not None and not recurse:
             compare.append(Compare.mod_revision(key) == cas)
+        if self.user is not None:
+            t = await self.user.txn(compare=compare, success=[Op.delete(key, prefix=recurse)])
+            if t.succeeded:
+                await self._drop_metadata(key, recurse)
+            return t.succeeded
         ops = [
             Op.delete(key, prefix=recurse),
             Op.delete(lay.kvmeta(key), prefix=recurse),
@@ -351,6 +487,27 @@ class ConsulKv:
         ]
         t = await self.client.txn(compare=compare, success=ops, failure=[])
         return t.succeeded
+
+    async def _drop_metadata(self, key: bytes, recurse: bool) -> None:
+        """Delete the flags and lock of keys the user deleted (each only while its key is
+        still gone: a key written again in between keeps its own)."""
+        lay = self.layout
+        t = await self.client.txn(
+            compare=[],
+            success=[
+                Op.get(lay.kvmeta(key), prefix=recurse, keys_only=True),
+                Op.get(lay.lock(key), prefix=recurse, keys_only=True),
+            ],
+        )
+        meta, locks = t.responses
+        assert isinstance(meta, GetResult) and isinstance(locks, GetResult)
+        gone = {bytes(kv.key)[len(lay.kvmeta(b"")) :] for kv in meta.kvs}
+        gone |= {bytes(kv.key)[len(lay.lock(b"")) :] for kv in locks.kvs}
+        for k in sorted(gone):
+            await self.client.txn(
+                compare=[Compare.create_revision(k) == 0],
+                success=[Op.delete(lay.kvmeta(k)), Op.delete(lay.lock(k))],
+            )
 
     # -- sessions -------------------------------------------------------------
 

@@ -321,18 +321,27 @@ class WatchHub:
         # Watchers of the same change share its Event (built once per key and
         # prev_kv choice): a thousand watchers of one key cost one KeyValue.
         shared: dict[tuple[bytes, bool], Event] = {}
+        # Watchers of one key with the same options share their whole events
+        # tuple and its size: a thousand watchers of a key cost one of each.
+        alike: dict[tuple[int, bool, bool, bool], tuple[tuple[Event, ...], int]] = {}
         for seq in sorted(hits):
             w, matched = hits[seq]
             if revision < w.next_rev:
                 continue  # a future start revision not reached yet
-            events = tuple(
-                ev
-                for ev in (self._event(w, k, rec, prev, shared) for k, rec, prev in matched)
-                if ev
-            )
+            like = (id(matched[0]), w.prev_kv, w.noput, w.nodelete) if len(matched) == 1 else None
+            got = alike.get(like) if like is not None else None
+            if got is None:
+                events = tuple(
+                    ev
+                    for ev in (self._event(w, k, rec, prev, shared) for k, rec, prev in matched)
+                    if ev
+                )
+                got = (events, sum(_event_bytes(ev) for ev in events))
+                if like is not None:
+                    alike[like] = got
+            events, size = got
             if not events:
                 continue
-            size = sum(_event_bytes(ev) for ev in events)
             if w.has_room(len(events), size, config):
                 w.push(WatchResponse(w.watch_id, revision, events=events), size)
                 w.next_rev = revision + 1

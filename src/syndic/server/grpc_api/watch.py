@@ -40,7 +40,7 @@ from syndic.api.gen import rpc_pb2
 from syndic.api.services import GRPC_OVERHEAD_BYTES, EncodedMessage
 from syndic.kv.errors import KvError, WatchError
 from syndic.kv.watch import WatchHub, WatchResponse, WatchStream
-from syndic.server.backend import Backend
+from syndic.server.backend import Backend, Header
 from syndic.server.grpc_api import convert
 from syndic.server.grpc_api.auth import AuthGate
 from syndic.server.grpc_api.config import GrpcApiConfig
@@ -69,56 +69,100 @@ class WatchServicer:
         gate: AuthGate,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._backend = backend
-        self._config = config
-        self._gate = gate
-        self._clock = clock
-        self._wire = WatchWireEncoder()  # shared by every stream
-        # Open streams' wake-ups, and how many open streams each hub has (a
-        # member replaces its hub when it installs a snapshot).
-        self._wakers: dict[WatchStream, Callable[[], None]] = {}
-        self._hubs: dict[WatchHub, int] = {}
-        self._unlisten: Callable[[], None] | None = None
+        self._shared = _Shared(backend, config, gate, clock)
 
     async def Watch(
         self, request_iterator: AsyncIterator[rpc_pb2.WatchRequest], context: Any
     ) -> None:
-        stream = self._backend.open_watch_stream()
-        session = _WatchSession(
-            self._backend, self._config, self._gate, self._clock, stream, context, self._wire
-        )
-        self._attach(stream, session.wake)
+        shared = self._shared
+        stream = shared.backend.open_watch_stream()
+        session = _WatchSession(shared, stream, context)
+        shared.attach(session)
         try:
             await session.run(request_iterator)
         finally:
-            self._detach(stream)
+            shared.detach(session)
             stream.close()
 
-    def _attach(self, stream: WatchStream, wake: Callable[[], None]) -> None:
-        self._wakers[stream] = wake
+
+class _Shared:
+    """What every Watch stream of one member shares: the wire encoder, the
+    header of the latest revision, the one backend listener and the one
+    timer that wakes senders for progress and as a safety net."""
+
+    def __init__(
+        self, backend: Backend, config: GrpcApiConfig, gate: AuthGate, clock: Callable[[], float]
+    ) -> None:
+        self.backend = backend
+        self.config = config
+        self.gate = gate
+        self.clock = clock
+        self.wire = WatchWireEncoder()
+        # Open sessions by their hub stream, and how many each hub has (a
+        # member replaces its hub when it installs a snapshot).
+        self._sessions: dict[WatchStream, _WatchSession] = {}
+        self._hubs: dict[WatchHub, int] = {}
+        self._unlisten: Callable[[], None] | None = None
+        self._ticker: asyncio.TimerHandle | None = None
+        # The header as of the last backend wake-up: read once per write, not
+        # once per stream it reaches (responses carry their own revision).
+        self._header: Header | None = None
+
+    def header(self) -> Header:
+        header = self._header
+        if header is None:
+            header = self._header = self.backend.header()
+        return header
+
+    def attach(self, session: _WatchSession) -> None:
+        stream = session.stream
+        self._sessions[stream] = session
         self._hubs[stream.hub] = self._hubs.get(stream.hub, 0) + 1
         if self._unlisten is None:
-            self._unlisten = self._backend.watch_listen(self._wake_notified)
+            self._unlisten = self.backend.watch_listen(self._wake_notified)
+            self._schedule_tick()
 
-    def _detach(self, stream: WatchStream) -> None:
-        self._wakers.pop(stream, None)
+    def detach(self, session: _WatchSession) -> None:
+        stream = session.stream
+        self._sessions.pop(stream, None)
         left = self._hubs.get(stream.hub, 1) - 1
         if left:
             self._hubs[stream.hub] = left
         else:
             self._hubs.pop(stream.hub, None)
-        if not self._wakers and self._unlisten is not None:
+        if not self._sessions and self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
+            if self._ticker is not None:
+                self._ticker.cancel()
+                self._ticker = None
 
     def _wake_notified(self) -> None:
-        """The backend applied something: wake the senders of the streams it gave responses."""
-        wakers = self._wakers
+        """The backend applied something: wake, in one pass, the senders of
+        the streams the hub gave responses, and no other."""
+        self._header = None
+        sessions = self._sessions
         for hub in tuple(self._hubs):
             for stream in hub.take_notified():
-                wake = wakers.get(stream)
-                if wake is not None:
-                    wake()
+                session = sessions.get(stream)
+                if session is not None:
+                    session.wake()
+
+    def _schedule_tick(self) -> None:
+        self._ticker = asyncio.get_running_loop().call_later(
+            self.config.watch_wait_timeout_s, self._tick
+        )
+
+    def _tick(self) -> None:
+        """Every watch_wait_timeout_s: wake the senders that have progress
+        watchers (they check the progress clock) or work left (a safety net
+        for a missed wake-up). One timer for all streams: a timer per stream
+        cost a thousand wake-ups a second with a thousand idle streams."""
+        self._header = None
+        for session in self._sessions.values():
+            if session.wants_tick():
+                session.wake()
+        self._schedule_tick()
 
 
 class _WatchSession:
@@ -130,24 +174,15 @@ class _WatchSession:
     the created responses of the creates before it).
     """
 
-    def __init__(
-        self,
-        backend: Backend,
-        config: GrpcApiConfig,
-        gate: AuthGate,
-        clock: Callable[[], float],
-        stream: WatchStream,
-        context: Any,
-        wire: WatchWireEncoder,
-    ) -> None:
-        self._backend = backend
-        self._wire = wire
-        self._config = config
-        self._gate = gate
-        self._clock = clock
-        self._stream = stream
+    def __init__(self, shared: _Shared, stream: WatchStream, context: Any) -> None:
+        self._shared = shared
+        self._config = shared.config
+        self.stream = stream
         self._context = context
-        self._wake = asyncio.Event()
+        # The sender's wait: a bare future, set at most once per wait (an
+        # asyncio.Event costs more per wake-up, and a write reaches many).
+        self._waiter: asyncio.Future[None] | None = None
+        self._woken = False
         self._inbox: asyncio.Queue[rpc_pb2.WatchRequest] = asyncio.Queue(INBOX_REQUESTS_MAX)
         # Live watch ids of this stream, for the per-stream bound.
         self._active: set[int] = set()
@@ -155,24 +190,28 @@ class _WatchSession:
         self._progress: dict[int, bool] = {}
         # Watchers created with fragment=true (etcd: serverWatchStream.fragment).
         self._fragment: set[int] = set()
-        self._ticker: asyncio.TimerHandle | None = None
-        self.wake = self._wake.set
+
+    def wake(self) -> None:
+        self._woken = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def wants_tick(self) -> bool:
+        return bool(self._progress) or self.stream.pending() > 0
 
     async def run(self, request_iterator: AsyncIterator[rpc_pb2.WatchRequest]) -> None:
         reader = asyncio.create_task(self._read(request_iterator))
         sender = asyncio.create_task(self._send())
-        self._schedule_tick()
         try:
             done, _ = await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
             if reader in done and reader.exception() is None:
                 # etcd ends the RPC when the client half-closes, after the
                 # requests already received are answered.
                 await self._inbox.put(_END_OF_REQUESTS)
-                self._wake.set()
+                self.wake()
                 await sender
         finally:
-            if self._ticker is not None:
-                self._ticker.cancel()
             for task in (reader, sender):
                 task.cancel()
             # Collected, not raised: when the client goes away, gRPC cancels
@@ -189,7 +228,7 @@ class _WatchSession:
     async def _read(self, request_iterator: AsyncIterator[rpc_pb2.WatchRequest]) -> None:
         async for request in request_iterator:
             await self._inbox.put(request)
-            self._wake.set()
+            self.wake()
 
     async def _handle(self, request: rpc_pb2.WatchRequest) -> None:
         kind = request.WhichOneof("request_union")
@@ -198,11 +237,11 @@ class _WatchSession:
         elif kind == "cancel_request":
             self._cancel(request.cancel_request.watch_id)
         elif kind == "progress_request":
-            self._stream.request_progress()
+            self.stream.request_progress()
         # etcd ignores a request with no union member set.
 
     async def _create(self, pb: rpc_pb2.WatchCreateRequest) -> None:
-        if not await self._gate.watch_permitted(self._context, pb.key, pb.range_end):
+        if not await self._shared.gate.watch_permitted(self._context, pb.key, pb.range_end):
             await self._refuse_create(PERMISSION_DENIED_REASON)
             return
         try:
@@ -210,7 +249,7 @@ class _WatchSession:
                 raise WatchError(
                     f"stream holds {self._config.watchers_per_stream_max} watchers already"
                 )
-            watch_id = self._stream.create(convert.watch_create_from_pb(pb))
+            watch_id = self.stream.create(convert.watch_create_from_pb(pb))
         except KvError as exc:
             await self._refuse_create(str(exc))
             return
@@ -225,7 +264,7 @@ class _WatchSession:
         # reason, and the stream stays open.
         await self._context.write(
             rpc_pb2.WatchResponse(
-                header=convert.header_pb(self._backend.header()),
+                header=convert.header_pb(self._shared.backend.header()),
                 watch_id=INVALID_WATCH_ID,
                 created=True,
                 canceled=True,
@@ -236,38 +275,46 @@ class _WatchSession:
     def _cancel(self, watch_id: int) -> None:
         # etcd: cancelling an unknown id sends nothing.
         with contextlib.suppress(WatchError):
-            self._stream.cancel(watch_id)
+            self.stream.cancel(watch_id)
 
     # ------------------------------------------------------------- sender
 
     async def _send(self) -> None:
+        clock = self._shared.clock
         interval_s = self._config.progress_notify_interval_s
-        next_progress_s = self._clock() + interval_s
+        next_progress_s = clock() + interval_s
+        stream = self.stream
+        inbox = self._inbox
         while True:
-            self._wake.clear()
-            handled = 0
-            while not self._inbox.empty():
-                request = self._inbox.get_nowait()
-                if request is _END_OF_REQUESTS:
-                    await self._flush()
-                    return
+            self._woken = False
+            while not inbox.empty():
+                request = inbox.get_nowait()
                 await self._flush()
+                if request is _END_OF_REQUESTS:
+                    return
                 await self._handle(request)
-                handled += 1
-            if await self._flush() or handled:
-                continue
-            now_s = self._clock()
-            if now_s >= next_progress_s:
-                await self._progress_tick()
-                next_progress_s = now_s + interval_s
-            await self._wait()
+            await self._flush()
+            if stream.pending() or not inbox.empty():
+                continue  # more than one pull's worth, or history to replay
+            if self._progress:
+                now_s = clock()
+                if now_s >= next_progress_s:
+                    await self._progress_tick()
+                    next_progress_s = now_s + interval_s
+            if not self._woken:
+                self._waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
 
     async def _flush(self) -> int:
         """Write one pulled batch of the hub's responses; returns how many were written."""
-        responses = self._stream.pull(self._config.watch_pull_responses_max)
+        responses = self.stream.pull(self._config.watch_pull_responses_max)
         if responses:
-            header = self._backend.header()
-            encode = self._wire.encode
+            shared = self._shared
+            header = shared.header()
+            encode = shared.wire.encode
             write = self._context.write
             fragment = self._fragment
             # etcd: serverWatchStream.maxRequestBytes is the request limit plus
@@ -291,13 +338,13 @@ class _WatchSession:
             self._progress[resp.watch_id] = False
 
     async def _progress_tick(self) -> None:
-        header = self._backend.header()
+        header = self._shared.backend.header()
         for watch_id, idle in list(self._progress.items()):
             self._progress[watch_id] = True
             if not idle:
                 continue
             try:
-                watcher = self._stream.watcher(watch_id)
+                watcher = self.stream.watcher(watch_id)
             except WatchError:
                 self._progress.pop(watch_id, None)
                 continue
@@ -307,20 +354,3 @@ class _WatchSession:
                 await self._context.write(
                     rpc_pb2.WatchResponse(header=convert.header_pb(header), watch_id=watch_id)
                 )
-
-    async def _wait(self) -> None:
-        if not self._stream.pending():
-            await self._wake.wait()
-
-    def _schedule_tick(self) -> None:
-        """Wake the sender every watch_wait_timeout_s (progress notifications,
-        and a safety net for a missed wake-up). One repeating timer per
-        stream: a timer armed per wait cost more than the wait itself when a
-        thousand streams wake for every event."""
-        self._ticker = asyncio.get_running_loop().call_later(
-            self._config.watch_wait_timeout_s, self._tick
-        )
-
-    def _tick(self) -> None:
-        self._wake.set()
-        self._schedule_tick()

@@ -258,7 +258,7 @@ async def test_the_proposer_applies_its_own_request_undecoded_and_members_agree(
         # was forwarded.
         assert len(decoded_by) == 4 * 2 + 2
         assert len({n.hash_kv(0).hash for n in nodes}) == 1
-        assert all(not n._own_entries for n in nodes)
+        assert all(n._rt.proposals.own_entries_waiting == 0 for n in nodes)
     finally:
         for node in nodes:
             await node.stop()

@@ -162,7 +162,7 @@ async def test_callers_time_out_while_the_disk_is_stuck(
         elapsed_s = time.monotonic() - started
         assert 0.5 <= elapsed_s < 5
         assert node.metrics.proposals_failed._value.get() == failed_before + 3
-        assert not node._proposals
+        assert len(node._rt.proposals) == 0
     finally:
         release.set()
         await node.stop()

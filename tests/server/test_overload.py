@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,11 @@ async def test_a_proposal_is_refused_while_apply_lags_far_behind_commit(
 ) -> None:
     node = await _slow_disk_member(tmp_path, fsync_s=0)
     try:
-        assert node.raft is not None
-        monkeypatch.setattr(node_module, "APPLY_GAP_ENTRIES_MAX", -1)  # any gap is too much
+        # The member took its limits when it started.
+        proposals = node._rt.proposals
+        monkeypatch.setattr(
+            proposals, "limits", dataclasses.replace(proposals.limits, apply_gap_entries_max=-1)
+        )  # any gap is too much
         with pytest.raises(ServerError, match="too many requests"):
             await node.write(PutRequest(key=b"x", value=b"v"))
         assert node.state.store.range(RangeRequest(key=b"x")).count == 0

@@ -1,11 +1,13 @@
-"""One member: the asyncio runtime that drives the Raft core and the store.
+"""One member: the asyncio driver of the member runtime (``syndic.member``).
 
-The node loop honours the Ready contract of ``syndic.raft``: each cycle it
-takes one Ready, persists it (snapshot file, then WAL records, one fsync for
-the whole cycle), only then sends its messages, applies committed entries,
-answers reads whose ReadIndex has been applied, and calls ``advance``.
-Everything proposed while a cycle's fsync runs lands in the next cycle's
-batch: group commit falls out of the loop's shape.
+The runtime decides (the Ready contract of ``syndic.raft``, proposals,
+reads, leases, membership, when to snapshot); this driver does the I/O: one
+node loop that takes each Ready from the runtime, persists it (snapshot
+file, then WAL records, one fsync for the whole cycle) in a worker thread,
+and hands it back; the peer transport; the clock's timers; asyncio futures
+for the callers, which the runtime finishes as its completions. Everything
+proposed while a cycle's fsync runs lands in the next cycle's batch: group
+commit falls out of the loop's shape.
 
 Disk work runs in a worker thread so the loop keeps serving gRPC calls and
 peer traffic while the fsync is in flight.
@@ -18,7 +20,6 @@ import contextlib
 import dataclasses
 import itertools
 import logging
-import math
 import os
 import random
 import ssl
@@ -29,11 +30,9 @@ from typing import Any
 
 from syndic import __version__
 from syndic.kv.errors import KvError, LeaseNotFoundError
-from syndic.kv.lease import LeaseNotPrimaryError
 from syndic.kv.messages import (
     AlarmType,
     HashKVResponse,
-    LeaseKeepAliveRequest,
     LeaseLeasesResponse,
     LeaseRevokeRequest,
     LeaseTimeToLiveRequest,
@@ -45,21 +44,20 @@ from syndic.kv.messages import (
 )
 from syndic.kv.mvcc import StoreConfig
 from syndic.kv.watch import WatchHub, WatchStream
+from syndic.member.proposals import ENTRY_OVERHEAD_BYTES_MAX, ProposalLimits, TooManyRequestsError
+from syndic.member.runtime import MemberRuntime, RuntimeLimits, UndecodableEntryError
 from syndic.raft import (
     ConfChange,
     ConfChangeType,
     ConfState,
-    EntryType,
     Message,
-    NotLeaderError,
     PersistentState,
-    ProposalDroppedError,
     RaftConfig,
     RaftError,
     RaftNode,
-    ReadState,
     Ready,
     Role,
+    SoftState,
 )
 from syndic.server import backend as errors
 from syndic.server import reconfig
@@ -80,13 +78,7 @@ from syndic.server.bootstrap import (
     write_initial_log,
 )
 from syndic.server.config import ServerConfig, member_id, parse_url
-from syndic.server.entry_codec import (
-    DecodedEntry,
-    EntryCodecError,
-    EntryKind,
-    decode_entry,
-    encode_entry,
-)
+from syndic.server.entry_codec import EntryKind, decode_entry
 from syndic.server.loop_lag import LoopLagProbe
 from syndic.server.metrics import ServerMetrics
 from syndic.server.peer_codec import (
@@ -95,7 +87,6 @@ from syndic.server.peer_codec import (
     encode_cluster_info,
     encode_member,
 )
-from syndic.server.reconfig import Voter
 from syndic.server.state_machine import MemberAttrs, StateMachine
 from syndic.server.tls import peer_contexts
 from syndic.server.transport import FrameLimits, PeerAddress, PeerRequester, PeerTransport
@@ -121,8 +112,6 @@ READS_PENDING_MAX = 10_000
 # of them instead of one armed and cancelled per call (a few per cent of a
 # member's CPU under load); a caller may wait this much longer than the timeout.
 REQUEST_TIMEOUT_SWEEP_MS = 100
-# Framing an entry adds its kind and ids to the request it carries.
-ENTRY_OVERHEAD_BYTES_MAX = 1024
 # Keep-alives a follower hands to its leader in one peer request; more wait
 # for the next one (etcd forwards each over HTTP; batching keeps a follower's
 # thousand leases to a few round trips).
@@ -145,22 +134,7 @@ def _member_clock() -> Callable[[], int]:
     return lambda: int(monotonic() * 1000) + offset_ms
 
 
-class UndecodableEntryError(RuntimeError):
-    """A committed entry this member cannot decode: applying past it would let
-    this member's state drift from the others', so the member stops (etcd
-    panics). The message names the entry's index."""
-
-
-class _Pending:
-    """A caller waiting for its proposal (or read) to be applied."""
-
-    __slots__ = ("deadline_s", "future", "index")
-
-    def __init__(self, future: asyncio.Future[Any], deadline_s: float) -> None:
-        self.future = future
-        self.index = 0
-        # time.monotonic() past which the caller is answered "request timed out".
-        self.deadline_s = deadline_s
+__all__ = ["ENTRY_OVERHEAD_BYTES_MAX", "MemberNode", "UndecodableEntryError"]
 
 
 class MemberNode:
@@ -184,41 +158,27 @@ class MemberNode:
         # it leads (_on_soft_state promotes and demotes).
         self.state.store.lease_demote()
         self.hub = WatchHub(self.state.store)
-        self.raft: RaftNode | None = None
-        self._wal: Wal | None = None
-        self._snapshots: SnapshotStore | None = None
-        self._transport: PeerTransport | None = None
+        # The runtime, the WAL and the transport exist once start() recovered
+        # the log: the member is complete from then on.
+        self._rt: MemberRuntime
+        self._wal: Wal
+        self._snapshots: SnapshotStore
+        self._transport: PeerTransport
         self._peer_client_ssl: ssl.SSLContext | None = None
         self._task: asyncio.Task[None] | None = None
         self._timeout_sweeper: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
         self._stopping = False
-        self._request_ids = itertools.count(1)
-        # (request id, entry data) proposed since the last cycle.
-        self._outbox: list[tuple[int, bytes]] = []
-        self._proposals: dict[int, _Pending] = {}
-        # This member's own STORE proposals still waiting, by their entry
-        # bytes: applying one of them needs no decoding (see _apply).
-        self._own_entries: dict[bytes, DecodedEntry] = {}
-        self._proposal_bytes = 0
-        self._reads: dict[bytes, _Pending] = {}
-        self._ready_reads: list[tuple[int, _Pending]] = []
-        self._index_waiters: list[tuple[int, asyncio.Future[None]]] = []
         # Each watch stream's wake-up, called after every applied batch.
         self._watch_listeners: set[Callable[[], None]] = set()
-        self._leader_id = 0
-        self._snapshot_index = 0
-        self._revokes_in_flight: set[int] = set()
         # Keep-alives waiting to be handed to the leader, by lease id.
         self._renewals: dict[int, list[asyncio.Future[int]]] = {}
         self._renewal_task: asyncio.Task[None] | None = None
+        self._revokes: set[asyncio.Task[None]] = set()
         self._published = False
-        # Set when a membership change, member attributes or a snapshot was
-        # applied; the peer list is rebuilt only then, not every cycle.
-        self._peers_dirty = True
-        # Set once this member sees itself in the configuration, and when it
-        # then applies its own removal (etcd: "permanently removed").
-        self._was_member = False
+        # The leader last reported by the core, for the leader-change metric.
+        self._leader_seen = 0
+        # Set when this member applies its own removal (etcd: "permanently removed").
         self.removed = asyncio.Event()
         # Set when the node loop stopped on a fault (a failed fsync, an entry
         # it cannot decode); ``failure`` says which. The process exits.
@@ -256,10 +216,11 @@ class MemberNode:
         except BaseException:
             await asyncio.to_thread(self._wal.close)
             raise
+        snapshot_index = 0
         if recovered.snapshot is not None:
             self.state.restore(recovered.snapshot.data)
             self._reset_hub()
-            self._snapshot_index = recovered.snapshot.meta.index
+            snapshot_index = recovered.snapshot.meta.index
         fresh = not recovered.entries and recovered.snapshot is None
         raft_config = RaftConfig(
             node_id=self.id,
@@ -268,7 +229,7 @@ class MemberNode:
         )
         # A joining member knows no configuration until the leader's snapshot
         # arrives; every other member's log starts with one.
-        self.raft = RaftNode(
+        raft = RaftNode(
             raft_config, ConfState(frozenset()), random.Random(), None if fresh else recovered
         )
         host, port = parse_url(self.config.listen_peer_urls[0], "listen_peer_urls")
@@ -288,15 +249,46 @@ class MemberNode:
                 raft_config,
             ),
         )
+        self._rt = MemberRuntime(
+            self.id,
+            raft,
+            self.state,
+            self._transport,
+            self._now_ms,
+            self._limits(),
+            snapshot_index,
+            decode=decode_entry,
+        )
         await self._transport.start()
         self._leader_requests = PeerRequester(self._peer_client_ssl)
         self._loop_lag.start()
         self._refresh_peers()
-        if self.raft.conf_state.voters == frozenset({self.id}):
+        if raft.conf_state.voters == frozenset({self.id}):
             # A single-voter cluster need not wait an election timeout to lead.
-            self.raft.campaign()
+            raft.campaign()
         self._task = asyncio.create_task(self._run(), name=f"node-{self.config.name}")
         self._sweep_timeouts()
+
+    def _limits(self) -> RuntimeLimits:
+        return RuntimeLimits(
+            proposals=ProposalLimits(
+                pending_max=PROPOSALS_PENDING_MAX,
+                pending_bytes_max=PROPOSALS_PENDING_BYTES_MAX,
+                apply_gap_entries_max=APPLY_GAP_ENTRIES_MAX,
+                request_bytes_max=self.config.max_request_bytes,
+            ),
+            reads_pending_max=READS_PENDING_MAX,
+            snapshot_every_entries=self.config.snapshot_count,
+            request_timeout_ms=int(self.request_timeout_s * 1000),
+        )
+
+    @property
+    def raft(self) -> RaftNode:
+        return self._rt.raft
+
+    @property
+    def _snapshot_index(self) -> int:
+        return self._rt.snapshots.index
 
     def _sweep_timeouts(self) -> None:
         """Fail the proposals and reads waiting past the request timeout, then
@@ -304,19 +296,9 @@ class MemberNode:
         loop's tick: a loop stuck on a disk must still answer its callers."""
         if self._stopping:
             return
-        now_s = time.monotonic()
-        for waiting, failed in (
-            (self._proposals, self.metrics.proposals_failed),
-            (self._reads, None),
-        ):
-            # Every waiter gets the same timeout, so the oldest come first.
-            for pending in waiting.values():
-                if pending.deadline_s > now_s:
-                    break
-                if not pending.future.done():
-                    pending.future.set_exception(errors.request_timed_out())
-                    if failed is not None:
-                        failed.inc()
+        failed = self._rt.fail_expired()
+        if failed:
+            self.metrics.proposals_failed.inc(failed)
         self._timeout_sweeper = asyncio.get_running_loop().call_later(
             REQUEST_TIMEOUT_SWEEP_MS / 1000, self._sweep_timeouts
         )
@@ -324,7 +306,6 @@ class MemberNode:
     async def _open_log(self) -> PersistentState:
         """Settle this member's ids and recover its log; a founding member's
         first start writes the log's initial snapshot (bootstrap.py)."""
-        assert self._wal is not None
         self._snapshots = SnapshotStore(self.data_dir / "snap")
         recovered = recover(self._wal.read_all(), self._snapshots).state
         fresh = not recovered.entries and recovered.snapshot is None
@@ -364,12 +345,13 @@ class MemberNode:
                 await self._snapshot_task
         if self._disk_ops:
             await asyncio.wait(tuple(self._disk_ops))
-        if self._transport is not None:
+        # A start() that failed part-way built only some of these.
+        built = vars(self)
+        if "_transport" in built:
             await self._transport.stop()
         await self._leader_requests.close()
-        for pending in itertools.chain(self._proposals.values(), self._reads.values()):
-            if not pending.future.done():
-                pending.future.set_exception(errors.server_stopped())
+        if "_rt" in built:
+            self._rt.fail_all(errors.server_stopped())
         if self._renewal_task is not None:
             self._renewal_task.cancel()
         for waiters in self._renewals.values():
@@ -377,14 +359,13 @@ class MemberNode:
                 if not future.done():
                     future.set_exception(errors.server_stopped())
         self._renewals.clear()
-        if self._wal is not None:
+        if "_wal" in built:
             await asyncio.to_thread(self._wal.close)
         self.hub.close()
 
     # ------------------------------------------------------------ node loop
 
     async def _run(self) -> None:
-        assert self.raft is not None
         loop = asyncio.get_running_loop()
         tick_s = self.config.heartbeat_interval_ms / 1000
         tick_due = False
@@ -407,7 +388,6 @@ class MemberNode:
                 self._wake.clear()
                 if tick_due:
                     tick_due = False
-                    self.raft.tick()
                     self._on_tick()
                 try:
                     await self._process_ready()
@@ -429,56 +409,54 @@ class MemberNode:
         steady stream of writes there is always another; the loop comes back
         through ``_run`` for it, so the clock still ticks (heartbeats,
         elections, lease expiry) under load."""
-        assert self.raft is not None
+        rt = self._rt
         # Proposals made while the last cycle's fsync ran join this cycle.
-        self._flush_outbox()
-        if not self.raft.has_ready():
+        failed = rt.flush()
+        if failed:
+            self.metrics.proposals_failed.inc(failed)
+        if not rt.raft.has_ready():
             return
-        await self._handle_ready(self.raft.ready())
+        await self._handle_ready(rt.raft.ready())
         # A leader counts its own copy only once it is persisted (in
         # advance), so the fsync just done may have committed the batch:
         # answer it now, before new proposals start the next fsync. This
         # Ready has nothing to fsync unless something was proposed meanwhile.
-        if self.raft.has_ready():
-            await self._handle_ready(self.raft.ready())
-        await self._maybe_snapshot()
-        if self._peers_dirty:
+        if rt.raft.has_ready():
+            await self._handle_ready(rt.raft.ready())
+        self._maybe_snapshot()
+        if rt.membership.peers_dirty:
             self._refresh_peers()
             self._check_removed()
-        if self._outbox or self.raft.has_ready():
+        if rt.has_work():
             self._wake.set()
 
     async def _handle_ready(self, ready: Ready) -> None:
-        assert self.raft is not None and self._transport is not None
-        if ready.soft_state is not None:
-            self._on_soft_state(ready.soft_state.leader_id, ready.soft_state.role)
-        # A leader's appends go to the followers while its own fsync runs,
-        # so the two disks write the same entries at the same time.
-        if ready.early_messages:
-            self._transport.send(ready.early_messages)
+        rt = self._rt
+        soft = rt.begin(ready)
+        if soft is not None:
+            self._on_soft_state(soft)
         await self._persist(ready)
-        self._transport.send(ready.messages)
         if ready.snapshot is not None:
             # Decoding a large state takes seconds: a worker thread does it,
             # building a new store beside the live one, which nothing else
             # changes meanwhile (this cycle applies nothing until it is in).
             decoded = await asyncio.to_thread(self.state.decode, ready.snapshot.data)
-            self.state.install(decoded)
-            self._snapshot_index = ready.snapshot.meta.index
+            rt.install_snapshot(decoded, ready.snapshot.meta.index)
             self._reset_hub()
-            self._peers_dirty = True
-        self._apply(ready)
-        self._queue_reads(ready.read_states)
-        self.raft.advance(ready)
-        self._serve_reads()
-        self._wake_index_waiters()
+        if ready.committed_entries:
+            started = time.perf_counter()
+            rt.finish(ready)
+            self.metrics.apply_duration.observe(time.perf_counter() - started)
+            self.metrics.proposals_applied.set(ready.committed_entries[-1].index)
+            self._wake_watchers()
+        else:
+            rt.finish(ready)
 
     async def _persist(self, ready: Ready) -> None:
         async with self._disk_lock:
             await self._persist_locked(ready)
 
     async def _persist_locked(self, ready: Ready) -> None:
-        assert self._wal is not None and self._snapshots is not None
         if ready.snapshot is not None:
             async with self._snapshot_files_lock:
                 await self._on_disk(self._snapshots.save, ready.snapshot)
@@ -501,7 +479,6 @@ class MemberNode:
         """Whether saving ``ready`` may fill the WAL's segment: a cut fsyncs
         the old segment, creates the next and fsyncs the directory, which
         must not happen on the loop even when the save itself needs no fsync."""
-        assert self._wal is not None
         size_bytes = WAL_RECORD_SLACK_BYTES + sum(
             len(e.data) + WAL_RECORD_SLACK_BYTES for e in ready.entries
         )
@@ -517,74 +494,40 @@ class MemberNode:
         op.add_done_callback(self._disk_ops.discard)
         return await asyncio.shield(op)
 
-    def _apply(self, ready: Ready) -> None:
-        if not ready.committed_entries:
-            return
-        started = time.perf_counter()
-        for entry in ready.committed_entries:
-            if entry.type is EntryType.CONF_CHANGE:
-                self._peers_dirty = True
-                continue
-            if not entry.data:
-                continue
-            decoded = self._own_entries.pop(entry.data, None)
-            try:
-                if decoded is None:
-                    decoded = decode_entry(entry.data)
-            except EntryCodecError as exc:
-                # Skipping it would apply a different log than the other
-                # members: stop here, naming the entry (etcd panics).
-                raise UndecodableEntryError(
-                    f"committed entry {entry.index} (term {entry.term}) cannot be decoded: {exc}"
-                ) from exc
-            result = self.state.apply(decoded)
-            if decoded.kind is EntryKind.MEMBER_ATTRS:
-                self._peers_dirty = True
-            if decoded.proposer_id == self.id:
-                pending = self._proposals.pop(decoded.request_id, None)
-                if pending is not None and not pending.future.done():
-                    pending.future.set_result(result)
-        self.metrics.apply_duration.observe(time.perf_counter() - started)
-        self.metrics.proposals_applied.set(ready.committed_entries[-1].index)
-        self._wake_watchers()
-
-    def _on_soft_state(self, leader_id: int, role: Role) -> None:
-        if leader_id != self._leader_id:
+    def _on_soft_state(self, soft: SoftState) -> None:
+        if soft.leader_id != self._leader_seen:
             self.metrics.leader_changes.inc()
-        self._leader_id = leader_id
-        self.metrics.has_leader.set(1 if leader_id else 0)
-        self.metrics.is_leader.set(1 if role is Role.LEADER else 0)
-        if role is Role.LEADER:
-            self._revokes_in_flight.clear()
-        self._sync_lease_role()
-        if leader_id and not self._published:
+        self._leader_seen = soft.leader_id
+        self.metrics.has_leader.set(1 if soft.leader_id else 0)
+        self.metrics.is_leader.set(1 if soft.role is Role.LEADER else 0)
+        if soft.leader_id and not self._published:
             self._publish_attrs()
 
     def _on_tick(self) -> None:
-        assert self.raft is not None
-        self.metrics.term.set(self.raft.term)
-        self.metrics.proposals_committed.set(self.raft.commit_index)
-        self.metrics.proposals_pending.set(len(self._proposals))
+        rt = self._rt
+        for lease_id in rt.tick():
+            self._revoke(lease_id)
+        self.metrics.term.set(rt.raft.term)
+        self.metrics.proposals_committed.set(rt.raft.commit_index)
+        self.metrics.proposals_pending.set(len(rt.proposals))
         self.metrics.db_size.set(self.state.store.size_bytes)
         self.metrics.keys.set(len(self.state.store))
-        if self.raft.role is Role.LEADER:
-            self._expire_leases()
-        if not self._published and self._leader_id:
+        if not self._published and rt.leader_id:
             self._publish_attrs()
 
-    def _expire_leases(self) -> None:
-        for lease_id in self.state.store.expired_leases(self._now_ms()):
-            if lease_id in self._revokes_in_flight:
-                continue
-            self._revokes_in_flight.add(lease_id)
-            asyncio.get_running_loop().create_task(self._revoke(lease_id))
+    def _revoke(self, lease_id: int) -> None:
+        """Revoke, through the log, a lease due on this leader's clock."""
 
-    async def _revoke(self, lease_id: int) -> None:
-        try:
-            with contextlib.suppress(KvError, ServerError, RaftError):
-                await self.write(LeaseRevokeRequest(id=lease_id))
-        finally:
-            self._revokes_in_flight.discard(lease_id)
+        async def revoke() -> None:
+            try:
+                with contextlib.suppress(KvError, ServerError, RaftError):
+                    await self.write(LeaseRevokeRequest(id=lease_id))
+            finally:
+                self._rt.leases.revoke_done(lease_id)
+
+        task = asyncio.get_running_loop().create_task(revoke())
+        self._revokes.add(task)
+        task.add_done_callback(self._revokes.discard)
 
     def _publish_attrs(self) -> None:
         """Tell the cluster this member's name and client URLs (etcd: publish)."""
@@ -604,12 +547,11 @@ class MemberNode:
 
         asyncio.get_running_loop().create_task(publish())
 
-    async def _maybe_snapshot(self) -> None:
+    def _maybe_snapshot(self) -> None:
         """Start a snapshot once ``snapshot_count`` entries were applied since
         the last; it is serialised in the background (see _snapshot)."""
-        assert self.raft is not None
-        applied = self.raft.applied_index
-        if applied - self._snapshot_index < self.config.snapshot_count:
+        rt = self._rt
+        if not rt.snapshot_due():
             return
         if self._snapshot_task is not None and not self._snapshot_task.done():
             return
@@ -617,14 +559,13 @@ class MemberNode:
         # are applied, so it is the state at exactly ``applied``.
         serialize = self.state.capture()
         self._snapshot_task = asyncio.get_running_loop().create_task(
-            self._snapshot(applied, serialize)
+            self._snapshot(rt.raft.applied_index, serialize)
         )
 
     async def _snapshot(self, index: int, serialize: Callable[[], bytes]) -> None:
         """Serialise the state captured at ``index`` in a worker thread while
         the member goes on applying and serving, then compact the log to it.
         Failing leaves the log longer, never the member inconsistent."""
-        assert self.raft is not None and self._wal is not None and self._snapshots is not None
         try:
             data = await asyncio.to_thread(serialize)
             try:
@@ -642,7 +583,7 @@ class MemberNode:
                     self._wal.save, None, (), snapshot=snapshot.meta, must_sync=True
                 )
                 await self._on_disk(self._wal.release_before, snapshot.meta.index)
-            self._snapshot_index = max(self._snapshot_index, index)
+            self._rt.snapshots.taken(index)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -656,96 +597,38 @@ class MemberNode:
     # ------------------------------------------------------------ peers
 
     def _on_peer_messages(self, messages: list[Message]) -> None:
-        if self.raft is None:
-            return
-        for msg in messages:
-            try:
-                self.raft.step(msg)
-            except RaftError as exc:
-                log.debug("member %x: dropped %s from %x: %s", self.id, msg.type, msg.from_id, exc)
+        for msg, exc in self._rt.step(messages):
+            log.debug("member %x: dropped %s from %x: %s", self.id, msg.type, msg.from_id, exc)
         self._wake.set()
 
     def _on_forwarded_proposals(self, proposals: list[bytes]) -> None:
         """Propose entries a follower forwarded; the follower answers its caller
         when it applies them. Dropped (the caller times out) if not leader."""
-        if self.raft is None or not self._is_leader():
+        if not self._is_leader():
             return
-        # Every member must be able to apply what is committed (an entry it
-        # cannot decode stops it), so entry data from a peer is checked
-        # before it enters the log, not after.
-        sound = [data for data in proposals if _decodes(data)]
-        if len(sound) != len(proposals):
-            log.warning(
-                "member %x: refused %d undecodable forwarded proposals",
-                self.id,
-                len(proposals) - len(sound),
-            )
-            self.metrics.proposals_failed.inc(len(proposals) - len(sound))
-        if not sound:
-            return
-        proposals = sound
         try:
-            self.raft.propose_batch(proposals)
+            refused = self._rt.propose_forwarded(proposals)
         except RaftError:
             self.metrics.proposals_failed.inc(len(proposals))
             return
+        if refused:
+            log.warning("member %x: refused %d undecodable forwarded proposals", self.id, refused)
+            self.metrics.proposals_failed.inc(refused)
         self._wake.set()
 
-    def _flush_outbox(self) -> None:
-        """Propose this cycle's proposals as one batch, or forward them to the
-        leader as one frame; a proposal that cannot go fails its caller now."""
-        assert self.raft is not None and self._transport is not None
-        if not self._outbox:
-            return
-        batch, self._outbox = self._outbox, []
-        if not self._is_leader():
-            leader = self._leader_id
-            if not leader or not self._transport.forward_proposals(
-                leader, [data for _, data in batch]
-            ):
-                self._fail_proposals(batch, errors.not_leader())
-            return
-        try:
-            self.raft.propose_batch([data for _, data in batch])
-        except NotLeaderError:
-            self._fail_proposals(batch, errors.not_leader())
-        except ProposalDroppedError:
-            # Too many bytes as a whole (or leadership moving): each on its own.
-            for request_id, data in batch:
-                try:
-                    self.raft.propose(data)
-                except NotLeaderError:
-                    self._fail_proposals([(request_id, data)], errors.not_leader())
-                except ProposalDroppedError as exc:
-                    error = ServerError("UNAVAILABLE", f"etcdserver: proposal dropped: {exc}")
-                    self._fail_proposals([(request_id, data)], error)
-
-    def _fail_proposals(self, batch: list[tuple[int, bytes]], error: ServerError) -> None:
-        self.metrics.proposals_failed.inc(len(batch))
-        for request_id, _ in batch:
-            pending = self._proposals.get(request_id)
-            if pending is not None and not pending.future.done():
-                pending.future.set_exception(error)
-
     def _on_unreachable(self, node_id: int) -> None:
-        if self.raft is not None:
-            with contextlib.suppress(RaftError):
-                self.raft.report_unreachable(node_id)
+        with contextlib.suppress(RaftError):
+            self.raft.report_unreachable(node_id)
 
     def _check_removed(self) -> None:
         """Stop serving once this member applied its own removal, as etcd does:
         it can no longer take part, and its reads would only grow stale."""
-        assert self.raft is not None
-        if self.id in self.raft.conf_state.all_ids():
-            self._was_member = True
-        elif self._was_member and not self.removed.is_set():
+        if self._rt.membership.check_removed(self.raft.conf_state):
             log.warning("member %x: removed from cluster %x; stopping", self.id, self.cluster_id)
             self.removed.set()
 
     def _refresh_peers(self) -> None:
-        if self._transport is None or self.raft is None:
-            return
-        self._peers_dirty = False
+        self._rt.membership.peers_dirty = False
         peers = []
         # A joining member has no configuration yet: it talks to every member
         # the cluster told it of until the leader's snapshot brings one.
@@ -767,64 +650,40 @@ class MemberNode:
     async def _propose(self, kind: EntryKind, payload: Any) -> Any:
         """Propose an entry (on the leader, or forwarded to it) and wait until this
         member applies it; returns what applying it returned."""
-        assert self.raft is not None and self._transport is not None
         await self._await_leader()
-        request_id = next(self._request_ids)
-        data = encode_entry(kind, self.id, request_id, payload)
-        if len(data) > self.config.max_request_bytes + ENTRY_OVERHEAD_BYTES_MAX:
-            raise errors.request_too_large()
-        self._admit_proposal(len(data))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        # Proposed by the node loop with the rest of this cycle's (one append
-        # per follower, or one forwarded frame, for the whole batch).
-        self._outbox.append((request_id, data))
-        self._proposals[request_id] = _Pending(future, time.monotonic() + self.request_timeout_s)
-        if kind is EntryKind.STORE:
-            # A store request is a frozen dataclass, validated when built, and
-            # its bytes decode to an equal one (entry_codec's round trip):
-            # whatever entry holds these bytes applies this very object.
-            self._own_entries[data] = DecodedEntry(kind, self.id, request_id, payload)
-        self._proposal_bytes += len(data)
+        try:
+            # Proposed by the node loop with the rest of this cycle's (one
+            # append per follower, or one forwarded frame, for the whole batch).
+            request_id = self._rt.propose(kind, payload, future)
+        except TooManyRequestsError as exc:
+            self.metrics.too_many_requests.labels(exc.queue).inc()
+            raise
         self._wake.set()
         try:
             # _sweep_timeouts fails it with "request timed out" past its deadline.
             return await future
         finally:
-            self._proposals.pop(request_id, None)
-            self._own_entries.pop(data, None)
-            self._proposal_bytes -= len(data)
-
-    def _admit_proposal(self, size_bytes: int) -> None:
-        """Refuse a write now if it could only wait: too many proposals or
-        bytes already waiting here, or an apply loop far behind the commit."""
-        assert self.raft is not None
-        if (
-            len(self._proposals) >= PROPOSALS_PENDING_MAX
-            or self._proposal_bytes + size_bytes > PROPOSALS_PENDING_BYTES_MAX
-            or self.raft.commit_index - self.raft.applied_index > APPLY_GAP_ENTRIES_MAX
-        ):
-            self.metrics.too_many_requests.labels("proposal").inc()
-            raise errors.too_many_requests()
+            self._rt.proposals.discard(request_id)
 
     async def _await_leader(self) -> int:
         """The current leader's id, waiting up to one election timeout for one
         to emerge. Every write and read passes here: with a leader known it
         returns at once, without building a Member."""
         deadline = time.monotonic() + self.config.election_timeout_ms / 1000
-        while not self._leader_id:
+        while not self._rt.leader_id:
             if time.monotonic() > deadline:
                 raise errors.not_leader()
             await asyncio.sleep(self.config.heartbeat_interval_ms / 1000)
-        return self._leader_id
+        return self._rt.leader_id
 
     def _is_leader(self) -> bool:
-        return self.raft is not None and self.raft.role is Role.LEADER
+        return self._rt.is_leader
 
     # ------------------------------------------------------------ Backend
 
     def header(self) -> Header:
-        term = self.raft.term if self.raft is not None else 0
-        return Header(self.cluster_id, self.id, self.state.store.revision, term)
+        return Header(self.cluster_id, self.id, self.state.store.revision, self.raft.term)
 
     async def write(self, request: object) -> object:
         result = await self._propose(EntryKind.STORE, request)
@@ -850,55 +709,19 @@ class MemberNode:
     async def _read_barrier(self) -> None:
         """Return once this member has applied everything committed before the call
         (ReadIndex, Raft thesis §6.4)."""
-        assert self.raft is not None
         await self._await_leader()
-        if len(self._reads) >= READS_PENDING_MAX:
-            self.metrics.too_many_requests.labels("read").inc()
-            raise errors.too_many_requests()
-        ctx = next(self._request_ids).to_bytes(8, "big")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._reads[ctx] = _Pending(future, time.monotonic() + self.request_timeout_s)
         try:
-            self.raft.read_index(ctx)
-        except NotLeaderError as exc:
-            self._reads.pop(ctx, None)
-            raise errors.not_leader() from exc
+            ctx = self._rt.read(future)
+        except TooManyRequestsError as exc:
+            self.metrics.too_many_requests.labels(exc.queue).inc()
+            raise
         self._wake.set()
         try:
             # _sweep_timeouts fails it with "request timed out" past its deadline.
             await future
         finally:
-            self._reads.pop(ctx, None)
-
-    def _queue_reads(self, read_states: tuple[ReadState, ...]) -> None:
-        for state in read_states:
-            pending = self._reads.get(state.request_ctx)
-            if pending is not None:
-                self._ready_reads.append((state.index, pending))
-
-    def _serve_reads(self) -> None:
-        assert self.raft is not None
-        applied = self.raft.applied_index
-        waiting = []
-        for index, pending in self._ready_reads:
-            if index <= applied:
-                if not pending.future.done():
-                    pending.future.set_result(None)
-            else:
-                waiting.append((index, pending))
-        self._ready_reads = waiting
-
-    def _wake_index_waiters(self) -> None:
-        assert self.raft is not None
-        applied = self.raft.applied_index
-        still = []
-        for index, future in self._index_waiters:
-            if index <= applied:
-                if not future.done():
-                    future.set_result(None)
-            else:
-                still.append((index, future))
-        self._index_waiters = still
+            self._rt.reads.discard(ctx)
 
     # ------------------------------------------------------------ leases
     # Deadlines live in the leader's memory alone (syndic.kv.lease): a
@@ -919,38 +742,13 @@ class MemberNode:
         """Renew on this leader; each lease's TTL, or -1 if it is unknown or
         expired. A miss may be a grant this new leader has not applied yet,
         so misses are tried once more after a read barrier."""
-        ttls = self._renew_applied(lease_ids)
+        ttls = self._rt.renew_leases(lease_ids)
         missed = [lid for lid, ttl in zip(lease_ids, ttls, strict=True) if ttl < 0]
         if not missed:
             return ttls
         await self._read_barrier()
-        again = dict(zip(missed, self._renew_applied(missed), strict=True))
+        again = dict(zip(missed, self._rt.renew_leases(missed), strict=True))
         return [again.get(lid, ttl) for lid, ttl in zip(lease_ids, ttls, strict=True)]
-
-    def _sync_lease_role(self) -> None:
-        """The lessor is primary exactly while this member leads. On taking
-        the lead, the old leader's deadlines died with it: every lease gets a
-        full TTL on this member's clock (etcd: Promote)."""
-        store, leading = self.state.store, self._is_leader()
-        if leading and not store.lease_primary:
-            store.lease_promote(self._now_ms())
-        elif not leading and store.lease_primary:
-            store.lease_demote()
-
-    def _renew_applied(self, lease_ids: list[int]) -> list[int]:
-        # Raft may have made this member leader in a step the node loop has
-        # not handled yet; the lessor follows at once.
-        self._sync_lease_role()
-        store, now_ms = self.state.store, self._now_ms()
-        ttls = []
-        for lease_id in lease_ids:
-            try:
-                ttls.append(store.lease_keep_alive(LeaseKeepAliveRequest(lease_id), now_ms).ttl_s)
-            except LeaseNotPrimaryError:
-                raise errors.not_leader() from None
-            except LeaseNotFoundError:
-                ttls.append(-1)
-        return ttls
 
     async def _renew_via_leader(self, lease_id: int) -> int:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -1042,13 +840,12 @@ class MemberNode:
         return self.state.store.hash_kv(revision)
 
     def status(self) -> MemberStatus:
-        assert self.raft is not None
         store = self.state.store
         return MemberStatus(
             version=ETCD_API_VERSION,
             db_size_bytes=store.size_bytes,
             db_size_in_use_bytes=store.size_bytes,
-            leader_id=self._leader_id,
+            leader_id=self._rt.leader_id,
             raft_index=self.raft.commit_index,
             raft_term=self.raft.term,
             raft_applied_index=self.raft.applied_index,
@@ -1057,7 +854,6 @@ class MemberNode:
         )
 
     def _member(self, mid: int) -> Member:
-        assert self.raft is not None
         attrs = self.state.members.get(mid, MemberAttrs("", (), ()))
         return Member(
             mid,
@@ -1068,52 +864,35 @@ class MemberNode:
         )
 
     def members(self) -> list[Member]:
-        assert self.raft is not None
         return [self._member(mid) for mid in sorted(self.raft.conf_state.all_ids())]
 
     async def _change_membership(self, change: ConfChange) -> None:
-        assert self.raft is not None
-        if not self._is_leader():
-            raise errors.not_leader()
-        try:
-            index = self.raft.propose_conf_change(change)
-        except NotLeaderError as exc:
-            raise errors.not_leader() from exc
-        except RaftError as exc:
-            raise ServerError("FAILED_PRECONDITION", f"etcdserver: {exc}") from exc
+        index = self._rt.membership.propose(self.raft, change)
         self._wake.set()
         await self._wait_applied(index)
 
     async def _wait_applied(self, index: int) -> None:
         """Return once this member applied ``index``; etcd's timeout error after
         the request timeout."""
-        assert self.raft is not None
-        if self.raft.applied_index >= index:
-            return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._index_waiters.append((index, future))
+        self._rt.wait_applied(index, future)
         try:
             async with asyncio.timeout(self.request_timeout_s):
                 await future
         except TimeoutError:
             raise errors.request_timed_out() from None
 
-    def _voters_for_reconfig(self) -> dict[int, Voter]:
+    def _voters_for_reconfig(self) -> dict[int, reconfig.Voter]:
         """Each voter as the strict reconfiguration check sees it from here."""
-        assert self.raft is not None and self._transport is not None
         now = time.monotonic()
-        stats = self._transport.stats()
-        voters = {}
-        for mid in self.raft.conf_state.voters:
-            attrs = self.state.members.get(mid)
-            started = attrs is not None and bool(attrs.name)
-            if mid == self.id:
-                voters[mid] = Voter(True, math.inf)
-                continue
-            peer = stats.get(mid)
-            up = peer is not None and peer.connected
-            voters[mid] = Voter(started, now - peer.connected_since_s if up and peer else None)
-        return voters
+        connected_for_s = {
+            mid: now - peer.connected_since_s
+            for mid, peer in self._transport.stats().items()
+            if peer.connected
+        }
+        return self._rt.membership.voters_for_reconfig(
+            self.raft.conf_state, self.state.members, connected_for_s
+        )
 
     # Membership changes are proposed by the leader, which alone knows which
     # peers it has heard from; a follower hands them over (etcd does too).
@@ -1140,8 +919,7 @@ class MemberNode:
             await self._ask_leader("member_promote", [member_id_])
 
     def _require_member(self, member_id_: int) -> None:
-        if self.raft is None or member_id_ not in self.raft.conf_state.all_ids():
-            raise errors.member_not_found()
+        self._rt.membership.require_member(self.raft.conf_state, member_id_)
 
     async def member_update(self, member_id_: int, peer_urls: tuple[str, ...]) -> None:
         self._require_member(member_id_)
@@ -1156,11 +934,7 @@ class MemberNode:
             raise errors.not_leader()
         reconfig.check_add(self._voters_for_reconfig(), is_learner)
         for mid, attrs in self.state.members.items():
-            if (
-                set(attrs.peer_urls) & set(peer_urls)
-                and self.raft is not None
-                and mid in self.raft.conf_state.all_ids()
-            ):
+            if set(attrs.peer_urls) & set(peer_urls) and mid in self.raft.conf_state.all_ids():
                 raise errors.peer_url_exists()
         new_id = member_id(peer_urls, f"{self.config.initial_cluster_token}:{time.time_ns()}")
         await self._propose(EntryKind.MEMBER_ATTRS, [new_id, "", list(peer_urls), []])
@@ -1177,15 +951,7 @@ class MemberNode:
         await self._change_membership(ConfChange(ConfChangeType.REMOVE_NODE, member_id_))
 
     async def _member_promote_here(self, member_id_: int) -> None:
-        self._require_member(member_id_)
-        assert self.raft is not None
-        if member_id_ not in self.raft.conf_state.learners:
-            raise errors.member_not_learner()
-        if not self._is_leader():
-            raise errors.not_leader()
-        # etcd: a learner is ready once it holds 90% of the leader's log.
-        if self.raft.match_index(member_id_) < self.raft.last_index * 0.9:
-            raise errors.learner_not_ready()
+        self._rt.membership.check_promotable(self.raft, member_id_)
         reconfig.check_promote(self._voters_for_reconfig())
         await self._change_membership(ConfChange(ConfChangeType.ADD_VOTER, member_id_))
 
@@ -1238,7 +1004,6 @@ class MemberNode:
         if op.startswith("lease_"):
             return await self._serve_lease_request(op, args)
         ok, result = await self._serve_member_change(op, args)
-        assert self.raft is not None
         return ok, [result, self.raft.applied_index] if ok else result
 
     async def _serve_member_change(self, op: str, args: list[Any]) -> tuple[bool, Any]:
@@ -1259,7 +1024,7 @@ class MemberNode:
         return False, ["INVALID_ARGUMENT", f"unknown peer request {op!r} with {len(args)} args"]
 
     async def move_leader(self, target_id: int) -> None:
-        if self.raft is None or target_id not in self.raft.conf_state.voters:
+        if target_id not in self.raft.conf_state.voters:
             raise errors.member_not_found()
         if not self._is_leader():
             raise errors.not_leader()
@@ -1269,7 +1034,7 @@ class MemberNode:
             raise ServerError("FAILED_PRECONDITION", f"etcdserver: {exc}") from exc
         self._wake.set()
         deadline = time.monotonic() + self.request_timeout_s
-        while self._leader_id != target_id:
+        while self._rt.leader_id != target_id:
             if time.monotonic() > deadline:
                 raise errors.request_timed_out()
             await asyncio.sleep(self.config.heartbeat_interval_ms / 1000)
@@ -1302,8 +1067,7 @@ class MemberNode:
 
     def debug_status(self) -> dict[str, object]:
         """Raft status, members and transport statistics, for ``/debug``."""
-        assert self.raft is not None
-        transport = self._transport.stats() if self._transport is not None else {}
+        transport = self._transport.stats()
         return {
             "version": __version__,
             "member_id": f"{self.id:x}",
@@ -1320,18 +1084,10 @@ class MemberNode:
                 for m in self.members()
             ],
             "peers": {f"{k:x}": dataclasses.asdict(v) for k, v in transport.items()},
-            "pending_proposals": len(self._proposals),
-            "pending_reads": len(self._reads),
+            "pending_proposals": len(self._rt.proposals),
+            "pending_reads": len(self._rt.reads),
             "snapshot_index": self._snapshot_index,
         }
-
-
-def _decodes(data: bytes) -> bool:
-    try:
-        decode_entry(data)
-    except EntryCodecError:
-        return False
-    return True
 
 
 _NOT_LEADER = (errors.not_leader().code, errors.not_leader().message)

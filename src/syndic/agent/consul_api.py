@@ -13,6 +13,7 @@ import json
 import random
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -88,6 +89,25 @@ def _fields_of_documents() -> dict[str, tuple[str, ...]]:
 
 
 FILTER_FIELDS = _fields_of_documents()
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceQuery:
+    """One service read's parameters: with the index, the key of its rendered answer."""
+
+    documents: str
+    ns: str
+    name: str
+    passing: bool
+    tags: tuple[str, ...]
+    node_meta: tuple[str, ...]
+    only: Filter | None
+
+    def __hash__(self) -> int:
+        text = self.only.text if self.only is not None else None
+        return hash(
+            (self.documents, self.ns, self.name, self.passing, self.tags, self.node_meta, text)
+        )
 
 
 def _name(request: web.Request, key: str, what: str) -> str:
@@ -336,49 +356,46 @@ class ConsulApi:
 
     async def _service_read(
         self, request: web.Request, documents: str
-    ) -> tuple[ServiceEntry | None, int, Blocking, Filter | None]:
-        name = _name(request, "name", "service name")
+    ) -> tuple[ServiceEntry | None, int, Blocking, ServiceQuery]:
+        # Everything the answer depends on is read from the request before the
+        # wait: after a change wakes a thousand queries, each does only a lookup.
         b = self._blocking(request)
-        only = self._filter(request, documents)
-        ns = self._ns(request)
-        await self._barrier(b)
-        catalog = self.agent.catalog
-        if b.index:
-            index = await catalog.wait_service(ns, name, b.index, b.wait_s)
-        else:
-            index = catalog.view.service_index(ns, name)
-        return catalog.view.service(ns, name), index, b, only
-
-    def _service_key(
-        self, what: str, request: web.Request, index: int, only: Filter | None
-    ) -> tuple[Any, ...]:
-        """What a service's answer depends on: the index carries every change to the service."""
-        return (
-            what,
+        query = ServiceQuery(
+            documents,
             self._ns(request),
-            request.match_info["name"],
-            index,
-            self.agent.catalog.view.nodes_index,
+            _name(request, "name", "service name"),
             flag(request, "passing"),
             tuple(request.query.getall("tag", [])),
             tuple(request.query.getall("node-meta", [])),
-            only and only.text,
+            self._filter(request, documents),
         )
+        await self._barrier(b)
+        catalog = self.agent.catalog
+        if b.index:
+            index = await catalog.wait_service(query.ns, query.name, b.index, b.wait_s)
+        else:
+            index = catalog.view.service_index(query.ns, query.name)
+        return catalog.view.service(query.ns, query.name), index, b, query
+
+    def _service_key(self, query: ServiceQuery, index: int) -> tuple[Any, ...]:
+        """The index carries every change to the service; node addresses are in the answer."""
+        return (query, index, self.agent.catalog.view.nodes_index)
 
     async def catalog_service(self, request: web.Request) -> web.Response:
-        entry, index, b, only = await self._service_read(request, "catalog")
+        entry, index, b, query = await self._service_read(request, "catalog")
+        only = query.only
 
         def render() -> list[dict[str, Any]]:
-            if entry is None or not self._node_meta_filter(request):
+            if entry is None or query.node_meta:
                 return []
             docs = [
                 self._catalog_doc(stored)
                 for stored in entry.sorted_instances()
-                if self._tag_filter(request, stored)
+                if all(t in stored.instance.tags for t in query.tags)
             ]
             return docs if only is None else only.select(docs)
 
-        body = self._cached(self._service_key("catalog", request, index, only), render)
+        body = self._cached(self._service_key(query, index), render)
         return body_response(body, index=index, consistency=self._consistency(b))
 
     async def catalog_nodes(self, request: web.Request) -> web.Response:
@@ -403,20 +420,18 @@ class ConsulApi:
     # -- health -----------------------------------------------------------------
 
     async def health_service(self, request: web.Request) -> web.Response:
-        entry, index, b, only = await self._service_read(request, "health")
-        passing = flag(request, "passing")
-        tags = tuple(request.query.getall("tag", []))
-        node_meta = tuple(request.query.getall("node-meta", []))
+        entry, index, b, query = await self._service_read(request, "health")
+        only = query.only
 
         def render() -> list[dict[str, Any]]:
             out: list[dict[str, Any]] = []
-            if entry is None or node_meta:
+            if entry is None or query.node_meta:
                 return out
             for stored in entry.sorted_instances():
-                if not all(t in stored.instance.tags for t in tags):
+                if not all(t in stored.instance.tags for t in query.tags):
                     continue
                 checks = instance_checks(entry, stored)
-                if passing and any(c["Status"] != "passing" for c in checks):
+                if query.passing and any(c["Status"] != "passing" for c in checks):
                     continue
                 doc = {
                     "Node": self._node(stored.instance.node),
@@ -429,11 +444,12 @@ class ConsulApi:
 
         # Every watcher of a service wakes on the same change and asks for the
         # same answer: render it once per index (and filters), not once each.
-        body = self._cached(self._service_key("health", request, index, only), render)
+        body = self._cached(self._service_key(query, index), render)
         return body_response(body, index=index, consistency=self._consistency(b))
 
     async def health_checks(self, request: web.Request) -> web.Response:
-        entry, index, b, only = await self._service_read(request, "check")
+        entry, index, b, query = await self._service_read(request, "check")
+        only = query.only
         out: list[dict[str, Any]] = []
         if entry is not None:
             for stored in entry.sorted_instances():

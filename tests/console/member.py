@@ -75,7 +75,7 @@ async def get(member: Member, key: str) -> list[bytes]:
 
 
 async def enable_auth(member: Member) -> None:
-    """root (root role), ann (READ on pub/), auth on."""
+    """root (root role), ann (READ on pub/), ed (writes the registry and config), auth on."""
     async with member.channel() as ch:
         auth = make_stub(ch, AUTH_SERVICE)
         t = 10
@@ -94,5 +94,21 @@ async def enable_auth(member: Member) -> None:
         await auth.UserAdd(rpc_pb2.AuthUserAddRequest(name="ann", password="annpw"), timeout=t)
         await auth.UserGrantRole(
             rpc_pb2.AuthUserGrantRoleRequest(user="ann", role="reader"), timeout=t
+        )
+        # ed: READWRITE on the registry's and the configuration centre's keys.
+        await auth.RoleAdd(rpc_pb2.AuthRoleAddRequest(name="editor"), timeout=t)
+        for prefix, end in (
+            (b"syndic/registry/", b"syndic/registry0"),
+            (b"/syndic/config/", b"/syndic/config0"),
+        ):
+            perm = auth_pb2.Permission(
+                permType=auth_pb2.Permission.READWRITE, key=prefix, range_end=end
+            )
+            await auth.RoleGrantPermission(
+                rpc_pb2.AuthRoleGrantPermissionRequest(name="editor", perm=perm), timeout=t
+            )
+        await auth.UserAdd(rpc_pb2.AuthUserAddRequest(name="ed", password="edpw"), timeout=t)
+        await auth.UserGrantRole(
+            rpc_pb2.AuthUserGrantRoleRequest(user="ed", role="editor"), timeout=t
         )
         await auth.AuthEnable(rpc_pb2.AuthEnableRequest(), timeout=t)

@@ -12,7 +12,11 @@ import aiohttp
 
 from syndic.api.gen import rpc_pb2
 from syndic.api.services import make_stub
+from syndic.client import Client
 from syndic.console.routes import STATIC_FILES
+from syndic.registry.keys import KeyLayout
+from syndic.registry.model import Instance
+from syndic.registry.store import RegistryStore
 from tests.console.browser import browser_page, screenshot
 from tests.console.member import enable_auth, get, put, running_member
 
@@ -272,3 +276,92 @@ async def test_assets_load_nothing_from_elsewhere_and_unknown_ones_are_404(
                 # No third-party URL: the only absolute URL is the SVG namespace.
                 text = (await resp.text()).replace("http://www.w3.org/2000/svg", "")
                 assert "://" not in text, name
+
+
+async def login(page: Any, user: str, password: str) -> None:
+    await page.goto("/ui#services")
+    await page.wait_for_selector("#login:not([hidden])")
+    await page.fill("#login-form input[name=user]", user)
+    await page.fill("#login-form input[name=password]", password)
+    await page.click("#login-form button")
+    await page.wait_for_selector("#view-services:not([hidden])")
+
+
+async def register_from_console(page: Any, instance_id: str) -> None:
+    await page.fill("#register-form input[name=service]", "web")
+    await page.fill("#register-form input[name=instance_id]", instance_id)
+    await page.fill("#register-form input[name=address]", "10.0.0.9")
+    await page.fill("#register-form input[name=port]", "80")
+    await page.click("#register-form button")
+
+
+async def test_with_auth_a_writer_registers_and_publishes_as_itself_and_a_reader_is_refused(
+    tmp_path: Path,
+) -> None:
+    async with running_member(tmp_path) as member:
+        await enable_auth(member)
+        async with browser_page(member.admin_url) as (page, errors):
+            await login(page, "ed", "edpw")
+            await register_from_console(page, "web-ed")
+            await page.locator("#services-table tbody tr", has_text="web-ed").wait_for()
+            await page.goto("/ui#config")
+            await publish_from_console(page, "ed.conf", "owner=ed")
+            await page.locator("#config-version", has_text="1").wait_for()
+            await screenshot(page, "auth-writer")
+        assert errors.messages == []
+        async with aiohttp.ClientSession(member.admin_url) as http:
+            async with http.post("/ui/api/login", json={"user": "ed", "password": "edpw"}) as r:
+                token = (await r.json())["token"]
+            headers = {"Authorization": token}
+            async with http.get("/v1/config/public/DEFAULT_GROUP/ed.conf", headers=headers) as r:
+                assert r.status == 200 and (await r.json())["content"] == "owner=ed"
+            async with http.get("/ui/api/services", headers=headers) as r:
+                listed = [i["id"] for s in (await r.json())["services"] for i in s["instances"]]
+            assert listed == ["web-ed"]
+        async with browser_page(member.admin_url) as (page, errors):
+            await login(page, "ann", "annpw")
+            await register_from_console(page, "web-ann")
+            await page.wait_for_selector("#error:not([hidden])")
+            message = await page.inner_text("#error")
+            assert "403" in message and "may not write the service registry" in message
+            await page.goto("/ui#config")
+            await publish_from_console(page, "ann.conf", "owner=ann")
+            # ann may not even read the centre: the page says so, whichever call it made first.
+            refusal = page.locator("#error", has_text="user 'ann' may not")
+            await refusal.filter(has_text="the configuration centre").wait_for()
+            assert "403" in await refusal.inner_text()
+            await screenshot(page, "auth-reader-refused")
+        unexpected = [m for m in errors.messages if "403" not in m and "404" not in m]
+        assert unexpected == []
+        async with aiohttp.ClientSession(member.admin_url) as http:
+            async with http.get("/ui/api/services", headers=headers) as r:
+                listed = [i["id"] for s in (await r.json())["services"] for i in s["instances"]]
+            assert listed == ["web-ed"]  # the refused registration stored nothing
+            async with http.get("/v1/config/public/DEFAULT_GROUP/ann.conf", headers=headers) as r:
+                assert r.status == 404
+
+
+async def test_services_page_shows_an_api_registration_live_without_reload(
+    tmp_path: Path,
+) -> None:
+    async with running_member(tmp_path) as member:
+        client = Client([member.target])
+        store = RegistryStore(client, KeyLayout())
+        try:
+            await store.register(Instance("default", "api", "api-1", "10.0.0.1", 80))
+            async with browser_page(member.admin_url) as (page, errors):
+                await page.goto("/ui#services")
+                await page.locator("#services-table tbody tr", has_text="api-1").wait_for()
+                await page.evaluate("window.notReloaded = true")
+                await store.register(Instance("default", "api", "api-2", "10.0.0.2", 80))
+                row = page.locator("#services-table tbody tr", has_text="api-2")
+                await row.wait_for(timeout=2_000)
+                await store.deregister("default", "api", "api-1")
+                await page.locator("#services-table tbody tr", has_text="api-1").wait_for(
+                    state="detached", timeout=2_000
+                )
+                assert await page.evaluate("window.notReloaded") is True
+                await screenshot(page, "services-live")
+            assert errors.messages == []
+        finally:
+            await client.close()

@@ -4,6 +4,8 @@ layer over ``syndic.client`` connected to the member itself."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
 from typing import Any, Final
 
 from aiohttp import web
@@ -25,6 +27,9 @@ from syndic.registry.store import RegistryStore
 REGISTRY_KEYS_LISTED_MAX: Final = 20_000
 # TTL of the check a console registration carries, so its health shows.
 CONSOLE_CHECK_TTL_MS: Final = 60_000.0
+# Logged-in users with a client of their own at once; each holds a channel.
+# A console has a handful of operators; the least recently used is closed.
+USER_CLIENTS_MAX: Final = 16
 
 
 async def list_services(node: Any, layout: KeyLayout) -> list[dict[str, Any]]:
@@ -92,13 +97,18 @@ def instance_from(body: object) -> Instance:
 
 
 class RegistryAccess:
-    """A client of the member itself, opened on first use, for the registry's
-    writes and the configuration centre's routes."""
+    """Clients of the member itself for the registry's writes and the
+    configuration centre's routes: one without credentials while auth is
+    off, and with auth on one per logged-in user's token, so the member's
+    gRPC API checks each write against that user's role (etcd: the
+    ``token`` metadata of every call)."""
 
     def __init__(self, node: Any) -> None:
         self.node = node
         self.layout = KeyLayout()
         self._client: Client | None = None
+        self._users: OrderedDict[str, Client] = OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()
 
     def _endpoint(self) -> str:
         url = self.node.config.advertise_client_urls[0]
@@ -110,10 +120,35 @@ class RegistryAccess:
             self._client = Client([self._endpoint()])
         return self._client
 
-    def store(self) -> RegistryStore:
-        return RegistryStore(self.client(), self.layout)
+    def client_for(self, token: str | None) -> Client:
+        """The client that speaks for ``token``'s user (None: auth is off)."""
+        if token is None:
+            return self.client()
+        client = self._users.get(token)
+        if client is not None:
+            self._users.move_to_end(token)
+            return client
+        client = Client([self._endpoint()])
+        # The console holds the user's token, not a password: it sends the
+        # token as etcd clients do after Authenticate, and a voided token
+        # fails the call (the user logs in again) instead of being renewed.
+        client._transport.metadata = (("token", token),)
+        self._users[token] = client
+        while len(self._users) > USER_CLIENTS_MAX:
+            _, evicted = self._users.popitem(last=False)
+            task = asyncio.get_running_loop().create_task(evicted.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        return client
+
+    def store(self, token: str | None = None) -> RegistryStore:
+        return RegistryStore(self.client_for(token), self.layout)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        clients = [*self._users.values(), *([self._client] if self._client else [])]
+        self._users.clear()
+        self._client = None
+        for client in clients:
+            await client.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)

@@ -10,15 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, Final
 
 from aiohttp import web
 
+from syndic.client import Client
 from syndic.config.http_api import ConfigHttpApi
 from syndic.config.store import ConfigStore
 from syndic.console.keys import key_revisions, kv_json, list_prefix
-from syndic.console.registry import RegistryAccess, instance_from, list_services
+from syndic.console.registry import (
+    USER_CLIENTS_MAX,
+    RegistryAccess,
+    instance_from,
+    list_services,
+)
 from syndic.kv.errors import KvError
 from syndic.kv.messages import (
     DeleteRangeRequest,
@@ -194,13 +201,34 @@ async def key_delete(request: web.Request) -> web.Response:
 
 async def watch(request: web.Request) -> web.StreamResponse:
     """Server-sent events: one ``data:`` line of JSON events per batch."""
-    o = obs(request)
     prefix = _key_param(request, "prefix", allow_empty=True)
-    o.auth.require(request, prefix or b"\0", _prefix_end(prefix), write=False)
+    obs(request).auth.require(request, prefix or b"\0", _prefix_end(prefix), write=False)
+
+    async def send(responses: list[Any]) -> bytes | None:
+        out = []
+        for resp in responses:
+            events = [{"type": ev.type.name, **kv_json(ev.kv)} for ev in resp.events]
+            if events:
+                payload = json.dumps({"revision": resp.revision, "events": events})
+                out.append(f"data: {payload}\n\n")
+        return "".join(out).encode() or None
+
+    return await _event_stream(request, prefix, send, first=None)
+
+
+async def _event_stream(
+    request: web.Request,
+    prefix: bytes,
+    on_changes: Callable[[list[Any]], Awaitable[bytes | None]],
+    first: Callable[[], Awaitable[bytes]] | None,
+) -> web.StreamResponse:
+    """Server-sent events while the client stays: a watch on ``prefix`` whose
+    responses ``on_changes`` turns into the bytes to send (None: nothing),
+    after ``first``'s bytes (a live view's initial state)."""
     active = request.app[WATCHES_KEY]
     if len(active) >= CONSOLE_WATCHES_MAX:
         raise web.HTTPTooManyRequests(text=f"{CONSOLE_WATCHES_MAX} console watches are open")
-    node = o.node
+    node = obs(request).node
     stream = node.open_watch_stream()
     stream.create(WatchCreateRequest(key=prefix or b"\0", range_end=_prefix_end(prefix)))
     wake = asyncio.Event()
@@ -211,14 +239,14 @@ async def watch(request: web.Request) -> web.StreamResponse:
     active.add(response)
     try:
         await response.prepare(request)
-        await response.write(b": watching\n\n")
+        await response.write(b": watching\n\n" if first is None else await first())
         idle_s = 0.0
         while True:
-            for resp in stream.pull(WATCH_PULL_RESPONSES_MAX):
-                events = [{"type": ev.type.name, **kv_json(ev.kv)} for ev in resp.events]
-                if events:
-                    payload = json.dumps({"revision": resp.revision, "events": events})
-                    await response.write(f"data: {payload}\n\n".encode())
+            responses = stream.pull(WATCH_PULL_RESPONSES_MAX)
+            if responses:
+                data = await on_changes(responses)
+                if data is not None:
+                    await response.write(data)
             wake.clear()
             # asyncio.timeout, not wait_for, which on Python 3.11 can lose a cancel.
             with contextlib.suppress(TimeoutError):
@@ -270,12 +298,12 @@ def _registry(request: web.Request) -> RegistryAccess:
     return request.app[REGISTRY_KEY]
 
 
-def _require_registry(request: web.Request, write: bool) -> None:
+def _require_registry(request: web.Request, write: bool) -> str | None:
+    """Check the caller may read (or write) the registry; the token to act as."""
     prefix = _registry(request).layout.all()
-    obs(request).auth.require(request, prefix, prefix_end(prefix), write=write)
-    if write and obs(request).auth.enabled:
-        # The console's client of the member holds no credentials.
-        raise web.HTTPForbidden(text="with auth on, register through the agent's HTTP API")
+    auth = obs(request).auth
+    auth.require(request, prefix, prefix_end(prefix), write=write, what="the service registry")
+    return auth.token(request)
 
 
 async def services(request: web.Request) -> web.Response:
@@ -284,20 +312,40 @@ async def services(request: web.Request) -> web.Response:
     return web.json_response({"services": await list_services(obs(request).node, reg.layout)})
 
 
+async def services_live(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: the whole listing, again after every registry change.
+
+    One listing per batch of changes, not per event: a burst of
+    registrations costs one range read."""
+    _require_registry(request, write=False)
+    reg = _registry(request)
+    node = obs(request).node
+
+    async def listing() -> bytes:
+        doc = {"services": await list_services(node, reg.layout)}
+        return f"data: {json.dumps(doc)}\n\n".encode()
+
+    async def on_changes(responses: list[Any]) -> bytes | None:
+        changed = any(resp.events for resp in responses)
+        return await listing() if changed else None
+
+    return await _event_stream(request, reg.layout.services(), on_changes, first=listing)
+
+
 async def service_register(request: web.Request) -> web.Response:
-    _require_registry(request, write=True)
+    token = _require_registry(request, write=True)
     inst = instance_from(await read_json(request))
-    revision = await _registry(request).store().register(inst)
+    revision = await _registry(request).store(token).register(inst)
     return web.json_response({"revision": revision})
 
 
 async def service_deregister(request: web.Request) -> web.Response:
-    _require_registry(request, write=True)
+    token = _require_registry(request, write=True)
     q = request.query
     try:
         found = (
             await _registry(request)
-            .store()
+            .store(token)
             .deregister(
                 q.get("namespace", "default"), q.get("service", ""), q.get("instance_id", "")
             )
@@ -309,13 +357,55 @@ async def service_deregister(request: web.Request) -> web.Response:
     return web.json_response({"deregistered": True})
 
 
-@web.middleware
-async def _config_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith("/v1/config/") and obs(request).auth.enabled:
-        # The member's own client holds no credentials; with auth on, the
-        # agent's /v1/config API (with its tokens) is the way in.
-        raise web.HTTPForbidden(text="with auth on, use the agent's /v1/config API")
-    return await handler(request)
+class ConfigAsUser:
+    """``/v1/config`` with auth on, run over the caller's own client.
+
+    The routes are registered once, over the member's credential-less client
+    (all a request needs with auth off); with auth on, this middleware checks
+    the caller's role on the configuration centre's keys, for a clear refusal,
+    then runs the same route of a :class:`ConfigHttpApi` over the caller's
+    client, so the member checks every key the store touches as well."""
+
+    def __init__(self, registry: RegistryAccess) -> None:
+        self.registry = registry
+        self.prefix = ConfigStore(registry.client()).layout.prefix.encode()
+        # token -> (its client, its handlers by (method, route)); bounded as the clients are.
+        self._apis: dict[str, tuple[Client, dict[tuple[str, str], Handler]]] = {}
+
+    def _handlers(self, token: str) -> dict[tuple[str, str], Handler]:
+        client = self.registry.client_for(token)
+        cached = self._apis.get(token)
+        if cached is not None and cached[0] is client:
+            return cached[1]
+        scratch = web.Application()
+        ConfigHttpApi(ConfigStore(client)).add_routes(scratch)
+        handlers = {
+            (route.method, route.resource.canonical): route.handler
+            for route in scratch.router.routes()
+            if route.resource is not None
+        }
+        self._apis[token] = (client, handlers)
+        while len(self._apis) > USER_CLIENTS_MAX:
+            del self._apis[next(iter(self._apis))]
+        return handlers
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        auth = obs(request).auth
+        if not request.path.startswith("/v1/config/") or not auth.enabled:
+            return await handler(request)
+        write = request.method not in ("GET", "HEAD")
+        what = "the configuration centre"
+        auth.require(request, self.prefix, prefix_end(self.prefix), write=write, what=what)
+        token = auth.token(request)
+        assert token is not None  # auth is on and require() passed
+        route = request.match_info.route
+        if route.resource is None:
+            return await handler(request)  # not found / method not allowed
+        as_user = self._handlers(token).get((route.method, route.resource.canonical))
+        if as_user is None:
+            return await handler(request)
+        return await as_user(request)
 
 
 def add_console_routes(app: web.Application) -> None:
@@ -330,9 +420,10 @@ def add_console_routes(app: web.Application) -> None:
     # The configuration centre's own HTTP API, over a client of this member,
     # so the console's config page calls the same routes as `syndic config`.
     ConfigHttpApi(ConfigStore(registry.client())).add_routes(app)
-    app.middlewares.append(_config_auth)
+    app.middlewares.append(ConfigAsUser(registry).middleware)
     r = app.router
     r.add_get("/ui/api/services", services)
+    r.add_get("/ui/api/services/live", services_live)
     r.add_post("/ui/api/services", service_register)
     r.add_delete("/ui/api/services", service_deregister)
     r.add_get("/ui", index)

@@ -23,6 +23,11 @@ from syndic.server.auth.token import TOKEN_TTL_S_DEFAULT, TokenClaims, sign_toke
 CREDENTIAL_CHARS_MAX = 256
 
 
+def _token_of(request: web.Request) -> str:
+    # EventSource (the console's live views) cannot send headers.
+    return request.headers.get("Authorization", "") or request.query.get("token", "")
+
+
 class AdminAuth:
     def __init__(self, node: Any, token_ttl_s: int = TOKEN_TTL_S_DEFAULT) -> None:
         self.node = node
@@ -53,13 +58,19 @@ class AdminAuth:
         expires_s = int(time.time()) + self.token_ttl_s
         return sign_token(store.signing_key, TokenClaims(user, revision, expires_s))
 
+    def token(self, request: web.Request) -> str | None:
+        """The caller's checked token, to call the member's APIs as the caller;
+        None with auth off. HTTPUnauthorized without a valid token."""
+        if self.info(request) is None:
+            return None
+        return _token_of(request)
+
     def info(self, request: web.Request) -> AuthInfo | None:
         """The caller; None with auth off. HTTPUnauthorized without a valid token."""
         store = self.node.auth_store()
         if not store.enabled:
             return None
-        # EventSource (the console's live watch) cannot send headers.
-        token = request.headers.get("Authorization", "") or request.query.get("token", "")
+        token = _token_of(request)
         if not token:
             raise web.HTTPUnauthorized(text="log in first: auth is enabled")
         try:
@@ -85,9 +96,17 @@ class AdminAuth:
             return False
         return True
 
-    def require(self, request: web.Request, key: bytes, range_end: bytes, write: bool) -> None:
-        if not self.allowed(self.info(request), key, range_end, write):
-            raise web.HTTPForbidden(text="permission denied")
+    def require(
+        self, request: web.Request, key: bytes, range_end: bytes, write: bool, what: str = ""
+    ) -> None:
+        info = self.info(request)
+        if not self.allowed(info, key, range_end, write):
+            user = info.user if info is not None else ""
+            access = "write" if write else "read"
+            target = what or key.decode("utf-8", errors="replace")[:80]
+            raise web.HTTPForbidden(
+                text=f"permission denied: user {user!r} may not {access} {target}"
+            )
 
     def is_admin(self, info: AuthInfo | None) -> bool:
         if info is None:

@@ -3,7 +3,7 @@
 // shows as text.
 "use strict";
 
-const state = { token: sessionStorage.getItem("syndic-token") || "", view: "", timer: 0, source: null };
+const state = { token: sessionStorage.getItem("syndic-token") || "", view: "", timer: 0, source: null, live: null };
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -136,7 +136,7 @@ function watchPrefix() {
   const list = document.getElementById("watch-events");
   list.replaceChildren();
   // EventSource sends no headers: with auth on the token goes in the query.
-  const url = "/ui/api/watch?prefix=" + encodeURIComponent(keysPrefix()) + (state.token ? "&token=" + encodeURIComponent(state.token) : "");
+  const url = "/ui/api/watch?prefix=" + encodeURIComponent(keysPrefix()) + tokenQuery("&");
   state.source = new EventSource(url);
   state.source.onmessage = (msg) => {
     const batch = JSON.parse(msg.data);
@@ -151,8 +151,25 @@ async function viewLeases() {
     l.id, l.ttl_s, l.granted_ttl_s, l.keys.join(", ") + (l.keys_hidden ? " (+" + l.keys_hidden + " hidden)" : "")]));
 }
 
+// EventSource sends no headers: with auth on the token goes in the query.
+function tokenQuery(sep) {
+  return state.token ? sep + "token=" + encodeURIComponent(state.token) : "";
+}
+
+// The services page follows the registry as it changes: the member sends the
+// whole listing after every change (server-sent events), no polling.
+function liveServices() {
+  if (state.live) state.live.close();
+  state.live = new EventSource("/ui/api/services/live" + tokenQuery("?"));
+  state.live.onmessage = (msg) => { renderServices(JSON.parse(msg.data)); showError(""); };
+  state.live.onerror = () => showError("live updates interrupted; reconnecting");
+}
+
 async function viewServices() {
-  const data = await api("/ui/api/services");
+  renderServices(await api("/ui/api/services"));
+}
+
+function renderServices(data) {
   const rows = [];
   for (const svc of data.services) {
     for (const inst of svc.instances) {
@@ -160,8 +177,10 @@ async function viewServices() {
         el("span", { class: c.status === "passing" ? "ok" : "bad", title: c.output }, c.id + ": " + c.status + " ")));
       const remove = el("button", { class: "deregister", onclick: async () => {
         const q = new URLSearchParams({ namespace: svc.namespace, service: svc.service, instance_id: inst.id });
-        await api("/ui/api/services?" + q, { method: "DELETE" });
-        await viewServices();
+        try {
+          await api("/ui/api/services?" + q, { method: "DELETE" });
+          await viewServices();
+        } catch (err) { showError(String(err.message || err)); }
       } }, "deregister");
       rows.push([svc.namespace, svc.service, inst.id, inst.address + ":" + inst.port, checks, remove]);
     }
@@ -310,12 +329,15 @@ function show(view) {
   for (const s of document.querySelectorAll(".view")) s.hidden = s.id !== "view-" + view;
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.view === view);
   clearInterval(state.timer);
+  if (state.live) { state.live.close(); state.live = null; }
   refresh();
-  if (!["keys", "config", "traffic"].includes(view)) state.timer = setInterval(refresh, REFRESH_MS);
+  if (view === "services") liveServices();
+  else if (!["keys", "config", "traffic"].includes(view)) state.timer = setInterval(refresh, REFRESH_MS);
 }
 
 function showLogin() {
   clearInterval(state.timer);
+  if (state.live) { state.live.close(); state.live = null; }
   for (const s of document.querySelectorAll(".view")) s.hidden = true;
   document.getElementById("login").hidden = false;
 }

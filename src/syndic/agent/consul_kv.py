@@ -203,6 +203,7 @@ class ConsulKv:
                 failure=[],
             )
             data, meta, locks = (r for r in t.responses)
+            revision = t.revision
         else:
             # The user's read is the permission check; the metadata is read at its revision.
             data = await self.user.get(key, prefix=recurse, limit=limit)
@@ -212,6 +213,7 @@ class ConsulKv:
             ]
             t = await self.client.txn(compare=[], success=at, failure=[])
             meta, locks = (r for r in t.responses)
+            revision = data.revision
         assert isinstance(data, GetResult) and isinstance(meta, GetResult)
         assert isinstance(locks, GetResult)
         meta_by = {bytes(kv.key)[len(lay.kvmeta(b"")) :]: kv for kv in meta.kvs}
@@ -235,7 +237,7 @@ class ConsulKv:
                     holder,
                 )
             )
-        return out, data.revision
+        return out, revision
 
     async def wait_change(self, key: bytes, *, recurse: bool, index: int, timeout_s: float) -> int:
         """Block until something at ``key`` changes after revision ``index``; the change's

@@ -56,7 +56,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol, TypeVar, overload
 
+from opentelemetry import trace as _otel_trace
+
 from syndic.observability.tracing import tracing_enabled
+
+# Calls run the tracing stages (syndic.traffic.tracing) only while an SDK
+# provider is installed. With none ever installed, one module attribute read
+# decides, written inline on the call path (a helper call costs more than it).
 from syndic.traffic import deadline as _deadline
 from syndic.traffic import drivers
 from syndic.traffic import tracing as _tracing
@@ -374,7 +380,11 @@ class Policy:
         """
         stack = self._stack
         if not can_wait:
-            return stack.traced if tracing_enabled() else stack.stages
+            return (
+                stack.traced
+                if (_otel_trace._TRACER_PROVIDER is not None and tracing_enabled())
+                else stack.stages
+            )
         return self._stages(stack, idempotent)
 
     def _stages(self, stack: _Stack, idempotent: bool | None) -> tuple[Stage, ...]:
@@ -382,7 +392,7 @@ class Policy:
         if idempotent is None:
             retry = stack.rules.retry
             idempotent = retry is not None and retry.idempotent
-        if tracing_enabled():
+        if _otel_trace._TRACER_PROVIDER is not None and tracing_enabled():
             return stack.traced_hedged if idempotent else stack.traced
         return stack.stages_hedged if idempotent else stack.stages
 
@@ -412,7 +422,9 @@ class Policy:
         """
         stack = self._stack
         return drivers.run_sync(  # type: ignore[no-any-return]
-            stack.traced if tracing_enabled() else stack.stages,
+            stack.traced
+            if (_otel_trace._TRACER_PROVIDER is not None and tracing_enabled())
+            else stack.stages,
             fn,
             args,
             kwargs,

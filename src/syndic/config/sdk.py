@@ -4,6 +4,9 @@ One :class:`ConfigClient` per process and namespace. The first ``get`` of a
 config reads its live state (release and grays, one revision) and starts
 one watch on its key prefix; later reads are served from memory and kept
 current by the watch, so a publish reaches a listener in one watch event.
+SDK clients on the same etcd ``Client`` share that watch
+(:mod:`syndic.config.feed`; ``share_watches=False`` opts out), so a
+publish is received and decoded once per process.
 Each client picks its content the same way the store ranks grays
 (:func:`syndic.config.gray.choose`), by its ``client_id`` and ``labels``.
 
@@ -49,6 +52,7 @@ from syndic.config.errors import (
     CorruptEntryError,
     DecryptionError,
 )
+from syndic.config.feed import shared_watch
 from syndic.config.formats import parse_content
 from syndic.config.gray import ClientIdentity, choose
 from syndic.config.keys import DEFAULT_PREFIX, KeyLayout
@@ -172,8 +176,13 @@ class ConfigClient:
         failover_poll_ms: int = FAILOVER_POLL_MS,
         changes_queued_max: int = CHANGES_QUEUED_MAX,
         metrics: ConfigMetrics | None = None,
+        share_watches: bool = True,
     ) -> None:
         self._client = client
+        # Share one watch per config with the other ConfigClients of the same
+        # Client in this process (syndic.config.feed), so a publish is decoded
+        # once per process, not once per SDK client.
+        self._share_watches = share_watches
         self.namespace = check_name("namespace", namespace)
         self.identity = ClientIdentity(client_id or default_client_id(), dict(labels or {}))
         self._layout = KeyLayout(prefix)
@@ -413,8 +422,8 @@ class ConfigClient:
 
     async def _follow(self, tracked: _Tracked) -> None:
         prefix = self._layout.watch_prefix(tracked.cid)
-        watch = self._client.watch(prefix, prefix=True, start_revision=tracked.revision + 1)
-        async with watch:
+        start = tracked.revision + 1
+        async with shared_watch(self._client, prefix, start, share=self._share_watches) as watch:
             async for batch in watch:
                 for event in batch.events:
                     if event.type is EventType.PUT:

@@ -9,10 +9,13 @@ and Debian's etcd when installed), through the same Python client:
 * publish rate: sequential compare-and-set publishes of a 200-byte YAML
   document (reads of state and settings, then one transaction writing head,
   history and release), against sequential raw puts of the same bytes;
-* push latency: ``--listeners`` SDK listeners (each a ConfigClient with its
-  own watch, spread over ``--workers`` processes) get each publish; the
-  time from the start of the publish to each listener's callback, p50 and
-  p99 over all listeners and rounds; against raw watchers of one key;
+* push latency: ``--listeners`` SDK listeners (each a ConfigClient, spread
+  over ``--workers`` processes, one etcd Client per process) get each
+  publish; the time from the start of the publish to each listener's
+  callback, p50 and p99 over all listeners and rounds; against raw watchers
+  of one key. Measured twice: as the SDK runs by default, its clients in one
+  process sharing one watch of the config (``syndic.config.feed``), and with
+  ``share_watches=False``, one watch per listener as the raw watchers have;
 * cold start: a fresh Client and ConfigClient whose centre is down (a port
   nobody listens on) serving ``get`` from the snapshot directory, against
   the same ``get`` from a live centre.
@@ -83,7 +86,7 @@ async def _worker(endpoints: list[str], mode: str, listeners: int, rounds: int) 
 
     async with Client(endpoints, timeout_s=30.0) as client:
         closers: list[Any] = []
-        if mode == "config":
+        if mode in ("config", "config_own"):
             metrics = ConfigMetrics(CollectorRegistry())
             for i in range(listeners):
                 cfg = ConfigClient(
@@ -92,6 +95,7 @@ async def _worker(endpoints: list[str], mode: str, listeners: int, rounds: int) 
                     prefix=PREFIX,
                     client_id=f"w{os.getpid()}-{i}",
                     metrics=metrics,
+                    share_watches=mode == "config",
                 )
                 closers.append(cfg)
 
@@ -203,7 +207,7 @@ async def _drive(endpoints: list[str], mode: str, rounds: int) -> None:
             await asyncio.sleep(ROUND_GAP_S)
             t0 = time.monotonic_ns()
             text = _content(t0, seq)
-            if mode == "config":
+            if mode != "raw":
                 await store.publish(
                     CID, text, format="yaml", expected_version=version, author="bench"
                 )
@@ -272,6 +276,9 @@ def run_store(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                     "push_config": push_latency(
                         endpoints, "config", args.listeners, args.workers, args.rounds
                     ),
+                    "push_config_own": push_latency(
+                        endpoints, "config_own", args.listeners, args.workers, args.rounds
+                    ),
                     "push_raw": push_latency(
                         endpoints, "raw", args.listeners, args.workers, args.rounds
                     ),
@@ -312,6 +319,16 @@ def _print(results: dict[str, Any], listeners: int) -> None:
                 r["push_raw"]["p99_ms"],
             ),
             (
+                "  same, one watch per listener: p50 ms",
+                r["push_config_own"]["p50_ms"],
+                r["push_raw"]["p50_ms"],
+            ),
+            (
+                "  same, one watch per listener: p99 ms",
+                r["push_config_own"]["p99_ms"],
+                r["push_raw"]["p99_ms"],
+            ),
+            (
                 "share of pushes delivered",
                 r["push_config"]["delivered"],
                 r["push_raw"]["delivered"],
@@ -319,6 +336,11 @@ def _print(results: dict[str, Any], listeners: int) -> None:
             (
                 "listener-side CPU us per push",
                 r["push_config"]["cpu_us_per_push"],
+                r["push_raw"]["cpu_us_per_push"],
+            ),
+            (
+                "  same, one watch per listener",
+                r["push_config_own"]["cpu_us_per_push"],
                 r["push_raw"]["cpu_us_per_push"],
             ),
             (
@@ -341,7 +363,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small scale, one run")
     parser.add_argument("--stores", default="syndic,etcd")
-    parser.add_argument("--worker", choices=["config", "raw"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["config", "config_own", "raw"], help=argparse.SUPPRESS)
     parser.add_argument("--endpoints", help=argparse.SUPPRESS)
     parser.add_argument("--worker-listeners", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

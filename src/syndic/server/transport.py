@@ -47,6 +47,7 @@ from syndic.server.peer_codec import (
     encode_request,
     is_request,
 )
+from syndic.server.peer_rtt import PeerRoundTrips
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,8 @@ class PeerStats:
     connected: bool = False
     # time.monotonic() when the current connection came up; 0.0 when down.
     connected_since_s: float = 0.0
+    # The last heartbeat round trip to this peer (peer_rtt); 0.0 before one.
+    round_trip_s: float = 0.0
 
 
 class _PeerWriter:
@@ -287,6 +290,7 @@ class PeerTransport:
         self._inbound: set[asyncio.StreamWriter] = set()
         self.frames_rejected = 0
         self.frames_oversized = 0
+        self.round_trips = PeerRoundTrips()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
@@ -299,6 +303,7 @@ class PeerTransport:
         for node_id in list(self._writers):
             if node_id not in wanted or self._writers[node_id].peer != wanted[node_id]:
                 writer = self._writers.pop(node_id)
+                self.round_trips.forget(node_id)
                 asyncio.get_running_loop().create_task(writer.stop())
         for node_id, peer in wanted.items():
             if node_id not in self._writers:
@@ -308,6 +313,7 @@ class PeerTransport:
 
     def send(self, messages: tuple[Message, ...] | list[Message]) -> None:
         """Queue one frame per destination peer; never blocks."""
+        self.round_trips.sent(messages, time.monotonic())
         by_peer: dict[int, list[Message]] = {}
         for msg in messages:
             by_peer.setdefault(msg.to_id, []).append(msg)
@@ -361,6 +367,9 @@ class PeerTransport:
         writer.enqueue(FRAME_HEADER.pack(SNAPSHOT_FRAME_FLAG | len(body)) + body)
 
     def stats(self) -> dict[int, PeerStats]:
+        for node_id, w in self._writers.items():
+            rtt = self.round_trips.stats.get(node_id)
+            w.stats.round_trip_s = rtt.last_s if rtt is not None else 0.0
         return {node_id: w.stats for node_id, w in self._writers.items()}
 
     async def stop(self) -> None:
@@ -427,6 +436,7 @@ class PeerTransport:
                 if len(mine) != len(messages):
                     self.frames_rejected += 1
                 if mine:
+                    self.round_trips.received(mine, time.monotonic())
                     self._on_messages(mine)
                 if proposals and self._on_proposals is not None:
                     self._on_proposals(proposals)

@@ -96,7 +96,9 @@ async function viewCluster() {
   fill(document.querySelector("#cluster-members tbody"), c.members.map((m) => {
     const peer = c.peers[m.id];
     const link = m.id === c.member_id ? "self" : peer ? (peer.connected ? "connected" : "down") : "unknown";
-    return [m.id, m.name, m.id === c.leader_id ? "leader" : m.is_learner ? "learner" : "follower", m.peer_urls.join(" "), m.client_urls.join(" "), link];
+    // Round trips are timed by the leader's heartbeats: other members show none.
+    const rtt = peer && peer.round_trip_s > 0 ? (peer.round_trip_s * 1000).toFixed(2) + " ms" : "";
+    return [m.id, m.name, m.id === c.leader_id ? "leader" : m.is_learner ? "learner" : "follower", m.peer_urls.join(" "), m.client_urls.join(" "), link, rtt];
   }));
   document.getElementById("cluster-alarms").replaceChildren(
     ...(c.alarms.length ? c.alarms.map((a) => el("li", { class: "bad" }, a)) : [el("li", {}, "none")]));

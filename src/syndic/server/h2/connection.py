@@ -32,6 +32,7 @@ from syndic.server.h2.events import (
 )
 from syndic.server.h2.limits import ServerLimits, SharedBudget
 from syndic.server.h2.protocol import H2Protocol
+from syndic.server.h2.reads import ReadShare
 
 log = logging.getLogger("syndic.server.h2")
 
@@ -55,6 +56,16 @@ HandlerLookup = Callable[[str], Any]  # path -> grpc.RpcMethodHandler | None
 Admission = Callable[["Http2Connection", str], str | None]
 
 
+def _next_pass(loop: asyncio.AbstractEventLoop, share: ReadShare) -> None:
+    """Runs once per loop pass while large reads come in or connections are held."""
+    delay_s = share.next_pass()
+    share.pass_scheduled = delay_s is not None
+    if delay_s == 0.0:
+        loop.call_soon(_next_pass, loop, share)
+    elif delay_s is not None:
+        loop.call_later(delay_s, _next_pass, loop, share)
+
+
 class Http2Connection(asyncio.Protocol):
     """The server side of one HTTP/2 connection carrying gRPC calls."""
 
@@ -66,6 +77,7 @@ class Http2Connection(asyncio.Protocol):
         on_close: Callable[[Http2Connection], None],
         budget: SharedBudget | None = None,
         admit: Admission | None = None,
+        share: ReadShare | None = None,
     ) -> None:
         self._lookup = lookup
         self._unknown_method = unknown_method
@@ -75,6 +87,11 @@ class Http2Connection(asyncio.Protocol):
         if budget is None:
             budget = SharedBudget(limits.server_request_buffer_bytes_max)
         self.protocol = H2Protocol(limits, budget, self._loop.time())
+        # The server's share of each pass for large reads; one of its own alone.
+        if share is None:
+            share = ReadShare(limits.read_bytes_per_pass_max, budget)
+        self._share = share
+        self._read_held = False  # held back by the share until a later pass
         self._transport: asyncio.Transport | None = None
         self._calls: dict[int, Call] = {}
         # Handlers not yet started: one read can carry hundreds of calls, and
@@ -127,19 +144,44 @@ class Http2Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self._writing_paused = True
         self._handle(self.protocol.set_transport_paused(True, self._loop.time()))
-        if self._transport is not None:
-            self._transport.pause_reading()
+        self._update_reading()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
-        if self._transport is not None and not self._closed and not self.protocol.ended:
-            self._transport.resume_reading()
+        self._update_reading()
         self._handle(self.protocol.set_transport_paused(False, self._loop.time()))
         self._wake_writers()
 
     def data_received(self, data: bytes) -> None:
         self._starts_left = _HANDLER_STARTS_PER_PASS
         self._handle(self.protocol.receive(data, self._loop.time()))
+        share = self._share
+        if not share.spend(len(data)):
+            self._read_held = True
+            share.hold(self)
+            self._update_reading()
+        if share.spent_bytes and not share.pass_scheduled:
+            share.pass_scheduled = True
+            self._loop.call_soon(_next_pass, self._loop, share)
+
+    # -- reading, held back by a full socket or the share of a pass ------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self.protocol.ended
+
+    def resume_from_share(self) -> None:
+        self._read_held = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport is None or self._closed or self.protocol.ended:
+            return
+        if self._writing_paused or self._read_held:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
     # -- events --------------------------------------------------------------
 

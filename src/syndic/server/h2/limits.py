@@ -31,6 +31,7 @@ _POSITIVE_INTS = (
     "settings_frames_burst",
     "connections_max",
     "connections_per_peer_max",
+    "read_bytes_per_pass_max",
 )
 _POSITIVE_FLOATS = (
     "preface_timeout_s",
@@ -150,6 +151,13 @@ class ServerLimits:
     # either, a new connection is sent GOAWAY ENHANCE_YOUR_CALM and closed.
     connections_max: int = 4096
     connections_per_peer_max: int = 512
+    # Bytes of large reads (one frame's worth or more) the server parses per
+    # event-loop pass, over all connections; past it, connections whose read
+    # was large wait for a later pass, in turn (see reads.py). Bounds how
+    # long bulk uploads (hundreds of partial 1 MiB requests) can hold a pass,
+    # so small calls and Raft's heartbeats are not kept waiting for seconds.
+    # 2 MiB parses in a few milliseconds; a 1.5 MiB Put fits in one pass.
+    read_bytes_per_pass_max: int = 2 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for name in _POSITIVE_INTS:

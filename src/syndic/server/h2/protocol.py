@@ -48,6 +48,10 @@ from syndic.server.h2.headers import (
 from syndic.server.h2.limits import ServerLimits, SharedBudget, TokenBucket
 
 _MESSAGE_PREFIX_BYTES: Final = 5
+# A partial message lacking more than this is gathered frame by frame in a
+# list (H2Stream.recv_parts), not appended to a buffer; smaller ones are
+# cheaper appended.
+_GATHER_AS_PARTS_BYTES_MIN: Final = 64 * 1024
 # Messages in one frame that may pass a full request budget (see _hold).
 _WHOLE_MESSAGES_MAX: Final = 16
 # gRPC status codes this layer answers with itself (grpc.StatusCode values).
@@ -150,6 +154,8 @@ class H2Stream:
         "pending_bytes",
         "pending_trailers",
         "recv_buffer",
+        "recv_missing",
+        "recv_parts",
         "recv_window",
         "remote_closed",
         "send_credit",
@@ -170,6 +176,12 @@ class H2Stream:
         self.unacked_bytes = 0  # consumed by the handler, not yet given back
         self.held_bytes = 0  # received, not yet consumed by the handler
         self.recv_buffer = bytearray()
+        # A long message is gathered as a list of frames, joined once whole:
+        # appending each frame to recv_buffer re-copied the whole buffer
+        # whenever it grew past its allocation, megabytes per 1 MiB Put.
+        # recv_buffer keeps the message's start meanwhile (so it is truthy).
+        self.recv_parts: list[bytes] | None = None
+        self.recv_missing = 0  # bytes the gathered message still lacks
         self.claimed = False  # a handler owns the call until release()
         self.may_pause = False  # a streaming request: no stall timeout
         self.headers_sent = False
@@ -842,6 +854,15 @@ class H2Protocol:
         beyond the appends.
         """
         buffer = stream.recv_buffer
+        parts = stream.recv_parts
+        if parts is not None:
+            parts.append(data)
+            if len(data) < stream.recv_missing:
+                stream.recv_missing -= len(data)
+                return False
+            data = b"".join(parts)  # the message's start is parts[0]
+            stream.recv_parts = None
+            buffer.clear()
         view: bytes | bytearray = data
         if buffer:
             buffer += data
@@ -881,6 +902,11 @@ class H2Protocol:
             del buffer[:offset]
         elif offset < end:
             buffer += view[offset:]
+        if len(buffer) >= _MESSAGE_PREFIX_BYTES:
+            missing = _MESSAGE_PREFIX_BYTES + int.from_bytes(buffer[1:5], "big") - len(buffer)
+            if missing > _GATHER_AS_PARTS_BYTES_MIN:
+                stream.recv_parts = [bytes(buffer)]
+                stream.recv_missing = missing
         return False
 
     def _remote_closed(self, stream: H2Stream) -> None:
@@ -1031,6 +1057,7 @@ class H2Protocol:
             return
         self._drop_output(stream)
         stream.recv_buffer.clear()
+        stream.recv_parts = None
         self._release_held(stream, stream.held_bytes)
         if stream.claimed and notify:
             self._events.append(CallEnded(stream.id, message))
@@ -1066,6 +1093,7 @@ class H2Protocol:
             self._transition(stream, StreamInput.SEND_RST)
             self._send(frames.rst_stream(stream.id, ErrorCode.NO_ERROR))
             stream.recv_buffer.clear()
+            stream.recv_parts = None
             self._release_held(stream, stream.held_bytes)
         self._forget_if_done(stream)
 

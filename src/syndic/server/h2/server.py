@@ -12,6 +12,7 @@ from typing import Any
 
 from syndic.server.h2.connection import Http2Connection
 from syndic.server.h2.limits import ServerLimits, SharedBudget, TokenBucket
+from syndic.server.h2.reads import ReadShare
 
 
 class ListenError(RuntimeError):
@@ -45,6 +46,8 @@ class GrpcServer:
         self.request_budget = SharedBudget(self.limits.server_request_buffer_bytes_max)
         # Answer bytes queued behind clients' windows, summed over every connection.
         self.answer_budget = SharedBudget(self.limits.server_send_buffer_bytes_max)
+        # Large reads parsed per loop pass, over every connection (reads.py).
+        self.read_share = ReadShare(self.limits.read_bytes_per_pass_max, self.request_budget)
 
     # -- registration -----------------------------------------------------
 
@@ -132,6 +135,7 @@ class GrpcServer:
             self._closed,
             self.request_budget,
             self._admit,
+            self.read_share,
         )
         connection.protocol.answers = self.answer_budget
         self._connections.add(connection)

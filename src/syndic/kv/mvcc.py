@@ -653,11 +653,16 @@ class Store:
         changes: list[Change] | None = [] if self._observers else None
         write = self._write_put
         responses: list[ResponseOp] = []
+        # Responses are frozen values: every put that asks for no prev_kv
+        # shares one (a replayed txn of 128 puts builds one, not 128).
+        plain = PutResponse(revision)
         for op in ops:
             assert type(op) is PutRequest
             prev = write(op.key, op.value, 0, revision, changes)
-            prev_kv = to_kv(op.key, prev) if op.prev_kv and prev is not None else None
-            responses.append(PutResponse(revision, prev_kv))
+            if op.prev_kv and prev is not None:
+                responses.append(PutResponse(revision, to_kv(op.key, prev)))
+            else:
+                responses.append(plain)
         self._commit(revision, keys, changes)
         return TxnResponse(revision=revision, succeeded=True, responses=tuple(responses))
 

@@ -165,7 +165,7 @@ def encode_snapshot_marker(marker: SnapshotMarker) -> bytes:
     return msgpack.packb([marker.index, marker.term])
 
 
-def _unpack_list(payload: bytes, length: int, what: str) -> list[object]:
+def _unpack_list(payload: bytes | memoryview, length: int, what: str) -> list[object]:
     try:
         value = msgpack.unpackb(
             payload,
@@ -188,7 +188,7 @@ def _uint(what: str, value: object) -> int:
     return value
 
 
-def decode_entry(payload: bytes) -> Entry:
+def decode_entry(payload: bytes | memoryview) -> Entry:
     term, index, type_code, data = _unpack_list(payload, 4, "ENTRY")
     kind = _ENTRY_TYPES_BY_CODE.get(_uint("ENTRY type", type_code))
     if kind is None:
@@ -201,7 +201,7 @@ def decode_entry(payload: bytes) -> Entry:
         raise PayloadError(f"ENTRY is invalid: {exc}") from exc
 
 
-def decode_hard_state(payload: bytes) -> HardState:
+def decode_hard_state(payload: bytes | memoryview) -> HardState:
     term, vote, commit = _unpack_list(payload, 3, "HARD_STATE")
     try:
         return HardState(
@@ -211,7 +211,7 @@ def decode_hard_state(payload: bytes) -> HardState:
         raise PayloadError(f"HARD_STATE is invalid: {exc}") from exc
 
 
-def decode_snapshot_marker(payload: bytes) -> SnapshotMarker:
+def decode_snapshot_marker(payload: bytes | memoryview) -> SnapshotMarker:
     index, term = _unpack_list(payload, 2, "SNAPSHOT_MARKER")
     try:
         return SnapshotMarker(index=_uint("index", index), term=_uint("term", term))

@@ -351,7 +351,7 @@ class _Replay:
         self.hard_state = HardState()
         self.entries: list[Entry] = []
 
-    def apply(self, record_type: RecordType, payload: bytes) -> None:
+    def apply(self, record_type: RecordType, payload: bytes | memoryview) -> None:
         """Raises PayloadError when the record cannot follow what came before."""
         if record_type is RecordType.HARD_STATE:
             self.hard_state = decode_hard_state(payload)
@@ -463,7 +463,9 @@ def _scan_segment(
             else:
                 start = offset + RECORD_HEADER_SIZE_BYTES
                 end = start + record.length
-                payload = data[start:end]
+                # A view, not a copy: replay reads every byte of the log once
+                # for the CRC and once to decode, and copies only entry data.
+                payload = view[start:end]
                 if payload_crc(record.record_type, payload) != record.crc:
                     # Torn if nothing but never-written zeros follows it.
                     reason, torn = "record CRC mismatch", end == size or _is_zero(data, end)

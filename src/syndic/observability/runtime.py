@@ -13,6 +13,7 @@ from syndic.observability.alerts.notify import Notifier
 from syndic.observability.alerts.rules import default_rules
 from syndic.observability.debug import MemoryTracer
 from syndic.observability.probes import instances_critical
+from syndic.observability.push_lag import PushLagProbe
 from syndic.observability.requests import RequestObserver, observer_for
 from syndic.observability.samples import SAMPLE_INTERVAL_S_DEFAULT, Sampler, SampleRing
 from syndic.server.peer_rtt import RoundTripCollector
@@ -36,14 +37,17 @@ class Observability:
         self.auth = AdminAuth(node)
         self.notifier = Notifier()
         self.alerts = AlertEngine(default_rules(), self.notifier)
+        self.push_lag = PushLagProbe(node)
         self._task: asyncio.Task[None] | None = None
         _export_round_trips(node)
 
     def start(self) -> None:
+        self.push_lag.start()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="obs-sampler")
 
     async def stop(self) -> None:
+        self.push_lag.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -58,7 +62,7 @@ class Observability:
             critical = await instances_critical(self.node)
         except Exception:  # no leader yet, a store error: the reading waits
             critical = 0
-        self.alerts.evaluate(self.sampler.take(critical))
+        self.alerts.evaluate(self.sampler.take(critical, self.push_lag.lag_s()))
 
     async def _run(self) -> None:
         while True:

@@ -39,6 +39,8 @@ class Sample:
     db_quota_fraction: float
     peers_unreachable: float
     instances_critical: float
+    # Age of the oldest config change not yet handed to a watcher (push_lag).
+    config_push_lag_s: float = 0.0
 
 
 SERIES: Final = tuple(f.name for f in fields(Sample) if f.name != "at_unix_s")
@@ -165,6 +167,11 @@ class SampleGauges:
             "Registered instances with a critical check.",
             registry=r,
         )
+        self.push_lag = Gauge(
+            "syndic_config_push_lag_seconds",
+            "Age of the oldest config change applied here and not yet handed to a watcher.",
+            registry=r,
+        )
         self.latency = Gauge(
             "syndic_request_latency_p99_seconds",
             "p99 of client request latency over the last sampling interval.",
@@ -175,6 +182,7 @@ class SampleGauges:
         self.quota.set(sample.db_quota_fraction)
         self.peers.set(sample.peers_unreachable)
         self.critical.set(sample.instances_critical)
+        self.push_lag.set(sample.config_push_lag_s)
         self.latency.set(sample.latency_ms_p99 / 1000.0)
 
 
@@ -191,7 +199,7 @@ class Sampler:
         self._last_fsync = histogram_buckets(node.metrics.fsync_duration)
         self.gauges = SampleGauges(node.metrics.registry)
 
-    def take(self, instances_critical: int = 0) -> Sample:
+    def take(self, instances_critical: int = 0, config_push_lag_s: float = 0.0) -> Sample:
         now = time.monotonic()
         elapsed_s = max(now - self._last_at, 1e-6)
         m = self.node.metrics
@@ -214,6 +222,7 @@ class Sampler:
             db_quota_fraction=status.db_size_bytes / quota if quota else 0.0,
             peers_unreachable=_peers_unreachable(self.node.debug_status()),
             instances_critical=float(instances_critical),
+            config_push_lag_s=config_push_lag_s,
         )
         self._last_at = now
         self._last_requests = self.observer.requests_total

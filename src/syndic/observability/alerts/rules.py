@@ -198,6 +198,19 @@ def default_rules() -> list[Rule]:
             promql="syndic_registry_instances_critical > 0",
         ),
         Rule(
+            # 1 s: ten times the push goal (100 ms p99), so a slow client or
+            # a busy member shows before SDKs run on stale config for long.
+            "SyndicConfigPushLag",
+            "threshold",
+            "config_push_lag_s",
+            ">",
+            1.0,
+            for_s=30,
+            severity="warning",
+            summary="config changes wait over 1 s to leave the member for their watchers",
+            promql="syndic_config_push_lag_seconds > 1",
+        ),
+        Rule(
             "SyndicLatencyAnomaly",
             "anomaly",
             "latency_ms_p99",

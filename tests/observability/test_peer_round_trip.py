@@ -17,6 +17,7 @@ from syndic.server.peer_rtt import (
     PENDING_PER_PEER_MAX,
     PeerRoundTrips,
 )
+from tests.console.browser import browser_page, screenshot
 from tests.server.cluster_util import cluster_configs, eventually, free_port
 
 
@@ -94,3 +95,11 @@ async def test_a_three_member_cluster_exports_round_trips_per_peer(tmp_path: Pat
         for peer in followers:
             # Loopback under load: well above zero, well under a second.
             assert 0 < cluster["peers"][peer]["round_trip_s"] < 1.0
+        # The console's Cluster page shows each follower's last round trip.
+        async with browser_page(admin) as (page, errors):
+            await page.goto("/ui#cluster")
+            for peer in followers:
+                row = page.locator("#cluster-members tbody tr", has_text=peer)
+                await row.locator("td", has_text=" ms").wait_for()
+            await screenshot(page, "cluster-round-trips")
+        assert errors.messages == []

@@ -19,6 +19,8 @@ _HEADER: Final = struct.Struct(">BHBBI")
 _U32: Final = struct.Struct(">I")
 _GOAWAY: Final = struct.Struct(">II")
 _SETTING: Final = struct.Struct(">HI")
+# A DATA frame's header followed by gRPC's message prefix (not compressed, length).
+_DATA_MESSAGE: Final = struct.Struct(">BHBBIBI")
 
 
 class FrameType(enum.IntEnum):
@@ -89,6 +91,27 @@ def parse_header(buffer: bytes | bytearray | memoryview, offset: int) -> tuple[i
 def frame(frame_type: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
     length = len(payload)
     return _HEADER.pack(length >> 16, length & 0xFFFF, frame_type, flags, stream_id) + payload
+
+
+def unary_response(stream_id: int, head: bytes, message: bytes, trailers: bytes) -> bytes:
+    """HEADERS ``head``, DATA with ``message`` as one gRPC message, HEADERS
+    ``trailers`` ending the stream: a whole unary answer, built in one join."""
+    size = len(message)
+    data_size = size + 5
+    return b"".join(
+        (
+            _HEADER.pack(0, len(head), FrameType.HEADERS, Flag.END_HEADERS, stream_id),
+            head,
+            _DATA_MESSAGE.pack(
+                data_size >> 16, data_size & 0xFFFF, FrameType.DATA, 0, stream_id, 0, size
+            ),
+            message,
+            _HEADER.pack(
+                0, len(trailers), FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, stream_id
+            ),
+            trailers,
+        )
+    )
 
 
 def settings_frame(settings: dict[Setting, int]) -> bytes:

@@ -401,12 +401,12 @@ class H2Protocol:
         ):
             stream.send_credit -= size
             self._send_window -= size
-            self._send(
-                self._response_headers(stream)
-                + frames.frame(FrameType.DATA, 0, stream.id, _grpc_message(payload))
-            )
+            # The usual answer: head, message and OK trailers in one piece.
+            stream.headers_sent = True
+            head = RESPONSE_HEADERS if self._table_size_sent else self._head_block(RESPONSE_HEADERS)
+            self._send(frames.unary_response(stream.id, head, payload, OK_TRAILERS))
             self._sent_data(size, 1)
-            self._close(stream, OK_TRAILERS)
+            self._ended_locally(stream)
             return self._take_events()
         if self.queued_bytes and (
             self.queued_bytes + size > self.limits.connection_send_buffer_bytes_max
@@ -1087,6 +1087,10 @@ class H2Protocol:
         self._send(
             frames.frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, stream.id, block)
         )
+        self._ended_locally(stream)
+
+    def _ended_locally(self, stream: H2Stream) -> None:
+        """Our END_STREAM has been queued: close our side, and stop a client still sending."""
         self._transition(stream, StreamInput.SEND_END_STREAM)
         if stream.state is StreamState.HALF_CLOSED_LOCAL:
             # The client is still sending: tell it to stop (§8.1).

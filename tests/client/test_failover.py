@@ -17,7 +17,9 @@ from syndic.client import (
     Event,
     OutcomeUnknownError,
     UnavailableError,
+    WatchBatch,
 )
+from syndic.client.watch import Watch
 from syndic.traffic import deadline
 from syndic.traffic.clock import MonotonicClock
 from tests.stores import Store, start_store_cluster, wait_ready
@@ -115,6 +117,47 @@ async def test_watch_and_calls_fail_over_from_a_killed_member(
     assert [e.kv.mod_revision for e in received] == revisions  # none lost, none repeated
     assert [e.kv.key for e in received] == sorted(e.kv.key for e in received)
     assert first_after_kill is not None and first_after_kill - killed_at < RESUME_WITHIN_S
+
+
+async def test_every_watch_on_the_stream_resumes_from_a_killed_member(
+    healed: Store, key_prefix: bytes
+) -> None:
+    endpoints = healed.all_endpoints()
+    async with Client(endpoints) as probe:
+        leader = await leader_index(probe, healed)
+    victim = (leader + 1) % 3
+    others = [e for i, e in enumerate(endpoints) if i != victim]
+    keys = [key_prefix + b"%02d" % i for i in range(20)]
+    async with Client([endpoints[victim], *others]) as watcher, Client(others) as writer:
+        watches = [await watcher.watch(key).start() for key in keys]
+        everything = await watcher.watch(key_prefix, prefix=True).start()
+        assert watcher._watch_mux.streams_opened == 1
+        assert everything._endpoint.target == endpoints[victim]
+        revisions: dict[bytes, list[int]] = {key: [] for key in keys}
+        for key in keys:
+            revisions[key].append(await put_once(writer, key, b"before"))
+        received: dict[bytes, list[int]] = {key: [] for key in keys}
+        for key, watch in zip(keys, watches, strict=True):
+            received[key].extend(e.kv.mod_revision for e in (await next_of(watch)).events)
+        healed.kill(victim)
+        for round_ in range(3):
+            for key in keys:
+                revisions[key].append(await put_once(writer, key, b"after%d" % round_))
+        for key, watch in zip(keys, watches, strict=True):
+            while len(received[key]) < len(revisions[key]):
+                received[key].extend(e.kv.mod_revision for e in (await next_of(watch)).events)
+        all_revisions: list[int] = []
+        while len(all_revisions) < 4 * len(keys):
+            all_revisions.extend(e.kv.mod_revision for e in (await next_of(everything)).events)
+        assert watcher._watch_mux.streams_opened >= 2
+        assert all(w._endpoint.target != endpoints[victim] for w in [*watches, everything])
+        assert all(w.resumes >= 1 for w in [*watches, everything])
+    assert received == revisions  # per watch: none lost, none repeated, in order
+    assert all_revisions == sorted(r for rs in revisions.values() for r in rs)
+
+
+async def next_of(watch: Watch) -> WatchBatch:
+    return await asyncio.wait_for(watch.__anext__(), EVENT_TIMEOUT_S)
 
 
 async def test_lease_kept_alive_across_a_leader_change(healed: Store, key_prefix: bytes) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from syndic.client.errors import InvalidRequestError
 from syndic.client.validate import REQUEST_BYTES_MAX_DEFAULT
@@ -84,6 +85,10 @@ class ClientConfig:
     # See WATCH_BUFFERED_EVENTS_MAX_DEFAULT and WATCH_STREAM_WATCHES_MAX_DEFAULT.
     watch_buffered_events_max: int = WATCH_BUFFERED_EVENTS_MAX_DEFAULT
     watch_stream_watches_max: int = WATCH_STREAM_WATCHES_MAX_DEFAULT
+    # What carries unary calls: "h2", syndic.client.h2's lean HTTP/2
+    # connection in the caller's loop (a fraction of grpc.aio's CPU per
+    # call), or "grpc", grpc.aio's channel. Streams always use grpc.aio.
+    unary_transport: Literal["h2", "grpc"] = "h2"
 
     def __post_init__(self) -> None:
         endpoints: object = self.endpoints  # callers may pass anything
@@ -102,6 +107,10 @@ class ClientConfig:
         _positive("endpoint_quarantine_ms", self.endpoint_quarantine_ms, 3_600_000)
         _positive("watch_buffered_events_max", self.watch_buffered_events_max, 10_000_000)
         _positive("watch_stream_watches_max", self.watch_stream_watches_max, 1_000_000)
+        if self.unary_transport not in ("h2", "grpc"):
+            raise InvalidRequestError(
+                f"unary_transport must be 'h2' or 'grpc', got {self.unary_transport!r}"
+            )
         if (self.username is None) != (self.password is None):
             raise InvalidRequestError("username and password go together: give both or neither")
 

@@ -245,7 +245,7 @@ class KeepAliver:
                     lease.sent_at_s = now_s
                     if self._unanswered_since_s is None:
                         self._unanswered_since_s = now_s
-                    await call.write(rpc_pb2.LeaseKeepAliveRequest(ID=lease.id))
+                    await self._write(call, rpc_pb2.LeaseKeepAliveRequest(ID=lease.id))
                 wake_s = min(wake_s, lease.next_renew_at_s, lease.expires_at_s)
             self._wake.clear()
             waiter = asyncio.ensure_future(self._wake.wait())
@@ -257,6 +257,18 @@ class KeepAliver:
                 )
             finally:
                 waiter.cancel()
+
+    async def _write(self, call: Any, request: rpc_pb2.LeaseKeepAliveRequest) -> None:
+        """A write that a member which took the connection but never completes
+        the HTTP/2 handshake (stopped) cannot hold: grpc.aio waits for the
+        call to start before it writes."""
+        config = self._transport.config
+        limit_s = config.attempt_timeout_s or config.timeout_s
+        try:
+            async with asyncio.timeout(limit_s):
+                await call.write(request)
+        except TimeoutError:
+            raise UnavailableError(f"keep-alive stream not writable in {limit_s:g} s") from None
 
     def _check_answered(self, now_s: float) -> None:
         """Give up on a member that takes renewals and answers none (stopped,

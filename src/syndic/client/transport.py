@@ -50,6 +50,7 @@ from syndic.client.errors import (
     UnavailableError,
     error_from_status,
 )
+from syndic.client.h2 import STREAM_REFUSED, H2Channel, tls_context
 from syndic.traffic import deadline as _deadline
 from syndic.traffic.budget import RetryBudget
 from syndic.traffic.clock import Clock, MonotonicClock
@@ -77,6 +78,8 @@ _MEMBER_UNHEALTHY: Final = frozenset(
     }
 )
 _INVALID_TOKEN: Final = "etcdserver: invalid auth token"
+# Answers that say the member never took the request.
+_NEVER_SENT: Final = NEVER_APPLIED_MESSAGES | {STREAM_REFUSED}
 # A deadline scope must be positive; a call out of time fails its next attempt.
 _EPSILON_S: Final = 1e-6
 
@@ -106,6 +109,10 @@ def channel_options(config: ClientConfig) -> list[tuple[str, Any]]:
     ]
 
 
+def _path(path: Path | str | None) -> str | None:
+    return None if path is None else str(path)
+
+
 def _credentials(tls: TlsOptions | None) -> grpc.ChannelCredentials:
     def read(path: Path | str | None) -> bytes | None:
         return None if path is None else Path(path).read_bytes()
@@ -119,14 +126,23 @@ def _credentials(tls: TlsOptions | None) -> grpc.ChannelCredentials:
 
 
 class _Endpoint:
-    """One member's address and its channel, opened on first use (a grpc.aio
-    channel binds to the running loop, so it cannot be made earlier)."""
+    """One member's address and its channels, opened on first use (a grpc.aio
+    channel binds to the running loop, so it cannot be made earlier).
 
-    __slots__ = ("_channel", "_open", "failed_until_s", "stubs", "target", "unaries")
+    Unary calls go over ``h2`` (:mod:`syndic.client.h2`) when the client's
+    ``unary_transport`` is "h2", streams always over the grpc.aio channel."""
 
-    def __init__(self, target: str, open_channel: Callable[[], grpc.aio.Channel]) -> None:
+    __slots__ = ("_channel", "_open", "failed_until_s", "h2", "stubs", "target", "unaries")
+
+    def __init__(
+        self,
+        target: str,
+        open_channel: Callable[[], grpc.aio.Channel],
+        h2: H2Channel | None = None,
+    ) -> None:
         self.target = target
         self._open = open_channel
+        self.h2 = h2
         self._channel: grpc.aio.Channel | None = None
         self.failed_until_s = 0.0
         self.stubs: dict[str, ServiceStub] = {}
@@ -156,7 +172,8 @@ class _Endpoint:
         call = self.unaries.get(key)
         if call is None:
             spec = service(service_name).method(method_name)
-            call = self.unaries[key] = self.channel.unary_unary(
+            make = self.h2.method if self.h2 is not None else self.channel.unary_unary
+            call = self.unaries[key] = make(
                 spec.path,
                 request_serializer=spec.request_type.SerializeToString,
                 response_deserializer=spec.response_type.FromString,
@@ -164,11 +181,13 @@ class _Endpoint:
         return call
 
     async def close(self) -> None:
+        if self.h2 is not None:
+            self.h2.close()
+        self.unaries.clear()
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
             self.stubs.clear()
-            self.unaries.clear()
 
 
 class Transport:
@@ -217,10 +236,20 @@ class Transport:
         tls = self.config.tls
         if tls is not None and tls.server_name:
             options.append(("grpc.ssl_target_name_override", tls.server_name))
+        lean = self.config.unary_transport == "h2"
         if secure or tls is not None:
             credentials = _credentials(tls)
-            return _Endpoint(target, lambda: grpc.aio.secure_channel(target, credentials, options))
-        return _Endpoint(target, lambda: grpc.aio.insecure_channel(target, options))
+            h2 = None
+            if lean:
+                tls = tls or TlsOptions()
+                context = tls_context(_path(tls.ca_file), _path(tls.cert_file), _path(tls.key_file))
+                hostname = tls.server_name or target.rpartition(":")[0]
+                h2 = H2Channel(target, ssl_context=context, server_hostname=hostname)
+            return _Endpoint(
+                target, lambda: grpc.aio.secure_channel(target, credentials, options), h2
+            )
+        h2 = H2Channel(target, ssl_context=None, server_hostname=None) if lean else None
+        return _Endpoint(target, lambda: grpc.aio.insecure_channel(target, options), h2)
 
     @property
     def targets(self) -> list[str]:
@@ -294,9 +323,7 @@ class Transport:
         if code is grpc.StatusCode.UNAVAILABLE or details in _MEMBER_UNHEALTHY:
             self.mark_failed(endpoint)
             lowered = details.lower()
-            never_sent = details in NEVER_APPLIED_MESSAGES or any(
-                text in lowered for text in _NOT_CONNECTED
-            )
+            never_sent = details in _NEVER_SENT or any(text in lowered for text in _NOT_CONNECTED)
             if not (idempotent or never_sent):
                 return OutcomeUnknownError(method, f"{code.name}: {details}")
             error: ClientError = UnavailableError(

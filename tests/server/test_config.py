@@ -106,3 +106,45 @@ def test_hostile_config_files_are_refused(tmp_path: Path) -> None:
 def test_election_timeout_becomes_ticks_of_one_heartbeat() -> None:
     config = ServerConfig(heartbeat_interval_ms=100, election_timeout_ms=1000)
     assert config.election_timeout_ticks == 10
+
+
+def test_overload_bounds_have_defaults_and_come_from_flags_env_and_file(tmp_path: Path) -> None:
+    config = load_config({}, {})
+    assert (
+        config.max_pending_proposals,
+        config.max_pending_proposal_bytes,
+        config.max_apply_gap_entries,
+        config.max_pending_reads,
+    ) == (10_000, 256 * 1024 * 1024, 5000, 10_000)
+    file = tmp_path / "conf.yml"
+    file.write_text("max-pending-proposals: 11\nmax-apply-gap-entries: 12\n")
+    config = load_config(
+        {"max-pending-reads": "13"}, {"SYNDIC_MAX_PENDING_PROPOSAL_BYTES": "2000000"}, file
+    )
+    assert (
+        config.max_pending_proposals,
+        config.max_pending_proposal_bytes,
+        config.max_apply_gap_entries,
+        config.max_pending_reads,
+    ) == (11, 2_000_000, 12, 13)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"max-pending-proposals": "0"}, "--max-pending-proposals must be a positive integer"),
+        ({"max-pending-proposals": "-1"}, "--max-pending-proposals must be a positive integer"),
+        ({"max-pending-reads": "many"}, "max-pending-reads must be an integer"),
+        ({"max-apply-gap-entries": "0"}, "--max-apply-gap-entries must be a positive integer"),
+        ({"max-pending-proposal-bytes": "1.5"}, "must be an integer"),
+        # Under one request's size, a request at the limit is always refused.
+        ({"max-pending-proposal-bytes": "1000"}, "at least --max-request-bytes"),
+        (
+            {"max-request-bytes": "4096", "max-pending-proposal-bytes": "4095"},
+            r"--max-pending-proposal-bytes\[4095\] must be at least --max-request-bytes\[4096\]",
+        ),
+    ],
+)
+def test_bad_overload_bounds_are_refused_at_start(flags: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(flags, {})

@@ -18,6 +18,7 @@ import click
 from syndic.server.config import (
     BOOL_FIELDS,
     FIELD_FOR_FLAG,
+    SYNDIC_FLAG_HELP,
     ConfigError,
     ServerConfig,
     load_config,
@@ -30,15 +31,25 @@ def _etcd_flag_options(command: Any) -> Any:
     for flag in sorted(FIELD_FOR_FLAG, reverse=True):
         # etcd's boolean flags may stand alone (--client-cert-auth) or take a value.
         boolean = FIELD_FOR_FLAG[flag] in BOOL_FIELDS
-        command = click.option(
-            f"--{flag}",
-            flag.replace("-", "_"),
-            default=None,
-            is_flag=False,
-            flag_value="true" if boolean else None,
-            metavar="BOOL" if boolean else "VALUE",
-            help=f"as etcd's --{flag}",
-        )(command)
+        # Only a boolean's value is optional: click reads a dash-led value of
+        # an option with an optional value as another option, and
+        # ``--snapshot-count=-3`` would fail as "No such option '-3'" instead
+        # of with the setting's own error.
+        help_text = SYNDIC_FLAG_HELP.get(flag, f"as etcd's --{flag}")
+        name = flag.replace("-", "_")
+        if boolean:
+            option = click.option(
+                f"--{flag}",
+                name,
+                default=None,
+                is_flag=False,
+                flag_value="true",
+                metavar="BOOL",
+                help=help_text,
+            )
+        else:
+            option = click.option(f"--{flag}", name, default=None, metavar="VALUE", help=help_text)
+        command = option(command)
     return command
 
 

@@ -37,6 +37,19 @@ ELECTION_TIMEOUT_MS_MAX = 50_000
 # ServerLimits.concurrent_streams_max, what a Python member can afford.
 MAX_CONCURRENT_STREAMS_DEFAULT = 256
 MAX_CONCURRENT_STREAMS_MAX = 2**32 - 1
+# Overload bounds (docs/operations.md, "Overload"): past them a member refuses
+# a request at once with etcd's "too many requests" (RESOURCE_EXHAUSTED),
+# which clients back off from, instead of queueing it until the request
+# timeout. Writes waiting on this member to be applied, and their bytes: a
+# thousand clients each with a few requests in flight fit, and so do 170
+# requests at etcd's 1.5 MiB request limit.
+MAX_PENDING_PROPOSALS_DEFAULT = 10_000
+MAX_PENDING_PROPOSAL_BYTES_DEFAULT = 256 * 1024 * 1024
+# etcd: maxGapBetweenApplyAndCommitIndex. Committed entries not yet applied
+# mean the apply loop is behind; new proposals would only wait longer.
+MAX_APPLY_GAP_ENTRIES_DEFAULT = 5000
+# Linearizable reads waiting for their ReadIndex round.
+MAX_PENDING_READS_DEFAULT = 10_000
 
 
 class ConfigError(ValueError):
@@ -61,6 +74,11 @@ class ServerConfig:
     quota_backend_bytes: int = 0
     max_request_bytes: int = MAX_REQUEST_BYTES_DEFAULT
     max_concurrent_streams: int = MAX_CONCURRENT_STREAMS_DEFAULT
+    # syndic's own: the overload bounds, in etcd's naming style.
+    max_pending_proposals: int = MAX_PENDING_PROPOSALS_DEFAULT
+    max_pending_proposal_bytes: int = MAX_PENDING_PROPOSAL_BYTES_DEFAULT
+    max_apply_gap_entries: int = MAX_APPLY_GAP_ENTRIES_DEFAULT
+    max_pending_reads: int = MAX_PENDING_READS_DEFAULT
     heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS_DEFAULT
     election_timeout_ms: int = ELECTION_TIMEOUT_MS_DEFAULT
     # TLS for clients (https client URLs) and between members (https peer
@@ -101,6 +119,7 @@ class ServerConfig:
                 f"--max-concurrent-streams must be at most {MAX_CONCURRENT_STREAMS_MAX}, "
                 f"got {self.max_concurrent_streams}"
             )
+        self._check_overload_bounds()
         _check_positive("heartbeat-interval", self.heartbeat_interval_ms)
         _check_positive("election-timeout", self.election_timeout_ms)
         if self.quota_backend_bytes < 0 or self.quota_backend_bytes > QUOTA_BACKEND_BYTES_MAX:
@@ -122,6 +141,22 @@ class ServerConfig:
         self.cluster_peers()
         self._check_tls("client", self.listen_client_urls, "", self.client_cert_auth)
         self._check_tls("peer", self.listen_peer_urls, "peer-", self.peer_client_cert_auth)
+
+    def _check_overload_bounds(self) -> None:
+        for flag in (
+            "max-pending-proposals",
+            "max-pending-proposal-bytes",
+            "max-apply-gap-entries",
+            "max-pending-reads",
+        ):
+            _check_positive(flag, getattr(self, flag.replace("-", "_")))
+        # Below one request's size, every request at the limit would be
+        # refused as "too many requests" on an idle member.
+        if self.max_pending_proposal_bytes < self.max_request_bytes:
+            raise ConfigError(
+                f"--max-pending-proposal-bytes[{self.max_pending_proposal_bytes}] must be at "
+                f"least --max-request-bytes[{self.max_request_bytes}]"
+            )
 
     def _check_tls(self, side: str, urls: tuple[str, ...], prefix: str, cert_auth: bool) -> None:
         """etcd's rules: https needs a certificate and key; asking clients for
@@ -236,11 +271,26 @@ _INT_FIELDS = frozenset(
         "quota_backend_bytes",
         "max_request_bytes",
         "max_concurrent_streams",
+        "max_pending_proposals",
+        "max_pending_proposal_bytes",
+        "max_apply_gap_entries",
+        "max_pending_reads",
         "heartbeat_interval_ms",
         "election_timeout_ms",
     }
 )
 BOOL_FIELDS = frozenset({"client_cert_auth", "peer_client_cert_auth"})
+# The flags etcd does not have, with what they mean; every other flag is etcd's.
+SYNDIC_FLAG_HELP = {
+    "max-pending-proposals": "writes waiting on this member past which a new one is "
+    f"refused with 'too many requests' (default {MAX_PENDING_PROPOSALS_DEFAULT})",
+    "max-pending-proposal-bytes": "bytes of writes waiting on this member past which a new "
+    f"one is refused (default {MAX_PENDING_PROPOSAL_BYTES_DEFAULT})",
+    "max-apply-gap-entries": "committed entries not yet applied past which a new write is "
+    f"refused (default {MAX_APPLY_GAP_ENTRIES_DEFAULT})",
+    "max-pending-reads": "linearizable reads waiting for their ReadIndex round past which a "
+    f"new one is refused (default {MAX_PENDING_READS_DEFAULT})",
+}
 # etcd's flag names where they differ from the field (etcd's intervals are in ms).
 _FLAG_FOR_FIELD = {
     "heartbeat_interval_ms": "heartbeat-interval",

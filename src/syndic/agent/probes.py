@@ -32,11 +32,16 @@ async def run_probe(
     check: CheckDefinition, session: aiohttp.ClientSession, *, scripts_enabled: bool
 ) -> Result:
     timeout_s = check.timeout_ms / 1000.0
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns a probe
+    # that finished in the same loop pass as the agent's cancel and drops the
+    # cancel, and the check's loop would then never stop.
     try:
         if check.kind is CheckKind.HTTP:
-            return await asyncio.wait_for(http_probe(check, session), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                return await http_probe(check, session)
         if check.kind is CheckKind.TCP:
-            return await asyncio.wait_for(tcp_probe(check.target), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                return await tcp_probe(check.target)
         if check.kind is CheckKind.GRPC:
             return await grpc_probe(check.target, check.grpc_use_tls, timeout_s)
         if check.kind is CheckKind.SCRIPT:
@@ -131,7 +136,8 @@ async def script_probe(args: tuple[str, ...], timeout_s: float) -> Result:
         *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            out, _ = await proc.communicate()
     except TimeoutError:
         proc.kill()
         await proc.wait()

@@ -293,7 +293,8 @@ class LocalCluster:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(asyncio.gather(*(proc.wait() for proc in running)), STOP_GRACE_S)
+            async with asyncio.timeout(STOP_GRACE_S):
+                await asyncio.gather(*(proc.wait() for proc in running))
         except TimeoutError:
             for proc in running:
                 if proc.returncode is None:

@@ -99,7 +99,8 @@ async def fetch_snapshot(
 
     async with grpc.aio.insecure_channel(target) as channel:
         try:
-            await asyncio.wait_for(channel.channel_ready(), dial_timeout_s)
+            async with asyncio.timeout(dial_timeout_s):
+                await channel.channel_ready()
         except TimeoutError:
             raise click.ClickException(
                 f"cannot connect to {target} within {dial_timeout_s:g}s "

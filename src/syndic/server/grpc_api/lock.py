@@ -291,8 +291,12 @@ class MemberKv:
             await self._gate.write(self._context, request)
 
         task = asyncio.ensure_future(run())
+        # The task runs on past the bound; only this wait is cut. asyncio.timeout,
+        # not wait_for, so a server stopping while the task finishes still
+        # cancels this caller (Python 3.11's wait_for can drop that cancel).
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(task), CLEANUP_TIMEOUT_S)
+            async with asyncio.timeout(CLEANUP_TIMEOUT_S):
+                await asyncio.shield(task)
 
     async def get(self, key: bytes) -> RangeResponse:
         return await self.range(RangeRequest(key=key))

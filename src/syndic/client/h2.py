@@ -67,6 +67,9 @@ CONNECTION_WINDOW_BYTES: Final = 64 * 1024 * 1024
 # A response (headers, then one gRPC message) larger than this is refused:
 # a Range answer is bounded by the member's limits, this bounds a broken one.
 RESPONSE_BYTES_MAX: Final = 2**31 - 1
+# Header blocks whose decoding is kept (see H2Connection._decode): a member
+# sends a handful of distinct ones (answer headers, OK trailers, errors).
+DECODED_BLOCKS_MAX: Final = 64
 # The peer's settings until its SETTINGS frame says otherwise (RFC 9113 §6.5.2).
 _PEER_WINDOW_DEFAULT: Final = 65_535
 _PEER_STREAMS_DEFAULT: Final = 100
@@ -86,6 +89,23 @@ _RST_STATUS: Final[dict[int, grpc.StatusCode]] = {
 # The text of a call the member never took (REFUSED_STREAM, or above a
 # GOAWAY's last stream id): it may be repeated, even a write (RFC 9113 §8.7).
 STREAM_REFUSED: Final = "stream refused by the member, not processed"
+
+
+def _references_only(block: bytes) -> bool:
+    """Whether an HPACK block is indexed fields only (RFC 7541 §6.1), which
+    read the table and never change it."""
+    index = 0
+    size = len(block)
+    while index < size:
+        byte = block[index]
+        if not byte & 0x80:
+            return False
+        index += 1
+        if byte & 0x7F == 0x7F:  # a multi-byte index
+            while index < size and block[index] & 0x80:
+                index += 1
+            index += 1
+    return True
 
 
 def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
@@ -162,7 +182,9 @@ class H2Connection(asyncio.Protocol):
         self.secure = secure
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
+        self._out: list[bytes] = []
         self._decoder = hpack.Decoder()
+        self._decoded: dict[bytes, dict[bytes, bytes]] = {}
         self._streams: dict[int, _Stream] = {}
         self._next_id = 1
         self._header_stream = 0  # a HEADERS awaiting CONTINUATION
@@ -196,6 +218,20 @@ class H2Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         reason = f"connection to {self.target} lost" + (f": {exc}" if exc else "")
         self._shut(rpc_error(grpc.StatusCode.UNAVAILABLE, reason))
+
+    def _send(self, data: bytes) -> None:
+        """Queue frames; they leave together at the end of this loop turn,
+        so many callers' requests cost one write (one system call)."""
+        if self.closed or self._transport is None:
+            return
+        self._out.append(data)
+        if len(self._out) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out and self._transport is not None and not self.closed:
+            self._transport.write(b"".join(out))
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
@@ -253,17 +289,15 @@ class H2Connection(asyncio.Protocol):
     async def _send_request(
         self, stream_id: int, stream: _Stream, header_block: bytes, message: bytes
     ) -> None:
-        transport = self._transport
-        assert transport is not None
         body = _GRPC_PREFIX.pack(0, len(message)) + message
         frames = self._header_frames(stream_id, header_block)
         size = len(body)
         if size <= self._peer_frame_bytes and size <= min(self.peer_window, stream.send_window):
             self.peer_window -= size
             stream.send_window -= size
-            transport.write(frames + frame(FrameType.DATA, Flag.END_STREAM, stream_id, body))
+            self._send(frames + frame(FrameType.DATA, Flag.END_STREAM, stream_id, body))
             return
-        transport.write(frames)
+        self._send(frames)
         view = memoryview(body)
         sent = 0
         while sent < size:
@@ -280,7 +314,7 @@ class H2Connection(asyncio.Protocol):
             self.peer_window -= len(chunk)
             stream.send_window -= len(chunk)
             flags = Flag.END_STREAM if sent == size else 0
-            transport.write(frame(FrameType.DATA, flags, stream_id, chunk))
+            self._send(frame(FrameType.DATA, flags, stream_id, chunk))
 
     def _header_frames(self, stream_id: int, block: bytes) -> bytes:
         limit = self._peer_frame_bytes
@@ -294,8 +328,8 @@ class H2Connection(asyncio.Protocol):
         return b"".join(out)
 
     def _reset(self, stream_id: int) -> None:
-        if stream_id in self._streams and self._transport is not None and not self.closed:
-            self._transport.write(rst_stream(stream_id, ErrorCode.CANCEL))
+        if stream_id in self._streams:
+            self._send(rst_stream(stream_id, ErrorCode.CANCEL))
 
     def _release_slot(self) -> None:
         while self._slot_waiters and len(self._streams) < self._peer_streams_max:
@@ -306,6 +340,7 @@ class H2Connection(asyncio.Protocol):
 
     def close(self) -> None:
         if self._transport is not None and not self.closed:
+            self._flush()  # resets of calls given up just now still go out
             self._transport.close()
         self._shut(rpc_error(grpc.StatusCode.CANCELLED, "channel closed"))
 
@@ -334,8 +369,8 @@ class H2Connection(asyncio.Protocol):
         elif frame_type == FrameType.PING:
             if len(payload) != 8:
                 raise ProtocolError(ErrorCode.FRAME_SIZE_ERROR, "PING payload not 8 bytes")
-            if not flags & _PING_ACK and self._transport is not None:
-                self._transport.write(frame(FrameType.PING, _PING_ACK, 0, payload))
+            if not flags & _PING_ACK:
+                self._send(frame(FrameType.PING, _PING_ACK, 0, payload))
         elif frame_type == FrameType.RST_STREAM:
             if len(payload) != 4:
                 raise ProtocolError(ErrorCode.FRAME_SIZE_ERROR, "RST_STREAM payload not 4 bytes")
@@ -359,16 +394,16 @@ class H2Connection(asyncio.Protocol):
             error = rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "answer too large")
             self._finish(stream_id, error)
             return
-        if stream.unacked >= STREAM_WINDOW_BYTES // 2 and self._transport is not None:
-            self._transport.write(window_update(stream_id, stream.unacked))
+        if stream.unacked >= STREAM_WINDOW_BYTES // 2:
+            self._send(window_update(stream_id, stream.unacked))
             stream.unacked = 0
         if flags & Flag.END_STREAM:
             self._finish(stream_id, rpc_error(grpc.StatusCode.INTERNAL, "answer without trailers"))
 
     def _consumed(self, size: int) -> None:
         self._recv_unacked += size
-        if self._recv_unacked >= CONNECTION_WINDOW_BYTES // 2 and self._transport is not None:
-            self._transport.write(window_update(0, self._recv_unacked))
+        if self._recv_unacked >= CONNECTION_WINDOW_BYTES // 2:
+            self._send(window_update(0, self._recv_unacked))
             self._recv_unacked = 0
 
     def _headers(self, flags: int, stream_id: int, payload: bytes) -> None:
@@ -385,10 +420,7 @@ class H2Connection(asyncio.Protocol):
             self._header_end_stream = bool(flags & Flag.END_STREAM)
 
     def _header_done(self, stream_id: int, block: bytes, end_stream: bool) -> None:
-        try:
-            headers = dict(self._decoder.decode(block, raw=True))
-        except hpack.HPACKError as exc:
-            raise ProtocolError(ErrorCode.COMPRESSION_ERROR, str(exc)) from None
+        headers = self._decode(block)
         stream = self._streams.get(stream_id)
         if stream is None:
             return  # decoded all the same: the HPACK table must stay in step
@@ -400,6 +432,24 @@ class H2Connection(asyncio.Protocol):
                 return
         if end_stream:
             self._trailers(stream_id, stream, headers)
+
+    def _decode(self, block: bytes) -> dict[bytes, bytes]:
+        """The block's headers. A member answers every call with the same few
+        blocks of table references; a block of references only leaves the
+        table as it was, so its decoding is kept until the table changes."""
+        cache = self._decoded
+        headers = cache.get(block)
+        if headers is not None:
+            return headers
+        try:
+            headers = dict(self._decoder.decode(block, raw=True))
+        except hpack.HPACKError as exc:
+            raise ProtocolError(ErrorCode.COMPRESSION_ERROR, str(exc)) from None
+        if not _references_only(block):
+            cache.clear()  # the table may have changed: references mean other things
+        elif len(cache) < DECODED_BLOCKS_MAX:
+            cache[block] = headers
+        return headers
 
     def _trailers(self, stream_id: int, stream: _Stream, headers: dict[bytes, bytes]) -> None:
         raw_status = headers.get(b"grpc-status")
@@ -435,6 +485,7 @@ class H2Connection(asyncio.Protocol):
             stream.future.set_exception(outcome)
         self._release_slot()
         if self.draining and not self._streams and self._transport is not None:
+            self._flush()
             self._transport.close()
 
     def _settings(self, flags: int, payload: bytes) -> None:
@@ -454,8 +505,7 @@ class H2Connection(asyncio.Protocol):
                 self._peer_frame_bytes = value
             elif key == Setting.MAX_CONCURRENT_STREAMS:
                 self._peer_streams_max = value
-        if self._transport is not None:
-            self._transport.write(frame(FrameType.SETTINGS, Flag.ACK, 0))
+        self._send(frame(FrameType.SETTINGS, Flag.ACK, 0))
         self._wake_senders()
         self._release_slot()
 
@@ -492,11 +542,13 @@ class H2Connection(asyncio.Protocol):
             self._finish(stream_id, rpc_error(grpc.StatusCode.UNAVAILABLE, STREAM_REFUSED))
         self._wake_slot_waiters()
         if not self._streams and self._transport is not None:
+            self._flush()
             self._transport.close()
 
     def _fail_connection(self, code: ErrorCode, reason: str) -> None:
         if self._transport is not None and not self.closed:
-            self._transport.write(frame(FrameType.GOAWAY, 0, 0, struct.pack(">II", 0, code)))
+            self._send(frame(FrameType.GOAWAY, 0, 0, struct.pack(">II", 0, code)))
+            self._flush()
             self._transport.close()
         self._shut(rpc_error(grpc.StatusCode.INTERNAL, f"HTTP/2 protocol error: {reason}"))
 

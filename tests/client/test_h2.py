@@ -1,0 +1,215 @@
+"""The lean HTTP/2 unary connection: against real members (large requests and
+answers through flow control, both unary transports alike) and against a
+scripted hostile peer (garbage, refusals, GOAWAY, oversized frames, errors
+in trailers, silence)."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import grpc
+import hpack
+import pytest
+
+from syndic.api.gen import rpc_pb2
+from syndic.client import Client, UnavailableError
+from syndic.client.h2 import STREAM_REFUSED, H2Channel, _references_only
+from syndic.server.h2.frames import (
+    PREFACE,
+    ErrorCode,
+    Flag,
+    FrameType,
+    frame,
+    parse_header,
+    rst_stream,
+    settings_frame,
+)
+from tests.stores import Store
+
+RANGE = "/etcdserverpb.KV/Range"
+# Far above a loopback round trip; bounds a hang.
+CALL_TIMEOUT_S = 10.0
+
+Reply = Callable[[int], bytes]
+
+
+def headers_frame(stream_id: int, headers: list[tuple[str, str]], *, end_stream: bool) -> bytes:
+    block = hpack.Encoder().encode(headers)
+    flags = Flag.END_HEADERS | (Flag.END_STREAM if end_stream else 0)
+    return frame(FrameType.HEADERS, flags, stream_id, block)
+
+
+def grpc_error(code: int, message: str) -> Reply:
+    def reply(stream_id: int) -> bytes:
+        trailers = [
+            (":status", "200"),
+            ("content-type", "application/grpc"),
+            ("grpc-status", str(code)),
+            ("grpc-message", message),
+        ]
+        return headers_frame(stream_id, trailers, end_stream=True)
+
+    return reply
+
+
+def ok_reply(message: bytes) -> Reply:
+    def reply(stream_id: int) -> bytes:
+        body = struct.pack(">BI", 0, len(message)) + message
+        return (
+            headers_frame(stream_id, [(":status", "200")], end_stream=False)
+            + frame(FrameType.DATA, 0, stream_id, body)
+            + headers_frame(stream_id, [("grpc-status", "0")], end_stream=True)
+        )
+
+    return reply
+
+
+@asynccontextmanager
+async def hostile_peer(reply: Reply | bytes | None) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A peer that answers each request (once its END_STREAM arrives) with
+    ``reply(stream_id)``, sends raw ``bytes`` on connect, or stays silent;
+    yields its address and the frames it received (type byte + payload)."""
+    received: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if isinstance(reply, bytes):
+            writer.write(reply)
+            await writer.drain()
+        with_preface = await reader.readexactly(len(PREFACE))
+        assert with_preface == PREFACE
+        writer.write(settings_frame({}))
+        buffer = b""
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            buffer += chunk
+            while len(buffer) >= 9:
+                length, kind, flags, stream_id = parse_header(buffer, 0)
+                if len(buffer) < 9 + length:
+                    break
+                received.append(bytes([kind]) + buffer[9 : 9 + length])
+                buffer = buffer[9 + length :]
+                if kind == FrameType.DATA and flags & Flag.END_STREAM and callable(reply):
+                    writer.write(reply(stream_id))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"127.0.0.1:{port}", received
+    finally:
+        server.close()
+
+
+async def call_range(target: str, timeout_s: float = CALL_TIMEOUT_S) -> rpc_pb2.RangeResponse:
+    channel = H2Channel(target, ssl_context=None, server_hostname=None)
+    method = channel.method(
+        RANGE, rpc_pb2.RangeRequest.SerializeToString, rpc_pb2.RangeResponse.FromString
+    )
+    try:
+        response: rpc_pb2.RangeResponse = await method(
+            rpc_pb2.RangeRequest(key=b"k"), timeout=timeout_s
+        )
+        return response
+    finally:
+        channel.close()
+
+
+async def test_an_answer_is_decoded() -> None:
+    answer = rpc_pb2.RangeResponse(count=7)
+    async with hostile_peer(ok_reply(answer.SerializeToString())) as (target, _):
+        assert (await call_range(target)).count == 7
+
+
+async def test_error_in_trailers_keeps_code_and_decoded_message() -> None:
+    async with hostile_peer(grpc_error(5, "etcdserver:%20not%20found")) as (target, _):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call_range(target)
+    assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+    assert raised.value.details() == "etcdserver: not found"
+
+
+async def test_garbage_from_the_peer_fails_the_call_without_a_hang() -> None:
+    async with hostile_peer(b"HTTP/1.1 400 Bad Request\r\n\r\n" + b"\xff" * 64) as (target, _):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call_range(target)
+    assert raised.value.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE)
+
+
+async def test_oversized_frame_is_a_protocol_error() -> None:
+    def huge(stream_id: int) -> bytes:
+        return frame(FrameType.DATA, 0, stream_id, b"x" * 20_000)
+
+    async with hostile_peer(huge) as (target, _):
+        with pytest.raises(grpc.aio.AioRpcError, match="protocol error"):
+            await call_range(target)
+
+
+async def test_refused_stream_and_goaway_are_safe_to_retry() -> None:
+    def refuse(stream_id: int) -> bytes:
+        return rst_stream(stream_id, ErrorCode.REFUSED_STREAM)
+
+    def goaway(stream_id: int) -> bytes:
+        return frame(FrameType.GOAWAY, 0, 0, struct.pack(">II", 0, 0))
+
+    for reply in (refuse, goaway):
+        async with hostile_peer(reply) as (target, _):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await call_range(target)
+            assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+            assert raised.value.details() == STREAM_REFUSED
+            # Through the client a refused write is not "outcome unknown":
+            # it was never processed, so it is retried and fails as unavailable.
+            async with Client([target], timeout_s=2.0) as client:
+                with pytest.raises(UnavailableError):
+                    await client.put(b"k", b"v")
+
+
+async def test_silent_peer_hits_the_deadline_and_the_stream_is_reset() -> None:
+    async with hostile_peer(None) as (target, received):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call_range(target, timeout_s=0.3)
+        assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        for _ in range(50):
+            if any(f[0] == FrameType.RST_STREAM for f in received):
+                break
+            await asyncio.sleep(0.02)
+    rst = [f for f in received if f[0] == FrameType.RST_STREAM]
+    assert rst and struct.unpack(">I", rst[0][1:])[0] == ErrorCode.CANCEL
+
+
+async def test_connection_refused_is_never_sent() -> None:
+    async with hostile_peer(None) as (target, _):
+        pass  # closed: nothing listens there now
+    with pytest.raises(grpc.aio.AioRpcError, match="failed to connect") as raised:
+        await call_range(target)
+    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+
+
+def test_only_reference_blocks_are_kept() -> None:
+    assert _references_only(b"\x88\xc0\xbf")
+    assert _references_only(b"\xff\x81\x01")  # a multi-byte index
+    assert not _references_only(b"\x88\x40\x01a\x01b")  # incremental indexing
+    assert not _references_only(b"\x3f\xe1\x1f")  # a table size update
+
+
+@pytest.mark.parametrize("unary_transport", ["h2", "grpc"])
+async def test_large_request_and_answer_through_flow_control(
+    store: Store, key_prefix: bytes, unary_transport: str
+) -> None:
+    # A 1.4 MiB value is over the member's initial window (64 KiB by
+    # default) and many frames long both ways.
+    value = bytes(range(256)) * (1400 * 4)
+    async with Client(store.endpoints, unary_transport=unary_transport) as client:
+        await asyncio.gather(
+            *(client.put(key_prefix + b"big%d" % i, value) for i in range(3)),
+            *(client.put(key_prefix + b"small%d" % i, b"v") for i in range(50)),
+        )
+        got = await client.get(key_prefix + b"big", prefix=True)
+        assert [kv.value for kv in got.kvs] == [value] * 3
+        assert (await client.get(key_prefix + b"small", prefix=True, count_only=True)).count == 50

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from syndic.kv.messages import PutRequest
-from syndic.server.entry_codec import EntryKind, encode_entry
-from syndic.sim.apply import ApplyError, MemberState
+from syndic.kv.errors import KvError
+from syndic.kv.messages import PutRequest, RangeRequest, TxnRequest, TxnResponse
+from syndic.server.entry_codec import EntryCodecError, EntryKind, encode_entry
+from syndic.server.state_machine import StateMachine
+from syndic.sim.apply import SIM_STORE_CONFIG, decode_shared, describe_applied
 
 
 def _put(key: bytes, value: bytes, request_id: int) -> bytes:
@@ -14,25 +16,24 @@ def _put(key: bytes, value: bytes, request_id: int) -> bytes:
 
 
 def test_every_member_applies_the_same_entry_to_the_same_state() -> None:
-    members = [MemberState(lambda: 0) for _ in range(3)]
+    members = [StateMachine(SIM_STORE_CONFIG, {}) for _ in range(3)]
     entries = [_put(b"k", b"v1", 1), _put(b"k", b"v2", 2), _put(b"other", b"x", 3)]
-    for index, data in enumerate(entries, start=1):
-        results = [m.apply(index, data) for m in members]
-        assert all(r is not None for r in results)
-        # One decoding, one payload: what each member applied is the same value.
-        payloads = {id(r.payload) for r in results if r is not None}
-        assert len(payloads) == 1
+    for data in entries:
+        decoded = [decode_shared(data) for _ in members]
+        # One decoding, one payload: what each member applies is the same value.
+        assert len({id(d.payload) for d in decoded}) == 1
+        for member, entry in zip(members, decoded, strict=True):
+            member.apply(entry)
     for member in members:
-        assert member.revision == 4
-        assert member.get("k") == "v2"
-        assert member.get("other") == "x"
+        assert member.store.revision == 4
+        assert member.store.range(RangeRequest(key=b"k")).kvs[0].value == b"v2"
 
 
 def test_an_undecodable_entry_fails_on_every_member() -> None:
     garbage = b"\xc1 not msgpack"
-    for member in (MemberState(lambda: 0), MemberState(lambda: 0)):
-        with pytest.raises(ApplyError, match="entry 1 cannot be decoded"):
-            member.apply(1, garbage)
+    for _ in range(2):
+        with pytest.raises(EntryCodecError):
+            decode_shared(garbage)
 
 
 def test_equal_bytes_from_different_buffers_decode_alike() -> None:
@@ -40,7 +41,16 @@ def test_equal_bytes_from_different_buffers_decode_alike() -> None:
     data = _put(b"k", b"v", 7)
     copy = bytes(bytearray(data))
     assert copy is not data
-    first, second = MemberState(lambda: 0), MemberState(lambda: 0)
-    a, b = first.apply(1, data), second.apply(1, copy)
-    assert a is not None and b is not None
-    assert (a.request_id, a.revision, a.payload) == (b.request_id, b.revision, b.payload)
+    a, b = decode_shared(data), decode_shared(copy)
+    assert (a.request_id, a.payload) == (b.request_id, b.payload)
+
+
+def test_the_transcript_says_what_was_applied_and_whether_it_succeeded() -> None:
+    put = PutRequest(key=b"k", value=b"v")
+    assert describe_applied(put, object()) == (True, "PutRequest k")
+    assert describe_applied(TxnRequest(), TxnResponse(revision=1, succeeded=False)) == (
+        False,
+        "TxnRequest",
+    )
+    error = KvError("no space")
+    assert describe_applied(put, error) == (False, f"PutRequest: {error}")

@@ -33,7 +33,7 @@ _SAFETY = frozenset(
 # that finds it from seed 1 within the bound is the slow test.
 CONTROLS: dict[str, tuple[int, int, frozenset[str], int]] = {
     # Contested elections need voters that crash between two vote requests.
-    "vote-not-persisted": (5, 200, _SAFETY, 12),
+    "vote-not-persisted": (5, 200, _SAFETY, 18),
     # A follower that lost entries its leader counted can also wedge replication
     # (the leader never resends below its match index, etcd's rule): a liveness
     # failure, at times with an append/reject storm; or leave a disk whose commit
@@ -42,19 +42,19 @@ CONTROLS: dict[str, tuple[int, int, frozenset[str], int]] = {
         3,
         60,
         _SAFETY | {"liveness", "message-storm", "runtime-error"},
-        4,
+        1,
     ),
-    "stale-leader-read": (5, 60, frozenset({"linearizability"}), 22),
-    "old-term-commit": (3, 80, _SAFETY, 32),
+    "stale-leader-read": (5, 60, frozenset({"linearizability"}), 10),
+    "old-term-commit": (3, 80, _SAFETY, 62),
     # A WAL bit flip after a crash; the bug replays less than was synced.
     "skip-undecodable-entry": (5, 40, frozenset({"durability"}), 1),
-    "ack-before-fsync": (5, 40, _SAFETY, 1),
-    "read-before-apply": (5, 60, frozenset({"linearizability"}), 10),
+    "ack-before-fsync": (5, 40, _SAFETY, 2),
+    "read-before-apply": (5, 60, frozenset({"linearizability"}), 3),
     "lease-proposer-clock": (
         5,
         60,
         frozenset({"lease-expired-early", "lease-outlived-ttl"}),
-        11,
+        1,
     ),
     "watch-drop-on-compact": (5, 40, frozenset({"watch"}), 1),
 }

@@ -13,7 +13,7 @@ queued until the request timeout: a client backs off from that error.
 
 from __future__ import annotations
 
-import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,10 +69,12 @@ class _Pending:
 class Proposals:
     """This member's waiting proposals, by request id, and the cycle's outbox."""
 
-    def __init__(self, member_id: int, limits: ProposalLimits) -> None:
+    def __init__(self, member_id: int, limits: ProposalLimits, ids: Iterator[int]) -> None:
         self.member_id = member_id
         self.limits = limits
-        self._ids = itertools.count(1)
+        # Request ids never seen before by this member, in this run or an
+        # earlier one (MemberRuntime's id_base).
+        self._ids = ids
         self._pending: dict[int, _Pending] = {}
         # This member's own STORE proposals still waiting, by their entry
         # bytes: applying one of them needs no decoding (see take_decoded).

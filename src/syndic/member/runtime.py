@@ -87,6 +87,7 @@ class MemberRuntime:
         limits: RuntimeLimits,
         snapshot_index: int,
         *,
+        id_base: int = 1,
         decode: Callable[[bytes], DecodedEntry] = decode_entry,
         planted_bugs: frozenset[str] = frozenset(),
     ) -> None:
@@ -96,7 +97,12 @@ class MemberRuntime:
         self.peers = peers
         self.clock = clock
         self.limits = limits
-        self.proposals = Proposals(member_id, limits.proposals)
+        # Request ids and read contexts: an entry this member proposed before
+        # a restart may apply after it, and a ReadIndex answer may arrive
+        # after it, so a new runtime must not reuse its predecessor's ids
+        # (etcd's idutil.Generator starts from the clock for the same reason).
+        self._ids = itertools.count(id_base)
+        self.proposals = Proposals(member_id, limits.proposals, self._ids)
         self.reads = Reads(limits.reads_pending_max, planted_bugs)
         self.leases = LeaderLeases()
         self.membership = Membership(member_id)
@@ -106,7 +112,6 @@ class MemberRuntime:
         self._decode = decode
         self._ack_before_fsync = ACK_BEFORE_FSYNC in planted_bugs
         self._stale_leader_read = STALE_LEADER_READ in planted_bugs
-        self._read_ids = itertools.count(1)
         self._index_waiters: list[tuple[int, Completion]] = []
 
     # ------------------------------------------------------------ queries
@@ -142,7 +147,7 @@ class MemberRuntime:
     def read(self, completion: Completion) -> bytes:
         """Start a ReadIndex round; ``completion`` gets None once this member
         may serve the read. Its context (to :meth:`Reads.discard`)."""
-        ctx = next(self._read_ids).to_bytes(8, "big")
+        ctx = next(self._ids).to_bytes(8, "big")
         if self._stale_leader_read and self.is_leader:
             # Planted bug: trust the belief of leadership instead of confirming it.
             completion.set_result(None)
@@ -300,6 +305,11 @@ class MemberRuntime:
             elif not completion.done():
                 completion.set_result(None)
         self._index_waiters = still
+
+    def retire(self) -> int:
+        """The runtime is gone (its process stopped): the first id its
+        successor may use."""
+        return next(self._ids)
 
     def snapshot_due(self) -> bool:
         return self.snapshots.due(self.raft.applied_index)

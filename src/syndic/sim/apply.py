@@ -1,5 +1,10 @@
 """The simulated members apply what the server applies.
 
+The member runtime (``syndic.member``) applies committed entries; this
+module is what the simulator adds around it: the client model's operations
+as store requests, one decoding per entry shared by all members, and the
+transcript's description of an applied request.
+
 Client operations become the store's own request types
 (:mod:`syndic.kv.messages`), travel in log entries through the server's entry
 codec (:mod:`syndic.server.entry_codec`) and are applied by the server's
@@ -16,8 +21,7 @@ ReadIndex round.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any
 
 from syndic.kv.errors import KvError
 from syndic.kv.messages import (
@@ -30,12 +34,11 @@ from syndic.kv.messages import (
     LeaseGrantResponse,
     LeaseRevokeRequest,
     PutRequest,
-    RangeRequest,
     TxnRequest,
     TxnResponse,
 )
 from syndic.kv.mvcc import StoreConfig
-from syndic.server.entry_codec import DecodedEntry, EntryKind, decode_entry, encode_entry
+from syndic.server.entry_codec import DecodedEntry, decode_entry
 from syndic.server.state_machine import StateMachine
 from syndic.sim.workload import Request, RequestKind
 
@@ -43,23 +46,6 @@ from syndic.sim.workload import Request, RequestKind
 # timeouts (2 s with its defaults); the simulator's election timeout is about
 # 100 ms, so 1 s keeps the same margin and lets leases expire within a run.
 SIM_STORE_CONFIG = StoreConfig(lease_ttl_s_min=1)
-
-
-class ApplyError(RuntimeError):
-    """A committed entry the state machine cannot apply: the member must stop."""
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """What applying one entry produced for the member that proposed it."""
-
-    proposer_id: int
-    request_id: int
-    revision: int
-    succeeded: bool
-    description: str
-    payload: object
-    result: object
 
 
 StoreRequest = (
@@ -97,23 +83,13 @@ def store_request(request: Request) -> StoreRequest:
     return TxnRequest(compare=(condition,), success=(put,))
 
 
-def encode_request(request: Request, proposer_id: int, request_id: int) -> bytes:
-    """Entry data as the server writes it (no clock reading: lease time is the leader's)."""
-    return encode_entry(EntryKind.STORE, proposer_id, request_id, store_request(request))
-
-
-def encode_expiry(proposer_id: int, lease_id: int) -> bytes:
-    """A leader's revoke of a lease that expired on its clock (request id 0: no caller)."""
-    return encode_entry(EntryKind.STORE, proposer_id, 0, LeaseRevokeRequest(id=lease_id))
-
-
 # Every member applies the same committed entries within a few ms of each
 # other; this many recent decodings cover that window.
 DECODED_ENTRIES_CACHED_MAX = 1024
 
 
 @functools.lru_cache(maxsize=DECODED_ENTRIES_CACHED_MAX)
-def _decode_shared(data: bytes) -> DecodedEntry:
+def decode_shared(data: bytes) -> DecodedEntry:
     """decode_entry(), once per distinct entry rather than once per member.
 
     Decoding is a pure function of the bytes and its result is immutable
@@ -123,74 +99,26 @@ def _decode_shared(data: bytes) -> DecodedEntry:
     return decode_entry(data)
 
 
-class MemberState:
-    """One member's applied state: the server's state machine plus its applied index."""
+def describe_applied(payload: object, result: object) -> tuple[bool, str]:
+    """Whether an applied request succeeded, and a line for the transcript."""
+    name = type(payload).__name__
+    if isinstance(result, KvError):
+        return False, f"{name}: {result}"
+    succeeded = result.succeeded if isinstance(result, TxnResponse) else True
+    if isinstance(result, LeaseGrantResponse):
+        name = f"{name} {result.id:#x} ttl={result.ttl_s}s"
+    elif isinstance(payload, (PutRequest, DeleteRangeRequest)):
+        name = f"{name} {payload.key.decode(errors='replace')}"
+    return succeeded, name
 
-    __slots__ = ("applied_index", "proposer_id", "sm")
 
-    def __init__(self, clock_ms: Callable[[], int]) -> None:
-        # The applying member's own clock: the store reads it only while it is
-        # the lease primary (a leader starting a granted lease's TTL).
-        self.sm = StateMachine(SIM_STORE_CONFIG, {}, clock_ms=clock_ms)
-        self.applied_index = 0
-        # The member that proposed the entry being applied.
-        self.proposer_id = 0
+class ProposerClockStateMachine(StateMachine):
+    """The state machine of the planted bug ``lease-proposer-clock``: it knows
+    which member proposed the entry it applies, so the simulator can hand it
+    that member's clock instead of the applying leader's."""
 
-    @classmethod
-    def restore(cls, clock_ms: Callable[[], int], data: bytes, index: int) -> MemberState:
-        state = cls(clock_ms)
-        state.sm.restore(data)
-        state.applied_index = index
-        return state
+    proposer_id = 0
 
-    def snapshot_bytes(self) -> bytes:
-        return self.sm.serialize()
-
-    @property
-    def revision(self) -> int:
-        return self.sm.store.revision
-
-    def get(self, key: str) -> str | None:
-        response = self.sm.store.range(RangeRequest(key=key.encode()))
-        return response.kvs[0].value.decode() if response.kvs else None
-
-    def skip(self, index: int) -> None:
-        """Advance past an entry that carries no request (a no-op or conf change)."""
-        self._advance(index)
-
-    def apply(self, index: int, data: bytes) -> Applied | None:
-        """Apply one committed normal entry; None for a leader's empty entry."""
-        self._advance(index)
-        if not data:
-            return None
-        try:
-            entry = _decode_shared(data)
-        except ValueError as exc:
-            raise ApplyError(f"entry {index} cannot be decoded: {exc}") from exc
+    def apply(self, entry: DecodedEntry) -> Any:
         self.proposer_id = entry.proposer_id
-        result = self.sm.apply(entry)
-        payload = entry.payload
-        name = type(payload).__name__
-        if isinstance(result, KvError):
-            return Applied(
-                entry.proposer_id,
-                entry.request_id,
-                self.revision,
-                False,
-                f"{name}: {result}",
-                payload,
-                result,
-            )
-        succeeded = result.succeeded if isinstance(result, TxnResponse) else True
-        if isinstance(result, LeaseGrantResponse):
-            name = f"{name} {result.id:#x} ttl={result.ttl_s}s"
-        elif isinstance(payload, (PutRequest, DeleteRangeRequest)):
-            name = f"{name} {payload.key.decode(errors='replace')}"
-        return Applied(
-            entry.proposer_id, entry.request_id, self.revision, succeeded, name, payload, result
-        )
-
-    def _advance(self, index: int) -> None:
-        if index != self.applied_index + 1:
-            raise ApplyError(f"apply out of order: index {index} after {self.applied_index}")
-        self.applied_index = index
+        return super().apply(entry)

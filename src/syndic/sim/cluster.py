@@ -1,20 +1,25 @@
-"""The simulated runtime: N real Raft cores, each with a disk and a KV state machine.
+"""The simulator's driver of the member runtime: N real members in one process.
 
-Each member honours the Ready contract exactly (``syndic.raft.Ready``):
+Each member is a :class:`~syndic.member.runtime.MemberRuntime`, the code the
+server runs, driven on virtual time. The runtime decides the Ready contract
+(``syndic.raft.Ready``), proposals, reads, leases and apply; this driver does
+what the server's asyncio driver does, with simulated ports:
 
-1. write the snapshot file, then the entries and hard state to its WAL (the
-   production ``syndic.storage`` code over a :class:`~syndic.sim.disk.SimDisk`);
-2. when ``must_sync``, fsync, which takes virtual time; the member does nothing
-   else meanwhile (messages and requests queue in its inbox, as in a
-   single-threaded node loop), and a crash before the fsync completes may
-   lose any suffix of the writes; a failed fsync stops the member;
-3. only then send the messages;
-4. apply committed entries (restoring a snapshot first) and reply to the
-   clients whose requests it proposed;
-5. answer ReadIndex reads once the applied index reaches theirs;
-6. ``advance(ready)``.
+1. the runtime flushes its outbox and begins the Ready (soft state, early
+   appends);
+2. the driver writes the snapshot file, then the entries and hard state to
+   the member's WAL (the production ``syndic.storage`` code over a
+   :class:`~syndic.sim.disk.SimDisk`);
+3. when ``must_sync``, it fsyncs, which takes virtual time; the member does
+   nothing else meanwhile (messages and requests queue in its inbox, as in a
+   single-threaded node loop), a crash before the fsync completes may lose
+   any suffix of the writes, and a failed fsync stops the member;
+4. then the runtime finishes the Ready: it sends the messages, applies
+   committed entries (finishing its clients' proposals), serves reads and
+   calls ``advance``.
 
-Planted runtime bugs (:mod:`syndic.sim.buggify`) bend exactly one of these steps.
+Planted runtime bugs (:mod:`syndic.sim.buggify`) bend exactly one step: the
+persistence ones here, the others in the runtime itself.
 """
 
 from __future__ import annotations
@@ -28,36 +33,45 @@ from typing import TYPE_CHECKING
 
 from syndic.check.leases import LeaseChecker
 from syndic.check.raft_invariants import RaftSafetyChecker, SafetyViolationError
-from syndic.kv.errors import KvError, LeaseNotFoundError
-from syndic.kv.lease import LeaseNotPrimaryError
+from syndic.kv.errors import KvError
 from syndic.kv.messages import (
     LeaseGrantResponse,
-    LeaseKeepAliveRequest,
     LeaseRevokeRequest,
     LeaseTimeToLiveRequest,
+    RangeRequest,
+    TxnResponse,
 )
 from syndic.kv.watch import WatchHub, WatchResponse
+from syndic.member.proposals import ProposalLimits
+from syndic.member.runtime import MemberRuntime, RuntimeLimits
 from syndic.raft import (
     ConfState,
     Entry,
-    EntryType,
     HardState,
     Message,
     MessageType,
-    NotLeaderError,
     PersistentState,
-    ProposalDroppedError,
     RaftConfig,
     RaftError,
     RaftNode,
     Ready,
     Role,
+    SoftState,
 )
-from syndic.sim.apply import Applied, encode_expiry, encode_request
-from syndic.sim.apply import MemberState as AppliedState
+from syndic.server.backend import ServerError
+from syndic.server.entry_codec import DecodedEntry, EntryKind
+from syndic.server.state_machine import StateMachine
+from syndic.sim.apply import (
+    SIM_STORE_CONFIG,
+    ProposerClockStateMachine,
+    decode_shared,
+    describe_applied,
+    store_request,
+)
 from syndic.sim.buggify import CORE_BUGS, WAL_BUGS
 from syndic.sim.clock import MemberClock
 from syndic.sim.disk import SimDisk
+from syndic.sim.network import ForwardedProposals, Packet
 from syndic.sim.persist import DurableMark, MemberStorage, wal_options
 from syndic.sim.watchers import PULL_RESPONSES_MAX, RevisionLog, WatchHandle, open_watch
 from syndic.sim.workload import Reply, ReplyStatus, Request, RequestKind
@@ -82,6 +96,25 @@ FSYNC_FAILURE_DOWN_MS_MAX = 200
 # Reads waiting for the applied index to reach their ReadIndex; a member with
 # more than this outstanding refuses new reads instead of growing without bound.
 MAX_PENDING_READS = 1024
+
+# A member fails a proposal or read still waiting this long (virtual ms) with
+# "request timed out", as the server does; longer than a client's own timeout
+# (WorkloadConfig.timeout_ms), so the client has given up by then.
+REQUEST_TIMEOUT_MS = 2_000
+
+
+def _refused(error: BaseException) -> bool:
+    """Whether a server error means the request was definitely not executed
+    (the client is told REFUSED): not proposed for want of a leader, dropped,
+    or refused at admission. A timeout leaves the outcome unknown; the client
+    finds out by its own timeout."""
+    if not isinstance(error, ServerError):
+        return False
+    return (
+        error.code in ("RESOURCE_EXHAUSTED", "INVALID_ARGUMENT")
+        or error.message == "etcdserver: no leader"
+        or error.message.startswith("etcdserver: proposal dropped")
+    )
 
 
 class MemberState(enum.Enum):
@@ -137,17 +170,19 @@ class ClusterStats:
     entries_applied: int = 0
     inbox_dropped: int = 0
     reads_served: int = 0
+    proposals_forwarded: int = 0
     stale_local_reads: int = 0
 
 
 class Member:
-    """One simulated process: a core, a disk, a state machine, pending client work."""
+    """One simulated process: a disk, and while it runs, a member runtime."""
 
     def __init__(self, node_id: int, clock: MemberClock) -> None:
         self.node_id = node_id
         self.clock = clock
         self.state = MemberState.UP
-        self.core: RaftNode | None = None
+        # Built at boot from the recovered log, gone while crashed.
+        self.runtime: MemberRuntime | None = None
         self.disk = SimDisk()
         self.storage: MemberStorage | None = None
         # What the member last made durable; survives its crashes (checked at restart).
@@ -156,24 +191,94 @@ class Member:
         self.stopped_reason: str | None = None
         # A durable WAL byte was flipped: recovery will refuse this disk.
         self.wal_damaged = False
-        self.sm = AppliedState(lambda: 0)  # replaced at boot
         self.hub: WatchHub | None = None
         self.hub_generation = 0
         self.generation = 0
         self.busy = False
         self.inbox: deque[Callable[[], None]] = deque()
         self.tick_owed = False
-        # Proposed writes by the request id stamped into their entry.
-        self.pending_writes: dict[int, Request] = {}
-        self.next_request_id = 1
-        self.pending_reads: dict[bytes, Request] = {}
-        self.waiting_reads: list[tuple[int, bytes]] = []
         self.role = Role.FOLLOWER
-        self.snapshot_index = 0
+        # The last index applied, to check the runtime applies in order.
+        self.applied_index = 0
+        # The first request id the next runtime may use: a restarted member
+        # must not reuse its earlier runs' ids.
+        self.id_base = 1
+
+    @property
+    def core(self) -> RaftNode | None:
+        return self.runtime.raft if self.runtime is not None else None
 
     @property
     def live(self) -> bool:
-        return self.state is not MemberState.CRASHED and self.core is not None
+        return self.state is not MemberState.CRASHED and self.runtime is not None
+
+
+class _SimPeers:
+    """A member's PeerPort: the simulated network."""
+
+    __slots__ = ("_cluster", "_node_id")
+
+    def __init__(self, cluster: SimCluster, node_id: int) -> None:
+        self._cluster = cluster
+        self._node_id = node_id
+
+    def send(self, messages: tuple[Message, ...] | list[Message]) -> None:
+        self._cluster.send(messages)
+
+    def forward_proposals(self, to_id: int, proposals: list[bytes]) -> bool:
+        return self._cluster.forward(self._node_id, to_id, proposals)
+
+
+class _ClientCompletion:
+    """A client's request waiting on a member: the reply it earns."""
+
+    __slots__ = ("_cluster", "_finished", "_member", "_request")
+
+    def __init__(self, cluster: SimCluster, member: Member, request: Request) -> None:
+        self._cluster = cluster
+        self._member = member
+        self._request = request
+        self._finished = False
+
+    def done(self) -> bool:
+        return self._finished
+
+    def set_result(self, result: object, /) -> None:
+        self._finished = True
+        request = self._request
+        if request.kind is RequestKind.READ:
+            self._cluster.answer_read(self._member, request)
+            return
+        succeeded = None
+        if request.kind is RequestKind.CAS:
+            succeeded = isinstance(result, TxnResponse) and result.succeeded
+        self._cluster.reply_ok(self._member, request, succeeded=succeeded)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self._finished = True
+        if _refused(exception):
+            self._cluster.refuse(self._request, self._cluster.hint(self._member))
+
+
+class _RevokeCompletion:
+    """A leader's revoke of an expired lease: done once applied or failed."""
+
+    __slots__ = ("_finished", "_lease_id", "_runtime")
+
+    def __init__(self, runtime: MemberRuntime, lease_id: int) -> None:
+        self._runtime = runtime
+        self._lease_id = lease_id
+        self._finished = False
+
+    def done(self) -> bool:
+        return self._finished
+
+    def set_result(self, result: object, /) -> None:
+        self._finished = True
+        self._runtime.leases.revoke_done(self._lease_id)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self.set_result(None)
 
 
 class SimCluster:
@@ -235,6 +340,13 @@ class SimCluster:
         }
         self._conf = ConfState(voters=frozenset(node_ids))
         self._wal_options = wal_options(frozenset(b for b in bugs if b in WAL_BUGS))
+        self._runtime_bugs = frozenset(b for b in bugs if b not in CORE_BUGS | WAL_BUGS)
+        self._runtime_limits = RuntimeLimits(
+            proposals=ProposalLimits(),
+            reads_pending_max=MAX_PENDING_READS,
+            snapshot_every_entries=config.compact_every_entries,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+        )
         self.bit_flipped = False
         for member in self.members.values():
             member.storage, _ = MemberStorage.open(member.disk, self._wal_options)
@@ -243,18 +355,34 @@ class SimCluster:
     # --- lifecycle --------------------------------------------------------
 
     def _boot(self, member: Member, restored: PersistentState | None) -> None:
+        """Build the member's runtime on its recovered log (None: a fresh disk)."""
         self._live_cores = None
         core_rng = self._rng_for_core()
-        member.core = RaftNode(self._raft_config[member.node_id], self._conf, core_rng, restored)
-        member.role = member.core.role
+        core = RaftNode(self._raft_config[member.node_id], self._conf, core_rng, restored)
+        member.role = core.role
+        state = self._new_state(member)
+        snapshot_index = 0
         if restored is not None and restored.snapshot is not None:
-            member.sm = AppliedState.restore(
-                self._sm_clock(member), restored.snapshot.data, restored.snapshot.meta.index
-            )
-            member.snapshot_index = restored.snapshot.meta.index
-        else:
-            member.sm = AppliedState(self._sm_clock(member))
-            member.snapshot_index = 0
+            state.restore(restored.snapshot.data)
+            snapshot_index = restored.snapshot.meta.index
+        # Lease deadlines are the leader's alone: a member decides none until
+        # it leads (the runtime promotes it then).
+        state.store.lease_demote()
+        runtime = MemberRuntime(
+            member.node_id,
+            core,
+            state,
+            _SimPeers(self, member.node_id),
+            lambda: self.local_ms(member),
+            self._runtime_limits,
+            snapshot_index,
+            id_base=member.id_base,
+            decode=decode_shared,
+            planted_bugs=self._runtime_bugs,
+        )
+        runtime.observer = self._apply_observer(member)
+        member.runtime = runtime
+        member.applied_index = core.applied_index
         self._attach_state(member)
 
     def _check_durable(self, member: Member, restored: PersistentState) -> None:
@@ -307,15 +435,16 @@ class SimCluster:
         flipped = self._maybe_flip_bit(member)
         self.leases.demote(node_id)
         member.state = MemberState.CRASHED
-        member.core = None
+        # The process is gone, and its callers' connections with it: they
+        # learn nothing more and find out by their own timeouts.
+        if member.runtime is not None:
+            member.id_base = member.runtime.retire()
+        member.runtime = None
         self._live_cores = None
         member.generation += 1
         member.busy = False
         member.inbox.clear()
         member.tick_owed = False
-        member.pending_writes.clear()
-        member.pending_reads.clear()
-        member.waiting_reads.clear()
         member.role = Role.FOLLOWER
         extra = ", torn write" if report.torn else ""
         self._trace(
@@ -413,7 +542,11 @@ class SimCluster:
         self.touched.add(member.node_id)
         self._drain(member)
 
-    def deliver(self, msg: Message) -> None:
+    def deliver(self, msg: Packet) -> None:
+        if isinstance(msg, ForwardedProposals):
+            forwarded, leader = msg, self.members[msg.to_id]
+            self._submit(leader, lambda: self._propose_forwarded(leader, forwarded))
+            return
         member = self.members[msg.to_id]
         core = member.core
         if member.state is MemberState.UP and not member.busy and core is not None:
@@ -423,6 +556,40 @@ class SimCluster:
             self._drain(member)
             return
         self._submit(member, lambda: self._core(member).step(msg))
+
+    def send(self, messages: tuple[Message, ...] | list[Message]) -> None:
+        assert self.network is not None
+        granted = 0
+        for msg in messages:
+            self.network.send(msg)
+            if msg.type is MessageType.VOTE_RESP and not msg.reject:
+                granted = msg.from_id
+        if granted:
+            self.on_vote_granted(granted)
+
+    def forward(self, from_id: int, to_id: int, proposals: list[bytes]) -> bool:
+        """A follower hands its outbox to the leader it knows of, as the
+        server's transport does; False (the callers are refused) when the
+        link is down, as a transport with no connection to the leader says."""
+        assert self.network is not None
+        if not self.network.reachable(from_id, to_id):
+            return False
+        self.network.send(ForwardedProposals(from_id, to_id, tuple(proposals)))
+        self.stats.proposals_forwarded += len(proposals)
+        return True
+
+    def _propose_forwarded(self, member: Member, forwarded: ForwardedProposals) -> None:
+        """The leader proposes what a follower forwarded; the follower answers
+        its callers when it applies the entries. Dropped if not leader."""
+        runtime = self._runtime(member)
+        if not runtime.is_leader:
+            return
+        try:
+            refused = runtime.propose_forwarded(list(forwarded.proposals))
+        except RaftError:
+            return
+        if refused:
+            self._trace(f"n{member.node_id} refused {refused} undecodable forwarded proposals")
 
     def start_clocks(self, tick_ms: int) -> None:
         """Each member's ticks follow its own clock, which drifts from true time."""
@@ -450,30 +617,35 @@ class SimCluster:
         self._do_tick(member)
 
     def _do_tick(self, member: Member) -> None:
-        self._core(member).tick()
+        runtime = self._runtime(member)
+        due = runtime.tick()
+        failed = runtime.fail_expired()
+        if failed:
+            self._trace(f"n{member.node_id} {failed} proposal(s) timed out")
         self.touched.add(member.node_id)
+        if due:
+            self._revoke(member, runtime, due)
         self._drain(member)
         if member.role is Role.LEADER and member.state is MemberState.UP and not member.busy:
-            self._expire_leases(member)
+            self.leases.tick(member.node_id, self.local_ms(member))
 
-    def _expire_leases(self, member: Member) -> None:
+    def _revoke(self, member: Member, runtime: MemberRuntime, lease_ids: list[int]) -> None:
         """The leader revokes, through the log, each lease due on its own clock."""
         now = self.local_ms(member)
-        core = self._core(member)
-        for lease_id in member.sm.sm.store.expired_leases(now):
+        for lease_id in lease_ids:
+            completion = _RevokeCompletion(runtime, lease_id)
             try:
-                core.propose(encode_expiry(member.node_id, lease_id))
-            except RaftError:
-                continue  # not leader any more: the next leader promotes and decides
+                runtime.propose(EntryKind.STORE, LeaseRevokeRequest(id=lease_id), completion)
+            except ServerError:
+                runtime.leases.revoke_done(lease_id)
+                continue
             self.leases.revoke_proposed(member.node_id, lease_id, now)
             self._trace(f"n{member.node_id} LEASE expire {lease_id:#x} at local {now}")
-        self.leases.tick(member.node_id, now)
-        self._drain(member)
 
     def _attach_state(self, member: Member) -> None:
         """A new store (boot, restart, installed snapshot): the history log
         observes it and a new watch hub serves it; watches on the old one die."""
-        store = member.sm.sm.store
+        store = self._runtime(member).state.store
         store.add_observer(self.revisions)
         member.hub = WatchHub(store)
         member.hub_generation += 1
@@ -486,7 +658,7 @@ class SimCluster:
             return None
         stream = member.hub.open_stream()
         open_watch(stream, start_revision)
-        store = member.sm.sm.store
+        store = self._runtime(member).state.store
         return WatchHandle(node_id, member.hub_generation, stream, store.compact_revision)
 
     def watch_pull(self, handle: WatchHandle) -> list[WatchResponse] | None:
@@ -496,7 +668,7 @@ class SimCluster:
         if member.state is MemberState.PAUSED:
             return []  # a stopped process sends nothing; the connection stays
         responses = handle.stream.pull(PULL_RESPONSES_MAX)
-        compacted = member.sm.sm.store.compact_revision
+        compacted = self._runtime(member).state.store.compact_revision
         if compacted > handle.compact_seen:
             handle.compact_seen = compacted
             if "watch-drop-on-compact" in self.bugs:
@@ -504,104 +676,83 @@ class SimCluster:
         return responses
 
     def revision_of(self, node_id: int) -> int | None:
-        member = self.members[node_id]
-        return member.sm.revision if member.state is not MemberState.CRASHED else None
+        runtime = self.members[node_id].runtime
+        return runtime.state.store.revision if runtime is not None else None
 
     def local_ms(self, member: Member) -> int:
         """``member``'s own clock reading now."""
         return member.clock.local_ms(self._clock.now_ms)
 
-    def _sm_clock(self, member: Member) -> Callable[[], int]:
+    def _new_state(self, member: Member) -> StateMachine:
+        """An empty state machine on ``member``'s own clock."""
         if "lease-proposer-clock" not in self.bugs:
-            return lambda: self.local_ms(member)
+            return StateMachine(SIM_STORE_CONFIG, {}, clock_ms=lambda: self.local_ms(member))
+        state = ProposerClockStateMachine(SIM_STORE_CONFIG, {})
 
         def proposer_clock() -> int:
             # Planted bug: the deadline comes from the proposing member's clock.
-            proposer = self.members.get(member.sm.proposer_id, member)
+            proposer = self.members.get(state.proposer_id, member)
             return self.local_ms(proposer)
 
-        return proposer_clock
+        state.clock_ms = proposer_clock
+        return state
 
     def client_request(self, node_id: int, request: Request) -> None:
         member = self.members[node_id]
         self._submit(member, lambda: self._handle_request(member, request))
 
     @staticmethod
-    def _core(member: Member) -> RaftNode:
-        assert member.core is not None, f"n{member.node_id} has no core"
-        return member.core
+    def _runtime(member: Member) -> MemberRuntime:
+        assert member.runtime is not None, f"n{member.node_id} is not running"
+        return member.runtime
 
-    def _refuse(self, request: Request, leader_hint: int) -> None:
+    @staticmethod
+    def _core(member: Member) -> RaftNode:
+        return SimCluster._runtime(member).raft
+
+    def refuse(self, request: Request, leader_hint: int) -> None:
         self.reply_to_client(
             Reply(request.request_id, ReplyStatus.REFUSED, leader_hint=leader_hint), request
         )
 
     def _handle_request(self, member: Member, request: Request) -> None:
-        core = self._core(member)
-        if request.kind is RequestKind.READ:
-            self._handle_read(member, request)
-            return
+        """A client's request enters the member's runtime as the server's would."""
+        runtime = self._runtime(member)
+        completion = _ClientCompletion(self, member, request)
         if request.kind is RequestKind.SERIAL_READ:
             # Served from local state without a ReadIndex round (etcd: serializable).
-            self._answer_read(member, request)
+            self.answer_read(member, request)
             return
         if request.kind is RequestKind.KEEP_ALIVE:
-            self._keep_alive(member, request)
+            self._keep_alive(member, runtime, request)
             return
-        request_id = member.next_request_id
-        member.next_request_id += 1
-        data = encode_request(request, member.node_id, request_id)
         try:
-            core.propose(data)
-        except NotLeaderError as exc:
-            self._refuse(request, exc.leader_id)
-            return
-        except ProposalDroppedError:
-            self._refuse(request, core.leader_id)
-            return
-        if "ack-before-fsync" in self.bugs and request.kind is not RequestKind.CAS:
-            # Planted bug: a blind write is acknowledged once it is in the log.
-            self._reply_ok(member, request)
-            return
-        member.pending_writes[request_id] = request
+            if request.kind is RequestKind.READ:
+                if runtime.is_leader and "stale-leader-read" in self.bugs:
+                    self.stats.stale_local_reads += 1
+                runtime.read(completion)
+            else:
+                runtime.propose(EntryKind.STORE, store_request(request), completion)
+        except ServerError as exc:
+            completion.set_exception(exc)
 
-    def _handle_read(self, member: Member, request: Request) -> None:
-        core = self._core(member)
-        if "stale-leader-read" in self.bugs and core.role is Role.LEADER:
-            # Planted bug: trust the belief of leadership instead of confirming it.
-            self.stats.stale_local_reads += 1
-            self._answer_read(member, request)
-            return
-        if len(member.pending_reads) >= MAX_PENDING_READS:
-            self._refuse(request, core.leader_id)
-            return
-        ctx = request.request_id.encode()
-        try:
-            core.read_index(ctx)
-        except NotLeaderError as exc:
-            self._refuse(request, exc.leader_id)
-            return
-        member.pending_reads[ctx] = request
-
-    def _keep_alive(self, member: Member, request: Request) -> None:
+    def _keep_alive(self, member: Member, runtime: MemberRuntime, request: Request) -> None:
         """Renewed in the leader's memory, no log entry (etcd: LeaseKeepAlive)."""
-        core = self._core(member)
-        if core.role is not Role.LEADER:
-            self._refuse(request, core.leader_id)
+        if not runtime.is_leader:
+            self.refuse(request, runtime.leader_id)
             return
-        now = self.local_ms(member)
         try:
-            member.sm.sm.store.lease_keep_alive(LeaseKeepAliveRequest(request.lease_id), now)
-        except LeaseNotPrimaryError:
-            self._refuse(request, core.leader_id)
+            (ttl_s,) = runtime.renew_leases([request.lease_id])
+        except ServerError:
+            self.refuse(request, runtime.leader_id)
             return
-        except LeaseNotFoundError:
-            self._reply_ok(member, request, succeeded=False)
+        if ttl_s < 0:
+            self.reply_ok(member, request, succeeded=False)
             return
-        self.leases.keep_alive(member.node_id, request.lease_id, now)
-        self._reply_ok(member, request, succeeded=True)
+        self.leases.keep_alive(member.node_id, request.lease_id, self.local_ms(member))
+        self.reply_ok(member, request, succeeded=True)
 
-    def _reply_ok(
+    def reply_ok(
         self,
         member: Member,
         request: Request,
@@ -615,37 +766,43 @@ class SimCluster:
                 ReplyStatus.OK,
                 value=value,
                 succeeded=succeeded,
-                leader_hint=self._hint(member),
-                revision=member.sm.revision,
+                leader_hint=self.hint(member),
+                revision=self._runtime(member).state.store.revision,
             ),
             request,
         )
 
-    def _answer_read(self, member: Member, request: Request) -> None:
+    def answer_read(self, member: Member, request: Request) -> None:
         self.stats.reads_served += 1
-        self._reply_ok(member, request, value=member.sm.get(request.key))
+        found = self._runtime(member).state.store.range(RangeRequest(key=request.key.encode()))
+        value = found.kvs[0].value.decode() if found.kvs else None
+        self.reply_ok(member, request, value=value)
 
-    def _hint(self, member: Member) -> int:
-        return member.core.leader_id if member.core is not None else 0
+    def hint(self, member: Member) -> int:
+        return member.runtime.raft.leader_id if member.runtime is not None else 0
 
     # --- the Ready loop -----------------------------------------------------
 
     def _drain(self, member: Member) -> None:
         while member.state is MemberState.UP and not member.busy:
-            core = member.core
-            if core is None or not core.has_ready():
+            runtime = member.runtime
+            if runtime is None:
                 return
-            self._handle_ready(member, core.ready())
+            # Proposals queued since the last Ready go as one batch.
+            runtime.flush()
+            if not runtime.raft.has_ready():
+                return
+            self._handle_ready(member, runtime, runtime.raft.ready())
 
-    def _handle_ready(self, member: Member, rd: Ready) -> None:
-        core = self._core(member)
-        if rd.soft_state is not None:
-            self._on_soft_state(member, rd)
+    def _handle_ready(self, member: Member, runtime: MemberRuntime, rd: Ready) -> None:
+        core = runtime.raft
+        # A leader's appends leave while its own disk is still writing them.
+        soft = runtime.begin(rd)
+        if soft is not None:
+            self._on_soft_state(member, runtime, soft)
         hs = rd.hard_state
         if hs is not None and "vote-not-persisted" in self.bugs:
             hs = HardState(term=hs.term, vote=0, commit=hs.commit)
-        # A leader's appends leave while its own disk is still writing them.
-        self._send(rd.early_messages)
         assert member.storage is not None
         try:
             member.storage.write(hs, rd.entries, rd.snapshot)
@@ -658,18 +815,18 @@ class SimCluster:
             prev_term = prev[0].term if prev else (0 if first == 1 else -1)
             self.checker.observe_append(member.node_id, rd.entries, prev_term)
         if not rd.must_sync:
-            self._finish_ready(member, rd, synced=True, sent=False)
+            self._finish_ready(member, runtime, rd, synced=True, sent=False)
             return
         sent = False
         if "ack-before-persist" in self.bugs:
-            self._send(rd.messages)
+            self.send(rd.messages)
             sent = True
         member.busy = True
         generation = member.generation
         delay = self._rng.randint(self.config.fsync_ms_min, self.config.fsync_ms_max)
 
         def finish() -> None:
-            self._finish_ready(member, rd, synced=False, sent=sent)
+            self._finish_ready(member, runtime, rd, synced=False, sent=sent)
 
         def fsync_done() -> None:
             if member.generation != generation:
@@ -688,17 +845,9 @@ class SimCluster:
 
         self._clock.schedule(delay, fsync_done, "fsync")
 
-    def _send(self, messages: tuple[Message, ...]) -> None:
-        assert self.network is not None
-        granted = 0
-        for msg in messages:
-            self.network.send(msg)
-            if msg.type is MessageType.VOTE_RESP and not msg.reject:
-                granted = msg.from_id
-        if granted:
-            self.on_vote_granted(granted)
-
-    def _finish_ready(self, member: Member, rd: Ready, *, synced: bool, sent: bool) -> None:
+    def _finish_ready(
+        self, member: Member, runtime: MemberRuntime, rd: Ready, *, synced: bool, sent: bool
+    ) -> None:
         if not synced:
             assert member.storage is not None
             records = member.storage.records_unsynced
@@ -714,85 +863,59 @@ class SimCluster:
                 )
             self.stats.fsyncs += 1
         member.busy = False
-        if not sent:
-            self._send(rd.messages)
         if rd.snapshot is not None:
-            member.sm = AppliedState.restore(
-                self._sm_clock(member), rd.snapshot.data, rd.snapshot.meta.index
-            )
+            index = rd.snapshot.meta.index
+            runtime.install_snapshot(runtime.state.decode(rd.snapshot.data), index)
+            member.applied_index = index
             self._attach_state(member)
-            member.snapshot_index = rd.snapshot.meta.index
             self.stats.snapshots_installed += 1
-            self._trace(f"n{member.node_id} installed snapshot at {rd.snapshot.meta.index}")
-        for entry in rd.committed_entries:
-            self._apply(member, entry)
+            self._trace(f"n{member.node_id} installed snapshot at {index}")
+        runtime.finish(rd, sent=sent)
         if rd.committed_entries and member.role is Role.LEADER:
             self.on_leader_commit(member.node_id)
-        for rs in rd.read_states:
-            if rs.request_ctx in member.pending_reads:
-                member.waiting_reads.append((rs.index, rs.request_ctx))
-        self._serve_reads(member)
-        self._core(member).advance(rd)
-        self._maybe_compact(member)
+        self._maybe_compact(member, runtime)
 
-    def _apply(self, member: Member, entry: Entry) -> None:
-        if entry.index <= member.sm.applied_index:
-            raise SafetyViolationError(
-                "apply-order",
-                f"n{member.node_id} asked to apply index {entry.index} after "
-                f"{member.sm.applied_index}",
-            )
-        self.checker.observe_apply(member.node_id, entry)
-        self.stats.entries_applied += 1
-        if entry.type is not EntryType.NORMAL:
-            member.sm.skip(entry.index)
-            return
-        applied = member.sm.apply(entry.index, entry.data)
-        if applied is None:
-            return
-        if member.role is Role.LEADER:
-            self._trace(
-                f"n{member.node_id} MVCC rev {applied.revision} <- index {entry.index} "
-                f"{applied.description} (n{applied.proposer_id}#{applied.request_id})"
-            )
-        self._observe_lease_apply(member, applied)
-        if applied.proposer_id != member.node_id:
-            return
-        request = member.pending_writes.pop(applied.request_id, None)
-        if request is None:
-            return
-        cas = request.kind is RequestKind.CAS
-        self._reply_ok(member, request, succeeded=applied.succeeded if cas else None)
+    def _apply_observer(
+        self, member: Member
+    ) -> Callable[[Entry, DecodedEntry | None, object], None]:
+        """What the simulator checks and records of each entry the runtime applies."""
 
-    def _observe_lease_apply(self, member: Member, applied: Applied) -> None:
-        result = applied.result
-        if isinstance(result, LeaseGrantResponse) and member.sm.sm.store.lease_primary:
-            now = self.local_ms(member)
-            self.leases.granted(member.node_id, result.id, result.ttl_s * 1000, now)
-        elif isinstance(applied.payload, LeaseRevokeRequest) and not isinstance(result, KvError):
-            self.leases.removed(member.node_id, applied.payload.id)
+        def observe(entry: Entry, decoded: DecodedEntry | None, result: object) -> None:
+            if entry.index != member.applied_index + 1:
+                raise SafetyViolationError(
+                    "apply-order",
+                    f"n{member.node_id} applied index {entry.index} after {member.applied_index}",
+                )
+            member.applied_index = entry.index
+            self.checker.observe_apply(member.node_id, entry)
+            self.stats.entries_applied += 1
+            if decoded is None:
+                return
+            if member.role is Role.LEADER:
+                _, description = describe_applied(decoded.payload, result)
+                revision = self._runtime(member).state.store.revision
+                self._trace(
+                    f"n{member.node_id} MVCC rev {revision} <- index {entry.index} "
+                    f"{description} (n{decoded.proposer_id}#{decoded.request_id})"
+                )
+            self._observe_lease_apply(member, decoded.payload, result)
 
-    def _serve_reads(self, member: Member) -> None:
-        if not member.waiting_reads:
-            return
-        # Planted bug: the read is answered as soon as its ReadIndex is known.
-        applied = member.sm.applied_index if "read-before-apply" not in self.bugs else 1 << 62
-        still: list[tuple[int, bytes]] = []
-        for index, ctx in member.waiting_reads:
-            if index > applied:
-                still.append((index, ctx))
-                continue
-            request = member.pending_reads.pop(ctx, None)
-            if request is not None:
-                self._answer_read(member, request)
-        member.waiting_reads = still
+        return observe
 
-    def _maybe_compact(self, member: Member) -> None:
-        applied = member.sm.applied_index
-        if applied - member.snapshot_index < self.config.compact_every_entries:
+    def _observe_lease_apply(self, member: Member, payload: object, result: object) -> None:
+        if isinstance(result, LeaseGrantResponse):
+            if self._runtime(member).state.store.lease_primary:
+                now = self.local_ms(member)
+                self.leases.granted(member.node_id, result.id, result.ttl_s * 1000, now)
+        elif isinstance(payload, LeaseRevokeRequest) and not isinstance(result, KvError):
+            self.leases.removed(member.node_id, payload.id)
+
+    def _maybe_compact(self, member: Member, runtime: MemberRuntime) -> None:
+        if not runtime.snapshot_due():
             return
+        applied = runtime.raft.applied_index
         try:
-            snap = self._core(member).compact(applied, member.sm.snapshot_bytes())
+            snap = runtime.raft.compact(applied, runtime.state.serialize())
         except RaftError:
             return  # e.g. SnapshotOutOfDateError: a newer snapshot already covers it
         assert member.storage is not None
@@ -802,7 +925,7 @@ class SimCluster:
             self._stop_on_disk_failure(member, exc)
             return
         member.durable = member.storage.durable
-        member.snapshot_index = snap.meta.index
+        runtime.snapshots.taken(snap.meta.index)
         self.stats.snapshots_taken += 1
 
     def _run_inbox(self, member: Member) -> None:
@@ -815,32 +938,28 @@ class SimCluster:
             member.tick_owed = False
             self._do_tick(member)
 
-    def _on_soft_state(self, member: Member, rd: Ready) -> None:
-        assert rd.soft_state is not None
-        role = rd.soft_state.role
+    def _on_soft_state(self, member: Member, runtime: MemberRuntime, soft: SoftState) -> None:
+        role = soft.role
         if role is member.role:
             return
         member.role = role
-        core = self._core(member)
-        store = member.sm.sm.store
+        core = runtime.raft
         if role is Role.LEADER:
-            # Every lease gets a full TTL on the new leader's clock (etcd: Promote).
+            # The runtime gave every lease a full TTL on this leader's clock
+            # (etcd: Promote); the checker holds it to the same.
+            store = runtime.state.store
             now = self.local_ms(member)
-            store.lease_promote(now)
             held = {
                 lease.id: 1000
                 * store.lease_time_to_live(LeaseTimeToLiveRequest(lease.id), now).granted_ttl_s
                 for lease in store.lease_leases().leases
             }
             self.leases.promote(member.node_id, now, held)
-        elif store.lease_primary:
-            store.lease_demote()
-            self.leases.demote(member.node_id)
-        if role is Role.LEADER:
             self.stats.leaders_elected += 1
             self._trace(f"n{member.node_id} LEADER term={core.term}")
             self.on_leader(member.node_id)
         else:
+            self.leases.demote(member.node_id)
             self._trace(f"n{member.node_id} {role.name.lower()} term={core.term}")
 
     # --- views for checkers and the nemesis -----------------------------------

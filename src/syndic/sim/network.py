@@ -23,6 +23,24 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
+class ForwardedProposals:
+    """Entry data a follower hands to its leader to propose (the server's
+    forwarded-proposals frame); it travels the same links as Raft messages."""
+
+    from_id: int
+    to_id: int
+    proposals: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        if not self.proposals:
+            raise ValueError("a forwarded frame carries at least one proposal")
+
+
+# What the simulated network carries.
+Packet = Message | ForwardedProposals
+
+
+@dataclass(frozen=True, slots=True)
 class NetworkConfig:
     """Per-message fault rates and the delay distribution, in virtual ms.
 
@@ -101,7 +119,8 @@ def bridge(
 
 
 class SimNetwork:
-    """Carries :class:`Message` values between members on the virtual clock."""
+    """Carries Raft messages and forwarded proposals between members on the
+    virtual clock."""
 
     __slots__ = (
         "_clock",
@@ -120,7 +139,7 @@ class SimNetwork:
         rng: random.Random,
         clock: VirtualClock,
         config: NetworkConfig,
-        deliver: Callable[[Message], None],
+        deliver: Callable[[Packet], None],
     ) -> None:
         self._rng = rng
         self._clock = clock
@@ -156,7 +175,7 @@ class SimNetwork:
             delay += self._rng.randint(1, cfg.delay_ms_max)
         return min(delay, cfg.delay_ms_max)
 
-    def send(self, msg: Message) -> None:
+    def send(self, msg: Packet) -> None:
         self.stats.sent += 1
         link = (msg.from_id, msg.to_id)
         if link in self.cut:
@@ -175,7 +194,7 @@ class SimNetwork:
             seq = self._send_seq
             self._clock.schedule(self._delay_ms(), functools.partial(self._arrive, msg, seq))
 
-    def _arrive(self, msg: Message, seq: int) -> None:
+    def _arrive(self, msg: Packet, seq: int) -> None:
         link = (msg.from_id, msg.to_id)
         if link in self.cut:
             self.stats.dropped_partition += 1

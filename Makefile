@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 DEBIAN_PACKAGES := etcd-server etcd-client prometheus nghttp2-client chromium
 PYTEST_ARGS ?=
 
-.PHONY: help run test test-deep lint format bench sim-deep debs clean
+.PHONY: help run test test-deep lint format bench sim-deep debs clean compiled test-compiled
 
 help:
 	@echo "make run        start syndic on its embedded default (syndic dev: etcd API :2379, admin :2381, Consul-compatible API :8500)"
@@ -19,6 +19,8 @@ help:
 	@echo "make bench      run every benchmark suite side by side with its peer"
 	@echo "make sim-deep   a 1,000-seed simulator sweep with all faults"
 	@echo "make test-deep  the test suite with the deep hypothesis profile and slow tests"
+	@echo "make compiled   optional: mypyc-compile the hot modules into build/compiled (never into src/)"
+	@echo "make test-compiled  the raft, kv and storage tests on the compiled build"
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,5 +58,20 @@ bench: $(INSTALLED) debs
 sim-deep: $(INSTALLED)
 	$(BIN)/syndic sim --nodes 5 --seeds 1-1000 --faults all --jobs 2
 
+# The optional compiled build (scripts/build_compiled.py): a full copy of the
+# package in build/compiled with the hot modules as mypyc extensions. It is
+# used only when put first on the path, as test-compiled does; without it
+# syndic is the pure-Python package. Not a prerequisite of test: it takes
+# minutes to compile on a 2-core machine. SYNDIC_PURE=1 runs the same tests on
+# the pure-Python package, for comparison.
+COMPILED := build/compiled
+COMPILED_TEST_DIRS := tests/raft tests/kv tests/storage
+
+compiled: $(INSTALLED)
+	$(BIN)/python scripts/build_compiled.py --out $(COMPILED)
+
+test-compiled: compiled
+	PYTHONPATH=$(if $(SYNDIC_PURE),,$(COMPILED)) $(BIN)/pytest $(COMPILED_TEST_DIRS) $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis $(COMPILED)

@@ -472,8 +472,10 @@ def _scan_segment(
                 else:
                     try:
                         replay.apply(RecordType(record.record_type), payload)
-                    except ValueError as exc:  # PayloadError, or an unknown RecordType
-                        raise WalCorruptError(path, offset, str(exc)) from exc
+                    except ValueError as bad:  # PayloadError, or an unknown RecordType
+                        # Its own name: compiled (mypyc), a reused ``exc`` keeps
+                        # the PayloadError type of the handler above.
+                        raise WalCorruptError(path, offset, str(bad)) from bad
                     offset = end
                     continue
         if is_last and torn:

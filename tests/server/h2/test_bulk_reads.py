@@ -71,6 +71,7 @@ class FakeConnection:
     name: str
     closed: bool = False
     reading: bool = False
+    holds_request_bytes: bool = False
 
     def resume_from_share(self) -> None:
         self.reading = True
@@ -78,17 +79,17 @@ class FakeConnection:
 
 def test_small_reads_are_never_held_back() -> None:
     share = ReadShare(READ_BYTES_EXPECTED, SharedBudget(MiB))
-    assert all(share.spend(SMALL_READ_BYTES_MAX - 1) for _ in range(10_000))
+    assert all(share.spend(SMALL_READ_BYTES_MAX - 1, False) for _ in range(10_000))
     assert share.spent_bytes == 0
 
 
 def test_large_reads_past_the_share_wait_their_turn_in_order() -> None:
     share = ReadShare(2 * READ_BYTES_EXPECTED, SharedBudget(64 * MiB))
-    assert share.spend(READ_BYTES_EXPECTED)
-    assert share.spend(READ_BYTES_EXPECTED)
+    assert share.spend(READ_BYTES_EXPECTED, False)
+    assert share.spend(READ_BYTES_EXPECTED, True)
     held = [FakeConnection(str(n)) for n in range(5)]
     for connection in held:
-        assert not share.spend(READ_BYTES_EXPECTED)
+        assert not share.spend(READ_BYTES_EXPECTED, True)
         share.hold(connection)
     held[1].closed = True  # gone while it waited: skipped, costs no turn
     assert share.next_pass() == 0.0  # two turns a pass: 0 and 2
@@ -102,8 +103,8 @@ def test_a_spent_request_budget_holds_large_reads_until_it_has_room() -> None:
     budget = SharedBudget(MiB)
     share = ReadShare(64 * MiB, budget)
     assert budget.take(MiB - READ_BYTES_EXPECTED + 1)  # not one more large read's room
-    assert share.spend(SMALL_READ_BYTES_MAX - 1)  # small reads still pass
-    assert not share.spend(SMALL_READ_BYTES_MAX)
+    assert share.spend(SMALL_READ_BYTES_MAX - 1, False)  # small reads still pass
+    assert not share.spend(SMALL_READ_BYTES_MAX, False)
     waiting = FakeConnection("bulk")
     share.hold(waiting)
     assert share.next_pass() == BUDGET_RECHECK_S  # looked at later, not every pass
@@ -111,6 +112,24 @@ def test_a_spent_request_budget_holds_large_reads_until_it_has_room() -> None:
     budget.give(1)  # room for one
     assert share.next_pass() is None
     assert waiting.reading
+
+
+def test_connections_finishing_requests_read_on_while_the_budget_is_spent() -> None:
+    """Their bytes complete requests and free the budget: holding them back
+    would leave honest uploads that filled it waiting for the stall timeout."""
+    budget = SharedBudget(MiB)
+    share = ReadShare(3 * READ_BYTES_EXPECTED, budget)
+    assert budget.take(MiB)
+    assert share.spend(READ_BYTES_EXPECTED, True)
+    new, finishing = FakeConnection("new"), FakeConnection("finishing", holds_request_bytes=True)
+    assert not share.spend(READ_BYTES_EXPECTED, False)
+    share.hold(new)
+    assert share.spend(READ_BYTES_EXPECTED, True)
+    assert not share.spend(READ_BYTES_EXPECTED, True)  # past the share, though
+    share.hold(finishing)
+    assert share.next_pass() == BUDGET_RECHECK_S
+    assert (new.reading, finishing.reading) == (False, True)
+    assert list(share.held) == [new]
 
 
 def test_the_share_must_be_positive() -> None:

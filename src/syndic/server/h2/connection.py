@@ -156,7 +156,7 @@ class Http2Connection(asyncio.Protocol):
         self._starts_left = _HANDLER_STARTS_PER_PASS
         self._handle(self.protocol.receive(data, self._loop.time()))
         share = self._share
-        if not share.spend(len(data)):
+        if not share.spend(len(data), self.protocol.held_bytes > 0):
             self._read_held = True
             share.hold(self)
             self._update_reading()
@@ -169,6 +169,10 @@ class Http2Connection(asyncio.Protocol):
     @property
     def closed(self) -> bool:
         return self._closed or self.protocol.ended
+
+    @property
+    def holds_request_bytes(self) -> bool:
+        return self.protocol.held_bytes > 0
 
     def resume_from_share(self) -> None:
         self._read_held = False

@@ -16,8 +16,11 @@ read (its bytes wait in the kernel, and TCP slows its sender) and joins a
 queue; each later pass resumes connections from the queue's head, as many
 as the share allows, in turn. While the server's budget of buffered request
 bytes is spent, a large read holds its connection back whatever the share,
-and the queue waits for the budget: those bytes could only be refused
+and it waits for the budget: its bytes could only be refused
 (RESOURCE_EXHAUSTED) or dropped, and reading them is the attacker's win.
+Connections holding part of a request are the exception: their bytes
+finish requests, which frees the budget, so honest uploads that filled it
+still complete.
 Small reads (below one maximum-size frame) are never held back: they are
 the calls, pings and window updates of every other client, and cost little.
 Honest bulk clients lose nothing when the server is quiet; under a flood
@@ -53,6 +56,10 @@ class Throttled(Protocol):
     @property
     def closed(self) -> bool: ...
 
+    @property
+    def holds_request_bytes(self) -> bool:
+        """Part of a request has arrived and waits for the rest."""
+
 
 class ReadShare:
     """One server's bulk-read budget per loop pass and its queue of held-back connections."""
@@ -68,12 +75,15 @@ class ReadShare:
         self.held: deque[Throttled] = deque()
         self.pass_scheduled = False  # the driver has asked for next_pass at the pass's end
 
-    def spend(self, size: int) -> bool:
-        """Count a read of ``size`` bytes; False if its connection must stop reading."""
+    def spend(self, size: int, holds_request_bytes: bool) -> bool:
+        """Count a read of ``size`` bytes by a connection that now holds part of
+        a request (or not); False if the connection must stop reading."""
         if size < SMALL_READ_BYTES_MAX:
             return True
         self.spent_bytes += size
-        return self.spent_bytes <= self.bytes_max and not self._budget_spent()
+        if self.spent_bytes > self.bytes_max:
+            return False
+        return holds_request_bytes or not self._budget_spent()
 
     def _budget_spent(self) -> bool:
         """No room left for one more large read: partial requests hold the
@@ -92,13 +102,21 @@ class ReadShare:
         again (seconds from now; 0 for the next pass), or None if no
         connection is held."""
         self.spent_bytes = 0
-        held = self.held
-        if held and self._budget_spent():
-            return BUDGET_RECHECK_S
+        budget_spent = self._budget_spent()
         turns = max(1, self.bytes_max // READ_BYTES_EXPECTED)
+        waiting: deque[Throttled] = deque()  # for the budget, in their order
+        held = self.held
         while held and turns:
             connection = held.popleft()
-            if not connection.closed:
-                connection.resume_from_share()
-                turns -= 1
-        return 0.0 if held else None
+            if connection.closed:
+                continue
+            if budget_spent and not connection.holds_request_bytes:
+                waiting.append(connection)
+                continue
+            connection.resume_from_share()
+            turns -= 1
+        waiting.extend(held)
+        self.held = waiting
+        if not waiting:
+            return None
+        return 0.0 if not turns else BUDGET_RECHECK_S

@@ -60,8 +60,11 @@ RANGE_VALUE = VALUE
 Op_ = Callable[[int], Awaitable[Any]]
 
 
-async def ops_per_s(op: Op_, concurrency: int, duration_s: float) -> tuple[float, int]:
-    """(completed operations per second, failed operations) over ``duration_s``."""
+async def ops_per_s(op: Op_, concurrency: int, duration_s: float) -> tuple[float, int, float]:
+    """(completed operations per second, failed operations, client CPU µs per
+    operation) over ``duration_s``. The CPU is this process's (every thread:
+    grpc.aio's poller too); the server runs in another process, so it is
+    what the client costs, a figure the machine's load barely moves."""
     done = 0
     failed = 0
     stop_at = time.perf_counter() + duration_s
@@ -78,8 +81,10 @@ async def ops_per_s(op: Op_, concurrency: int, duration_s: float) -> tuple[float
             n += 1
 
     started = time.perf_counter()
+    cpu_started = time.process_time()
     await asyncio.gather(*(caller(i) for i in range(concurrency)))
-    return done / (time.perf_counter() - started), failed
+    cpu_us = (time.process_time() - cpu_started) * 1e6 / max(done, 1)
+    return done / (time.perf_counter() - started), failed, cpu_us
 
 
 def syndic_ops(client: Client) -> dict[str, Op_]:
@@ -184,8 +189,9 @@ async def one_repeat(endpoint: str, duration_s: float, flip: bool) -> dict[str, 
         for operation in ("put", "range", "txn"):
             for concurrency in CONCURRENCY:
                 for name, ops in clients:
-                    rate, failed = await ops_per_s(ops[operation], concurrency, duration_s)
+                    rate, failed, cpu_us = await ops_per_s(ops[operation], concurrency, duration_s)
                     out[f"{name}/{operation}/{concurrency}"] = rate
+                    out[f"{name}/{operation}/{concurrency}/cpu_us"] = cpu_us
                     out[f"{name}/{operation}/{concurrency}/failed"] = failed
     ours, theirs = pair()
     async with ours, theirs:
@@ -311,7 +317,7 @@ def throughput_table(server: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     table: dict[str, Any] = {"throughput": {}}
     print(
         f"\n{'on a ' + server + ' member, ops/s':30} {'aetcd':>9} {'syndic':>9} {'ratio':>6}"
-        "  failed s/a"
+        f"  {'client CPU µs/op a/s':>20}  failed s/a"
     )
     for operation in ("put", "range", "txn", "lock"):
         for concurrency in CONCURRENCY if operation != "lock" else (1,):
@@ -321,16 +327,23 @@ def throughput_table(server: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
             failed_ours = sum(r.get(f"syndic/{key}/failed", 0) for r in runs)
             failed_theirs = sum(r.get(f"aetcd/{key}/failed", 0) for r in runs)
             ratio = ours / theirs if theirs else float("nan")
+            cpu = {
+                name: statistics.median(r.get(f"{name}/{key}/cpu_us", float("nan")) for r in runs)
+                for name in ("syndic", "aetcd")
+            }
             table["throughput"][key] = {
                 "syndic_ops_per_s": ours,
                 "aetcd_ops_per_s": theirs,
                 "ratio": ratio,
+                "syndic_client_cpu_us_per_op": cpu["syndic"],
+                "aetcd_client_cpu_us_per_op": cpu["aetcd"],
                 "syndic_failed": failed_ours,
                 "aetcd_failed": failed_theirs,
             }
             label = f"{operation}, {concurrency} caller{'s' if concurrency > 1 else ''}"
             failures = f"{failed_ours}/{failed_theirs}"
-            print(f"{label:30} {theirs:>9.0f} {ours:>9.0f} {ratio:>6.2f}  {failures}")
+            cpus = f"{cpu['aetcd']:.0f}/{cpu['syndic']:.0f}"
+            print(f"{label:30} {theirs:>9.0f} {ours:>9.0f} {ratio:>6.2f}  {cpus:>20}  {failures}")
     watch = {
         name: {
             stat: statistics.median(r[f"{name}/watch"][stat] for r in runs)

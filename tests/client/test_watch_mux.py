@@ -111,3 +111,18 @@ async def test_fragmented_revision_among_other_watches(store: Store, key_prefix:
         assert big.fragments_received > 0
         await big.close()
         await small.close()
+
+
+async def test_a_watch_opened_as_the_last_one_closes(store: Store, key_prefix: bytes) -> None:
+    # The stream ends with its last watch; one opened at that moment rides
+    # the next stream, with no fault counted against the member.
+    async with Client(store.endpoints) as client:
+        for round_ in range(3):
+            first = await client.watch(key_prefix + b"a").start()
+            await first.close()
+            second = await client.watch(key_prefix + b"a").start()
+            await client.put(key_prefix + b"a", b"%d" % round_)
+            assert await values_of(second, 1) == [b"%d" % round_]
+            assert second.resumes == 0
+            await second.close()
+        assert all(e.failed_until_s == 0.0 for e in client._transport._endpoints)

@@ -106,6 +106,8 @@ class WatchMux:
         self._outbox: asyncio.Queue[rpc_pb2.WatchRequest] | None = None
         self._call: Any = None
         self._stalled = False
+        # The stream was cancelled because its last watch left.
+        self._idle = False
         self._confirm_timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -148,6 +150,7 @@ class WatchMux:
             self._send(rpc_pb2.WatchRequest(cancel_request=cancel))
         # A create still in flight is cancelled when its answer names the id.
         if not self._watches and self._call is not None:
+            self._idle = True
             self._call.cancel()
 
     def request_progress(self) -> None:
@@ -213,7 +216,12 @@ class WatchMux:
                 await self._serve(endpoint)
                 return  # the last watch left
             except _StreamLostError as lost:
-                if not self._watches or not await self._may_resume(lost):
+                if not self._watches:
+                    return
+                if self._idle:
+                    # Closed for want of watches as one more arrived: no fault.
+                    continue
+                if not await self._may_resume(lost):
                     return
             finally:
                 self._end_stream()
@@ -256,7 +264,7 @@ class WatchMux:
         call = self._call = endpoint.stub(WATCH_SERVICE).Watch(metadata=metadata)
         self.streams_opened += 1
         self._outbox = asyncio.Queue()
-        self._stalled = False
+        self._stalled = self._idle = False
         for watch in self._watches:
             self._send_create(watch)
         writer = asyncio.get_running_loop().create_task(self._write(call, self._outbox))

@@ -52,7 +52,9 @@ class Served:
 
 
 async def start_served(
-    backend: LocalBackend | None = None, config: GrpcApiConfig | None = None
+    backend: LocalBackend | None = None,
+    config: GrpcApiConfig | None = None,
+    limits: ServerLimits | None = None,
 ) -> Served:
     backend = backend if backend is not None else LocalBackend()
     config = config or GrpcApiConfig(
@@ -62,7 +64,7 @@ async def start_served(
     )
     metrics = ServerMetrics()
     clock = MonotonicFake()
-    server = GrpcServer(ServerLimits.for_max_request_bytes(config.max_request_bytes))
+    server = GrpcServer(limits or ServerLimits.for_max_request_bytes(config.max_request_bytes))
     register_services(server, backend, metrics, config, clock=clock)
     port = server.add_insecure_port("127.0.0.1:0")
     assert port > 0

@@ -76,6 +76,9 @@ _TOKEN = re.compile(
 )
 
 
+_TRAILING_SPACE = re.compile(r"\s*\Z")
+
+
 @dataclass(frozen=True, slots=True)
 class Token:
     kind: str  # "string" | "op" | "word" | "end"
@@ -87,7 +90,7 @@ def _tokens(text: str) -> list[Token]:
     out: list[Token] = []
     pos = 0
     while pos < len(text):
-        if text[pos:].strip() == "":
+        if _TRAILING_SPACE.match(text, pos):
             break
         m = _TOKEN.match(text, pos)
         if m is None or m.end() == pos:

@@ -39,7 +39,6 @@ from syndic.kv.messages import (
     LeaseRevokeRequest,
     LeaseTimeToLiveRequest,
     RangeRequest,
-    TxnResponse,
 )
 from syndic.kv.watch import WatchHub, WatchResponse
 from syndic.member.proposals import ProposalLimits
@@ -73,6 +72,7 @@ from syndic.sim.clock import MemberClock
 from syndic.sim.disk import SimDisk
 from syndic.sim.network import ForwardedProposals, Packet
 from syndic.sim.persist import DurableMark, MemberStorage, wal_options
+from syndic.sim.ports import ClientCompletion, RevokeCompletion, SimPeers
 from syndic.sim.watchers import PULL_RESPONSES_MAX, RevisionLog, WatchHandle, open_watch
 from syndic.sim.workload import Reply, ReplyStatus, Request, RequestKind
 from syndic.storage import StorageError
@@ -101,20 +101,6 @@ MAX_PENDING_READS = 1024
 # "request timed out", as the server does; longer than a client's own timeout
 # (WorkloadConfig.timeout_ms), so the client has given up by then.
 REQUEST_TIMEOUT_MS = 2_000
-
-
-def _refused(error: BaseException) -> bool:
-    """Whether a server error means the request was definitely not executed
-    (the client is told REFUSED): not proposed for want of a leader, dropped,
-    or refused at admission. A timeout leaves the outcome unknown; the client
-    finds out by its own timeout."""
-    if not isinstance(error, ServerError):
-        return False
-    return (
-        error.code in ("RESOURCE_EXHAUSTED", "INVALID_ARGUMENT")
-        or error.message == "etcdserver: no leader"
-        or error.message.startswith("etcdserver: proposal dropped")
-    )
 
 
 class MemberState(enum.Enum):
@@ -213,74 +199,6 @@ class Member:
         return self.state is not MemberState.CRASHED and self.runtime is not None
 
 
-class _SimPeers:
-    """A member's PeerPort: the simulated network."""
-
-    __slots__ = ("_cluster", "_node_id")
-
-    def __init__(self, cluster: SimCluster, node_id: int) -> None:
-        self._cluster = cluster
-        self._node_id = node_id
-
-    def send(self, messages: tuple[Message, ...] | list[Message]) -> None:
-        self._cluster.send(messages)
-
-    def forward_proposals(self, to_id: int, proposals: list[bytes]) -> bool:
-        return self._cluster.forward(self._node_id, to_id, proposals)
-
-
-class _ClientCompletion:
-    """A client's request waiting on a member: the reply it earns."""
-
-    __slots__ = ("_cluster", "_finished", "_member", "_request")
-
-    def __init__(self, cluster: SimCluster, member: Member, request: Request) -> None:
-        self._cluster = cluster
-        self._member = member
-        self._request = request
-        self._finished = False
-
-    def done(self) -> bool:
-        return self._finished
-
-    def set_result(self, result: object, /) -> None:
-        self._finished = True
-        request = self._request
-        if request.kind is RequestKind.READ:
-            self._cluster.answer_read(self._member, request)
-            return
-        succeeded = None
-        if request.kind is RequestKind.CAS:
-            succeeded = isinstance(result, TxnResponse) and result.succeeded
-        self._cluster.reply_ok(self._member, request, succeeded=succeeded)
-
-    def set_exception(self, exception: BaseException, /) -> None:
-        self._finished = True
-        if _refused(exception):
-            self._cluster.refuse(self._request, self._cluster.hint(self._member))
-
-
-class _RevokeCompletion:
-    """A leader's revoke of an expired lease: done once applied or failed."""
-
-    __slots__ = ("_finished", "_lease_id", "_runtime")
-
-    def __init__(self, runtime: MemberRuntime, lease_id: int) -> None:
-        self._runtime = runtime
-        self._lease_id = lease_id
-        self._finished = False
-
-    def done(self) -> bool:
-        return self._finished
-
-    def set_result(self, result: object, /) -> None:
-        self._finished = True
-        self._runtime.leases.revoke_done(self._lease_id)
-
-    def set_exception(self, exception: BaseException, /) -> None:
-        self.set_result(None)
-
-
 class SimCluster:
     """Hosts the members and routes network, client and fault events to them."""
 
@@ -372,7 +290,7 @@ class SimCluster:
             member.node_id,
             core,
             state,
-            _SimPeers(self, member.node_id),
+            SimPeers(self, member.node_id),
             lambda: self.local_ms(member),
             self._runtime_limits,
             snapshot_index,
@@ -633,7 +551,7 @@ class SimCluster:
         """The leader revokes, through the log, each lease due on its own clock."""
         now = self.local_ms(member)
         for lease_id in lease_ids:
-            completion = _RevokeCompletion(runtime, lease_id)
+            completion = RevokeCompletion(runtime, lease_id)
             try:
                 runtime.propose(EntryKind.STORE, LeaseRevokeRequest(id=lease_id), completion)
             except ServerError:
@@ -718,7 +636,7 @@ class SimCluster:
     def _handle_request(self, member: Member, request: Request) -> None:
         """A client's request enters the member's runtime as the server's would."""
         runtime = self._runtime(member)
-        completion = _ClientCompletion(self, member, request)
+        completion = ClientCompletion(self, member, request)
         if request.kind is RequestKind.SERIAL_READ:
             # Served from local state without a ReadIndex round (etcd: serializable).
             self.answer_read(member, request)

@@ -400,10 +400,10 @@ def test_history_lists_retained_records_in_revision_then_write_order(store: Stor
     assert store.history()[-1][3][4] is None  # the delete is a tombstone
     store.compact(CompactionRequest(4))
     # Below the log's base only compaction survivors remain (b and z at 3),
-    # numbered in key order: what survives keeps unique (main, sub) pairs.
+    # at their places in the txn's writes, as etcd's revision keys keep them.
     assert [(main, sub, key) for main, sub, key, _ in store.history()] == [
-        (3, 0, b"b"),
-        (3, 1, b"z"),
+        (3, 0, b"z"),
+        (3, 1, b"b"),
         (4, 0, b"a"),
         (5, 0, b"a"),
     ]

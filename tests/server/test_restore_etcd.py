@@ -1,14 +1,16 @@
 """A syndic snapshot restored by etcd: ``etcdctl snapshot restore`` builds an
 etcd member from a file saved from syndic, and that member serves the same
-store, revision by revision, with the HashKV an etcd that ran the same
-history reports.
+store, revision by revision, with the HashKV of an etcd that ran the same
+history.
 
 syndic's own HashKV is not comparable with etcd's: etcd hashes its bbolt
 records (revision key, then the marshalled KeyValue) with CRC-32C, syndic its
 own record layout with zlib's CRC-32. So the hash is checked against a real
 etcd fed the same seeded history (explicit lease ids, so the records match
-byte for byte), and the data against syndic at every retained revision.
-"""
+byte for byte), and the data against syndic at every retained revision. The
+hash once differed after a compaction: the image numbered the sub-revisions
+of records that survived it in key order instead of their revision's write
+order, so the same records sat under other revision keys."""
 
 from __future__ import annotations
 
@@ -235,35 +237,15 @@ def check_seed(seed: int, root: Path, started: list[MemberProcess], *, compactio
 def test_etcd_restores_a_syndic_snapshot_to_etcd_s_own_store(
     scratch: tuple[Path, list[MemberProcess]],
 ) -> None:
-    check_seed(1, *scratch, compactions=False)
-
-
-def test_a_compacted_syndic_snapshot_restores_to_the_same_data(
-    scratch: tuple[Path, list[MemberProcess]],
-) -> None:
-    root, started = scratch
-    syndic = start_one("syndic", root / "syndic", started)
-    replay(syndic.endpoint, history(3))
-    assert hash_kv(syndic.endpoint).compact_revision > 0, "the history compacted nothing"
-    assert_same_store(save_and_restore(syndic, root, started), syndic, 3)
+    # Seed 1 compacts past txns that wrote several keys: the survivors'
+    # revision keys must keep etcd's sub-revisions (their write order), or the
+    # data still reads the same but etcd's HashKV differs.
+    check_seed(1, *scratch, compactions=True)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(2, 12))
+@pytest.mark.parametrize("seed", range(2, 22))
 def test_etcd_restores_a_syndic_snapshot_sweep(
     seed: int, scratch: tuple[Path, list[MemberProcess]]
 ) -> None:
-    check_seed(seed, *scratch, compactions=False)
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="a compaction forgets the order of a multi-key revision's writes, so the "
-    "snapshot image numbers the surviving records' sub-revisions in key order, not "
-    "etcd's write order: same data, different revision keys, different HashKV",
-)
-def test_hash_of_a_compacted_history_matches_etcd(
-    scratch: tuple[Path, list[MemberProcess]],
-) -> None:
-    check_seed(1, *scratch, compactions=True)
+    check_seed(seed, *scratch, compactions=seed % 4 != 0)

@@ -215,6 +215,12 @@ class Store:
         self._compact_rev = -1
         self._log_base = 1
         self._log: list[bytes | tuple[bytes, ...] | None] = [None]
+        # Compaction survivors written by a revision that changed several
+        # keys: key -> (that revision, the key's place in its writes). The log
+        # that held the order is gone below the log base; etcd keeps it in the
+        # record's revision key (revision.sub), which snapshot images carry.
+        # Invariant: each names the key's oldest record, below the log base.
+        self._survivor_subs: dict[bytes, tuple[int, int]] = {}
         self._size_bytes = 0
         self._lessor = Lessor(self.config.lease_ttl_s_min, self.config.lease_ttl_s_max)
         self._alarms: set[AlarmType] = set()
@@ -269,7 +275,8 @@ class Store:
 
         ``sub`` orders the keys one revision changed (etcd's revision.sub):
         the log's write order where the log covers the revision; below the
-        log base only compaction survivors remain, numbered in key order.
+        log base only compaction survivors remain, at the place in their
+        revision's writes that compaction kept.
         """
         rows: list[tuple[int, int, bytes, Record]] = []
         write_order: dict[int, dict[bytes, int]] = {}
@@ -278,8 +285,14 @@ class Store:
             for rec in [entry] if type(entry) is tuple else entry:
                 mod = rec[MOD]
                 if mod < self._log_base:
-                    sub = survivors.get(mod, 0)
-                    survivors[mod] = sub + 1
+                    known = self._survivor_subs.get(key)
+                    if known is not None and known[0] == mod:
+                        sub = known[1]
+                    else:
+                        # A single-key revision, or a snapshot from before
+                        # survivors' places were kept: key order.
+                        sub = survivors.get(mod, 0)
+                        survivors[mod] = sub + 1
                 elif type(self._log[mod - self._log_base]) is bytes:
                     sub = 0
                 else:
@@ -724,12 +737,26 @@ class Store:
         for key in touched:
             self._compact_key(key, rev)
         new_base = max(rev, 1)
+        self._keep_survivor_subs(touched, new_base)
         del self._log[: new_base - self._log_base]
         self._log_base = new_base
         self._compact_rev = rev
         for observer in self._observers:
             observer.on_compact(rev)
         return CompactionResponse(revision=self._rev)
+
+    def _keep_survivor_subs(self, touched: set[bytes], new_base: int) -> None:
+        """Before the log below ``new_base`` goes: note where each touched key's
+        surviving record stood in a revision that wrote several keys."""
+        subs = self._survivor_subs
+        for key in touched:
+            entry = self._index.get(key)
+            mod = 0 if entry is None else (entry if type(entry) is tuple else entry[0])[MOD]
+            item = self._log[mod - self._log_base] if self._log_base <= mod < new_base else None
+            if type(item) is tuple:
+                subs[key] = (mod, item.index(key))
+            else:
+                subs.pop(key, None)
 
     def _compact_key(self, key: bytes, rev: int) -> None:
         entry = self._index.get(key)
@@ -932,6 +959,11 @@ class Store:
             for k in self.log_keys(rev):
                 rec = self.record_of(k, rev)
                 assert rec is not None and rec[MOD] == rev, (k, rev)
+        for key, (mod, place) in self._survivor_subs.items():
+            entry = self._index.get(key)
+            assert entry is not None, key
+            oldest = entry if type(entry) is tuple else entry[0]
+            assert oldest[MOD] == mod < self._log_base and place >= 0, (key, mod, place)
 
 
 def _has_put(req: TxnRequest) -> bool:

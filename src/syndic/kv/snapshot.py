@@ -10,7 +10,9 @@ Payload (a msgpack map, short keys):
   ``r`` revision, ``c`` compact revision, ``g`` log base revision,
   ``l`` log (per revision: nil, key, or list of keys), ``i`` index as a list
   of ``[key, [[mod, create, version, lease, value|nil], ...]]`` in key order,
-  ``s`` [lease-id counter, [[id, ttl_s, 0], ...]], ``a`` alarms.
+  ``s`` [lease-id counter, [[id, ttl_s, 0], ...]], ``a`` alarms, and only
+  when there are any, ``u`` compaction survivors' places in a revision that
+  wrote several keys, ``[[key, revision, place], ...]`` in key order.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class FrozenStore:
     lease_seq: int
     leases: list[tuple[int, int, int]]
     alarms: list[int]
+    survivor_subs: list[tuple[bytes, int, int]]
 
 
 def freeze(store: Store) -> FrozenStore:
@@ -82,6 +85,7 @@ def freeze(store: Store) -> FrozenStore:
         # alone (syndic.kv.lease) and never leave it, so it is always 0.
         leases=[(ls.id, ls.ttl_s, 0) for ls in lessor.leases.values()],
         alarms=sorted(int(a) for a in store._alarms),
+        survivor_subs=sorted((k, mod, place) for k, (mod, place) in store._survivor_subs.items()),
     )
 
 
@@ -98,7 +102,7 @@ def dump_frozen_parts(frozen: FrozenStore) -> list[bytes]:
     whole (msgpack packs tuples as arrays, maps in insertion order)."""
     packer = msgpack.Packer(use_bin_type=True)
     revision = frozen.revision
-    parts = [packer.pack_map_header(7)]
+    parts = [packer.pack_map_header(8 if frozen.survivor_subs else 7)]
     for name, value in (
         ("r", frozen.revision),
         ("c", frozen.compact_revision),
@@ -120,6 +124,8 @@ def dump_frozen_parts(frozen: FrozenStore) -> list[bytes]:
         parts.append(b"".join(map(packer.pack, chunk)))
     parts += (packer.pack("s"), packer.pack([frozen.lease_seq, frozen.leases]))
     parts += (packer.pack("a"), packer.pack(frozen.alarms))
+    if frozen.survivor_subs:
+        parts += (packer.pack("u"), packer.pack(frozen.survivor_subs))
     crc = 0
     for part in parts:
         crc = zlib.crc32(part, crc)
@@ -230,7 +236,7 @@ def _build(payload: Any, config: StoreConfig | None) -> Store:
     large store spends its time here."""
     from syndic.kv.mvcc import LEASE_OVERHEAD_BYTES, RECORD_OVERHEAD_BYTES, Store, record_at
 
-    if type(payload) is not dict or set(payload) != {"r", "c", "g", "l", "i", "s", "a"}:
+    if type(payload) is not dict or set(payload) - {"u"} != {"r", "c", "g", "l", "i", "s", "a"}:
         raise _fail("payload is not the expected map")
     store = Store(config)
     rev = _int(payload["r"], "revision", 1)
@@ -301,6 +307,7 @@ def _build(payload: Any, config: StoreConfig | None) -> Store:
             raise _fail(f"key {key!r:.40} names missing lease {lease_id}")
         holder.keys.add(key)
     store._log = _build_log(log, log_base, entries, record_at)
+    store._survivor_subs = _survivor_subs(payload.get("u", []), log_base, entries)
     # Keys arrive sorted, so this is one linear pass (SortedDict sorts an
     # empty dict's keys in bulk, and timsort on sorted input is linear).
     store._index.update(entries)
@@ -312,6 +319,28 @@ def _build(payload: Any, config: StoreConfig | None) -> Store:
         store._alarms.add(AlarmType(_int(alarm, "alarm", 1, 2)))
     store._lessor.check_invariants()
     return store
+
+
+def _survivor_subs(
+    raw: Any, log_base: int, entries: dict[bytes, Any]
+) -> dict[bytes, tuple[int, int]]:
+    """``u``: each names a key's oldest record, below the log base."""
+    if type(raw) is not list:
+        raise _fail("survivor places are not a list")
+    subs: dict[bytes, tuple[int, int]] = {}
+    for item in raw:
+        if type(item) is not list or len(item) != 3 or type(item[0]) is not bytes:
+            raise _fail("survivor place is not [key, revision, place]")
+        key = item[0]
+        mod = _int(item[1], "survivor revision", 1, log_base - 1)
+        place = _int(item[2], "survivor place", 0)
+        entry = entries.get(key)
+        if entry is None or (entry if type(entry) is tuple else entry[0])[0] != mod:
+            raise _fail(f"survivor place for {key!r:.40} names no oldest record at {mod}")
+        if key in subs:
+            raise _fail(f"survivor place for {key!r:.40} repeated")
+        subs[key] = (mod, place)
+    return subs
 
 
 def _build_log(

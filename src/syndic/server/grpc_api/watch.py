@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 from syndic.api.gen import rpc_pb2
@@ -107,9 +107,6 @@ class _Shared:
         # The header as of the last backend wake-up: read once per write, not
         # once per stream it reaches (responses carry their own revision).
         self._header: Header | None = None
-        # Sessions woken while their sender was parked, delivered to in one
-        # loop callback (see _deliver).
-        self._ready: list[_WatchSession] = []
 
     def header(self) -> Header:
         header = self._header
@@ -145,32 +142,11 @@ class _Shared:
         the streams the hub gave responses, and no other."""
         self._header = None
         sessions = self._sessions
-        ready = self._ready
-        was_empty = not ready
         for hub in tuple(self._hubs):
             for stream in hub.take_notified():
                 session = sessions.get(stream)
-                if session is None:
-                    continue
-                if session.parked():
-                    ready.append(session)
-                else:
+                if session is not None:
                     session.wake()
-        if was_empty and ready:
-            asyncio.get_running_loop().call_soon(self._deliver)
-
-    def _deliver(self) -> None:
-        """Write the new responses of parked senders from this one callback.
-
-        A thousand streams woken by one write would otherwise be a thousand
-        task switches. A session whose writes cannot all go out at once
-        (flow control) is handed back to its own sender task, which finishes
-        them in order.
-        """
-        ready, self._ready = self._ready, []
-        for session in ready:
-            if session.parked():
-                session.deliver_now()
 
     def _schedule_tick(self) -> None:
         self._ticker = asyncio.get_running_loop().call_later(
@@ -187,29 +163,6 @@ class _Shared:
             if session.wants_tick():
                 session.wake()
         self._schedule_tick()
-
-
-async def _carry_on(write: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-    """Run a write coroutine that was started by hand and is waiting on
-    ``waiting_on`` (what it yielded) to its end, as a task would."""
-    while True:
-        if hasattr(waiting_on, "_asyncio_future_blocking"):
-            waiting_on._asyncio_future_blocking = False  # as Task.__step does
-        try:
-            if waiting_on is None:
-                await asyncio.sleep(0)  # a bare yield: give the loop one pass
-            else:
-                await asyncio.wait((waiting_on,))  # its outcome is the write's to read
-        except BaseException as exc:
-            try:
-                waiting_on = write.throw(exc)
-            except StopIteration:
-                return
-            continue
-        try:
-            waiting_on = write.send(None)
-        except StopIteration:
-            return
 
 
 class _WatchSession:
@@ -237,51 +190,12 @@ class _WatchSession:
         self._progress: dict[int, bool] = {}
         # Watchers created with fragment=true (etcd: serverWatchStream.fragment).
         self._fragment: set[int] = set()
-        # A write begun by deliver_now that had to wait, and the payloads
-        # pulled after it: the sender sends them before pulling again.
-        self._unfinished: asyncio.Future[Any] | None = None
-        self._unsent: list[bytes] = []
 
     def wake(self) -> None:
         self._woken = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    def parked(self) -> bool:
-        """The sender waits for a wake-up with nothing of its own in hand."""
-        waiter = self._waiter
-        return (
-            waiter is not None
-            and not waiter.done()
-            and self._inbox.empty()
-            and self._unfinished is None
-            and not self._unsent
-        )
-
-    def deliver_now(self) -> None:
-        """Pull and write from the caller's stack while every write completes
-        at once; else leave the rest to the sender task (woken here)."""
-        payloads = self._pull_payloads()
-        for n, payload in enumerate(payloads):
-            write = self._context.write(EncodedMessage(rpc_pb2.WatchResponse, payload))
-            try:
-                waiting_on = write.send(None)
-            except StopIteration:
-                continue
-            except BaseException:
-                # The stream is gone (or broken): the sender task finds out
-                # on its own next write and ends the call as usual.
-                write.close()
-                self._unsent.extend(payloads[n + 1 :])
-                break
-            # The write waits for flow control: a task carries it on, and the
-            # sender sends what is left after it.
-            self._unfinished = asyncio.ensure_future(_carry_on(write, waiting_on))
-            self._unsent.extend(payloads[n + 1 :])
-            break
-        if self._unfinished is not None or self._unsent or self.stream.pending():
-            self.wake()
 
     def wants_tick(self) -> bool:
         return bool(self._progress) or self.stream.pending() > 0
@@ -298,8 +212,6 @@ class _WatchSession:
                 self.wake()
                 await sender
         finally:
-            if self._unfinished is not None:
-                self._unfinished.cancel()
             for task in (reader, sender):
                 task.cancel()
             # Collected, not raised: when the client goes away, gRPC cancels
@@ -397,35 +309,25 @@ class _WatchSession:
                     self._waiter = None
 
     async def _flush(self) -> int:
-        """Finish what deliver_now left, then write one pulled batch of the
-        hub's responses; returns how many messages were written."""
-        if self._unfinished is not None:
-            unfinished, self._unfinished = self._unfinished, None
-            await unfinished
-        payloads, self._unsent = self._unsent, []
-        payloads += self._pull_payloads()
-        write = self._context.write
-        for payload in payloads:
-            await write(EncodedMessage(rpc_pb2.WatchResponse, payload))
-        return len(payloads)
-
-    def _pull_payloads(self) -> list[bytes]:
-        """One pulled batch of the hub's responses, as wire messages in order."""
+        """Write one pulled batch of the hub's responses; returns how many were written."""
         responses = self.stream.pull(self._config.watch_pull_responses_max)
-        if not responses:
-            return []
-        shared = self._shared
-        header = shared.header()
-        encode = shared.wire.encode
-        fragment = self._fragment
-        # etcd: serverWatchStream.maxRequestBytes is the request limit plus
-        # gRPC's overhead allowance, and fragments are cut at that size.
-        fragment_bytes_max = self._config.max_request_bytes + GRPC_OVERHEAD_BYTES
-        out: list[bytes] = []
-        for resp in responses:
-            out += encode(resp, header, fragment_bytes_max if resp.watch_id in fragment else None)
-            self._account(resp)
-        return out
+        if responses:
+            shared = self._shared
+            header = shared.header()
+            encode = shared.wire.encode
+            write = self._context.write
+            fragment = self._fragment
+            # etcd: serverWatchStream.maxRequestBytes is the request limit plus
+            # gRPC's overhead allowance, and fragments are cut at that size.
+            fragment_bytes_max = self._config.max_request_bytes + GRPC_OVERHEAD_BYTES
+            for resp in responses:
+                payloads = encode(
+                    resp, header, fragment_bytes_max if resp.watch_id in fragment else None
+                )
+                self._account(resp)
+                for payload in payloads:
+                    await write(EncodedMessage(rpc_pb2.WatchResponse, payload))
+        return len(responses)
 
     def _account(self, resp: WatchResponse) -> None:
         if resp.canceled:

@@ -36,9 +36,10 @@ SETUP = [
 
 
 @pytest.fixture
-async def auth_store(tmp_path: Path) -> AsyncIterator[list[str]]:
-    """A syndic member with auth on: root, and alice with readwrite on ``team/``."""
-    store = start_single("syndic", tmp_path / "store")
+async def auth_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[list[str]]:
+    """A member (syndic unless parametrized) with auth on: root, and alice with
+    readwrite on ``team/``."""
+    store = start_single(getattr(request, "param", "syndic"), tmp_path / "store")
     try:
         await asyncio.to_thread(wait_ready, store.endpoints)
         for args in SETUP:
@@ -118,6 +119,9 @@ async def permission(endpoint: str, verb: str) -> None:
     assert out.returncode == 0, out.stderr
 
 
+@pytest.mark.parametrize(
+    "auth_store", ["syndic", pytest.param("etcd", marks=pytest.mark.etcd)], indirect=True
+)
 async def test_a_permission_revoked_after_the_check_stops_the_write(
     auth_store: list[str],
 ) -> None:

@@ -1,9 +1,9 @@
 """Watch fan-out: many streams, tight flow-control windows, every event once and in order.
 
-The member writes the new responses of idle streams from one callback and
-hands a stream whose write must wait for window to its own sender task;
-these tests hold the window small so both paths run, with python-hyper
-``h2`` as the client (it lets the test decide when window is returned).
+Each stream's sender writes the responses the hub gives it; when the
+client's window and the stream's send queue are full its write waits. These
+tests hold both small so writes do wait, with python-hyper ``h2`` as the
+client (it lets the test decide when window is returned).
 """
 
 from __future__ import annotations

@@ -34,24 +34,22 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCE_PACKAGE = ROOT / "src" / "syndic"
 DEFAULT_OUT = ROOT / "build" / "compiled"
 
-# The hot modules that mypyc compiles as they are. Exception modules stay
-# interpreted (mypyc cannot compile a class deriving from a builtin exception
-# other than Exception), as do the packages' __init__ files.
+# The hot modules that mypyc compiles as they are. Left interpreted:
+# exception modules (mypyc cannot compile a class deriving from a builtin
+# exception other than Exception), the packages' __init__ files, and every
+# module whose public functions or message classes take values straight from
+# a Python caller and promise a typed error for a wrong type (the messages,
+# RaftNode's API, Wal and SnapshotStore): compiled, mypyc would refuse such a
+# value with its own TypeError before the module's check could name it.
 COMPILED_MODULES = (
-    "syndic/raft/config.py",
-    "syndic/raft/core.py",
     "syndic/raft/log.py",
-    "syndic/raft/membership.py",
-    "syndic/raft/messages.py",
     "syndic/raft/progress.py",
+    "syndic/raft/membership.py",
     "syndic/kv/lease.py",
-    "syndic/kv/messages.py",
     "syndic/kv/mvcc.py",
     "syndic/kv/snapshot.py",
     "syndic/storage/records.py",
-    "syndic/storage/wal.py",
     "syndic/storage/recovery.py",
-    "syndic/storage/snapshots.py",
     "syndic/server/entry_codec.py",
 )
 
@@ -84,6 +82,10 @@ def copy_sources(out: Path) -> None:
     for stale in target.rglob("*.py"):
         if stale.relative_to(target) not in wanted:
             stale.unlink()
+    for shared in out.glob("*__mypyc.*.so"):
+        # The runtime library of a module set: rebuilt, under a name of its
+        # own, for the current set; an older set's copy would linger unused.
+        shared.unlink()
     for extension in target.rglob("*.so"):
         # A module dropped from COMPILED_MODULES must not keep shadowing its copy.
         module = extension.relative_to(out).with_name(extension.name.split(".")[0] + ".py")

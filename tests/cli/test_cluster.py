@@ -3,6 +3,7 @@ three-member cluster that serves a write and stops every member on SIGINT."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import random
@@ -233,3 +234,70 @@ def test_members_do_not_outlive_a_killed_cluster_command(tmp_path: Path) -> None
                 break
         assert time.monotonic() < deadline, "the member kept serving after its parent died"
         time.sleep(0.1)
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (Linux's /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                # After the command's closing parenthesis: state, then parent pid.
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """True while any thread of ``pid`` has not exited: a killed member's main
+    thread shows as a zombie while a thread in an fsync still holds its sockets."""
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            if (task / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                return True
+    except FileNotFoundError:
+        return False
+    return False
+
+
+def test_members_do_not_outlive_a_cluster_command_killed_while_starting(
+    tmp_path: Path,
+) -> None:
+    """Killed between forking its first and its last member, the command
+    leaves none behind: each dies with its parent (PDEATHSIG), and one forked
+    after the parent died exits by itself."""
+    if sys.platform != "linux":
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    root = tmp_path / "root"
+    base = free_base_port(3, root)
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "syndic", "cluster", "up", "--members=3"),
+            f"--base-port={base}",
+            f"--data-root={root}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    members: list[int] = []
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while len(members) < 2 and time.monotonic() < deadline:
+            members = _children(process.pid)
+            time.sleep(0.005)
+        assert members, "cluster up forked no member"
+    finally:
+        process.kill()
+        process.wait(10)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while any(_running(pid) for pid in members):
+        assert time.monotonic() < deadline, "a member outlived its killed parent"
+        time.sleep(0.1)
+    # Nor one forked after the last look: no process names this data root.
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and str(root).encode() in (entry / "cmdline").read_bytes():
+                assert not _running(int(entry.name)), f"member {entry.name} left running"

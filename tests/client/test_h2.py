@@ -16,7 +16,7 @@ import pytest
 
 from syndic.api.gen import rpc_pb2
 from syndic.client import Client, UnavailableError
-from syndic.client.h2 import STREAM_REFUSED, H2Channel, _references_only
+from syndic.client.h2 import STREAM_REFUSED, H2Channel, table_preserving
 from syndic.server.h2.frames import (
     PREFACE,
     ErrorCode,
@@ -191,11 +191,16 @@ async def test_connection_refused_is_never_sent() -> None:
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
 
 
-def test_only_reference_blocks_are_kept() -> None:
-    assert _references_only(b"\x88\xc0\xbf")
-    assert _references_only(b"\xff\x81\x01")  # a multi-byte index
-    assert not _references_only(b"\x88\x40\x01a\x01b")  # incremental indexing
-    assert not _references_only(b"\x3f\xe1\x1f")  # a table size update
+def test_only_blocks_that_leave_the_table_alone_are_kept() -> None:
+    assert table_preserving(b"\x88\xc0\xbf")
+    assert table_preserving(b"\xff\x81\x01")  # a multi-byte index
+    # syndic's answers: :status 200 indexed, then literals without indexing.
+    assert table_preserving(b"\x88\x00\x0ccontent-type\x10application/grpc")
+    assert table_preserving(b"\x00\x0bgrpc-status\x010")
+    assert table_preserving(b"\x1f\x10\x03abc")  # never indexed, name from the table
+    assert not table_preserving(b"\x88\x40\x01a\x01b")  # incremental indexing
+    assert not table_preserving(b"\x3f\xe1\x1f")  # a table size update
+    assert not table_preserving(b"\x00\x05ab")  # cut short
 
 
 @pytest.mark.parametrize("unary_transport", ["h2", "grpc"])

@@ -91,21 +91,49 @@ _RST_STATUS: Final[dict[int, grpc.StatusCode]] = {
 STREAM_REFUSED: Final = "stream refused by the member, not processed"
 
 
-def _references_only(block: bytes) -> bool:
-    """Whether an HPACK block is indexed fields only (RFC 7541 §6.1), which
-    read the table and never change it."""
+def _skip_int(block: bytes, index: int, prefix_bits: int) -> tuple[int, int]:
+    """(value, index after it) of the HPACK integer at ``index`` (RFC 7541 §5.1)."""
+    limit = (1 << prefix_bits) - 1
+    value = block[index] & limit
+    index += 1
+    if value == limit:
+        shift = 0
+        while True:
+            byte = block[index]
+            index += 1
+            value += (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+    return value, index
+
+
+def _skip_string(block: bytes, index: int) -> int:
+    length, index = _skip_int(block, index, 7)
+    return index + length
+
+
+def table_preserving(block: bytes) -> bool:
+    """Whether decoding an HPACK block leaves the dynamic table as it was:
+    indexed fields and literals without (or never) indexing only; no
+    incremental indexing, no table size update (RFC 7541 §6)."""
     index = 0
     size = len(block)
-    while index < size:
-        byte = block[index]
-        if not byte & 0x80:
-            return False
-        index += 1
-        if byte & 0x7F == 0x7F:  # a multi-byte index
-            while index < size and block[index] & 0x80:
-                index += 1
-            index += 1
-    return True
+    try:
+        while index < size:
+            byte = block[index]
+            if byte & 0x80:  # indexed field
+                _, index = _skip_int(block, index, 7)
+            elif byte & 0xE0 == 0x00:  # literal without / never indexed
+                name, index = _skip_int(block, index, 4)
+                if name == 0:
+                    index = _skip_string(block, index)
+                index = _skip_string(block, index)
+            else:  # incremental indexing (01xxxxxx) or a size update (001xxxxx)
+                return False
+    except IndexError:
+        return False
+    return index == size
 
 
 def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
@@ -435,8 +463,9 @@ class H2Connection(asyncio.Protocol):
 
     def _decode(self, block: bytes) -> dict[bytes, bytes]:
         """The block's headers. A member answers every call with the same few
-        blocks of table references; a block of references only leaves the
-        table as it was, so its decoding is kept until the table changes."""
+        blocks; one that leaves the table as it was (references and literals
+        that are not indexed) decodes the same until the table changes, so
+        its decoding is kept until then."""
         cache = self._decoded
         headers = cache.get(block)
         if headers is not None:
@@ -445,7 +474,7 @@ class H2Connection(asyncio.Protocol):
             headers = dict(self._decoder.decode(block, raw=True))
         except hpack.HPACKError as exc:
             raise ProtocolError(ErrorCode.COMPRESSION_ERROR, str(exc)) from None
-        if not _references_only(block):
+        if not table_preserving(block):
             cache.clear()  # the table may have changed: references mean other things
         elif len(cache) < DECODED_BLOCKS_MAX:
             cache[block] = headers

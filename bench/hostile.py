@@ -504,6 +504,11 @@ def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
         rows = [run[name] for run in runs]
         merged[name] = {
             "survived": all(r["survived"] for r in rows),
+            # Which runs failed, and on what: a median hides a single spike.
+            "survived_runs": sum(bool(r["survived"]) for r in rows),
+            "runs": len(rows),
+            "get_ms_max_each": [r["get_ms_max"] for r in rows],
+            "gets_failed_each": [r["gets_failed"] for r in rows],
             "term_held": all(r["term_held"] for r in rows),
             "get_ms_max": statistics.median(r["get_ms_max"] for r in rows),
             "get_ms_median": statistics.median(r["get_ms_median"] for r in rows),
@@ -534,6 +539,11 @@ def print_table(results: dict[str, Any]) -> None:
         for flag in ("term_held", "survived"):
             e_flag, s_flag = etcd[name][flag], syndic[name][flag]
             print(f"{name:20} {flag:22} {e_flag!s:>10} {s_flag!s:>10} {'':>11}")
+        runs = [
+            f"{r[name].get('survived_runs', '?')}/{r[name].get('runs', '?')}"
+            for r in (etcd, syndic)
+        ]
+        print(f"{name:20} {'runs survived':22} {runs[0]:>10} {runs[1]:>10} {'':>11}")
 
 
 def main() -> None:

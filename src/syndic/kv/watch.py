@@ -163,6 +163,7 @@ class Watcher:
         "progress_notify",
         "range_end",
         "seq",
+        "sizes",
         "stream",
         "synced",
         "watch_id",
@@ -185,6 +186,9 @@ class Watcher:
         self.synced = False
         self.canceled = False
         self.buffer: deque[WatchResponse] = deque()
+        # The size charged for each buffered response, in the same order, so
+        # taking one does not add up its events again.
+        self.sizes: deque[int] = deque()
         self.buffer_events = 0
         self.buffer_bytes = 0
 
@@ -208,6 +212,7 @@ class Watcher:
 
     def push(self, resp: WatchResponse, size_bytes: int) -> None:
         self.buffer.append(resp)
+        self.sizes.append(size_bytes)
         self.buffer_events += len(resp.events)
         self.buffer_bytes += size_bytes
         stream = self.stream
@@ -449,6 +454,7 @@ class WatchHub:
             assert stream.notified == (stream.stream_id in self._notified)
             for w in stream._watchers.values():
                 assert w.buffer_events == sum(len(r.events) for r in w.buffer)
+                assert len(w.sizes) == len(w.buffer) and w.buffer_bytes == sum(w.sizes)
                 event_responses = sum(1 for r in w.buffer if r.events)
                 # Only a lone (unsplittable) revision may exceed the bound.
                 assert w.buffer_events <= self.config.buffer_events_max or event_responses == 1
@@ -521,6 +527,7 @@ class WatchStream:
         if w is None or w.canceled:
             raise WatchError(f"no active watch id {watch_id}")
         w.buffer.clear()
+        w.sizes.clear()
         w.buffer_events = 0
         w.buffer_bytes = 0
         self.hub._cancel(w, "")
@@ -567,7 +574,7 @@ class WatchStream:
         while w.buffer and len(out) < max_responses:
             resp = w.buffer.popleft()
             w.buffer_events -= len(resp.events)
-            w.buffer_bytes -= sum(_event_bytes(ev) for ev in resp.events)
+            w.buffer_bytes -= w.sizes.popleft()
             out.append(resp)
             if resp.canceled:
                 del self._watchers[w.watch_id]

@@ -51,6 +51,9 @@ _UINT64_MASK: Final = (1 << 64) - 1
 # hit the same few entries; the bound only stops a burst of distinct events
 # (a long catch-up) from growing the cache: it is emptied when full.
 ENCODED_EVENTS_MAX: Final = 4096
+# watch_id fields kept encoded; ids are small per stream and repeat across
+# streams, so a few thousand cover a member; emptied when full.
+ENCODED_WATCH_IDS_MAX: Final = 4096
 _FRAGMENT_FIELD: Final = bytes([(_FRAGMENT << 3) | _WIRE_VARINT, 1])
 
 
@@ -83,11 +86,16 @@ class WatchWireEncoder:
     the latest header and of recently seen events, never per-stream state.
     """
 
-    __slots__ = ("_events", "_header", "_header_key")
+    __slots__ = ("_events", "_header", "_header_key", "_header_of", "_watch_ids")
 
     def __init__(self) -> None:
         self._header_key: tuple[int, int, int, int] | None = None
         self._header = b""
+        # The Header object and revision the cached header bytes were made
+        # from: the servicer passes one Header object per write, so most
+        # calls match by identity without building a key.
+        self._header_of: tuple[Header | None, int] = (None, -1)
+        self._watch_ids: dict[int, bytes] = {}
         # id(event) -> (event, its WatchResponse.events field); the event is
         # held so that its id is not reused by another object meanwhile.
         self._events: dict[int, tuple[Event, bytes]] = {}
@@ -99,7 +107,13 @@ class WatchWireEncoder:
 
         ``fragment_bytes_max`` is None unless the watcher asked for fragments.
         """
-        head = self._header_field(header, resp.revision) + self._own_fields(resp)
+        head = self._header_field(header, resp.revision)
+        if resp.created or resp.canceled or resp.compact_revision or resp.cancel_reason:
+            head += self._own_fields(resp)
+        else:
+            head += self._watch_id_field(resp.watch_id)
+        if len(resp.events) < 2:  # nothing to fragment: the common case
+            return [head + b"".join([self._event_field(ev) for ev in resp.events])]
         events = [self._event_field(ev) for ev in resp.events]
         size = len(head) + sum(map(len, events))
         if fragment_bytes_max is None or size < fragment_bytes_max or len(events) < 2:
@@ -108,6 +122,10 @@ class WatchWireEncoder:
 
     def _header_field(self, header: Header, revision: int) -> bytes:
         # etcd: a watch response's header revision is the response's revision.
+        of = self._header_of
+        if of[0] is header and of[1] == revision:
+            return self._header
+        self._header_of = (header, revision)
         key = (header.cluster_id, header.member_id, revision, header.raft_term)
         if key != self._header_key:
             body = (
@@ -119,6 +137,14 @@ class WatchWireEncoder:
             self._header = len_field(_HEADER, body)
             self._header_key = key
         return self._header
+
+    def _watch_id_field(self, watch_id: int) -> bytes:
+        field = self._watch_ids.get(watch_id)
+        if field is None:
+            if len(self._watch_ids) >= ENCODED_WATCH_IDS_MAX:
+                self._watch_ids.clear()
+            field = self._watch_ids[watch_id] = varint_field(_WATCH_ID, watch_id)
+        return field
 
     @staticmethod
     def _own_fields(resp: WatchResponse) -> bytes:

@@ -12,6 +12,9 @@ from syndic.client.watch import Watch
 from tests.stores import Store
 
 EVENT_TIMEOUT_S = 20.0
+# The confirm timeout of a create (attempt_timeout_s): generous, so a loaded
+# machine does not end a healthy stream in tests that count streams.
+CONFIRM_TIMEOUT_S = 30.0
 WATCHES = 100
 
 
@@ -27,7 +30,7 @@ async def values_of(watch: Watch, count: int) -> list[bytes]:
 
 
 async def test_hundred_watches_share_one_stream(store: Store, key_prefix: bytes) -> None:
-    async with Client(store.endpoints) as client:
+    async with Client(store.endpoints, attempt_timeout_s=CONFIRM_TIMEOUT_S) as client:
         watches = [client.watch(key_prefix + b"%03d" % i) for i in range(WATCHES)]
         await asyncio.gather(*(w.start() for w in watches))
         assert client._watch_mux.streams_opened == 1
@@ -46,7 +49,7 @@ async def test_hundred_watches_share_one_stream(store: Store, key_prefix: bytes)
 
 
 async def test_cancel_one_leaves_the_others(store: Store, key_prefix: bytes) -> None:
-    async with Client(store.endpoints) as client:
+    async with Client(store.endpoints, attempt_timeout_s=CONFIRM_TIMEOUT_S) as client:
         keep = [await client.watch(key_prefix + b"k%d" % i).start() for i in range(3)]
         gone = await client.watch(key_prefix, prefix=True).start()
         await client.put(key_prefix + b"k0", b"1")
@@ -116,7 +119,7 @@ async def test_fragmented_revision_among_other_watches(store: Store, key_prefix:
 async def test_a_watch_opened_as_the_last_one_closes(store: Store, key_prefix: bytes) -> None:
     # The stream ends with its last watch; one opened at that moment rides
     # the next stream, with no fault counted against the member.
-    async with Client(store.endpoints) as client:
+    async with Client(store.endpoints, attempt_timeout_s=CONFIRM_TIMEOUT_S) as client:
         for round_ in range(3):
             first = await client.watch(key_prefix + b"a").start()
             await first.close()

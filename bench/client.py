@@ -345,7 +345,7 @@ def main() -> None:
         for repeat in range(args.repeats):
             for measure, runs in ((watch_resume, resumes), (watch_resume_many, many)):
                 root = Path(tmp) / f"cluster-{measure.__name__}-{repeat}"
-                cluster = start_store_cluster("syndic", root, 3)
+                cluster = start_cluster_retrying(root)
                 try:
                     runs.append(asyncio.run(measure(cluster)))
                 finally:
@@ -419,6 +419,19 @@ def resume_table(resumes: list[dict[str, Any]]) -> dict[str, Any]:
         f"lost {table['lost']}, repeated {table['repeated']} over {len(resumes)} runs"
     )
     return table
+
+
+def start_cluster_retrying(root: Path, attempts: int = 3) -> Store:
+    """A 3-member syndic cluster; started again if a free port was taken by
+    another process between being chosen and being bound."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return start_store_cluster("syndic", root / str(attempt), 3)
+        except AssertionError as exc:
+            if attempt == attempts:
+                raise
+            print(f"  cluster did not start ({str(exc).splitlines()[0][:100]}); again")
+    raise AssertionError("unreachable")
 
 
 def resume_many_table(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -126,6 +126,19 @@ async def test_an_answer_is_decoded() -> None:
         assert (await call_range(target)).count == 7
 
 
+def test_an_answer_is_decoded_on_uvloop() -> None:
+    # uvloop's transports implement asyncio.Transport without subclassing it;
+    # `syndic agent` and `syndic serve` run their clients on uvloop.
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> int:
+        answer = rpc_pb2.RangeResponse(count=3)
+        async with hostile_peer(ok_reply(answer.SerializeToString())) as (target, _):
+            return (await call_range(target)).count
+
+    assert uvloop.run(scenario()) == 3
+
+
 async def test_error_in_trailers_keeps_code_and_decoded_message() -> None:
     async with hostile_peer(grpc_error(5, "etcdserver:%20not%20found")) as (target, _):
         with pytest.raises(grpc.aio.AioRpcError) as raised:

@@ -36,7 +36,7 @@ import ssl
 import struct
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import unquote
 
 import grpc
@@ -232,8 +232,8 @@ class H2Connection(asyncio.Protocol):
     # ---------------------------------------------------------------- asyncio
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports do not subclass asyncio.Transport; they implement it.
+        self._transport = cast(asyncio.Transport, transport)
         settings = settings_frame(
             {
                 Setting.ENABLE_PUSH: 0,
@@ -241,7 +241,7 @@ class H2Connection(asyncio.Protocol):
             }
         )
         grow = window_update(0, CONNECTION_WINDOW_BYTES - _PEER_WINDOW_DEFAULT)
-        transport.write(PREFACE + settings + grow)
+        self._transport.write(PREFACE + settings + grow)
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = f"connection to {self.target} lost" + (f": {exc}" if exc else "")

@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 
 from syndic.kv.messages import PutRequest, RangeRequest
-from syndic.server import node as node_module
 from syndic.server.backend import ServerError
 from syndic.server.node import MemberNode
 from tests.server.cluster_util import cluster_configs, eventually
 
 
-async def _slow_disk_member(tmp_path: Path, fsync_s: float) -> MemberNode:
+async def _slow_disk_member(tmp_path: Path, fsync_s: float, **settings: Any) -> MemberNode:
     (config,) = cluster_configs(tmp_path, 1)
+    config = dataclasses.replace(config, **settings)
     node = MemberNode(config)
     await node.start()
     await eventually(node._is_leader)
@@ -49,8 +49,7 @@ async def _outcome(call: Any) -> str:
 async def test_writes_past_the_pending_bound_are_refused_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(node_module, "PROPOSALS_PENDING_MAX", 8)
-    node = await _slow_disk_member(tmp_path, fsync_s=0.3)
+    node = await _slow_disk_member(tmp_path, fsync_s=0.3, max_pending_proposals=8)
     try:
         outcomes = await asyncio.gather(
             *(_outcome(node.write(PutRequest(key=b"k%d" % i, value=b"v"))) for i in range(30))
@@ -89,8 +88,9 @@ async def test_a_proposal_is_refused_while_apply_lags_far_behind_commit(
 async def test_linearizable_reads_past_their_bound_are_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(node_module, "READS_PENDING_MAX", 0)
     node = await _slow_disk_member(tmp_path, fsync_s=0)
+    # 0 is below what a setting allows; the runtime's Reads took its bound at start.
+    monkeypatch.setattr(node._rt.reads, "pending_max", 0)
     try:
         with pytest.raises(ServerError, match="too many requests") as err:
             await node.range(RangeRequest(key=b"settled"))

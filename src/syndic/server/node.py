@@ -97,17 +97,6 @@ log = logging.getLogger(__name__)
 # The API version syndic implements, reported where etcd reports its own
 # version (Status, /version): clients gate features on it.
 ETCD_API_VERSION = "3.4.0"
-# Overload is refused early with etcd's "too many requests" (gRPC
-# RESOURCE_EXHAUSTED), which clients back off from, rather than queued until
-# the request timeout. Proposals waiting for their entry to apply on this
-# member, and their bytes: a thousand clients at etcd's request limit fit.
-PROPOSALS_PENDING_MAX = 10_000
-PROPOSALS_PENDING_BYTES_MAX = 256 * 1024 * 1024
-# etcd: maxGapBetweenApplyAndCommitIndex. Committed entries not yet applied
-# mean the apply loop is behind; new proposals would only wait longer.
-APPLY_GAP_ENTRIES_MAX = 5000
-# Linearizable reads waiting for their ReadIndex round.
-READS_PENDING_MAX = 10_000
 # How often callers past the request timeout are failed: one timer for all
 # of them instead of one armed and cancelled per call (a few per cent of a
 # member's CPU under load); a caller may wait this much longer than the timeout.
@@ -285,12 +274,12 @@ class MemberNode:
     def _limits(self) -> RuntimeLimits:
         return RuntimeLimits(
             proposals=ProposalLimits(
-                pending_max=PROPOSALS_PENDING_MAX,
-                pending_bytes_max=PROPOSALS_PENDING_BYTES_MAX,
-                apply_gap_entries_max=APPLY_GAP_ENTRIES_MAX,
+                pending_max=self.config.max_pending_proposals,
+                pending_bytes_max=self.config.max_pending_proposal_bytes,
+                apply_gap_entries_max=self.config.max_apply_gap_entries,
                 request_bytes_max=self.config.max_request_bytes,
             ),
-            reads_pending_max=READS_PENDING_MAX,
+            reads_pending_max=self.config.max_pending_reads,
             snapshot_every_entries=self.config.snapshot_count,
             request_timeout_ms=int(self.request_timeout_s * 1000),
         )

@@ -218,10 +218,14 @@ class SyncWatch:
         except StopAsyncIteration:
             raise StopIteration from None
 
+    async def _next_within(self, timeout_s: float) -> WatchBatch:
+        async with asyncio.timeout(timeout_s):
+            return await self.watch.__anext__()
+
     def next(self, timeout_s: float) -> WatchBatch | None:
         """The next batch, or None if none arrives within ``timeout_s``."""
         try:
-            return self._owner._run(asyncio.wait_for(self.watch.__anext__(), timeout_s))
+            return self._owner._run(self._next_within(timeout_s))
         except TimeoutError:
             return None
 

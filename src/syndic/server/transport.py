@@ -211,10 +211,10 @@ class _PeerWriter:
         delay_s = RECONNECT_DELAY_S_MIN
         while True:
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.peer.host, self.peer.port, ssl=self._ssl),
-                    DIAL_TIMEOUT_S,
-                )
+                async with asyncio.timeout(DIAL_TIMEOUT_S):
+                    reader, writer = await asyncio.open_connection(
+                        self.peer.host, self.peer.port, ssl=self._ssl
+                    )
             except (OSError, TimeoutError):
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, RECONNECT_DELAY_S_MAX)
@@ -481,9 +481,8 @@ async def call_peer(
     """Send one request to the member whose peer port is ``host:port``; its
     (ok, payload) reply. Raises OSError, TimeoutError or PeerCodecError when
     no sound reply arrives within ``timeout_s``."""
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(host, port, ssl=ssl_context), DIAL_TIMEOUT_S
-    )
+    async with asyncio.timeout(DIAL_TIMEOUT_S):
+        reader, writer = await asyncio.open_connection(host, port, ssl=ssl_context)
     try:
         return await _request(reader, writer, op, args, timeout_s)
     finally:
@@ -533,9 +532,8 @@ class PeerRequester:
             ):
                 await self._close()
             if self._stream is None:
-                self._stream = await asyncio.wait_for(
-                    asyncio.open_connection(host, port, ssl=self._ssl), DIAL_TIMEOUT_S
-                )
+                async with asyncio.timeout(DIAL_TIMEOUT_S):
+                    self._stream = await asyncio.open_connection(host, port, ssl=self._ssl)
                 self._address = (host, port)
             reader, writer = self._stream
             try:

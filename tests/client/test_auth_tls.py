@@ -7,7 +7,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from syndic.client import AuthenticationError, Client, PermissionDeniedError
+from syndic.client import (
+    AuthenticationError,
+    Client,
+    ClientError,
+    InvalidRequestError,
+    PermissionDeniedError,
+)
 from tests.server.processes import NEEDS_ETCDCTL, etcdctl
 from tests.server.tls_certs import make_certificates
 from tests.stores import Store, start_single
@@ -47,6 +53,30 @@ async def test_token_is_renewed_when_the_server_voids_it(own_store: Store) -> No
             await client.get("elsewhere")
     with pytest.raises(AuthenticationError, match="authentication failed"):
         await Client.connect(own_store.endpoints, username="alice", password="wrong")
+
+
+@NEEDS_ETCDCTL
+async def test_a_token_given_instead_of_a_password_acts_for_its_user(own_store: Store) -> None:
+    endpoint = own_store.endpoints[0]
+    for step in SETUP:
+        ctl(endpoint, *step)
+    async with Client(own_store.endpoints, username="alice", password="alicepw") as alice:
+        await alice.put("team/a", "1")
+        assert alice._transport.metadata is not None
+        (_, token), *_ = alice._transport.metadata
+    async with Client(own_store.endpoints, token=token) as acting:
+        assert (await acting.get("team/a")).kvs[0].value == b"1"
+        with pytest.raises(PermissionDeniedError, match="etcdserver: permission denied"):
+            await acting.put("elsewhere", "x")
+        # Voided tokens are not renewed: the client has no password to renew with.
+        ctl(endpoint, "--user", "root:rootpw", "auth", "disable")
+        ctl(endpoint, "auth", "enable")
+        with pytest.raises(ClientError, match="invalid auth token"):
+            await acting.get("team/a")
+    with pytest.raises(InvalidRequestError, match="token"):
+        Client(own_store.endpoints, username="alice", password="alicepw", token=token)
+    with pytest.raises(InvalidRequestError, match="token"):
+        Client(own_store.endpoints, token="")
 
 
 @pytest.mark.parametrize("kind", ["syndic", pytest.param("etcd", marks=pytest.mark.etcd)])

@@ -65,6 +65,10 @@ class ClientConfig:
     request_bytes_max: int = REQUEST_BYTES_MAX_DEFAULT
     username: str | None = None
     password: str | None = None
+    # A token issued by Authenticate to someone else (a console acting for
+    # its logged-in user): sent on every call, never renewed, so a call
+    # after it expires fails with the server's "invalid auth token".
+    token: str | None = None
     tls: TlsOptions | None = None
     # gRPC keepalive (etcd: --keepalive-time, --keepalive-timeout). etcd's
     # server refuses pings more often than every 5 s (GRPCKeepAliveMinTime),
@@ -113,6 +117,11 @@ class ClientConfig:
             )
         if (self.username is None) != (self.password is None):
             raise InvalidRequestError("username and password go together: give both or neither")
+        token: object = self.token
+        if token is not None and (
+            self.username is not None or not isinstance(token, str) or not token
+        ):
+            raise InvalidRequestError("token is a non-empty string given instead of username")
 
 
 def _positive(name: str, value: object, high: float) -> None:

@@ -205,7 +205,9 @@ class Transport:
         self._token: str | None = None
         self._token_generation = 0
         self._token_lock = asyncio.Lock()
-        self.metadata: tuple[tuple[str, str], ...] | None = None
+        self.metadata: tuple[tuple[str, str], ...] | None = (
+            None if config.token is None else (("token", config.token),)
+        )
         self.closed = False
         self._budget = RetryBudget(
             ratio=config.retry_budget_ratio,

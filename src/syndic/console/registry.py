@@ -128,11 +128,9 @@ class RegistryAccess:
         if client is not None:
             self._users.move_to_end(token)
             return client
-        client = Client([self._endpoint()])
-        # The console holds the user's token, not a password: it sends the
-        # token as etcd clients do after Authenticate, and a voided token
+        # The console holds the user's token, not a password: a voided token
         # fails the call (the user logs in again) instead of being renewed.
-        client._transport.metadata = (("token", token),)
+        client = Client([self._endpoint()], token=token)
         self._users[token] = client
         while len(self._users) > USER_CLIENTS_MAX:
             _, evicted = self._users.popitem(last=False)

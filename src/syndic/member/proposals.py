@@ -9,22 +9,32 @@ cannot go, times out, or the member stops.
 
 Overload is refused at admission with etcd's "too many requests" rather than
 queued until the request timeout: a client backs off from that error.
+
+A traced request carries a :data:`StageRecorder` from the driver; the stages
+of its entry (propose, fsync, commit, apply) are handed to it as they happen.
+An untraced one carries None, and nothing is looked up for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from syndic.member.ports import Completion, PeerPort
-from syndic.raft import NotLeaderError, ProposalDroppedError, RaftNode, Role
+from syndic.raft import Entry, NotLeaderError, ProposalDroppedError, RaftNode, Role
 from syndic.server import backend as errors
 from syndic.server.backend import ServerError
 from syndic.server.entry_codec import DecodedEntry, EntryKind, encode_entry
 
 # Framing an entry adds its kind and ids to the request it carries.
 ENTRY_OVERHEAD_BYTES_MAX = 1024
+
+# Told each stage of a traced request's entry: the stage's name (propose,
+# fsync, commit, apply) and the entry's Raft index (0 while it is not known:
+# a proposal forwarded to the leader). The driver's callback timestamps it:
+# the runtime reads no clock and knows no tracer.
+StageRecorder = Callable[[str, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,14 +66,17 @@ class TooManyRequestsError(ServerError):
 
 
 class _Pending:
-    __slots__ = ("completion", "data", "deadline_ms")
+    __slots__ = ("completion", "data", "deadline_ms", "trace")
 
-    def __init__(self, completion: Completion, data: bytes, deadline_ms: int) -> None:
+    def __init__(
+        self, completion: Completion, data: bytes, deadline_ms: int, trace: StageRecorder | None
+    ) -> None:
         self.completion = completion
         self.data = data
         # The driver's clock reading past which the caller is answered
         # "request timed out".
         self.deadline_ms = deadline_ms
+        self.trace = trace
 
 
 class Proposals:
@@ -80,6 +93,10 @@ class Proposals:
         # bytes: applying one of them needs no decoding (see take_decoded).
         self._own_entries: dict[bytes, DecodedEntry] = {}
         self._outbox: list[tuple[int, bytes]] = []
+        # The traced proposals still waiting, by their entry bytes (unique:
+        # they hold this member's id and the request id). Empty while tracing
+        # is off, so each stage hook is one emptiness test per Ready.
+        self._traced: dict[bytes, _Pending] = {}
         self.pending_bytes = 0
 
     def __len__(self) -> int:
@@ -100,10 +117,11 @@ class Proposals:
         completion: Completion,
         deadline_ms: int,
         apply_gap_entries: int,
+        trace: StageRecorder | None = None,
     ) -> int:
         """Admit a request and queue its entry for the next cycle; its request id.
         Raises the etcd error (too large, too many requests) and changes nothing
-        when it cannot be admitted."""
+        when it cannot be admitted. ``trace`` is told its entry's stages."""
         request_id = next(self._ids)
         data = encode_entry(kind, self.member_id, request_id, payload)
         limits = self.limits
@@ -115,7 +133,10 @@ class Proposals:
             or apply_gap_entries > limits.apply_gap_entries_max
         ):
             raise TooManyRequestsError("proposal")
-        self._pending[request_id] = _Pending(completion, data, deadline_ms)
+        pending = _Pending(completion, data, deadline_ms, trace)
+        self._pending[request_id] = pending
+        if trace is not None:
+            self._traced[data] = pending
         self.pending_bytes += len(data)
         self._outbox.append((request_id, data))
         if kind is EntryKind.STORE:
@@ -129,10 +150,27 @@ class Proposals:
         """The request this member proposed as ``data``, if it still waits."""
         return self._own_entries.pop(data, None)
 
-    def complete(self, request_id: int, result: Any) -> None:
+    def complete(self, request_id: int, result: Any, index: int = 0) -> None:
+        """The request's entry (at ``index``) applied here with ``result``."""
         pending = self._pop(request_id)
-        if pending is not None and not pending.completion.done():
+        if pending is None:
+            return
+        if pending.trace is not None:
+            pending.trace("apply", index)
+        if not pending.completion.done():
             pending.completion.set_result(result)
+
+    def traced_stage(self, stage: str, entries: Iterable[Entry]) -> None:
+        """Tell the traced requests among ``entries`` that they reached
+        ``stage``: "fsync" once the Ready that holds them is durable here,
+        "commit" once a Ready hands them over as committed."""
+        traced = self._traced
+        if not traced:
+            return
+        for entry in entries:
+            pending = traced.get(entry.data)
+            if pending is not None and pending.trace is not None:
+                pending.trace(stage, entry.index)
 
     def fail(self, request_id: int, error: BaseException) -> None:
         pending = self._pop(request_id)
@@ -148,6 +186,8 @@ class Proposals:
         if pending is not None:
             self.pending_bytes -= len(pending.data)
             self._own_entries.pop(pending.data, None)
+            if pending.trace is not None:
+                self._traced.pop(pending.data, None)
         return pending
 
     def fail_expired(self, now_ms: int) -> int:
@@ -176,27 +216,43 @@ class Proposals:
         if raft.role is not Role.LEADER:
             to_leader = leader_id and leader_id != self.member_id
             if to_leader and peers.forward_proposals(leader_id, [data for _, data in batch]):
+                # The leader picks the index.
+                self._trace_proposed(batch, 0)
                 return 0
             return self._fail_batch(batch, errors.not_leader())
         try:
-            raft.propose_batch([data for _, data in batch])
+            last_index = raft.propose_batch([data for _, data in batch])
         except NotLeaderError:
             return self._fail_batch(batch, errors.not_leader())
         except ProposalDroppedError:
             return self._propose_each(raft, batch)
+        self._trace_proposed(batch, last_index - len(batch) + 1)
         return 0
+
+    def _trace_proposed(self, batch: list[tuple[int, bytes]], first_index: int) -> None:
+        """``propose`` for the traced entries of ``batch``, which occupy
+        consecutive indexes from ``first_index`` (0: unknown, forwarded)."""
+        traced = self._traced
+        if not traced:
+            return
+        for offset, (_, data) in enumerate(batch):
+            pending = traced.get(data)
+            if pending is not None and pending.trace is not None:
+                pending.trace("propose", first_index + offset if first_index else 0)
 
     def _propose_each(self, raft: RaftNode, batch: list[tuple[int, bytes]]) -> int:
         # Too many bytes as a whole (or leadership moving): each on its own.
         failed = 0
         for request_id, data in batch:
             try:
-                raft.propose(data)
+                index = raft.propose(data)
             except NotLeaderError:
                 failed += self._fail_batch([(request_id, data)], errors.not_leader())
             except ProposalDroppedError as exc:
                 error = ServerError("UNAVAILABLE", f"etcdserver: proposal dropped: {exc}")
                 failed += self._fail_batch([(request_id, data)], error)
+            else:
+                self._trace_proposed([(request_id, data)], index)
         return failed
 
     def _fail_batch(self, batch: list[tuple[int, bytes]], error: ServerError) -> int:

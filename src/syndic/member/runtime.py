@@ -29,7 +29,7 @@ from syndic.kv.messages import TxnRequest
 from syndic.member.leases import LeaderLeases
 from syndic.member.membership import Membership
 from syndic.member.ports import Clock, Completion, PeerPort
-from syndic.member.proposals import ProposalLimits, Proposals
+from syndic.member.proposals import ProposalLimits, Proposals, StageRecorder
 from syndic.member.reads import Reads
 from syndic.member.snapshots import SnapshotSchedule
 from syndic.raft import (
@@ -125,11 +125,17 @@ class MemberRuntime:
 
     # ------------------------------------------------------------ client entry points
 
-    def propose(self, kind: EntryKind, payload: Any, completion: Completion) -> int:
+    def propose(
+        self,
+        kind: EntryKind,
+        payload: Any,
+        completion: Completion,
+        trace: StageRecorder | None = None,
+    ) -> int:
         """Queue an entry for the next cycle; ``completion`` gets what applying
-        it returned on this member. Its request id (to :meth:`Proposals.discard`
-        if the caller leaves). Raises the etcd error and changes nothing when
-        it is refused."""
+        it returned on this member, ``trace`` (if any) its stages. Its request
+        id (to :meth:`Proposals.discard` if the caller leaves). Raises the etcd
+        error and changes nothing when it is refused."""
         raft = self.raft
         request_id = self.proposals.add(
             kind,
@@ -137,6 +143,7 @@ class MemberRuntime:
             completion,
             self.deadline_ms(),
             raft.commit_index - raft.applied_index,
+            trace,
         )
         blind = kind is EntryKind.STORE and not isinstance(payload, TxnRequest)
         if self._ack_before_fsync and blind and self.is_leader:
@@ -255,6 +262,7 @@ class MemberRuntime:
         if not sent:
             self.peers.send(ready.messages)
         if ready.committed_entries:
+            self.proposals.traced_stage("commit", ready.committed_entries)
             self.apply(ready.committed_entries)
         if ready.read_states:
             self.reads.confirm(ready.read_states)
@@ -283,7 +291,7 @@ class MemberRuntime:
             if decoded.kind is EntryKind.MEMBER_ATTRS:
                 self.membership.peers_dirty = True
             if decoded.proposer_id == self.id:
-                proposals.complete(decoded.request_id, result)
+                proposals.complete(decoded.request_id, result, entry.index)
             if observer is not None:
                 observer(entry, decoded, result)
 

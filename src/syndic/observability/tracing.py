@@ -15,8 +15,9 @@ transports syndic speaks::
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -116,23 +117,46 @@ def add_event(name: str, **attributes: Any) -> None:
     trace.get_current_span().add_event(name, attributes=attributes or None)
 
 
-# The stages of a write a request's span records as events (etcd's trace steps).
-WRITE_STAGES: Final = ("propose", "commit", "apply", "fsync")
+# The stages of a write a request's span records as events (etcd's trace
+# steps), in the order they happen to one entry.
+WRITE_STAGES: Final = ("propose", "fsync", "commit", "apply")
 
 
 def write_stage(stage: str, index: int, span: Span | None = None, **attributes: Any) -> None:
-    """An event for one stage of a write on a request's span.
+    """An event for one stage of a write on a request's span; ``index`` is
+    the entry's Raft index (``raft.index``), 0 when this member does not know
+    it (a proposal forwarded to the leader: no ``raft.index``).
 
-    ``propose`` runs in the request's own task, so the current span is the
-    request's; commit, apply and fsync run in the member's node loop, which
-    would keep ``trace.get_current_span()`` from the proposal with the pending
-    entry and pass it as ``span``.
+    The member's node loop records the stages, so it passes the request's
+    span as ``span`` (see :func:`stage_recorder`); without it, the event goes
+    to the current span.
     """
     if stage not in WRITE_STAGES:
         raise ValueError(f"stage must be one of {', '.join(WRITE_STAGES)}, got {stage!r:.20}")
     target = span if span is not None else trace.get_current_span()
     if target.is_recording():
-        target.add_event(stage, attributes={"raft.index": index, **attributes})
+        if index:
+            attributes = {"raft.index": index, **attributes}
+        target.add_event(stage, attributes=attributes or None)
+
+
+def stage_recorder() -> Callable[[str, int], None] | None:
+    """What a member's proposal carries to record its write stages on the
+    current (request's) span, or None when that span does not record: the
+    proposal then carries nothing and the node loop does no tracing work.
+
+    The event's timestamp is taken when the node loop reports the stage: the
+    member runtime itself reads no clock."""
+    if not tracing_enabled():
+        return None
+    current = trace.get_current_span()
+    if not current.is_recording():
+        return None
+    return functools.partial(_record_stage, current)
+
+
+def _record_stage(span: Span, stage: str, index: int) -> None:
+    write_stage(stage, index, span)
 
 
 def mark_error(current: Span, description: str) -> None:

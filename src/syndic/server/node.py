@@ -46,6 +46,7 @@ from syndic.kv.mvcc import StoreConfig
 from syndic.kv.watch import WatchHub, WatchStream
 from syndic.member.proposals import ENTRY_OVERHEAD_BYTES_MAX, ProposalLimits, TooManyRequestsError
 from syndic.member.runtime import MemberRuntime, RuntimeLimits, UndecodableEntryError
+from syndic.observability.tracing import stage_recorder
 from syndic.raft import (
     ConfChange,
     ConfChangeType,
@@ -476,6 +477,7 @@ class MemberNode:
             self._wal.save, ready.hard_state, ready.entries, snapshot=snapshot, must_sync=True
         )
         self.metrics.fsync_duration.observe(time.perf_counter() - started)
+        self._rt.proposals.traced_stage("fsync", ready.entries)
 
     def _may_cut_segment(self, ready: Ready) -> bool:
         """Whether saving ``ready`` may fill the WAL's segment: a cut fsyncs
@@ -657,7 +659,7 @@ class MemberNode:
         try:
             # Proposed by the node loop with the rest of this cycle's (one
             # append per follower, or one forwarded frame, for the whole batch).
-            request_id = self._rt.propose(kind, payload, future)
+            request_id = self._rt.propose(kind, payload, future, stage_recorder())
         except TooManyRequestsError as exc:
             self.metrics.too_many_requests.labels(exc.queue).inc()
             raise

@@ -5,9 +5,11 @@ to the leader; spans come from the SDK's in-memory exporter."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -18,8 +20,8 @@ from syndic.kv.errors import KvError
 from syndic.kv.messages import PutRequest
 from syndic.member.proposals import ENTRY_OVERHEAD_BYTES_MAX
 from syndic.observability import tracing
+from syndic.server.app import MemberServer
 from syndic.server.backend import ServerError
-from syndic.server.node import MemberNode
 from tests.console.member import running_member
 from tests.observability.spans import named, spans
 from tests.server.cluster_util import cluster_configs, eventually
@@ -85,25 +87,23 @@ async def test_concurrent_puts_each_get_their_own_entry(
 async def test_a_forwarded_put_records_its_stages_on_the_follower(
     tmp_path: Path, spans: InMemorySpanExporter
 ) -> None:
-    nodes = [MemberNode(c) for c in cluster_configs(tmp_path, 3)]
-    for node in nodes:
-        await node.start()
-    try:
-        await eventually(lambda: sum(n._is_leader() for n in nodes) == 1, timeout_s=30)
-        follower = next(n for n in nodes if not n._is_leader())
-        with tracing.span("client.put"):
-            await follower.write(PutRequest(key=b"fwd", value=b"1"))
-    finally:
-        for node in nodes:
-            await node.stop()
-    stages = _stages(named(spans, "client.put"))
-    names = [name for name, _, _ in stages]
-    # The follower appends the leader's entry to its own log too; its fsync
-    # comes between its propose (the forward) and the commit.
-    assert names in (STAGES, ["propose", "commit", "apply"]), stages
-    propose, *_, commit, apply = stages
+    async with contextlib.AsyncExitStack() as stack:
+        servers = [
+            await stack.enter_async_context(MemberServer(c)) for c in cluster_configs(tmp_path, 3)
+        ]
+        await eventually(lambda: sum(s.node._is_leader() for s in servers) == 1, timeout_s=30)
+        follower = next(s for s in servers if not s.node._is_leader())
+        target = follower.config.listen_client_urls[0].removeprefix("http://")
+        async with grpc.aio.insecure_channel(target) as channel:
+            kv = make_stub(channel, KV_SERVICE)
+            await kv.Put(rpc_pb2.PutRequest(key=b"fwd", value=b"1"), timeout=10)
+    stages = _stages(named(spans, "etcdserverpb.KV/Put"))
+    # The follower forwards (no index yet), then appends the leader's entry
+    # to its own log (fsync), learns it is committed and applies it.
+    assert [name for name, _, _ in stages] == STAGES, stages
+    propose, fsync, commit, apply = stages
     assert propose[1] == 0, "the follower cannot know the index it forwards"
-    assert commit[1] == apply[1] > 0
+    assert fsync[1] == commit[1] == apply[1] > 0
     _assert_increasing(stages)
 
 

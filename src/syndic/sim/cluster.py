@@ -103,6 +103,11 @@ MAX_PENDING_READS = 1024
 REQUEST_TIMEOUT_MS = 2_000
 
 
+# A member removed while running is stopped by the operator after this long
+# (virtual ms) if it has not applied its own removal and stopped by then.
+RETIRE_GRACE_MS = 500
+
+
 class MemberState(enum.Enum):
     UP = "up"
     CRASHED = "crashed"
@@ -158,6 +163,8 @@ class ClusterStats:
     reads_served: int = 0
     proposals_forwarded: int = 0
     stale_local_reads: int = 0
+    members_started: int = 0
+    removed_stopped: int = 0
 
 
 class Member:
@@ -189,6 +196,11 @@ class Member:
         # The first request id the next runtime may use: a restarted member
         # must not reuse its earlier runs' ids.
         self.id_base = 1
+        # Virtual ms when this process last started: it has published its
+        # name (the server's MEMBER_ATTRS on start) and its links are up.
+        self.up_since_ms = 0
+        # Removed from the configuration: the operator never starts it again.
+        self.retired = False
 
     @property
     def core(self) -> RaftNode | None:
@@ -245,17 +257,8 @@ class SimCluster:
         self.revisions = RevisionLog()
         self._live_cores: list[tuple[int, RaftNode]] | None = None
         self.max_entries_per_message = rng.choice(config.max_entries_per_message_choices)
-        self._raft_config = {
-            i: RaftConfig(
-                node_id=i,
-                election_timeout_ticks=config.election_timeout_ticks,
-                heartbeat_interval_ticks=config.heartbeat_interval_ticks,
-                pre_vote=config.pre_vote,
-                max_entries_per_message=self.max_entries_per_message,
-                planted_bugs=core_bugs,
-            )
-            for i in node_ids
-        }
+        self._core_bugs = core_bugs
+        self._raft_config = {i: self._raft_config_for(i) for i in node_ids}
         self._conf = ConfState(voters=frozenset(node_ids))
         self._wal_options = wal_options(frozenset(b for b in bugs if b in WAL_BUGS))
         self._runtime_bugs = frozenset(b for b in bugs if b not in CORE_BUGS | WAL_BUGS)
@@ -266,11 +269,107 @@ class SimCluster:
             request_timeout_ms=REQUEST_TIMEOUT_MS,
         )
         self.bit_flipped = False
+        # Cleared once a voter is removed: a member that has not yet applied
+        # the removal still counts the removed (stopped) voter in its quorum,
+        # so a voter lost for good on top of it would be two failures.
+        self.permanent_loss_allowed = True
         for member in self.members.values():
             member.storage, _ = MemberStorage.open(member.disk, self._wal_options)
             self._boot(member, None)
 
+    def _raft_config_for(self, node_id: int) -> RaftConfig:
+        return RaftConfig(
+            node_id=node_id,
+            election_timeout_ticks=self.config.election_timeout_ticks,
+            heartbeat_interval_ticks=self.config.heartbeat_interval_ticks,
+            pre_vote=self.config.pre_vote,
+            max_entries_per_message=self.max_entries_per_message,
+            planted_bugs=self._core_bugs,
+        )
+
     # --- lifecycle --------------------------------------------------------
+
+    def start_member(self, node_id: int) -> None:
+        """Start a new member process on an empty disk, as ``syndic serve
+        --initial-cluster-state existing`` does after ``member add``: it knows
+        the configuration the log starts from (the sim's bootstrap voters, as
+        every member's log does) and learns the rest by log or snapshot."""
+        assert node_id not in self.members
+        member = Member(
+            node_id,
+            MemberClock(
+                offset_ms=self._rng.randint(
+                    -self.config.clock_offset_ms_max, self.config.clock_offset_ms_max
+                ),
+                rate_ppm=self._rng.randint(
+                    -self.config.clock_rate_ppm_max, self.config.clock_rate_ppm_max
+                ),
+            ),
+        )
+        self.members[node_id] = member
+        self._raft_config[node_id] = self._raft_config_for(node_id)
+        member.storage, _ = MemberStorage.open(member.disk, self._wal_options)
+        self._boot(member, None)
+        # In place: the clients and the nemesis share this list.
+        self.node_ids.append(node_id)
+        self.stats.members_started += 1
+        self._trace(f"n{node_id} START empty (joining)")
+        tick_ms = self.config.tick_ms
+        # Its clock has counted ticks since time 0 like the others': go on from the next.
+        tick = max(1, self._clock.now_ms // tick_ms)
+        while member.clock.tick_due_ms(tick, tick_ms) <= self._clock.now_ms:
+            tick += 1
+        self._schedule_tick(member, tick, tick_ms)
+
+    def retire(self, node_id: int) -> None:
+        """The operator's step after a removal committed: the process is never
+        started again, and once down it leaves the clients' list."""
+        member = self.members[node_id]
+        if member.retired:
+            return
+        member.retired = True
+        self._trace(f"n{node_id} RETIRED (removed from the configuration)")
+        if member.state is MemberState.CRASHED:
+            self._forget(node_id)
+            return
+        # A running one stops by itself once it applies its removal; one cut
+        # off from the leader never learns of it, and the operator stops it.
+        self._clock.schedule(RETIRE_GRACE_MS, lambda: self._stop_retired(node_id), "retire")
+
+    def _stop_retired(self, node_id: int) -> None:
+        if self.members[node_id].state is not MemberState.CRASHED:
+            self._trace(f"n{node_id} STOPPED by the operator after its removal")
+            self.crash(node_id)
+        self._forget(node_id)
+
+    def now_ms(self) -> int:
+        return self._clock.now_ms
+
+    def wake(self, node_id: int) -> None:
+        """Run the member's Ready loop after something was proposed on it directly."""
+        member = self.members[node_id]
+        if member.state is MemberState.UP and not member.busy:
+            self.touched.add(node_id)
+            self._drain(member)
+
+    def _forget(self, node_id: int) -> None:
+        if node_id in self.node_ids:
+            self.node_ids.remove(node_id)
+
+    def _check_removed(self, member: Member, runtime: MemberRuntime) -> None:
+        """A member that applied its own removal stops (etcd: "the member has
+        been permanently removed from the cluster"), as ``server/node.py`` does."""
+        membership = runtime.membership
+        if not membership.peers_dirty:
+            return
+        membership.peers_dirty = False
+        if not membership.check_removed(runtime.raft.conf_state):
+            return
+        self._trace(f"n{member.node_id} REMOVED: applied its own removal, stopping")
+        self.stats.removed_stopped += 1
+        member.retired = True
+        self.crash(member.node_id)
+        self._forget(member.node_id)
 
     def _boot(self, member: Member, restored: PersistentState | None) -> None:
         """Build the member's runtime on its recovered log (None: a fresh disk)."""
@@ -300,6 +399,7 @@ class SimCluster:
         )
         runtime.observer = self._apply_observer(member)
         member.runtime = runtime
+        member.up_since_ms = self._clock.now_ms
         member.applied_index = core.applied_index
         self._attach_state(member)
 
@@ -375,6 +475,7 @@ class SimCluster:
         if (
             not self.disk_faults
             or self.bit_flipped
+            or not self.permanent_loss_allowed
             or len(self.node_ids) < 3
             or self._rng.random() >= self.config.bit_flip_share
         ):
@@ -403,6 +504,9 @@ class SimCluster:
 
     def restart(self, node_id: int) -> None:
         member = self.members[node_id]
+        if member.retired:
+            self._forget(node_id)
+            return
         if member.state is not MemberState.CRASHED or member.stopped_reason is not None:
             return
         try:
@@ -479,6 +583,12 @@ class SimCluster:
         assert self.network is not None
         granted = 0
         for msg in messages:
+            sender = self.members[msg.from_id].runtime
+            if sender is not None and sender.membership.removed:
+                raise SafetyViolationError(
+                    "removed-member-sends",
+                    f"n{msg.from_id} applied its own removal but still sends {msg.type.name}",
+                )
             self.network.send(msg)
             if msg.type is MessageType.VOTE_RESP and not msg.reject:
                 granted = msg.from_id
@@ -789,6 +899,9 @@ class SimCluster:
             self.stats.snapshots_installed += 1
             self._trace(f"n{member.node_id} installed snapshot at {index}")
         runtime.finish(rd, sent=sent)
+        self._check_removed(member, runtime)
+        if member.runtime is None:
+            return
         if rd.committed_entries and member.role is Role.LEADER:
             self.on_leader_commit(member.node_id)
         self._maybe_compact(member, runtime)

@@ -10,10 +10,11 @@ progress on its own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from syndic.sim.network import NetworkConfig, bridge, isolate, ring, split
+from syndic.sim.reconfig import ReconfigConfig, Reconfigurator
 
 if TYPE_CHECKING:
     import random
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from syndic.sim.cluster import SimCluster
     from syndic.sim.network import SimNetwork
 
-FAULT_KINDS = ("network", "partition", "crash", "pause", "disk")
+FAULT_KINDS = ("network", "partition", "crash", "pause", "disk", "membership")
 ALL_FAULTS = frozenset(FAULT_KINDS)
 
 PARTITION_KINDS = (
@@ -127,6 +128,7 @@ class NemesisConfig:
     base_network: NetworkConfig = BASE_NETWORK
     storm_network: NetworkConfig = STORM_NETWORK
     calm_network: NetworkConfig = CALM_NETWORK
+    reconfig: ReconfigConfig = field(default_factory=ReconfigConfig)
 
 
 @dataclass(slots=True)
@@ -163,22 +165,44 @@ class Nemesis:
         self._storm_gen = 0
         self._kept_down: set[int] = set()
         weights = dict(config.weights)
-        self._choices = [k for k in FAULT_KINDS if k in kinds and weights.get(k, 0) > 0]
+        # Membership changes run on their own cadence, over the other faults.
+        self._choices = [
+            k for k in FAULT_KINDS if k in kinds and k != "membership" and weights.get(k, 0) > 0
+        ]
         self._weights = [weights[k] for k in self._choices]
         network.config = config.base_network if "network" in kinds else config.calm_network
         cluster.on_leader = self._on_leader
         cluster.on_leader_commit = self._on_leader_commit
         cluster.on_vote_granted = self._on_vote_granted
         self._commit_crash_armed: set[int] = set()
+        self._reconfig_active = False
+        self.reconfig = Reconfigurator(rng, cluster, network, config.reconfig, trace)
 
     def _log(self, line: str) -> None:
         self._trace(line)
 
     def start(self) -> None:
+        if "membership" in self.kinds:
+            self.active = True
+            self._reconfig_active = True
+            self._schedule_reconfig()
         if not self._choices:
             return
         self.active = True
         self._schedule_next()
+
+    def _schedule_reconfig(self) -> None:
+        cfg = self.config.reconfig
+        delay = self._rng.randint(cfg.interval_ms_min, cfg.interval_ms_max)
+        self._clock.schedule(delay, self._reconfigure, "membership")
+
+    def _reconfigure(self) -> None:
+        # Operators go on changing members after the faults heal: a member
+        # left down is then replaced (removed, and a new one added).
+        if not self._reconfig_active:
+            return
+        self.reconfig.strike()
+        self._schedule_reconfig()
 
     def _schedule_next(self) -> None:
         delay = self._rng.randint(self.config.interval_ms_min, self.config.interval_ms_max)
@@ -194,6 +218,7 @@ class Nemesis:
             self._crash()
         elif kind == "pause":
             self._pause()
+
         else:
             self._storm()
         self._schedule_next()
@@ -358,7 +383,7 @@ class Nemesis:
         self._storm_gen += 1
         self._network.heal()
         self._network.config = self.config.calm_network
-        ids = self._cluster.node_ids
+        ids = list(self._cluster.node_ids)
         left_out = ""
         # A member whose WAL was damaged (it stays down) is already the minority left out.
         stopped = any(m.wal_damaged for m in self._cluster.members.values())

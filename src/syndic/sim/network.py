@@ -124,6 +124,7 @@ class SimNetwork:
 
     __slots__ = (
         "_clock",
+        "_cut_changed_ms",
         "_deliver",
         "_last_seq",
         "_rng",
@@ -150,17 +151,33 @@ class SimNetwork:
         self.stats = NetworkStats()
         self._send_seq = 0
         self._last_seq: dict[tuple[int, int], int] = {}
+        # When each link was last cut or restored (virtual ms): how long a
+        # peer has been connected, for the strict reconfiguration check.
+        self._cut_changed_ms: dict[tuple[int, int], int] = {}
 
     def reachable(self, from_id: int, to_id: int) -> bool:
         return (from_id, to_id) not in self.cut
 
+    def link_up_since_ms(self, a: int, b: int) -> int | None:
+        """Since when ``a`` and ``b`` reach each other both ways; None when cut."""
+        if (a, b) in self.cut or (b, a) in self.cut:
+            return None
+        return max(self._cut_changed_ms.get((a, b), 0), self._cut_changed_ms.get((b, a), 0))
+
+    def _mark_changed(self, links: set[tuple[int, int]]) -> None:
+        now = self._clock.now_ms
+        for link in links:
+            self._cut_changed_ms[link] = now
+
     def set_partition(self, label: str, cut: set[tuple[int, int]]) -> None:
+        self._mark_changed(self.cut ^ cut)
         self.cut = cut
         self.partition_label = label
         kind = label.split(" ", 1)[0]
         self.stats.partitions[kind] = self.stats.partitions.get(kind, 0) + 1
 
     def heal(self) -> None:
+        self._mark_changed(self.cut)
         self.cut = set()
         self.partition_label = ""
 

@@ -212,12 +212,17 @@ class _Run:
         self.workload.reply_loss_rate = 0.0
         self.workload.progress_since_ms = self.clock.now_ms
 
+    def _reconfig_label(self) -> str:
+        if "membership" not in self.cfg.faults:
+            return ""
+        return f" strict_reconfig={self.nemesis.reconfig.strict}"
+
     def run(self) -> SimResult:
         cfg = self.cfg
         self.trace(
             f"START seed={cfg.seed} nodes={cfg.nodes} faults={faults_spec(cfg.faults)} "
             f"bugs={sorted(cfg.bugs)} scenario={cfg.scenario} safety_ticks={cfg.safety_ticks} "
-            f"entries_per_append={self.cluster.max_entries_per_message}"
+            f"entries_per_append={self.cluster.max_entries_per_message}{self._reconfig_label()}"
         )
         self.trace(f"CLOCKS {self.cluster.clocks_description()}")
         safety_end_ms = cfg.safety_ticks * cfg.tick_ms
@@ -345,6 +350,7 @@ class _Run:
         stats.update({f"net_{k}": v for k, v in asdict(self.network.stats).items()})
         stats.update({f"cluster_{k}": v for k, v in asdict(self.cluster.stats).items()})
         stats.update({f"nemesis_{k}": v for k, v in asdict(self.nemesis.stats).items()})
+        stats.update({f"membership_{k}": v for k, v in asdict(self.nemesis.reconfig.stats).items()})
         stats.update({f"client_{k}": v for k, v in asdict(self.workload.stats).items()})
         return SimResult(
             config=self.cfg,

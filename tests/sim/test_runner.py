@@ -137,7 +137,7 @@ def test_bad_config_rejected(kwargs: dict[str, object]) -> None:
 
 
 def test_fault_spec_parsing() -> None:
-    assert parse_faults("all") == parse_faults("network,partition,crash,pause,disk")
+    assert parse_faults("all") == parse_faults("network,partition,crash,pause,disk,membership")
     assert parse_faults("none") == frozenset()
     assert faults_spec(parse_faults("disk, crash")) == "crash,disk"
     with pytest.raises(FaultSpecError, match="meteor"):

@@ -17,6 +17,7 @@ from opentelemetry.trace import SpanKind
 
 from syndic.api.gen import rpc_pb2
 from syndic.api.services import KV_SERVICE, make_stub
+from syndic.client import Client
 from syndic.observability import tracing
 from tests.console.member import running_member
 from tests.observability.spans import named, spans
@@ -63,6 +64,18 @@ async def test_a_client_call_is_traced_through_the_member(
     assert served.parent is not None
     assert served.parent.span_id == http_span.get_span_context().span_id
     assert served.attributes is not None and served.attributes["http.status_code"] == 200
+
+
+async def test_a_syndic_client_call_joins_the_callers_trace(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    async with running_member(tmp_path) as member, Client([member.target]) as client:
+        with tracing.span("caller", kind=SpanKind.CLIENT) as caller:
+            await client.put("traced", "1")
+    served = named(spans, "etcdserverpb.KV/Put")
+    assert served.parent is not None
+    assert served.parent.span_id == caller.get_span_context().span_id
+    assert served.context.trace_id == caller.get_span_context().trace_id
 
 
 async def test_a_failed_call_marks_its_span(tmp_path: Path, spans: InMemorySpanExporter) -> None:

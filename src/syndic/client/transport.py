@@ -51,6 +51,7 @@ from syndic.client.errors import (
     error_from_status,
 )
 from syndic.client.h2 import STREAM_REFUSED, H2Channel, tls_context
+from syndic.observability.tracing import trace_metadata, tracing_enabled
 from syndic.traffic import deadline as _deadline
 from syndic.traffic.budget import RetryBudget
 from syndic.traffic.clock import Clock, MonotonicClock
@@ -442,6 +443,9 @@ class _AttemptState:
             timeout_s = attempt_s
         try:
             metadata = transport.metadata if self.authenticated else None
+            if tracing_enabled():
+                # The member's span for this call joins the caller's trace.
+                metadata = trace_metadata(metadata)
             return await call(self.request, timeout=timeout_s, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             error = transport.classify(exc, endpoint, self.method, self.idempotent)

@@ -187,9 +187,21 @@ def inject_grpc_metadata(
     metadata: Iterable[tuple[str, str | bytes]] | None = None,
 ) -> tuple[tuple[str, str | bytes], ...]:
     """``metadata`` plus the trace context, for a grpc.aio call's ``metadata=``."""
+    return (*(metadata or ()), *_context_items())
+
+
+def trace_metadata(
+    metadata: tuple[tuple[str, str], ...] | None,
+) -> tuple[tuple[str, str], ...]:
+    """``metadata`` plus the current trace context, all text (syndic.client's calls)."""
+    return (*(metadata or ()), *_context_items())
+
+
+def _context_items() -> tuple[tuple[str, str], ...]:
+    """The current trace context as W3C header pairs (``traceparent``, ...)."""
     carrier: dict[str, str] = {}
     inject(carrier)
-    return (*(metadata or ()), *carrier.items())
+    return tuple(carrier.items())
 
 
 def extract_grpc_metadata(

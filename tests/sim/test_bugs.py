@@ -33,7 +33,7 @@ _SAFETY = frozenset(
 # that finds it from seed 1 within the bound is the slow test.
 CONTROLS: dict[str, tuple[int, int, frozenset[str], int]] = {
     # Contested elections need voters that crash between two vote requests.
-    "vote-not-persisted": (5, 200, _SAFETY, 18),
+    "vote-not-persisted": (5, 200, _SAFETY, 22),
     # A follower that lost entries its leader counted can also wedge replication
     # (the leader never resends below its match index, etcd's rule): a liveness
     # failure, at times with an append/reject storm; or leave a disk whose commit

@@ -203,7 +203,15 @@ class SimNetwork:
             self.stats.dropped_random += 1
             return
         copies = 1
-        if cfg.duplicate_rate and self._rng.random() < cfg.duplicate_rate:
+        # A forwarded frame is never duplicated: the server sends it once over
+        # its one TCP connection, and a second copy would be a second client
+        # write that no client sent (Raft messages, which Raft must tolerate
+        # twice, are). The draw is made either way, so schedules stay put.
+        if (
+            cfg.duplicate_rate
+            and self._rng.random() < cfg.duplicate_rate
+            and type(msg) is not ForwardedProposals
+        ):
             copies = 2
             self.stats.duplicated += 1
         for _ in range(copies):

@@ -1,4 +1,5 @@
-"""The fault schedule: partitions, crashes, pauses, network storms, torn disks.
+"""The fault schedule: partitions, crashes, pauses, network storms, torn disks,
+membership changes (``syndic.sim.reconfig``).
 
 Every fault is drawn from the run's rng at random virtual times and undone
 after a random duration, so faults overlap and recur. ``heal_for_liveness``

@@ -16,7 +16,7 @@ import pytest
 
 from syndic.api.gen import rpc_pb2
 from syndic.client import Client, UnavailableError
-from syndic.client.h2 import STREAM_REFUSED, H2Channel, table_preserving
+from syndic.client.h2 import STREAM_REFUSED, H2Channel
 from syndic.server.h2.frames import (
     PREFACE,
     ErrorCode,
@@ -27,6 +27,7 @@ from syndic.server.h2.frames import (
     rst_stream,
     settings_frame,
 )
+from syndic.server.h2.headers import leaves_table_unchanged
 from tests.stores import Store
 
 RANGE = "/etcdserverpb.KV/Range"
@@ -205,15 +206,15 @@ async def test_connection_refused_is_never_sent() -> None:
 
 
 def test_only_blocks_that_leave_the_table_alone_are_kept() -> None:
-    assert table_preserving(b"\x88\xc0\xbf")
-    assert table_preserving(b"\xff\x81\x01")  # a multi-byte index
+    assert leaves_table_unchanged(b"\x88\xc0\xbf")
+    assert leaves_table_unchanged(b"\xff\x81\x01")  # a multi-byte index
     # syndic's answers: :status 200 indexed, then literals without indexing.
-    assert table_preserving(b"\x88\x00\x0ccontent-type\x10application/grpc")
-    assert table_preserving(b"\x00\x0bgrpc-status\x010")
-    assert table_preserving(b"\x1f\x10\x03abc")  # never indexed, name from the table
-    assert not table_preserving(b"\x88\x40\x01a\x01b")  # incremental indexing
-    assert not table_preserving(b"\x3f\xe1\x1f")  # a table size update
-    assert not table_preserving(b"\x00\x05ab")  # cut short
+    assert leaves_table_unchanged(b"\x88\x00\x0ccontent-type\x10application/grpc")
+    assert leaves_table_unchanged(b"\x00\x0bgrpc-status\x010")
+    assert leaves_table_unchanged(b"\x1f\x10\x03abc")  # never indexed, name from the table
+    assert not leaves_table_unchanged(b"\x88\x40\x01a\x01b")  # incremental indexing
+    assert not leaves_table_unchanged(b"\x3f\xe1\x1f")  # a table size update
+    assert not leaves_table_unchanged(b"\x00\x05ab")  # cut short
 
 
 @pytest.mark.parametrize("unary_transport", ["h2", "grpc"])

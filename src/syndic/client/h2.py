@@ -57,6 +57,7 @@ from syndic.server.h2.frames import (
     strip_padding,
     window_update,
 )
+from syndic.server.h2.headers import encode_integer, leaves_table_unchanged
 
 # What this side accepts: the HTTP/2 default frame size; windows large
 # enough that an answer of many megabytes never waits for a WINDOW_UPDATE
@@ -91,71 +92,12 @@ _RST_STATUS: Final[dict[int, grpc.StatusCode]] = {
 STREAM_REFUSED: Final = "stream refused by the member, not processed"
 
 
-def _skip_int(block: bytes, index: int, prefix_bits: int) -> tuple[int, int]:
-    """(value, index after it) of the HPACK integer at ``index`` (RFC 7541 §5.1)."""
-    limit = (1 << prefix_bits) - 1
-    value = block[index] & limit
-    index += 1
-    if value == limit:
-        shift = 0
-        while True:
-            byte = block[index]
-            index += 1
-            value += (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-    return value, index
-
-
-def _skip_string(block: bytes, index: int) -> int:
-    length, index = _skip_int(block, index, 7)
-    return index + length
-
-
-def table_preserving(block: bytes) -> bool:
-    """Whether decoding an HPACK block leaves the dynamic table as it was:
-    indexed fields and literals without (or never) indexing only; no
-    incremental indexing, no table size update (RFC 7541 §6)."""
-    index = 0
-    size = len(block)
-    try:
-        while index < size:
-            byte = block[index]
-            if byte & 0x80:  # indexed field
-                _, index = _skip_int(block, index, 7)
-            elif byte & 0xE0 == 0x00:  # literal without / never indexed
-                name, index = _skip_int(block, index, 4)
-                if name == 0:
-                    index = _skip_string(block, index)
-                index = _skip_string(block, index)
-            else:  # incremental indexing (01xxxxxx) or a size update (001xxxxx)
-                return False
-    except IndexError:
-        return False
-    return index == size
-
-
 def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
 
 
-def _hpack_int(value: int, prefix_bits: int, first: int) -> bytes:
-    """An HPACK integer (RFC 7541 §5.1) with ``first``'s high bits set."""
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes([first | value])
-    out = bytearray([first | limit])
-    value -= limit
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _hpack_string(data: bytes) -> bytes:
-    return _hpack_int(len(data), 7, 0) + data
+    return encode_integer(len(data), 7, 0) + data
 
 
 def literal(name: bytes, value: bytes) -> bytes:
@@ -166,7 +108,7 @@ def literal(name: bytes, value: bytes) -> bytes:
 
 def _indexed_name_literal(index: int, value: bytes) -> bytes:
     # Literal without indexing, name from the static table (RFC 7541 §6.2.2).
-    return _hpack_int(index, 4, 0x00) + _hpack_string(value)
+    return encode_integer(index, 4, 0x00) + _hpack_string(value)
 
 
 def request_headers(path: str, authority: str, *, secure: bool) -> bytes:
@@ -474,7 +416,7 @@ class H2Connection(asyncio.Protocol):
             headers = dict(self._decoder.decode(block, raw=True))
         except hpack.HPACKError as exc:
             raise ProtocolError(ErrorCode.COMPRESSION_ERROR, str(exc)) from None
-        if not table_preserving(block):
+        if not leaves_table_unchanged(block):
             cache.clear()  # the table may have changed: references mean other things
         elif len(cache) < DECODED_BLOCKS_MAX:
             cache[block] = headers

@@ -211,7 +211,7 @@ def parse_timeout(value: bytes) -> float | None:
     return int(match.group(1)) * _TIMEOUT_UNIT_S[match.group(2)]
 
 
-def _integer(value: int, prefix_bits: int, first_byte: int) -> bytes:
+def encode_integer(value: int, prefix_bits: int, first_byte: int) -> bytes:
     """HPACK's integer representation (RFC 7541 §5.1)."""
     limit = (1 << prefix_bits) - 1
     if value < limit:
@@ -227,7 +227,8 @@ def _integer(value: int, prefix_bits: int, first_byte: int) -> bytes:
 
 def literal(name: bytes, value: bytes) -> bytes:
     """A header field "without indexing", name and value as plain octets."""
-    return b"\x00" + _integer(len(name), 7, 0) + name + _integer(len(value), 7, 0) + value
+    name_len = encode_integer(len(name), 7, 0)
+    return b"\x00" + name_len + name + encode_integer(len(value), 7, 0) + value
 
 
 # ":status: 200" is entry 8 of HPACK's static table.

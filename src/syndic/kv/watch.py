@@ -446,6 +446,21 @@ class WatchHub:
                 if w.progress_notify and w.synced and not w.buffer:
                     stream._queue_progress(w)
 
+    def oldest_buffered_revision(self, prefix: bytes) -> int | None:
+        """The lowest revision of events still buffered for a watcher whose key
+        starts with ``prefix`` (not yet taken by its stream); None if none."""
+        oldest: int | None = None
+        for stream in self._streams.values():
+            for w in stream._watchers.values():
+                if not w.key.startswith(prefix):
+                    continue
+                # A watcher's buffer is in revision order: its first response
+                # with events is its oldest.
+                first = next((resp.revision for resp in w.buffer if resp.events), None)
+                if first is not None and (oldest is None or first < oldest):
+                    oldest = first
+        return oldest
+
     def check_invariants(self) -> None:
         current = self.store.revision
         for stream_id, stream in self._notified.items():

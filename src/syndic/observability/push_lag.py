@@ -67,18 +67,7 @@ class PushLagProbe:
 
     def oldest_undelivered_revision(self) -> int | None:
         """The lowest revision buffered for a watcher on the prefix, if any."""
-        oldest: int | None = None
-        # The hub keeps its streams and watchers private; this reads them
-        # without changing anything, between two turns of the event loop.
-        for stream in list(self.node.hub._streams.values()):
-            for watcher in list(stream._watchers.values()):
-                if not watcher.key.startswith(self.prefix):
-                    continue
-                for resp in watcher.buffer:
-                    if resp.events and (oldest is None or resp.revision < oldest):
-                        oldest = resp.revision
-                    if resp.events:
-                        break  # responses are in revision order
+        oldest: int | None = self.node.hub.oldest_buffered_revision(self.prefix)
         return oldest
 
     def lag_s(self) -> float:

@@ -16,7 +16,6 @@ from syndic.observability.probes import instances_critical
 from syndic.observability.push_lag import PushLagProbe
 from syndic.observability.requests import RequestObserver, observer_for
 from syndic.observability.samples import SAMPLE_INTERVAL_S_DEFAULT, Sampler, SampleRing
-from syndic.server.peer_rtt import RoundTripCollector
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,6 @@ class Observability:
         self.alerts = AlertEngine(default_rules(), self.notifier)
         self.push_lag = PushLagProbe(node)
         self._task: asyncio.Task[None] | None = None
-        _export_round_trips(node)
 
     def start(self) -> None:
         self.push_lag.start()
@@ -71,16 +69,3 @@ class Observability:
             except Exception:  # a failed sample must not stop the next ones
                 log.exception("sampling the member's metrics failed")
             await asyncio.sleep(self.interval_s)
-
-
-def _export_round_trips(node: Any) -> None:
-    """Add the peer transport's round trips to the member's registry, once.
-
-    The transport measures them (server.peer_rtt); the member's metrics
-    registry is where /metrics reads, so the collector joins it here."""
-    transport = getattr(node, "_transport", None)
-    registry = getattr(getattr(node, "metrics", None), "registry", None)
-    if transport is None or registry is None:
-        return  # a member without peers (or a test double): nothing to time
-    with contextlib.suppress(ValueError):  # already registered by an earlier admin app
-        registry.register(RoundTripCollector(transport.round_trips))

@@ -88,6 +88,7 @@ from syndic.server.peer_codec import (
     encode_cluster_info,
     encode_member,
 )
+from syndic.server.peer_rtt import RoundTripCollector
 from syndic.server.state_machine import MemberAttrs, StateMachine
 from syndic.server.tls import peer_contexts
 from syndic.server.transport import FrameLimits, PeerAddress, PeerRequester, PeerTransport
@@ -251,6 +252,10 @@ class MemberNode:
                 raft_config,
             ),
         )
+        # /metrics reads the member's registry; a restarted member that
+        # reuses its metrics keeps the collector it registered first.
+        with contextlib.suppress(ValueError):
+            self.metrics.registry.register(RoundTripCollector(self._transport.round_trips))
         self._rt = MemberRuntime(
             self.id,
             raft,

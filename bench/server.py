@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import statistics
 import sys
@@ -38,7 +39,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
-from bench._h2load import H2LOAD, Capacity, Shape, put_capacity, range_capacity  # noqa: E402
+from bench._h2load import (  # noqa: E402
+    H2LOAD,
+    Capacity,
+    Shape,
+    put_capacity,
+    range_capacity,
+    store_revision,
+)
 from tests.server.processes import (  # noqa: E402
     ETCD,
     ETCDCTL,
@@ -168,18 +176,26 @@ def check_perf(endpoints: str, load: str) -> dict[str, Any]:
     }
 
 
+CAPACITY_CALLS = ("put", "range_serializable", "range_linearizable")
+
+
 def capacity(procs: list[MemberProcess], args: argparse.Namespace) -> dict[str, Any]:
     """h2load against the first member: puts, then ranges of the key they wrote."""
     endpoint = procs[0].endpoint
     pids = [p.process.pid for p in procs if p.process is not None]
     result: dict[str, Any] = {}
     for shape in args.shapes:
-        runs: dict[str, Capacity] = {
-            "put": put_capacity(endpoint, pids, shape, VALUE),
-            "range_serializable": range_capacity(endpoint, pids, shape, serializable=True),
-            "range_linearizable": range_capacity(endpoint, pids, shape, serializable=False),
-        }
+        runs: dict[str, Capacity] = {}
+        # Ranges read the key the puts wrote, so a range-only run writes it once first.
+        if "put" in args.calls or store_revision(endpoint) <= 1:
+            runs["put"] = put_capacity(endpoint, pids, shape, VALUE)
+        if "range_serializable" in args.calls:
+            runs["range_serializable"] = range_capacity(endpoint, pids, shape, serializable=True)
+        if "range_linearizable" in args.calls:
+            runs["range_linearizable"] = range_capacity(endpoint, pids, shape, serializable=False)
         for name, cap in runs.items():
+            if name not in args.calls:
+                continue
             result[f"h2load_{name}_{shape.label}"] = {
                 "calls_per_s": cap.calls_per_s,
                 "cpu_us_per_call": cap.cpu_us_per_call,
@@ -195,6 +211,8 @@ def run_system(kind: str, members: int, args: argparse.Namespace) -> dict[str, A
         wait_healthy(procs)
         endpoints = [p.endpoint for p in procs]
         result: dict[str, Any] = capacity(procs, args)
+        if not args.latency:
+            return result
         for clients in (1, 16, 256):
             result[f"put_c{clients}"] = asyncio.run(
                 closed_loop(endpoints, clients, args.duration_s, put_call)
@@ -262,47 +280,96 @@ ROWS = [
 ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def parse_shape(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)x(\d+)", text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"shape must be CONNECTIONSxSTREAMS, got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="one cell: bench/server.py --only put --members 1 --shape 16x16",
+    )
     parser.add_argument("--quick", action="store_true", help="short runs, no check perf")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=CAPACITY_CALLS,
+        help="run only these h2load cells (repeatable); skips latency, watch and check perf",
+    )
+    parser.add_argument("--members", action="append", type=int, choices=(1, 3))
+    parser.add_argument(
+        "--shape", action="append", type=parse_shape, help="CONNECTIONSxSTREAMS, e.g. 64x64"
+    )
+    parser.add_argument("--calls", type=int, help="h2load calls per cell (default per shape)")
+    parser.add_argument("--system", action="append", choices=("etcd", "syndic"))
     args = parser.parse_args()
     args.duration_s = 1.0 if args.quick else 3.0
     args.watch_events = 5 if args.quick else 20
-    args.shapes = QUICK_SHAPES if args.quick else SHAPES
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    if args.shape:
+        known = {(s.connections, s.streams): s for s in shapes}
+        picked = [known.get(cs, Shape(*cs, shapes[-1].calls)) for cs in args.shape]
+        shapes = tuple(picked)
+    if args.calls:
+        shapes = tuple(Shape(s.connections, s.streams, args.calls) for s in shapes)
+    args.shapes = shapes
+    args.calls = tuple(args.only or CAPACITY_CALLS)
+    args.latency = not args.only
+    args.member_counts = tuple(args.members or (1, 3))
+    args.systems = tuple(args.system or ("etcd", "syndic"))
     if args.quick:
         args.repeats = 1
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     if ETCD is None or ETCDCTL is None or H2LOAD is None:
         sys.exit(
             "bench/server.py needs Debian's etcd-server, etcd-client, nghttp2-client (make debs)"
         )
     results: dict[str, Any] = {"repeats": args.repeats, "duration_s": args.duration_s}
-    for members in (1, 3):
-        for kind in ("etcd", "syndic"):
-            runs = [run_system(kind, members, args) for _ in range(args.repeats)]
-            results[f"{kind}_{members}"] = median_of(runs)
-    if not args.quick:
-        for kind in ("etcd", "syndic"):
+    results["load_average"] = os.getloadavg()
+    for members in args.member_counts:
+        # Runs alternate between the systems so that a load swing on the
+        # shared machine falls on both alike.
+        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in args.systems}
+        for _ in range(args.repeats):
+            for kind in args.systems:
+                runs[kind].append(run_system(kind, members, args))
+        for kind in args.systems:
+            results[f"{kind}_{members}"] = median_of(runs[kind])
+    if not args.quick and args.latency and 3 in args.member_counts:
+        for kind in args.systems:
             results[f"{kind}_3"].update(run_check_perf(kind))
+    print(f"load average at start: {results['load_average']}")
     print(f"{'figure':44} {'members':>7} {'etcd':>10} {'syndic':>10} {'syndic/etcd':>11}")
-    for members in (1, 3):
-        etcd, syndic = results[f"etcd_{members}"], results[f"syndic_{members}"]
+    for members in args.member_counts:
+        etcd = results.get(f"etcd_{members}", {})
+        syndic = results.get(f"syndic_{members}", {})
         for key, metric, label in ROWS:
-            if key not in etcd or key not in syndic:
+            if key not in etcd and key not in syndic:
                 continue
-            e, s = etcd[key][metric], syndic[key][metric]
+            e = etcd[key][metric] if key in etcd else float("nan")
+            s = syndic[key][metric] if key in syndic else float("nan")
             ratio = s / e if e else float("nan")
             print(f"{label:44} {members:>7} {e:>10.2f} {s:>10.2f} {ratio:>11.2f}")
-    for kind in ("etcd", "syndic"):
-        perf = results[f"{kind}_3"].get("check_perf_m")
+    for kind in args.systems:
+        perf = results.get(f"{kind}_3", {}).get("check_perf_m")
         if perf is not None:
             print(
                 f"etcdctl check perf --load=m on 3 {kind} members: "
                 f"{'PASS' if perf['passed'] else 'FAIL'}"
             )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    out = RESULTS if args.latency and not args.shape else RESULTS.with_name("server-cells.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ bounds."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -99,3 +100,29 @@ def test_streams_are_not_slow_requests() -> None:
     put = CallRecorder("etcdserverpb.KV", "Put", metrics)
     assert watch.observer is None
     assert put.observer is not None
+
+
+def test_slow_log_lines_are_rate_limited_and_say_how_many_were_left_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now_s = [100.0]
+    log = SlowLog(threshold_ms=10, entries_max=50, lines_per_s_max=3, clock=lambda: now_s[0])
+    observer = RequestObserver(log)
+    with caplog.at_level(logging.WARNING, logger="syndic.slow"):
+        for i in range(10):
+            observer.finish(f"k{i}", 50.0, "OK")
+        assert [r.getMessage().split()[4] for r in caplog.records] == [
+            "kind=k0",
+            "kind=k1",
+            "kind=k2",
+        ]
+        assert len(log.entries()) == 10 and log.recorded == 10  # the ring keeps them all
+        now_s[0] += 1.0
+        observer.finish("k10", 50.0, "OK")
+    last = caplog.records[-1]
+    assert "kind=k10" in last.getMessage()
+    assert "(7 slow requests before it not logged)" in last.getMessage()
+    assert last.__dict__["slow_requests_not_logged"] == 7
+    assert log.lines_left_out == 0
+    with pytest.raises(ValueError):
+        SlowLog(lines_per_s_max=0)

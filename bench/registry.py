@@ -30,6 +30,7 @@ import collections
 import functools
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -48,6 +49,7 @@ from tests.stores import Store, start_store_cluster  # noqa: E402
 
 from syndic.agent.agent import Agent  # noqa: E402
 from syndic.agent.config import AgentConfig  # noqa: E402
+from syndic.agent.direct import DirectAnswer  # noqa: E402
 from syndic.agent.http import build_http_app, start_http  # noqa: E402
 from syndic.client import Client, ClientError  # noqa: E402
 from syndic.registry.keys import KeyLayout  # noqa: E402
@@ -123,22 +125,48 @@ async def registration_rate(
     return len(items) / elapsed
 
 
-async def start_agent(
-    client: Client, prefix: str, answered: list[float] | None = None
-) -> tuple[Agent, Any, str]:
-    """An agent and its HTTP API; ``answered`` collects when each answer leaves the agent."""
+async def start_agent(client: Client, prefix: str) -> tuple[Agent, Any, str]:
+    """An agent and its HTTP API."""
     agent = Agent(client, AgentConfig(node_name="bench", key_prefix=prefix))
     await agent.start()
     port = free_port()
     app = build_http_app(agent)
-    if answered is not None:
-
-        async def stamp(_request: Any, _response: Any) -> None:
-            answered.append(time.monotonic())
-
-        app.on_response_prepare.append(stamp)
     runner = await start_http(app, "127.0.0.1", port)
     return agent, runner, f"http://127.0.0.1:{port}"
+
+
+class AnswerStamps:
+    """When each blocking query's answer left the agent (its direct write), and the
+    agent's CPU clock at the last one expected. An ``on_response_prepare`` handler
+    would see them too, but registering one sends every answer through aiohttp's
+    slower path, which is not what is measured."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.times: list[float] = []
+        self.cpu_at_last_s = 0.0
+        self._send = DirectAnswer.send
+
+    def __enter__(self) -> AnswerStamps:
+        send = self._send
+
+        def stamped(direct: DirectAnswer, body: bytes, index: int, consistency: str) -> bool:
+            sent = send(direct, body, index, consistency)
+            self.times.append(time.monotonic())
+            if len(self.times) == self.expected:
+                self.cpu_at_last_s = time.process_time()
+            return sent
+
+        DirectAnswer.send = stamped  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        DirectAnswer.send = self._send  # type: ignore[method-assign]
+
+
+def load_average() -> float:
+    """The 1-minute load average, reported beside every wall-clock figure."""
+    return os.getloadavg()[0]
 
 
 WATCHERS = r"""
@@ -196,8 +224,7 @@ async def fan_out(
     async with Client(endpoints, timeout_s=30.0) as client:
         store = RegistryStore(client, KeyLayout(prefix))
         await store.register(instances(1, 1)[0])
-        answered: list[float] = []
-        agent, runner, url = await start_agent(client, prefix, answered)
+        agent, runner, url = await start_agent(client, prefix)
         try:
             async with aiohttp.ClientSession() as http:
                 r = await http.get(f"{url}/v1/health/service/svc-0")
@@ -221,23 +248,31 @@ async def fan_out(
             for child in children:
                 assert child.stdout is not None
                 assert (await child.stdout.readline()).strip() == b"ready"
+            await until_parked(agent, [("default", "svc-0")], watchers)
             await asyncio.sleep(0.5)
-            answered.clear()
-            cpu0 = time.process_time()
-            start = time.monotonic()
-            await store.set_check_state(
-                "default", "svc-0", "svc-0-0", "ttl", CheckState(HealthStatus.WARNING, "changed")
-            )
-            reports = []
-            for child in children:
-                assert child.stdout is not None
-                reports.append(json.loads(await asyncio.wait_for(child.stdout.readline(), 120)))
-                await child.wait()
-            agent_cpu_ms = (time.process_time() - cpu0) * 1000
+            load = load_average()
+            with AnswerStamps(watchers) as answered:
+                cpu0 = time.process_time()
+                start = time.monotonic()
+                await store.set_check_state(
+                    "default",
+                    "svc-0",
+                    "svc-0-0",
+                    "ttl",
+                    CheckState(HealthStatus.WARNING, "changed"),
+                )
+                reports = []
+                for child in children:
+                    assert child.stdout is not None
+                    reports.append(json.loads(await asyncio.wait_for(child.stdout.readline(), 120)))
+                    await child.wait()
+                agent_cpu_ms = (time.process_time() - cpu0) * 1000
             done = [t for rep in reports for t in rep["done"]]
             assert sum(rep["ok"] for rep in reports) == watchers, "an answer lacked the change"
+            assert len(answered.times) == watchers, "an answer went through aiohttp's path"
             latencies = sorted((t - start) * 1000 for t in done)
-            sent = sorted((t - start) * 1000 for t in answered)
+            sent = sorted((t - start) * 1000 for t in answered.times)
+            answer_cpu_ms = (answered.cpu_at_last_s - cpu0) * 1000
             return {
                 "watchers": watchers,
                 "watcher_procs": len(children),
@@ -248,7 +283,12 @@ async def fan_out(
                 "p99_ms": percentile(latencies, 0.99),
                 "max_ms": latencies[-1],
                 "agent_cpu_ms": agent_cpu_ms,
+                # From the write to the last answer out; agent_cpu_ms also holds the
+                # woken handlers finishing and the connections closing after.
+                "agent_answer_cpu_ms": answer_cpu_ms,
+                "agent_cpu_us_per_answer": 1000 * agent_cpu_ms / watchers,
                 "generator_cpu_ms": 1000 * sum(rep["cpu_s"] for rep in reports),
+                "load_avg_1m": load,
             }
         finally:
             await runner.cleanup()
@@ -282,11 +322,18 @@ async def isolation(
                         woken.append(s)
 
                 tasks = {s: asyncio.ensure_future(watch(s)) for s in range(services)}
-                await asyncio.sleep(1.0 + services / 500)
+                # Every query parked before the first change: a change measured
+                # while its query was still connecting timed the connect instead.
+                park_start = time.perf_counter()
+                await until_parked(agent, [("default", f"svc-{s}") for s in range(services)], 1)
+                park_s = time.perf_counter() - park_start
+                await asyncio.sleep(0.5)
+                load = load_average()
                 wakes_per_change: list[int] = []
                 latencies: list[float] = []
                 for k in range(changes):
                     target = (k * 7919) % services
+                    assert agent.catalog.waiting(("default", f"svc-{target}")) == 1
                     before = len(woken)
                     start = time.perf_counter()
                     await store.set_check_state(
@@ -310,6 +357,8 @@ async def isolation(
                 "wakes_per_change_max": max(wakes_per_change),
                 "p50_ms": percentile(latencies, 0.5),
                 "p99_ms": percentile(latencies, 0.99),
+                "park_s": park_s,
+                "load_avg_1m": load,
             }
         finally:
             await runner.cleanup()
@@ -384,6 +433,16 @@ async def check_cpu(
         "probes_per_s": probes / wall,
         "cpu_core_percent": 100.0 * cpu / wall,
     }
+
+
+async def until_parked(
+    agent: Agent, keys: list[tuple[str, str]], each: int, timeout_s: float = 120.0
+) -> None:
+    """Wait until ``each`` blocking queries wait on every key (generous: a loaded machine)."""
+    deadline = time.monotonic() + timeout_s
+    while any(agent.catalog.waiting(key) < each for key in keys):
+        assert time.monotonic() < deadline, "blocking queries never all parked"
+        await asyncio.sleep(0.05)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -485,6 +544,10 @@ def table(out: dict[str, Any]) -> str:
             f"{f['agent_p99_ms']:>10.1f}",
             f"{'  CPU ms, agent process / clients (' + procs + ' procs)':58} "
             f"{f['agent_cpu_ms']:>10.1f} {f['generator_cpu_ms']:>10.1f}",
+            f"{'  agent CPU us per answer: all / until the last answer':58} "
+            f"{f['agent_cpu_us_per_answer']:>10.1f} "
+            f"{1000 * f['agent_answer_cpu_ms'] / f['watchers']:>10.1f}",
+            f"{'  load average (1 min) at the change':58} {f['load_avg_1m']:>10.1f}",
             f"{'propagation to ' + n + ' queries, p99 ms (goal < 100)':58} "
             f"{f['p99_ms']:>10.1f} {'no peer':>10}",
         ]
@@ -494,6 +557,8 @@ def table(out: dict[str, Any]) -> str:
             f"{'one-service change, ' + str(int(i['services'])) + ' open: wakes (goal 1)':58}"
             f" {i['wakes_per_change_max']:>10.0f} {'no peer':>10}",
             f"{'  its answer p50 / p99 ms':58} {i['p50_ms']:>10.1f} {i['p99_ms']:>10.1f}",
+            f"{'  s until all queries parked; load average (1 min)':58} "
+            f"{i['park_s']:>10.1f} {i['load_avg_1m']:>10.1f}",
         ]
     if "check_cpu" in out:
         c = out["check_cpu"]

@@ -4,10 +4,12 @@ and the blocking-query waits that ride on it.
 One watch on the registry prefix feeds the view; each change wakes only the
 waiters of the services it touched (plus catalog-wide waiters when an
 instance came or went), so 1,000 open blocking queries on 1,000 services
-cost one wake-up per change, not 1,000. When one change wakes many queries
-of the same service, they are woken in batches of ``WAKE_BATCH_MAX`` with a
-loop pass between batches, so the first answers are written out (and the
-loop reads its sockets) while the rest are still queued.
+cost one wake-up per change, not 1,000. A waiter may bring a ``ready``
+callback, called in the wake pass itself once its condition holds: the HTTP
+API writes the answer there (:mod:`syndic.agent.direct`), so the thousandth
+answer of a change leaves after 999 writes, not after 999 coroutines resumed.
+The waiters' coroutines are then resumed in batches of ``WAKE_BATCH_MAX`` with
+a loop pass between batches, so the loop keeps reading its sockets.
 """
 
 from __future__ import annotations
@@ -28,9 +30,13 @@ log = logging.getLogger(__name__)
 RESYNC_DELAY_MS = 500.0
 
 #: Blocking queries resumed per loop pass when one change wakes many: small
-#: enough that a pass stays around a few milliseconds (one answer costs about
-#: 0.1 ms to write), large enough that 1,000 waiters need only ~16 passes.
+#: enough that a pass stays around a few milliseconds (a resumed query costs
+#: about 40 µs to finish), large enough that 1,000 waiters need only ~16 passes.
+#: Their answers were already written by their ``ready`` callbacks.
 WAKE_BATCH_MAX = 64
+
+#: A waiter's callback, run in the wake pass that satisfies its condition.
+Ready = Callable[[], None]
 
 _CATALOG = ("", "")  # waiter key for "any instance came or went"
 _NODES = ("", "nodes")
@@ -43,9 +49,9 @@ class LiveCatalog:
     def __init__(self, store: RegistryStore) -> None:
         self.store = store
         self.view = RegistryView(store.layout)
-        # Per key, the waiting futures in arrival order (a dict: a waiter that
-        # times out or is cancelled leaves in O(1)).
-        self._waiters: dict[tuple[str, str], dict[asyncio.Future[None], None]] = {}
+        # Per key, the waiting futures in arrival order with their ``ready``
+        # callbacks (a dict: a waiter that times out or is cancelled leaves in O(1)).
+        self._waiters: dict[tuple[str, str], dict[asyncio.Future[None], Ready | None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
         self.wakeups_total = 0
@@ -120,9 +126,17 @@ class LiveCatalog:
 
     def _wake(self, key: tuple[str, str]) -> None:
         waiters = self._waiters.pop(key, None)
-        if waiters:
-            self.wakeups_total += 1
-            self._wake_batch(list(waiters), 0)
+        if not waiters:
+            return
+        self.wakeups_total += 1
+        # Every answer first, in this pass; the coroutines after, in batches.
+        for future, ready in waiters.items():
+            if ready is not None and not future.done():
+                try:
+                    ready()
+                except Exception:  # one broken answer must not keep the others waiting
+                    log.exception("agent catalog: a blocking query's ready callback failed")
+        self._wake_batch(list(waiters), 0)
 
     def _wake_batch(self, waiters: list[asyncio.Future[None]], start: int) -> None:
         end = start + WAKE_BATCH_MAX
@@ -138,9 +152,9 @@ class LiveCatalog:
         for key in list(self._waiters):
             self._wake(key)
 
-    async def _wait(self, key: tuple[str, str], timeout_s: float) -> None:
+    async def _wait(self, key: tuple[str, str], timeout_s: float, ready: Ready | None) -> None:
         future = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(key, {})[future] = None
+        self._waiters.setdefault(key, {})[future] = ready
         # asyncio.timeout, not wait_for: no extra task per waiter, which matters
         # when one change wakes a thousand blocking queries at once.
         try:
@@ -165,26 +179,39 @@ class LiveCatalog:
         return len(self._waiters.get(key, ()))
 
     async def _wait_until(
-        self, key: tuple[str, str], done: Callable[[], bool], timeout_s: float
+        self,
+        key: tuple[str, str],
+        done: Callable[[], bool],
+        timeout_s: float,
+        ready: Ready | None = None,
     ) -> bool:
-        """Wait on ``key``'s wake-ups until ``done()`` or the time is up; returns ``done()``."""
+        """Wait on ``key``'s wake-ups until ``done()`` or the time is up; returns ``done()``.
+
+        ``ready`` is called in the wake pass that makes ``done()`` true, before
+        this coroutine resumes; it must not raise and must not wait."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
+        checked = None if ready is None else _when(done, ready)
         while not done():
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
-            await self._wait(key, remaining)
+            await self._wait(key, remaining, checked)
         return True
 
-    async def wait_service(self, ns: str, name: str, index: int, timeout_s: float) -> int:
-        """Block until the service's index passes ``index`` or the time is up; the new index."""
+    async def wait_service(
+        self, ns: str, name: str, index: int, timeout_s: float, ready: Ready | None = None
+    ) -> int:
+        """Block until the service's index passes ``index`` or the time is up; the new index.
+        ``ready`` runs in the wake pass once the index has passed (see ``_wait_until``)."""
         view = self.view
-        await self._wait_until((ns, name), lambda: view.service_index(ns, name) > index, timeout_s)
+        await self._wait_until(
+            (ns, name), lambda: view.service_index(ns, name) > index, timeout_s, ready
+        )
         return self.view.service_index(ns, name)
 
-    async def wait_catalog(self, index: int, timeout_s: float) -> int:
-        await self._wait_until(_CATALOG, lambda: self.view.catalog_index > index, timeout_s)
+    async def wait_catalog(self, index: int, timeout_s: float, ready: Ready | None = None) -> int:
+        await self._wait_until(_CATALOG, lambda: self.view.catalog_index > index, timeout_s, ready)
         return self.view.catalog_index
 
     async def wait_nodes(self, index: int, timeout_s: float) -> int:
@@ -198,3 +225,14 @@ class LiveCatalog:
     async def wait_any_change(self, done: Callable[[], bool], timeout_s: float) -> bool:
         """Wait until ``done()``, re-checking after every applied watch batch."""
         return await self._wait_until(_REVISION, done, timeout_s)
+
+
+def _when(done: Callable[[], bool], ready: Ready) -> Ready:
+    """``ready`` run only when ``done()``: a wake whose change left the condition unmet
+    (another query's index) answers nothing; the waiter waits again."""
+
+    def maybe() -> None:
+        if done():
+            ready()
+
+    return maybe

@@ -9,10 +9,11 @@ the catalog as it is, as a Consul server answers from its own state.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +21,9 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from syndic.agent.agent import Agent
+from syndic.agent.catalog import Ready
 from syndic.agent.decode import BodyError, decode_registration, fields, parse_json
+from syndic.agent.direct import DirectAnswer
 from syndic.agent.filter import Filter, FilterError, parse_filter
 from syndic.agent.http_common import (
     Blocking,
@@ -320,15 +323,13 @@ class ConsulApi:
 
     # -- catalog ----------------------------------------------------------------
 
-    async def catalog_services(self, request: web.Request) -> web.Response:
+    async def catalog_services(self, request: web.Request) -> web.StreamResponse:
         b = self._blocking(request)
         only = self._filter(request, "catalog")
         ns = self._ns(request)
         await self._barrier(b)
         catalog = self.agent.catalog
-        index = await catalog.wait_catalog(b.index, b.wait_s) if b.index else None
         view = catalog.view
-        index = view.catalog_index if index is None else index
         node_meta = self._node_meta_filter(request)
 
         def render() -> dict[str, list[str]]:
@@ -347,16 +348,25 @@ class ConsulApi:
                     out[entry.name] = tags
             return out
 
-        key = ("services", ns, index, view.nodes_index, node_meta, only and only.text)
-        body = self._cached(key, render)
-        return body_response(body, index=index, consistency=self._consistency(b))
+        def body_of(index: int) -> bytes:
+            key = ("services", ns, index, view.nodes_index, node_meta, only and only.text)
+            return self._cached(key, render)
+
+        async def wait(ready: Ready | None) -> None:
+            await catalog.wait_catalog(b.index, b.wait_s, ready)
+
+        return await self._answer(request, b, wait, lambda: view.catalog_index, body_of)
 
     def _catalog_doc(self, stored: StoredInstance) -> dict[str, Any]:
         return catalog_service_doc(stored, self._node(stored.instance.node))
 
     async def _service_read(
-        self, request: web.Request, documents: str
-    ) -> tuple[ServiceEntry | None, int, Blocking, ServiceQuery]:
+        self,
+        request: web.Request,
+        documents: str,
+        render: Callable[[ServiceQuery, ServiceEntry | None], list[dict[str, Any]]],
+    ) -> web.StreamResponse:
+        """One service's read: ``render`` makes its documents, once per (query, index)."""
         # Everything the answer depends on is read from the request before the
         # wait: after a change wakes a thousand queries, each does only a lookup.
         b = self._blocking(request)
@@ -371,32 +381,70 @@ class ConsulApi:
         )
         await self._barrier(b)
         catalog = self.agent.catalog
+        view = catalog.view
+
+        def current() -> int:
+            return view.service_index(query.ns, query.name)
+
+        def body_of(index: int) -> bytes:
+            # Every watcher of a service wakes on the same change and asks for the
+            # same answer: render it once per index (and filters), not once each.
+            return self._cached(
+                self._service_key(query, index),
+                lambda: render(query, view.service(query.ns, query.name)),
+            )
+
+        async def wait(ready: Ready | None) -> None:
+            await catalog.wait_service(query.ns, query.name, b.index, b.wait_s, ready)
+
+        return await self._answer(request, b, wait, current, body_of)
+
+    async def _answer(
+        self,
+        request: web.Request,
+        b: Blocking,
+        wait: Callable[[Ready | None], Awaitable[None]],
+        current: Callable[[], int],
+        body_of: Callable[[int], bytes],
+    ) -> web.StreamResponse:
+        """A read's answer, after the blocking wait when ``?index`` asks for one.
+
+        Where the request allows it, the answer is written straight to the
+        connection (:mod:`syndic.agent.direct`): for a woken blocking query, in
+        the very pass that wakes it, before any of the woken coroutines resume."""
+        consistency = self._consistency(b)
+        direct = DirectAnswer.open(request)
         if b.index:
-            index = await catalog.wait_service(query.ns, query.name, b.index, b.wait_s)
-        else:
-            index = catalog.view.service_index(query.ns, query.name)
-        return catalog.view.service(query.ns, query.name), index, b, query
+            ready = None
+            if direct is not None:
+                ready = functools.partial(_send_current, direct, current, body_of, consistency)
+            await wait(ready)
+            if direct is not None and direct.sent:
+                return direct.sent_response()
+        index = current()
+        body = body_of(index)
+        if direct is not None and direct.send(body, index, consistency):
+            return direct.sent_response()
+        return body_response(body, index=index, consistency=consistency)
 
     def _service_key(self, query: ServiceQuery, index: int) -> tuple[Any, ...]:
         """The index carries every change to the service; node addresses are in the answer."""
         return (query, index, self.agent.catalog.view.nodes_index)
 
-    async def catalog_service(self, request: web.Request) -> web.Response:
-        entry, index, b, query = await self._service_read(request, "catalog")
-        only = query.only
+    async def catalog_service(self, request: web.Request) -> web.StreamResponse:
+        return await self._service_read(request, "catalog", self._render_catalog_service)
 
-        def render() -> list[dict[str, Any]]:
-            if entry is None or query.node_meta:
-                return []
-            docs = [
-                self._catalog_doc(stored)
-                for stored in entry.sorted_instances()
-                if all(t in stored.instance.tags for t in query.tags)
-            ]
-            return docs if only is None else only.select(docs)
-
-        body = self._cached(self._service_key(query, index), render)
-        return body_response(body, index=index, consistency=self._consistency(b))
+    def _render_catalog_service(
+        self, query: ServiceQuery, entry: ServiceEntry | None
+    ) -> list[dict[str, Any]]:
+        if entry is None or query.node_meta:
+            return []
+        docs = [
+            self._catalog_doc(stored)
+            for stored in entry.sorted_instances()
+            if all(t in stored.instance.tags for t in query.tags)
+        ]
+        return docs if query.only is None else query.only.select(docs)
 
     async def catalog_nodes(self, request: web.Request) -> web.Response:
         b = self._blocking(request)
@@ -419,44 +467,32 @@ class ConsulApi:
 
     # -- health -----------------------------------------------------------------
 
-    async def health_service(self, request: web.Request) -> web.Response:
-        entry, index, b, query = await self._service_read(request, "health")
-        only = query.only
+    async def health_service(self, request: web.Request) -> web.StreamResponse:
+        return await self._service_read(request, "health", self._render_health_service)
 
-        def render() -> list[dict[str, Any]]:
-            out: list[dict[str, Any]] = []
-            if entry is None or query.node_meta:
-                return out
-            for stored in entry.sorted_instances():
-                if not all(t in stored.instance.tags for t in query.tags):
-                    continue
-                checks = instance_checks(entry, stored)
-                if query.passing and any(c["Status"] != "passing" for c in checks):
-                    continue
-                doc = {
-                    "Node": self._node(stored.instance.node),
-                    "Service": service_doc(stored),
-                    "Checks": checks,
-                }
-                if only is None or only.matches(doc):
-                    out.append(doc)
-            return out
-
-        # Every watcher of a service wakes on the same change and asks for the
-        # same answer: render it once per index (and filters), not once each.
-        body = self._cached(self._service_key(query, index), render)
-        return body_response(body, index=index, consistency=self._consistency(b))
-
-    async def health_checks(self, request: web.Request) -> web.Response:
-        entry, index, b, query = await self._service_read(request, "check")
-        only = query.only
+    def _render_health_service(
+        self, query: ServiceQuery, entry: ServiceEntry | None
+    ) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        if entry is not None:
-            for stored in entry.sorted_instances():
-                out.extend(instance_checks(entry, stored))
-        if only is not None:
-            out = only.select(out)
-        return json_response(out, index=index, consistency=self._consistency(b))
+        if entry is None or query.node_meta:
+            return out
+        for stored in entry.sorted_instances():
+            if not all(t in stored.instance.tags for t in query.tags):
+                continue
+            checks = instance_checks(entry, stored)
+            if query.passing and any(c["Status"] != "passing" for c in checks):
+                continue
+            doc = {
+                "Node": self._node(stored.instance.node),
+                "Service": service_doc(stored),
+                "Checks": checks,
+            }
+            if query.only is None or query.only.matches(doc):
+                out.append(doc)
+        return out
+
+    async def health_checks(self, request: web.Request) -> web.StreamResponse:
+        return await self._service_read(request, "check", _render_health_checks)
 
     async def health_state(self, request: web.Request) -> web.Response:
         state = request.match_info["state"]
@@ -542,3 +578,22 @@ class ConsulApi:
                     labels[f"__meta_syndic_meta_{k.replace('-', '_')}"] = v
                 groups.append({"targets": [f"{address}:{inst.port}"], "labels": labels})
         return json_response(groups, index=view.catalog_index)
+
+
+def _render_health_checks(query: ServiceQuery, entry: ServiceEntry | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if entry is not None:
+        for stored in entry.sorted_instances():
+            out.extend(instance_checks(entry, stored))
+    return out if query.only is None else query.only.select(out)
+
+
+def _send_current(
+    direct: DirectAnswer,
+    current: Callable[[], int],
+    body_of: Callable[[int], bytes],
+    consistency: str,
+) -> None:
+    """A woken blocking query's ``ready`` callback: its answer at the index just reached."""
+    index = current()
+    direct.send(body_of(index), index, consistency)

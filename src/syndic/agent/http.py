@@ -144,11 +144,25 @@ def build_http_app(
 SHUTDOWN_GRACE_S = 1.0
 
 
-async def start_http(app: web.Application, host: str, port: int) -> web.AppRunner:
+#: Connections the kernel queues for the agent before it accepts them. aiohttp's
+#: default of 128 overflows when a thousand blocking queries connect at once
+#: (Prometheus or consul-template reconnecting after a restart): dropped SYNs
+#: are retried after 1 s, then 3 s, so a query was parked seconds late. Linux
+#: caps it at net.core.somaxconn (4096 by default), as Consul's listener is.
+HTTP_LISTEN_BACKLOG_CONNECTIONS = 4096
+
+
+async def start_http(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    backlog_connections: int = HTTP_LISTEN_BACKLOG_CONNECTIONS,
+) -> web.AppRunner:
     """Serve ``app`` on ``host:port``; ``await runner.cleanup()`` stops it."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, backlog=backlog_connections)
     await site.start()
     return runner
 

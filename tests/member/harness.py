@@ -11,6 +11,7 @@ from syndic.kv.mvcc import StoreConfig
 from syndic.member.proposals import ProposalLimits
 from syndic.member.runtime import MemberRuntime, RuntimeLimits
 from syndic.raft import ConfState, Message, RaftConfig, RaftNode
+from syndic.server.backend import ServerError
 from syndic.server.state_machine import StateMachine
 
 
@@ -35,12 +36,15 @@ class Done:
 
 
 class Net:
-    """Messages and forwarded proposals waiting to be delivered."""
+    """Messages, forwarded proposals and forwarded keep-alives waiting to be
+    delivered."""
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
         self.forwarded: list[tuple[int, list[bytes]]] = []
         self.forwarding_works = True
+        # (from, to, batch id, lease ids) of forwarded keep-alives.
+        self.renewals: list[tuple[int, int, int, list[int]]] = []
 
     def send(self, messages: tuple[Message, ...] | list[Message]) -> None:
         self.messages.extend(messages)
@@ -50,6 +54,44 @@ class Net:
             return False
         self.forwarded.append((to_id, list(proposals)))
         return True
+
+
+class Port:
+    """One member's PeerPort on the shared :class:`Net`."""
+
+    def __init__(self, net: Net, member_id: int) -> None:
+        self.net = net
+        self.member_id = member_id
+
+    def send(self, messages: tuple[Message, ...] | list[Message]) -> None:
+        self.net.send(messages)
+
+    def forward_proposals(self, to_id: int, proposals: list[bytes]) -> bool:
+        return self.net.forward_proposals(to_id, proposals)
+
+    def forward_renewals(self, to_id: int, batch_id: int, lease_ids: list[int]) -> bool:
+        if not self.net.forwarding_works:
+            return False
+        self.net.renewals.append((self.member_id, to_id, batch_id, list(lease_ids)))
+        return True
+
+
+class RenewalAnswer(Done):
+    """The leader's answer to a forwarded batch, handed to the follower."""
+
+    def __init__(self, follower: MemberRuntime, batch_id: int) -> None:
+        super().__init__()
+        self.follower = follower
+        self.batch_id = batch_id
+
+    def set_result(self, result: Any, /) -> None:
+        super().set_result(result)
+        self.follower.renewals_answered(self.batch_id, result)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        super().set_exception(exception)
+        assert isinstance(exception, ServerError)
+        self.follower.renewals_refused(self.batch_id, exception)
 
 
 class Cluster:
@@ -68,7 +110,7 @@ class Cluster:
                 i,
                 raft,
                 state,
-                self.net,
+                Port(self.net, i),
                 lambda: self.now_ms,
                 limits or RuntimeLimits(proposals=ProposalLimits()),
                 0,
@@ -93,9 +135,23 @@ class Cluster:
             for to_id, datas in forwarded:
                 busy = True
                 self.members[to_id].propose_forwarded(datas)
+            renewals, self.net.renewals = self.net.renewals, []
+            for from_id, to_id, batch_id, lease_ids in renewals:
+                busy = True
+                self.deliver_renewals(from_id, to_id, batch_id, lease_ids)
             if not busy:
                 return
         raise AssertionError("the cluster never went quiet")
+
+    def deliver_renewals(
+        self, from_id: int, to_id: int, batch_id: int, lease_ids: list[int]
+    ) -> None:
+        """The leader renews a forwarded batch; its answer goes straight back."""
+        answer = RenewalAnswer(self.members[from_id], batch_id)
+        try:
+            self.members[to_id].renew_forwarded(lease_ids, answer)
+        except ServerError as exc:
+            answer.set_exception(exc)
 
     def elect(self, member_id: int) -> MemberRuntime:
         self.members[member_id].raft.campaign()

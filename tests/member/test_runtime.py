@@ -117,7 +117,7 @@ def test_forwarded_proposals_that_do_not_decode_never_enter_the_log() -> None:
     cluster = Cluster(1)
     leader = cluster.elect(1)
     before = leader.raft.last_index
-    assert leader.propose_forwarded([b"\x93junk", b""]) == 2
+    assert leader.propose_forwarded([b"\x93junk", b""]).undecodable == 2
     assert leader.raft.last_index == before
 
 

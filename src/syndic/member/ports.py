@@ -43,6 +43,13 @@ class PeerPort(Protocol):
         """Hand entry data to the leader ``to_id``; False if it cannot go now."""
         ...
 
+    def forward_renewals(self, to_id: int, batch_id: int, lease_ids: list[int]) -> bool:
+        """Hand keep-alives to the leader ``to_id``; False if they cannot go
+        now. The driver hands the answer back to
+        :meth:`MemberRuntime.renewals_answered` (or ``renewals_refused``)
+        with ``batch_id``."""
+        ...
+
 
 class LogPort(Protocol):
     """A member's durable log, written in the Ready contract's order: the

@@ -20,6 +20,7 @@ timers, and finishes its callers through :class:`~syndic.member.ports.Completion
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from syndic.member.membership import Membership
 from syndic.member.ports import Clock, Completion, PeerPort
 from syndic.member.proposals import ProposalLimits, Proposals, StageRecorder
 from syndic.member.reads import Reads
+from syndic.member.recent_requests import RecentRequests
+from syndic.member.renewals import ForwardedRenewals
 from syndic.member.snapshots import SnapshotSchedule
 from syndic.raft import (
     Entry,
@@ -55,6 +58,9 @@ STALE_LEADER_READ = "stale-leader-read"
 # Called after each committed entry is applied: the entry, what it decoded
 # to (None for a conf change or an empty entry) and what applying returned.
 ApplyObserver = Callable[[Entry, DecodedEntry | None, Any], None]
+# Called when this leader accepts a keep-alive: the lease id and this
+# member's clock reading, from which the lease's TTL now runs.
+RenewObserver = Callable[[int, int], None]
 
 
 class UndecodableEntryError(RuntimeError):
@@ -72,6 +78,21 @@ class RuntimeLimits:
     snapshot_every_entries: int = 100_000
     # How long a caller waits before "request timed out".
     request_timeout_ms: int = 7_000
+    # A follower's keep-alives waiting for the leader's answer, and its
+    # batches of them on the way at once (a thousand leases fit in one).
+    renewals_pending_max: int = 10_000
+    renewal_batches_in_flight_max: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardedOutcome:
+    """What a leader did with a forwarded batch: how many entries it
+    proposed, refused as undecodable, and refused as copies of entries it
+    proposed before (a forward delivered twice)."""
+
+    proposed: int
+    undecodable: int
+    duplicates: int
 
 
 class MemberRuntime:
@@ -105,10 +126,17 @@ class MemberRuntime:
         self.proposals = Proposals(member_id, limits.proposals, self._ids)
         self.reads = Reads(limits.reads_pending_max, planted_bugs)
         self.leases = LeaderLeases()
+        self.renewals = ForwardedRenewals(
+            self._ids,
+            pending_max=limits.renewals_pending_max,
+            batches_in_flight_max=limits.renewal_batches_in_flight_max,
+        )
+        self.recent_forwarded = RecentRequests()
         self.membership = Membership(member_id)
         self.snapshots = SnapshotSchedule(limits.snapshot_every_entries, snapshot_index)
         self.leader_id = 0
         self.observer: ApplyObserver | None = None
+        self.renew_observer: RenewObserver | None = None
         self._decode = decode
         self._ack_before_fsync = ACK_BEFORE_FSYNC in planted_bugs
         self._stale_leader_read = STALE_LEADER_READ in planted_bugs
@@ -175,23 +203,70 @@ class MemberRuntime:
         self._index_waiters.append((index, completion))
 
     def renew_leases(self, lease_ids: list[int]) -> list[int]:
-        """Keep-alives on this leader, in memory (no log entry, no fsync)."""
+        """Keep-alives on this leader, in memory (no log entry, no fsync):
+        each lease's TTL in s, or -1 if unknown or expired here."""
         store = self.state.store
         now_ms = self.clock()
         # Raft may have made this member leader in a step the driver has not
         # handled yet; the lessor follows at once.
         self.leases.sync_role(store, self.is_leader, now_ms)
-        return self.leases.renew(store, lease_ids, now_ms)
+        ttls = self.leases.renew(store, lease_ids, now_ms)
+        observer = self.renew_observer
+        if observer is not None:
+            for lease_id, ttl_s in zip(lease_ids, ttls, strict=True):
+                if ttl_s >= 0:
+                    observer(lease_id, now_ms)
+        return ttls
+
+    def keep_alive(self, lease_id: int, completion: Completion) -> None:
+        """A caller's keep-alive: ``completion`` gets the lease's TTL in s, or
+        -1 if the leader does not know it (etcd: lease not found). Renewed
+        here when leading, else queued for the leader (the next cycle
+        forwards the queue as one batch). Raises the etcd error and queues
+        nothing when it is refused."""
+        if self.is_leader:
+            self._renew_here([lease_id], _FirstTtl(completion))
+            return
+        self.renewals.add(lease_id, completion, self.deadline_ms())
+
+    def renew_forwarded(self, lease_ids: list[int], completion: Completion) -> None:
+        """Keep-alives a follower forwarded: ``completion`` gets one TTL per
+        lease, in order. Raises etcd's "not leader" when this member does not
+        lead (the follower asks the next leader)."""
+        if not self.is_leader:
+            raise errors.not_leader()
+        self._renew_here(lease_ids, completion)
+
+    def _renew_here(self, lease_ids: list[int], completion: Completion) -> None:
+        """Renew on this leader. A miss may be a grant this new leader has not
+        applied yet, so misses are tried once more after a read barrier."""
+        ttls = self.renew_leases(lease_ids)
+        missed = [lease_id for lease_id, ttl in zip(lease_ids, ttls, strict=True) if ttl < 0]
+        if not missed:
+            completion.set_result(ttls)
+            return
+        self.read(_RenewAfterBarrier(self, lease_ids, ttls, missed, completion))
+
+    def renewals_answered(self, batch_id: int, ttls: list[Any]) -> None:
+        """The leader's answer to a forwarded batch of keep-alives."""
+        self.renewals.answered(batch_id, ttls)
+
+    def renewals_refused(self, batch_id: int, error: errors.ServerError | None) -> None:
+        """A forwarded batch of keep-alives got ``error``, or no answer (None)."""
+        self.renewals.refused(batch_id, error)
 
     def fail_expired(self) -> int:
-        """Fail proposals and reads past the request timeout; how many proposals."""
+        """Fail proposals, reads and keep-alives past the request timeout; how
+        many proposals."""
         now_ms = self.clock()
         self.reads.fail_expired(now_ms)
+        self.renewals.fail_expired(now_ms)
         return self.proposals.fail_expired(now_ms)
 
     def fail_all(self, error: BaseException) -> None:
         self.proposals.fail_all(error)
         self.reads.fail_all(error)
+        self.renewals.fail_all(error)
         for _, completion in self._index_waiters:
             if not completion.done():
                 completion.set_exception(error)
@@ -212,30 +287,70 @@ class MemberRuntime:
     def tick(self) -> list[int]:
         """One clock tick; on the leader, the leases now due for revocation."""
         self.raft.tick()
+        self.renewals.tick()
         if not self.is_leader:
             return []
         return self.leases.due(self.state.store, self.clock())
 
-    def propose_forwarded(self, proposals: list[bytes]) -> int:
+    def propose_forwarded(self, proposals: list[bytes]) -> ForwardedOutcome:
         """Propose entries a follower forwarded (the follower answers its caller
-        when it applies them); how many were refused as undecodable. Raises
-        RaftError if the rest cannot go."""
-        # Every member must be able to apply what is committed (an entry it
-        # cannot decode stops it), so entry data from a peer is checked
-        # before it enters the log, not after.
-        sound = [data for data in proposals if _decodes(self._decode, data)]
+        when it applies them), each once: an entry whose request this leader
+        proposed before is a copy of a forward delivered twice, and is
+        dropped. Raises RaftError, and remembers nothing, if they cannot go."""
+        recent = self.recent_forwarded
+        sound: list[bytes] = []
+        ids: list[tuple[int, int]] = []
+        undecodable = 0
+        for data in proposals:
+            # Every member must be able to apply what is committed (an entry
+            # it cannot decode stops it), so entry data from a peer is
+            # checked before it enters the log, not after.
+            try:
+                decoded = self._decode(data)
+            except (EntryCodecError, ValueError):
+                undecodable += 1
+                continue
+            key = (decoded.proposer_id, decoded.request_id)
+            if recent.seen(*key) or key in ids:
+                continue
+            sound.append(data)
+            ids.append(key)
         if sound:
             self.raft.propose_batch(sound)
-        return len(proposals) - len(sound)
+            for proposer_id, request_id in ids:
+                recent.record(proposer_id, request_id)
+        duplicates = len(proposals) - len(sound) - undecodable
+        return ForwardedOutcome(len(sound), undecodable, duplicates)
 
     # ------------------------------------------------------------ Ready loop
 
     def flush(self) -> int:
-        """Propose this cycle's outbox (step 1); how many proposals failed."""
+        """Propose this cycle's outbox and send its keep-alives to the leader
+        (step 1); how many proposals failed."""
+        if self.renewals.ready_to_send:
+            self._flush_renewals()
         return self.proposals.flush(self.raft, self.leader_id, self.peers)
 
+    def _flush_renewals(self) -> None:
+        if self.is_leader:
+            # Queued while following; this member now renews them itself.
+            self.renewals.flush(self._renew_batch_here)
+        elif self.leader_id and self.leader_id != self.id:
+            self.renewals.flush(functools.partial(self.peers.forward_renewals, self.leader_id))
+
+    def _renew_batch_here(self, batch_id: int, lease_ids: list[int]) -> bool:
+        try:
+            self._renew_here(lease_ids, _BatchAnswer(self.renewals, batch_id))
+        except errors.ServerError as exc:
+            self.renewals.refused(batch_id, exc)
+        return True
+
     def has_work(self) -> bool:
-        return self.proposals.outbox_waiting or self.raft.has_ready()
+        return (
+            self.proposals.outbox_waiting
+            or self.raft.has_ready()
+            or (self.renewals.ready_to_send and bool(self.leader_id))
+        )
 
     def begin(self, ready: Ready) -> SoftState | None:
         """Step 2: the soft state (returned when leader or role changed), and
@@ -323,9 +438,85 @@ class MemberRuntime:
         return self.snapshots.due(self.raft.applied_index)
 
 
-def _decodes(decode: Callable[[bytes], DecodedEntry], data: bytes) -> bool:
-    try:
-        decode(data)
-    except (EntryCodecError, ValueError):
-        return False
-    return True
+class _FirstTtl:
+    """The one TTL a single keep-alive renewed here gets, from the list."""
+
+    __slots__ = ("_completion",)
+
+    def __init__(self, completion: Completion) -> None:
+        self._completion = completion
+
+    def done(self) -> bool:
+        return self._completion.done()
+
+    def set_result(self, result: Any, /) -> None:
+        if not self._completion.done():
+            self._completion.set_result(result[0])
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        if not self._completion.done():
+            self._completion.set_exception(exception)
+
+
+class _BatchAnswer:
+    """A queued batch of keep-alives renewed by this member, now leader."""
+
+    __slots__ = ("_batch_id", "_finished", "_renewals")
+
+    def __init__(self, renewals: ForwardedRenewals, batch_id: int) -> None:
+        self._renewals = renewals
+        self._batch_id = batch_id
+        self._finished = False
+
+    def done(self) -> bool:
+        return self._finished
+
+    def set_result(self, result: Any, /) -> None:
+        self._finished = True
+        self._renewals.answered(self._batch_id, result)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self._finished = True
+        error = exception if isinstance(exception, errors.ServerError) else None
+        self._renewals.refused(self._batch_id, error)
+
+
+class _RenewAfterBarrier:
+    """Renews a keep-alive's missed leases again once a read barrier
+    confirmed this leader applied everything committed before it."""
+
+    __slots__ = ("_completion", "_finished", "_lease_ids", "_missed", "_runtime", "_ttls")
+
+    def __init__(
+        self,
+        runtime: MemberRuntime,
+        lease_ids: list[int],
+        ttls: list[int],
+        missed: list[int],
+        completion: Completion,
+    ) -> None:
+        self._runtime = runtime
+        self._lease_ids = lease_ids
+        self._ttls = ttls
+        self._missed = missed
+        self._completion = completion
+        self._finished = False
+
+    def done(self) -> bool:
+        return self._finished or self._completion.done()
+
+    def set_result(self, result: Any, /) -> None:
+        self._finished = True
+        try:
+            again = dict(zip(self._missed, self._runtime.renew_leases(self._missed), strict=True))
+        except errors.ServerError as exc:
+            self.set_exception(exc)
+            return
+        ttls = [again.get(lid, ttl) for lid, ttl in zip(self._lease_ids, self._ttls, strict=True)]
+        if not self._completion.done():
+            self._completion.set_result(ttls)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self._finished = True
+        if not self._completion.done():
+            self._completion.set_exception(exception)

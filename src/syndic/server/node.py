@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import itertools
 import logging
 import os
 import random
@@ -28,28 +26,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from syndic import __version__
-from syndic.kv.errors import KvError, LeaseNotFoundError
-from syndic.kv.messages import (
-    AlarmType,
-    HashKVResponse,
-    LeaseLeasesResponse,
-    LeaseRevokeRequest,
-    LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse,
-    RangeRequest,
-    RangeResponse,
-    TxnRequest,
-    TxnResponse,
-)
+from syndic.kv.errors import KvError
+from syndic.kv.messages import LeaseRevokeRequest
 from syndic.kv.mvcc import StoreConfig
-from syndic.kv.watch import WatchHub, WatchStream
+from syndic.kv.watch import WatchHub
 from syndic.member.proposals import ENTRY_OVERHEAD_BYTES_MAX, ProposalLimits, TooManyRequestsError
 from syndic.member.runtime import MemberRuntime, RuntimeLimits, UndecodableEntryError
 from syndic.observability.tracing import stage_recorder
 from syndic.raft import (
-    ConfChange,
-    ConfChangeType,
     ConfState,
     Message,
     PersistentState,
@@ -61,16 +45,7 @@ from syndic.raft import (
     SoftState,
 )
 from syndic.server import backend as errors
-from syndic.server import reconfig
-from syndic.server.auth import AuthStore
-from syndic.server.backend import (
-    Header,
-    Member,
-    MemberStatus,
-    ServerError,
-    txn_is_read_only,
-    txn_is_serializable,
-)
+from syndic.server.backend import ServerError
 from syndic.server.bootstrap import (
     derived_identity,
     initial_snapshot,
@@ -78,16 +53,12 @@ from syndic.server.bootstrap import (
     settle_identity,
     write_initial_log,
 )
-from syndic.server.config import ServerConfig, member_id, parse_url
+from syndic.server.config import ServerConfig, parse_url
 from syndic.server.entry_codec import EntryKind, decode_entry
 from syndic.server.loop_lag import LoopLagProbe
+from syndic.server.member_api import ETCD_API_VERSION, MemberApi
 from syndic.server.metrics import ServerMetrics
-from syndic.server.peer_codec import (
-    PeerCodecError,
-    decode_member,
-    encode_cluster_info,
-    encode_member,
-)
+from syndic.server.peer_requests import PeerRequests, RuntimePeers
 from syndic.server.peer_rtt import RoundTripCollector
 from syndic.server.state_machine import MemberAttrs, StateMachine
 from syndic.server.tls import peer_contexts
@@ -96,17 +67,10 @@ from syndic.storage import SnapshotStore, Wal, WalOptions, recover
 
 log = logging.getLogger(__name__)
 
-# The API version syndic implements, reported where etcd reports its own
-# version (Status, /version): clients gate features on it.
-ETCD_API_VERSION = "3.4.0"
 # How often callers past the request timeout are failed: one timer for all
 # of them instead of one armed and cancelled per call (a few per cent of a
 # member's CPU under load); a caller may wait this much longer than the timeout.
 REQUEST_TIMEOUT_SWEEP_MS = 100
-# Keep-alives a follower hands to its leader in one peer request; more wait
-# for the next one (etcd forwards each over HTTP; batching keeps a follower's
-# thousand leases to a few round trips).
-FORWARDED_RENEWALS_MAX = 4096
 WAL_OPTIONS = WalOptions()
 # More than a record's framing, an entry's index and term, a hard state or a
 # snapshot marker take beside its data: a save this much short of a segment's
@@ -125,7 +89,7 @@ def _member_clock() -> Callable[[], int]:
     return lambda: int(monotonic() * 1000) + offset_ms
 
 
-__all__ = ["ENTRY_OVERHEAD_BYTES_MAX", "MemberNode", "UndecodableEntryError"]
+__all__ = ["ENTRY_OVERHEAD_BYTES_MAX", "ETCD_API_VERSION", "MemberNode", "UndecodableEntryError"]
 
 
 # Request ids start from the wall clock, shifted so that a restarted member
@@ -140,8 +104,9 @@ def _request_id_base() -> int:
     return (time.time_ns() // 1_000_000) << REQUEST_ID_CLOCK_SHIFT
 
 
-class MemberNode:
-    """A syndic member; implements :class:`syndic.server.backend.Backend`."""
+class MemberNode(MemberApi, PeerRequests):
+    """A syndic member; implements :class:`syndic.server.backend.Backend`
+    (the calls in :class:`MemberApi`, the peer requests in :class:`PeerRequests`)."""
 
     def __init__(self, config: ServerConfig, metrics: ServerMetrics | None = None) -> None:
         self.config = config
@@ -174,9 +139,8 @@ class MemberNode:
         self._stopping = False
         # Each watch stream's wake-up, called after every applied batch.
         self._watch_listeners: set[Callable[[], None]] = set()
-        # Keep-alives waiting to be handed to the leader, by lease id.
-        self._renewals: dict[int, list[asyncio.Future[int]]] = {}
-        self._renewal_task: asyncio.Task[None] | None = None
+        # Batches of keep-alives being handed to the leader (peer_requests.py).
+        self._renewal_requests: set[asyncio.Task[None]] = set()
         self._revokes: set[asyncio.Task[None]] = set()
         self._published = False
         # The leader last reported by the core, for the leader-change metric.
@@ -260,7 +224,7 @@ class MemberNode:
             self.id,
             raft,
             self.state,
-            self._transport,
+            RuntimePeers(self._transport, self._forward_renewals),
             self._now_ms,
             self._limits(),
             snapshot_index,
@@ -360,13 +324,8 @@ class MemberNode:
         await self._leader_requests.close()
         if "_rt" in built:
             self._rt.fail_all(errors.server_stopped())
-        if self._renewal_task is not None:
-            self._renewal_task.cancel()
-        for waiters in self._renewals.values():
-            for future in waiters:
-                if not future.done():
-                    future.set_exception(errors.server_stopped())
-        self._renewals.clear()
+        for request in tuple(self._renewal_requests):
+            request.cancel()
         if "_wal" in built:
             await asyncio.to_thread(self._wal.close)
         self.hub.close()
@@ -616,13 +575,20 @@ class MemberNode:
         if not self._is_leader():
             return
         try:
-            refused = self._rt.propose_forwarded(proposals)
+            outcome = self._rt.propose_forwarded(proposals)
         except RaftError:
             self.metrics.proposals_failed.inc(len(proposals))
             return
-        if refused:
-            log.warning("member %x: refused %d undecodable forwarded proposals", self.id, refused)
-            self.metrics.proposals_failed.inc(refused)
+        if outcome.undecodable:
+            log.warning(
+                "member %x: refused %d undecodable forwarded proposals",
+                self.id,
+                outcome.undecodable,
+            )
+            self.metrics.proposals_failed.inc(outcome.undecodable)
+        if outcome.duplicates:
+            # A forward delivered twice: its first copy is in the log already.
+            log.info("member %x: dropped %d forwarded copies", self.id, outcome.duplicates)
         self._wake.set()
 
     def _on_unreachable(self, node_id: int) -> None:
@@ -649,7 +615,7 @@ class MemberNode:
                 peers.append(PeerAddress(mid, host, port))
         self._transport.set_peers(peers)
 
-    # ------------------------------------------------------------ proposals
+    # ------------------------------------------------------------ client entry points
 
     @property
     def request_timeout_s(self) -> float:
@@ -689,32 +655,6 @@ class MemberNode:
     def _is_leader(self) -> bool:
         return self._rt.is_leader
 
-    # ------------------------------------------------------------ Backend
-
-    def header(self) -> Header:
-        return Header(self.cluster_id, self.id, self.state.store.revision, self.raft.term)
-
-    async def write(self, request: object) -> object:
-        result = await self._propose(EntryKind.STORE, request)
-        if isinstance(result, Exception):
-            raise result
-        return result
-
-    async def range(self, request: RangeRequest) -> RangeResponse:
-        if not request.serializable:
-            await self._read_barrier()
-        return self.state.store.range(request)
-
-    async def read_txn(self, request: TxnRequest) -> TxnResponse:
-        # A write slipped in here would change one member's store alone.
-        if not txn_is_read_only(request):
-            raise ValueError("read_txn takes a Txn of Range ops alone")
-        if not txn_is_serializable(request):
-            await self._read_barrier()
-        # Nothing to write: the store evaluates it at its current revision
-        # and leaves the revision where it was.
-        return self.state.store.txn(request)
-
     async def _read_barrier(self) -> None:
         """Return once this member has applied everything committed before the call
         (ReadIndex, Raft thesis §6.4)."""
@@ -732,153 +672,9 @@ class MemberNode:
         finally:
             self._rt.reads.discard(ctx)
 
-    # ------------------------------------------------------------ leases
-    # Deadlines live in the leader's memory alone (syndic.kv.lease): a
-    # keep-alive costs no log entry and no fsync, and a follower hands its
-    # keep-alives and TimeToLive questions to the leader (etcd does the same
-    # over HTTP; here the peer port's request path carries them).
-
-    async def lease_keep_alive(self, lease_id: int) -> int:
-        if self._is_leader():
-            (ttl_s,) = await self._renew_here([lease_id])
-        else:
-            ttl_s = await self._renew_via_leader(lease_id)
-        if ttl_s < 0:
-            raise LeaseNotFoundError(f"id={lease_id}")
-        return ttl_s
-
-    async def _renew_here(self, lease_ids: list[int]) -> list[int]:
-        """Renew on this leader; each lease's TTL, or -1 if it is unknown or
-        expired. A miss may be a grant this new leader has not applied yet,
-        so misses are tried once more after a read barrier."""
-        ttls = self._rt.renew_leases(lease_ids)
-        missed = [lid for lid, ttl in zip(lease_ids, ttls, strict=True) if ttl < 0]
-        if not missed:
-            return ttls
-        await self._read_barrier()
-        again = dict(zip(missed, self._rt.renew_leases(missed), strict=True))
-        return [again.get(lid, ttl) for lid, ttl in zip(lease_ids, ttls, strict=True)]
-
-    async def _renew_via_leader(self, lease_id: int) -> int:
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._renewals.setdefault(lease_id, []).append(future)
-        if self._renewal_task is None or self._renewal_task.done():
-            self._renewal_task = asyncio.get_running_loop().create_task(self._forward_renewals())
-        return await future
-
-    async def _forward_renewals(self) -> None:
-        """Hand waiting keep-alives to the leader, a batch per request, until
-        none wait; every caller gets the leader's answer or its error."""
-        while self._renewals and not self._stopping:
-            ids = list(itertools.islice(self._renewals, FORWARDED_RENEWALS_MAX))
-            waiters = {lid: self._renewals.pop(lid) for lid in ids}
-            try:
-                ttls = await self._call_leader("lease_keep_alive", [ids])
-                if not isinstance(ttls, list) or len(ttls) != len(ids):
-                    raise errors.request_timed_out()
-                outcome: list[int] | ServerError = ttls
-            except ServerError as exc:
-                outcome = exc
-            except asyncio.CancelledError:
-                # stop(): these callers were taken off the queue stop() fails.
-                for future in itertools.chain.from_iterable(waiters.values()):
-                    if not future.done():
-                        future.set_exception(errors.server_stopped())
-                raise
-            for i, lease_id in enumerate(ids):
-                for future in waiters[lease_id]:
-                    if future.done():
-                        continue
-                    if isinstance(outcome, ServerError):
-                        future.set_exception(outcome)
-                    else:
-                        future.set_result(int(outcome[i]))
-
-    async def lease_ttl(self, request: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse:
-        if self._is_leader():
-            return self.lease_time_to_live(request)
-        answer = await self._call_leader("lease_time_to_live", [request.id, request.keys])
-        if not _shaped(answer, int, int, list) or not all(isinstance(k, bytes) for k in answer[2]):
-            raise errors.request_timed_out()
-        ttl_s, granted_ttl_s, keys = answer
-        return LeaseTimeToLiveResponse(
-            revision=self.state.store.revision,
-            id=request.id,
-            ttl_s=ttl_s,
-            granted_ttl_s=granted_ttl_s,
-            keys=tuple(keys),
-        )
-
-    async def _serve_lease_request(self, op: str, args: list[Any]) -> tuple[bool, Any]:
-        """A follower's keep-alives or TimeToLive, answered by this leader."""
-        try:
-            if not self._is_leader():
-                raise errors.not_leader()
-            if op == "lease_keep_alive" and _shaped(args, list):
-                ids = args[0]
-                if len(ids) > FORWARDED_RENEWALS_MAX or not all(
-                    isinstance(i, int) and not isinstance(i, bool) for i in ids
-                ):
-                    raise ServerError("INVALID_ARGUMENT", "lease_keep_alive: bad lease ids")
-                return True, await self._renew_here(ids)
-            if op == "lease_time_to_live" and _shaped(args, int, bool):
-                resp = self.lease_time_to_live(LeaseTimeToLiveRequest(args[0], keys=args[1]))
-                return True, [resp.ttl_s, resp.granted_ttl_s, list(resp.keys)]
-        except ServerError as exc:
-            return False, [exc.code, exc.message]
-        return False, ["INVALID_ARGUMENT", f"bad {op} request with {len(args)} args"]
-
-    def lease_time_to_live(self, request: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse:
-        return self.state.store.lease_time_to_live(request, self._now_ms())
-
-    def lease_leases(self) -> LeaseLeasesResponse:
-        return self.state.store.lease_leases()
-
-    def open_watch_stream(self) -> WatchStream:
-        return self.hub.open_stream()
-
-    def watch_listen(self, wake: Callable[[], None]) -> Callable[[], None]:
-        self._watch_listeners.add(wake)
-        return lambda: self._watch_listeners.discard(wake)
-
     def _wake_watchers(self) -> None:
         for wake in tuple(self._watch_listeners):
             wake()
-
-    def hash_kv(self, revision: int) -> HashKVResponse:
-        return self.state.store.hash_kv(revision)
-
-    def status(self) -> MemberStatus:
-        store = self.state.store
-        return MemberStatus(
-            version=ETCD_API_VERSION,
-            db_size_bytes=store.size_bytes,
-            db_size_in_use_bytes=store.size_bytes,
-            leader_id=self._rt.leader_id,
-            raft_index=self.raft.commit_index,
-            raft_term=self.raft.term,
-            raft_applied_index=self.raft.applied_index,
-            errors=tuple(f"memberID:{self.id} alarm:{a.name}" for a in store.alarms),
-            is_learner=self.id in self.raft.conf_state.learners,
-        )
-
-    def _member(self, mid: int) -> Member:
-        attrs = self.state.members.get(mid, MemberAttrs("", (), ()))
-        return Member(
-            mid,
-            attrs.name,
-            attrs.peer_urls,
-            attrs.client_urls,
-            mid in self.raft.conf_state.learners,
-        )
-
-    def members(self) -> list[Member]:
-        return [self._member(mid) for mid in sorted(self.raft.conf_state.all_ids())]
-
-    async def _change_membership(self, change: ConfChange) -> None:
-        index = self._rt.membership.propose(self.raft, change)
-        self._wake.set()
-        await self._wait_applied(index)
 
     async def _wait_applied(self, index: int) -> None:
         """Return once this member applied ``index``; etcd's timeout error after
@@ -890,221 +686,3 @@ class MemberNode:
                 await future
         except TimeoutError:
             raise errors.request_timed_out() from None
-
-    def _voters_for_reconfig(self) -> dict[int, reconfig.Voter]:
-        """Each voter as the strict reconfiguration check sees it from here."""
-        now = time.monotonic()
-        connected_for_s = {
-            mid: now - peer.connected_since_s
-            for mid, peer in self._transport.stats().items()
-            if peer.connected
-        }
-        return self._rt.membership.voters_for_reconfig(
-            self.raft.conf_state, self.state.members, connected_for_s
-        )
-
-    # Membership changes are proposed by the leader, which alone knows which
-    # peers it has heard from; a follower hands them over (etcd does too).
-
-    async def member_add(self, peer_urls: tuple[str, ...], is_learner: bool) -> Member:
-        if not self._is_leader():
-            return decode_member(
-                await self._ask_leader("member_add", [list(peer_urls), is_learner])
-            )
-        return await self._member_add_here(peer_urls, is_learner)
-
-    async def member_remove(self, member_id_: int) -> None:
-        self._require_member(member_id_)
-        if self._is_leader():
-            await self._member_remove_here(member_id_)
-        else:
-            await self._ask_leader("member_remove", [member_id_])
-
-    async def member_promote(self, member_id_: int) -> None:
-        self._require_member(member_id_)
-        if self._is_leader():
-            await self._member_promote_here(member_id_)
-        else:
-            await self._ask_leader("member_promote", [member_id_])
-
-    def _require_member(self, member_id_: int) -> None:
-        self._rt.membership.require_member(self.raft.conf_state, member_id_)
-
-    async def member_update(self, member_id_: int, peer_urls: tuple[str, ...]) -> None:
-        self._require_member(member_id_)
-        attrs = self.state.members.get(member_id_, MemberAttrs("", (), ()))
-        await self._propose(
-            EntryKind.MEMBER_ATTRS,
-            [member_id_, attrs.name, list(peer_urls), list(attrs.client_urls)],
-        )
-
-    async def _member_add_here(self, peer_urls: tuple[str, ...], is_learner: bool) -> Member:
-        if not self._is_leader():
-            raise errors.not_leader()
-        reconfig.check_add(self._voters_for_reconfig(), is_learner)
-        for mid, attrs in self.state.members.items():
-            if set(attrs.peer_urls) & set(peer_urls) and mid in self.raft.conf_state.all_ids():
-                raise errors.peer_url_exists()
-        new_id = member_id(peer_urls, f"{self.config.initial_cluster_token}:{time.time_ns()}")
-        await self._propose(EntryKind.MEMBER_ATTRS, [new_id, "", list(peer_urls), []])
-        kind = ConfChangeType.ADD_LEARNER if is_learner else ConfChangeType.ADD_VOTER
-        await self._change_membership(ConfChange(kind, new_id))
-        self._refresh_peers()
-        return self._member(new_id)
-
-    async def _member_remove_here(self, member_id_: int) -> None:
-        self._require_member(member_id_)
-        if not self._is_leader():
-            raise errors.not_leader()
-        reconfig.check_remove(self._voters_for_reconfig(), member_id_)
-        await self._change_membership(ConfChange(ConfChangeType.REMOVE_NODE, member_id_))
-
-    async def _member_promote_here(self, member_id_: int) -> None:
-        self._rt.membership.check_promotable(self.raft, member_id_)
-        reconfig.check_promote(self._voters_for_reconfig())
-        await self._change_membership(ConfChange(ConfChangeType.ADD_VOTER, member_id_))
-
-    async def _ask_leader(self, op: str, args: list[Any]) -> Any:
-        """Hand a membership change to the leader; its answer once this
-        member applied the change too."""
-        payload = await self._call_leader(op, args)
-        if not _shaped(payload, object, int):
-            raise errors.request_timed_out()
-        # Answer only once this member applied the change too, so what the
-        # caller reads from it next (the member list) already shows it.
-        result, applied = payload
-        await self._wait_applied(applied)
-        return result
-
-    async def _call_leader(self, op: str, args: list[Any]) -> Any:
-        """Hand a request to the leader over its peer port; its answer or its
-        error. A leader that cannot be reached, or that is no longer leader,
-        may be gone: ask the next one until the request timeout."""
-        deadline = time.monotonic() + self.request_timeout_s
-        while True:
-            leader = self._member(await self._await_leader())
-            if leader.id == self.id or not leader.peer_urls:
-                raise errors.not_leader()
-            host, port = parse_url(leader.peer_urls[0], "peer_urls")
-            try:
-                ok, payload = await self._leader_requests.call(
-                    host, port, op, args, self.request_timeout_s + 1
-                )
-            except (OSError, TimeoutError, PeerCodecError) as exc:
-                log.info("member %x: leader %x did not answer %s: %s", self.id, leader.id, op, exc)
-                ok, payload = False, None
-            if ok:
-                return payload
-            stale = payload is None or payload == [*_NOT_LEADER]
-            if not stale:
-                if not _shaped(payload, str, str):
-                    raise errors.request_timed_out()
-                raise ServerError(*payload)
-            if time.monotonic() > deadline:
-                raise errors.request_timed_out()
-            await asyncio.sleep(self.config.heartbeat_interval_ms / 1000)
-
-    async def _on_peer_request(self, op: str, args: list[Any]) -> tuple[bool, Any]:
-        """Answer a peer: the member table for a joining member, or a
-        membership change a follower handed over (never handed on again),
-        with the index this member had applied when it finished."""
-        if op == "cluster":
-            return True, encode_cluster_info(self.cluster_id, self.members())
-        if op.startswith("lease_"):
-            return await self._serve_lease_request(op, args)
-        ok, result = await self._serve_member_change(op, args)
-        return ok, [result, self.raft.applied_index] if ok else result
-
-    async def _serve_member_change(self, op: str, args: list[Any]) -> tuple[bool, Any]:
-        try:
-            if op == "member_add" and _shaped(args, list, bool):
-                urls = args[0]
-                if not urls or not all(isinstance(u, str) for u in urls):
-                    raise ServerError("INVALID_ARGUMENT", "member_add: peer URLs must be strings")
-                return True, encode_member(await self._member_add_here(tuple(urls), args[1]))
-            if op == "member_remove" and _shaped(args, int):
-                await self._member_remove_here(args[0])
-                return True, None
-            if op == "member_promote" and _shaped(args, int):
-                await self._member_promote_here(args[0])
-                return True, None
-        except ServerError as exc:
-            return False, [exc.code, exc.message]
-        return False, ["INVALID_ARGUMENT", f"unknown peer request {op!r} with {len(args)} args"]
-
-    async def move_leader(self, target_id: int) -> None:
-        if target_id not in self.raft.conf_state.voters:
-            raise errors.member_not_found()
-        if not self._is_leader():
-            raise errors.not_leader()
-        try:
-            self.raft.transfer_leadership(target_id)
-        except RaftError as exc:
-            raise ServerError("FAILED_PRECONDITION", f"etcdserver: {exc}") from exc
-        self._wake.set()
-        deadline = time.monotonic() + self.request_timeout_s
-        while self._rt.leader_id != target_id:
-            if time.monotonic() > deadline:
-                raise errors.request_timed_out()
-            await asyncio.sleep(self.config.heartbeat_interval_ms / 1000)
-
-    def snapshot_bytes(self) -> bytes:
-        return self.state.serialize()
-
-    def snapshot_capture(self) -> Callable[[], bytes]:
-        return self.state.capture()
-
-    def alarms(self) -> list[tuple[int, str]]:
-        return [(self.id, alarm.name) for alarm in sorted(self.state.store.alarms)]
-
-    async def alarm_disarm(self, alarm: str) -> None:
-        await self._propose(EntryKind.ALARM, (False, int(AlarmType[alarm])))
-
-    async def alarm_activate(self, member_id: int, alarm: str) -> None:
-        # The store's alarms are cluster-wide, so the member named does not
-        # narrow them (etcd raises NOSPACE on every member alike).
-        await self._propose(EntryKind.ALARM, (True, int(AlarmType[alarm])))
-
-    async def auth_apply(self, op: list[Any]) -> Any:
-        result = await self._propose(EntryKind.AUTH, op)
-        if isinstance(result, Exception):
-            raise result
-        return result
-
-    def auth_store(self) -> AuthStore:
-        return self.state.auth
-
-    def debug_status(self) -> dict[str, object]:
-        """Raft status, members and transport statistics, for ``/debug``."""
-        transport = self._transport.stats()
-        return {
-            "version": __version__,
-            "member_id": f"{self.id:x}",
-            "name": self.config.name,
-            "raft": self.raft.status(),
-            "members": [
-                {
-                    "id": f"{m.id:x}",
-                    "name": m.name,
-                    "peer_urls": list(m.peer_urls),
-                    "client_urls": list(m.client_urls),
-                    "is_learner": m.is_learner,
-                }
-                for m in self.members()
-            ],
-            "peers": {f"{k:x}": dataclasses.asdict(v) for k, v in transport.items()},
-            "pending_proposals": len(self._rt.proposals),
-            "pending_reads": len(self._rt.reads),
-            "snapshot_index": self._snapshot_index,
-        }
-
-
-_NOT_LEADER = (errors.not_leader().code, errors.not_leader().message)
-
-
-def _shaped(args: list[Any], *types: type) -> bool:
-    """``args`` holds exactly one value of each of ``types``, in order."""
-    return len(args) == len(types) and all(
-        isinstance(a, t) and not (t is int and isinstance(a, bool))
-        for a, t in zip(args, types, strict=True)
-    )

@@ -148,6 +148,13 @@ class MemberRuntime:
     def is_leader(self) -> bool:
         return self.raft.role is Role.LEADER
 
+    @property
+    def renews_leases(self) -> bool:
+        """Whether this member renews keep-alives itself: it leads, and the
+        driver has handled the Ready that said so (the lessor was promoted
+        and the driver told, in :meth:`begin`)."""
+        return self.raft.role is Role.LEADER and self.leader_id == self.id
+
     def deadline_ms(self) -> int:
         return self.clock() + self.limits.request_timeout_ms
 
@@ -224,7 +231,7 @@ class MemberRuntime:
         here when leading, else queued for the leader (the next cycle
         forwards the queue as one batch). Raises the etcd error and queues
         nothing when it is refused."""
-        if self.is_leader:
+        if self.renews_leases:
             self._renew_here([lease_id], _FirstTtl(completion))
             return
         self.renewals.add(lease_id, completion, self.deadline_ms())
@@ -233,7 +240,7 @@ class MemberRuntime:
         """Keep-alives a follower forwarded: ``completion`` gets one TTL per
         lease, in order. Raises etcd's "not leader" when this member does not
         lead (the follower asks the next leader)."""
-        if not self.is_leader:
+        if not self.renews_leases:
             raise errors.not_leader()
         self._renew_here(lease_ids, completion)
 
@@ -332,10 +339,10 @@ class MemberRuntime:
         return self.proposals.flush(self.raft, self.leader_id, self.peers)
 
     def _flush_renewals(self) -> None:
-        if self.is_leader:
+        if self.renews_leases:
             # Queued while following; this member now renews them itself.
             self.renewals.flush(self._renew_batch_here)
-        elif self.leader_id and self.leader_id != self.id:
+        elif not self.is_leader and self.leader_id and self.leader_id != self.id:
             self.renewals.flush(functools.partial(self.peers.forward_renewals, self.leader_id))
 
     def _renew_batch_here(self, batch_id: int, lease_ids: list[int]) -> bool:

@@ -70,9 +70,9 @@ from syndic.sim.apply import (
 from syndic.sim.buggify import CORE_BUGS, WAL_BUGS
 from syndic.sim.clock import MemberClock
 from syndic.sim.disk import SimDisk
-from syndic.sim.network import ForwardedProposals, Packet
+from syndic.sim.network import ForwardedProposals, ForwardedRenewals, Packet, RenewalsAnswer
 from syndic.sim.persist import DurableMark, MemberStorage, wal_options
-from syndic.sim.ports import ClientCompletion, RevokeCompletion, SimPeers
+from syndic.sim.ports import ClientCompletion, RenewalsReply, RevokeCompletion, SimPeers
 from syndic.sim.watchers import PULL_RESPONSES_MAX, RevisionLog, WatchHandle, open_watch
 from syndic.sim.workload import Reply, ReplyStatus, Request, RequestKind
 from syndic.storage import StorageError
@@ -162,6 +162,9 @@ class ClusterStats:
     inbox_dropped: int = 0
     reads_served: int = 0
     proposals_forwarded: int = 0
+    forwarded_copies_dropped: int = 0
+    renewals_forwarded: int = 0
+    renewals_answered: int = 0
     stale_local_reads: int = 0
     members_started: int = 0
     removed_stopped: int = 0
@@ -398,6 +401,12 @@ class SimCluster:
             planted_bugs=self._runtime_bugs,
         )
         runtime.observer = self._apply_observer(member)
+        # Every keep-alive a leader accepts, its own or a follower's forwarded
+        # one, restarts the lease's TTL on its clock for the lease checker.
+        node_id = member.node_id
+        runtime.renew_observer = lambda lease_id, local_ms: self.leases.keep_alive(
+            node_id, lease_id, local_ms
+        )
         member.runtime = runtime
         member.up_since_ms = self._clock.now_ms
         member.applied_index = core.applied_index
@@ -569,6 +578,14 @@ class SimCluster:
             forwarded, leader = msg, self.members[msg.to_id]
             self._submit(leader, lambda: self._propose_forwarded(leader, forwarded))
             return
+        if isinstance(msg, ForwardedRenewals):
+            renewals, leader = msg, self.members[msg.to_id]
+            self._submit(leader, lambda: self._renew_forwarded(leader, renewals))
+            return
+        if isinstance(msg, RenewalsAnswer):
+            answer, follower = msg, self.members[msg.to_id]
+            self._submit(follower, lambda: self._renewals_answered(follower, answer))
+            return
         member = self.members[msg.to_id]
         core = member.core
         if member.state is MemberState.UP and not member.busy and core is not None:
@@ -613,11 +630,56 @@ class SimCluster:
         if not runtime.is_leader:
             return
         try:
-            refused = runtime.propose_forwarded(list(forwarded.proposals))
+            outcome = runtime.propose_forwarded(list(forwarded.proposals))
         except RaftError:
             return
-        if refused:
-            self._trace(f"n{member.node_id} refused {refused} undecodable forwarded proposals")
+        if outcome.undecodable:
+            self._trace(
+                f"n{member.node_id} refused {outcome.undecodable} undecodable forwarded proposals"
+            )
+        self.stats.forwarded_copies_dropped += outcome.duplicates
+
+    def forward_renewals(
+        self, from_id: int, to_id: int, batch_id: int, lease_ids: list[int]
+    ) -> bool:
+        """A follower hands a batch of keep-alives to its leader, as the
+        server's peer request does; False when the link is down."""
+        assert self.network is not None
+        if not self.network.reachable(from_id, to_id):
+            return False
+        self.network.send(ForwardedRenewals(from_id, to_id, batch_id, tuple(lease_ids)))
+        self.stats.renewals_forwarded += len(lease_ids)
+        return True
+
+    def answer_renewals(
+        self,
+        from_id: int,
+        to_id: int,
+        batch_id: int,
+        ttls: tuple[int, ...],
+        error: tuple[str, str] | None,
+    ) -> None:
+        assert self.network is not None
+        if self.members[from_id].runtime is None:
+            return  # crashed while a read barrier held the answer: no reply
+        self.network.send(RenewalsAnswer(from_id, to_id, batch_id, ttls, error))
+
+    def _renew_forwarded(self, member: Member, renewals: ForwardedRenewals) -> None:
+        """The leader renews a follower's keep-alives and answers the batch."""
+        runtime = self._runtime(member)
+        reply = RenewalsReply(self, member.node_id, renewals.from_id, renewals.batch_id)
+        try:
+            runtime.renew_forwarded(list(renewals.lease_ids), reply)
+        except ServerError as exc:
+            reply.set_exception(exc)
+
+    def _renewals_answered(self, member: Member, answer: RenewalsAnswer) -> None:
+        runtime = self._runtime(member)
+        self.stats.renewals_answered += 1
+        if answer.error is None:
+            runtime.renewals_answered(answer.batch_id, list(answer.ttls))
+        else:
+            runtime.renewals_refused(answer.batch_id, ServerError(*answer.error))
 
     def start_clocks(self, tick_ms: int) -> None:
         """Each member's ticks follow its own clock, which drifts from true time."""
@@ -751,34 +813,19 @@ class SimCluster:
             # Served from local state without a ReadIndex round (etcd: serializable).
             self.answer_read(member, request)
             return
-        if request.kind is RequestKind.KEEP_ALIVE:
-            self._keep_alive(member, runtime, request)
-            return
         try:
             if request.kind is RequestKind.READ:
                 if runtime.is_leader and "stale-leader-read" in self.bugs:
                     self.stats.stale_local_reads += 1
                 runtime.read(completion)
+            elif request.kind is RequestKind.KEEP_ALIVE:
+                # Renewed in the leader's memory, no log entry (etcd:
+                # LeaseKeepAlive); a follower forwards it to the leader.
+                runtime.keep_alive(request.lease_id, completion)
             else:
                 runtime.propose(EntryKind.STORE, store_request(request), completion)
         except ServerError as exc:
             completion.set_exception(exc)
-
-    def _keep_alive(self, member: Member, runtime: MemberRuntime, request: Request) -> None:
-        """Renewed in the leader's memory, no log entry (etcd: LeaseKeepAlive)."""
-        if not runtime.is_leader:
-            self.refuse(request, runtime.leader_id)
-            return
-        try:
-            (ttl_s,) = runtime.renew_leases([request.lease_id])
-        except ServerError:
-            self.refuse(request, runtime.leader_id)
-            return
-        if ttl_s < 0:
-            self.reply_ok(member, request, succeeded=False)
-            return
-        self.leases.keep_alive(member.node_id, request.lease_id, self.local_ms(member))
-        self.reply_ok(member, request, succeeded=True)
 
     def reply_ok(
         self,

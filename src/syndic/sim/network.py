@@ -36,8 +36,31 @@ class ForwardedProposals:
             raise ValueError("a forwarded frame carries at least one proposal")
 
 
+@dataclass(frozen=True, slots=True)
+class ForwardedRenewals:
+    """Keep-alives a follower hands to its leader, one batch (the server's
+    lease_keep_alive peer request)."""
+
+    from_id: int
+    to_id: int
+    batch_id: int
+    lease_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalsAnswer:
+    """The leader's answer to a :class:`ForwardedRenewals`: a TTL per lease,
+    or the error it refused the batch with (gRPC code, etcd's message)."""
+
+    from_id: int
+    to_id: int
+    batch_id: int
+    ttls: tuple[int, ...]
+    error: tuple[str, str] | None = None
+
+
 # What the simulated network carries.
-Packet = Message | ForwardedProposals
+Packet = Message | ForwardedProposals | ForwardedRenewals | RenewalsAnswer
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,15 +226,9 @@ class SimNetwork:
             self.stats.dropped_random += 1
             return
         copies = 1
-        # A forwarded frame is never duplicated: the server sends it once over
-        # its one TCP connection, and a second copy would be a second client
-        # write that no client sent (Raft messages, which Raft must tolerate
-        # twice, are). The draw is made either way, so schedules stay put.
-        if (
-            cfg.duplicate_rate
-            and self._rng.random() < cfg.duplicate_rate
-            and type(msg) is not ForwardedProposals
-        ):
+        # Forwarded proposals are duplicated too, as a retried forward would
+        # be: the leader proposes each request id once (syndic.member.recent_requests).
+        if cfg.duplicate_rate and self._rng.random() < cfg.duplicate_rate:
             copies = 2
             self.stats.duplicated += 1
         for _ in range(copies):

@@ -27,6 +27,19 @@ class ClusterPort(Protocol):
 
     def forward(self, from_id: int, to_id: int, proposals: list[bytes]) -> bool: ...
 
+    def forward_renewals(
+        self, from_id: int, to_id: int, batch_id: int, lease_ids: list[int]
+    ) -> bool: ...
+
+    def answer_renewals(
+        self,
+        from_id: int,
+        to_id: int,
+        batch_id: int,
+        ttls: tuple[int, ...],
+        error: tuple[str, str] | None,
+    ) -> None: ...
+
     def answer_read(self, member: Member, request: Request) -> None: ...
 
     def reply_ok(
@@ -72,6 +85,9 @@ class SimPeers:
     def forward_proposals(self, to_id: int, proposals: list[bytes]) -> bool:
         return self._cluster.forward(self._node_id, to_id, proposals)
 
+    def forward_renewals(self, to_id: int, batch_id: int, lease_ids: list[int]) -> bool:
+        return self._cluster.forward_renewals(self._node_id, to_id, batch_id, lease_ids)
+
 
 class ClientCompletion:
     """A client's request waiting on a member: the reply it earns."""
@@ -96,12 +112,47 @@ class ClientCompletion:
         succeeded = None
         if request.kind is RequestKind.CAS:
             succeeded = isinstance(result, TxnResponse) and result.succeeded
+        elif request.kind is RequestKind.KEEP_ALIVE:
+            # The lease's TTL from the leader; -1: it does not know the lease.
+            succeeded = isinstance(result, int) and result >= 0
         self._cluster.reply_ok(self._member, request, succeeded=succeeded)
 
     def set_exception(self, exception: BaseException, /) -> None:
         self._finished = True
         if refused(exception):
             self._cluster.refuse(self._request, self._cluster.hint(self._member))
+
+
+class RenewalsReply:
+    """A leader's answer to a follower's forwarded keep-alives, sent back
+    over the network as the server answers its peer request."""
+
+    __slots__ = ("_batch_id", "_cluster", "_finished", "_follower_id", "_leader_id")
+
+    def __init__(self, cluster: ClusterPort, leader_id: int, follower_id: int, batch_id: int):
+        self._cluster = cluster
+        self._leader_id = leader_id
+        self._follower_id = follower_id
+        self._batch_id = batch_id
+        self._finished = False
+
+    def done(self) -> bool:
+        return self._finished
+
+    def set_result(self, result: object, /) -> None:
+        self._finished = True
+        ttls = tuple(result) if isinstance(result, list) else ()
+        self._cluster.answer_renewals(
+            self._leader_id, self._follower_id, self._batch_id, ttls, None
+        )
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self._finished = True
+        if isinstance(exception, ServerError):
+            error = (exception.code, exception.message)
+        else:
+            error = ("UNKNOWN", str(exception))
+        self._cluster.answer_renewals(self._leader_id, self._follower_id, self._batch_id, (), error)
 
 
 class RevokeCompletion:

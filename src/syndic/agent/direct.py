@@ -25,6 +25,8 @@ Example::
 
 from __future__ import annotations
 
+import functools
+
 from aiohttp import HttpVersion11, web
 from aiohttp.helpers import rfc822_formatted_time
 
@@ -49,16 +51,26 @@ class SentResponse(web.StreamResponse):
         return None
 
 
-def answer_bytes(body: bytes, index: int, consistency: str) -> bytes:
-    """A 200 JSON answer with Consul's headers, as aiohttp would serialise it."""
+#: Heads kept, by (index, consistency, length, date): the thousand answers of one
+#: change share one head, so a handful of entries covers every fan-out in flight.
+HEADS_CACHED_MAX = 64
+
+
+@functools.lru_cache(maxsize=HEADS_CACHED_MAX)
+def _head(index: int, consistency: str, length: int, date: str) -> bytes:
     lines = [
         "HTTP/1.1 200 OK",
         "Content-Type: application/json",
         *(f"{name}: {value}" for name, value in consul_headers(index, consistency).items()),
-        f"Content-Length: {len(body)}",
-        f"Date: {rfc822_formatted_time()}",
+        f"Content-Length: {length}",
+        f"Date: {date}",
     ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+
+
+def answer_bytes(body: bytes, index: int, consistency: str) -> bytes:
+    """A 200 JSON answer with Consul's headers, as aiohttp would serialise it."""
+    return _head(index, consistency, len(body), rfc822_formatted_time()) + body
 
 
 class DirectAnswer:

@@ -600,9 +600,13 @@ class WatchStream:
         Zero means ``pull`` has nothing to give until the store changes; a
         ``pull`` that returns nothing while this is non-zero made progress.
         """
-        return sum(
-            len(w.buffer) + (not w.synced and not w.canceled) for w in self._watchers.values()
-        )
+        # A plain loop: this runs after every delivery to every stream.
+        count = 0
+        for w in self._watchers.values():
+            count += len(w.buffer)
+            if not w.synced and not w.canceled:
+                count += 1
+        return count
 
     def watcher(self, watch_id: int) -> Watcher:
         w = self._watchers.get(watch_id)

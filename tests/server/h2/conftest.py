@@ -59,6 +59,9 @@ class Probe:
         self.snapshot_chunk_bytes = 16
         self.snapshot_waits = False
         self.snapshot_written = 0  # messages whose write() has returned
+        # Write with write_now() first, and await write() only when it refuses.
+        self.snapshot_write_now = False
+        self.snapshot_write_now_refused = 0
 
     async def wait_started(self, count: int = 1) -> None:
         await wait_until(lambda: self.started >= count, f"{count} handlers have started")
@@ -118,7 +121,13 @@ class Probe:
             await self._block()
         for i in range(self.snapshot_count):
             blob = bytes([i % 251]) * self.snapshot_chunk_bytes
-            await context.write(rpc_pb2.SnapshotResponse(remaining_bytes=i, blob=blob))
+            message = rpc_pb2.SnapshotResponse(remaining_bytes=i, blob=blob)
+            if self.snapshot_write_now and context.write_now(message):
+                self.snapshot_written += 1
+                continue
+            if self.snapshot_write_now:
+                self.snapshot_write_now_refused += 1
+            await context.write(message)
             self.snapshot_written += 1
 
 

@@ -31,6 +31,7 @@ class Out:
     statuses: dict[int, int] = field(default_factory=dict)  # grpc-status per stream
     messages: dict[int, str] = field(default_factory=dict)  # grpc-message per stream
     data: dict[int, int] = field(default_factory=dict)  # DATA bytes per stream
+    payloads: dict[int, bytes] = field(default_factory=dict)  # DATA content per stream
     pings: list[bytes] = field(default_factory=list)  # PINGs the server sent (not ACKs)
     frame_types: list[int] = field(default_factory=list)
 
@@ -101,6 +102,9 @@ class Peer:
     def answer(self, stream_id: int, payload: bytes) -> list[Event]:
         return self._after(self.protocol.answer(stream_id, payload))
 
+    def send_message(self, stream_id: int, payload: bytes) -> list[Event]:
+        return self._after(self.protocol.send_message(stream_id, payload))
+
     def release(self, stream_id: int) -> list[Event]:
         return self._after(self.protocol.release(stream_id))
 
@@ -133,6 +137,7 @@ class Peer:
             out.resets[stream_id] = ErrorCode(int.from_bytes(payload, "big"))
         elif frame_type == FrameType.DATA:
             out.data[stream_id] = out.data.get(stream_id, 0) + len(payload)
+            out.payloads[stream_id] = out.payloads.get(stream_id, b"") + payload
         elif frame_type == FrameType.PING and not flags & Flag.ACK:
             out.pings.append(payload)
         elif frame_type == FrameType.HEADERS:

@@ -270,6 +270,34 @@ async def test_writer_waits_for_a_client_that_grants_no_window(
     ] == list(range(200))
 
 
+async def test_write_now_refuses_what_write_would_wait_for_and_loses_nothing(
+    serve: Serve, connect: Connect
+) -> None:
+    # As above, with the handler trying write_now() first: it must refuse
+    # (queue nothing) once the stream's queue is over its bound, so the
+    # handler falls back to write() and waits, and the client still gets
+    # every message once and in order.
+    running = await serve(ServerLimits(stream_send_buffer_bytes_max=64 * 1024))
+    probe = running.probe
+    probe.snapshot_count, probe.snapshot_chunk_bytes = 200, 16 * 1024
+    probe.snapshot_write_now = True
+    client = await connect(running.port)
+    stream_id = client.start_call(SNAPSHOT_PATH, [b""])
+    while client.data_bytes(stream_id) < 65_535:
+        assert await client.read_frame() is not None
+    for _ in range(20):
+        await client.sync()
+    assert probe.snapshot_write_now_refused == 1  # the handler waits in write() since
+    assert probe.snapshot_written * 16 * 1024 <= 65_535 + 64 * 1024 + 16 * 1024
+    client.send(window_update(0, 65_535) + window_update(stream_id, 65_535))
+    response = await client.response(stream_id, refill=True)
+    assert response.grpc_status == 0
+    assert [
+        rpc_pb2.SnapshotResponse.FromString(m).remaining_bytes for m in response.messages()
+    ] == list(range(200))
+    assert probe.snapshot_write_now_refused > 1  # it tried write_now() again after
+
+
 async def test_writer_waits_for_a_client_that_stops_reading_the_socket(
     running: Running, connect: Connect
 ) -> None:

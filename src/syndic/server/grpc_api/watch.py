@@ -5,10 +5,13 @@ applies create, cancel and progress requests to it as they arrive; the
 handler's sender loop is the only writer to the gRPC stream: it sleeps on one
 event, set by the reader or by the servicer, pulls a bounded batch of
 responses and writes them. One event and no task per wait matters: a write
-watched by a thousand streams wakes a thousand senders. The servicer listens
-to the backend once (``backend.watch_listen``) and, after each write, wakes
+watched by a thousand streams reaches a thousand senders. The servicer listens
+to the backend once (``backend.watch_listen``) and, after each write, visits
 only the streams the hub gave responses (``WatchHub.take_notified``), in one
-pass, so a write that nobody watches wakes no sender. When either side ends
+pass, so a write that nobody watches wakes no sender. A parked sender is not
+even woken: the visit writes the stream's responses itself when the call can
+take them without waiting (``write_now``), which spares a task step per
+stream per write; the sender is woken only for what has to wait. When either side ends
 the stream is closed, dropping its watchers (etcd: serverWatchStream.close).
 
 Responses leave as wire bytes built by :class:`WatchWireEncoder`: the header
@@ -31,7 +34,9 @@ queued, gets an empty response at the current revision.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
@@ -45,6 +50,8 @@ from syndic.server.grpc_api import convert
 from syndic.server.grpc_api.auth import AuthGate
 from syndic.server.grpc_api.config import GrpcApiConfig
 from syndic.server.grpc_api.watch_wire import WatchWireEncoder
+
+log = logging.getLogger("syndic.server.grpc_api.watch")
 
 # etcd: clientv3.InvalidWatchID, the id of a create that failed.
 INVALID_WATCH_ID: Final = -1
@@ -138,15 +145,15 @@ class _Shared:
                 self._ticker = None
 
     def _wake_notified(self) -> None:
-        """The backend applied something: wake, in one pass, the senders of
-        the streams the hub gave responses, and no other."""
+        """The backend applied something: deliver, in one pass, to the streams
+        the hub gave responses, and no other."""
         self._header = None
         sessions = self._sessions
         for hub in tuple(self._hubs):
             for stream in hub.take_notified():
                 session = sessions.get(stream)
                 if session is not None:
-                    session.wake()
+                    session.deliver()
 
     def _schedule_tick(self) -> None:
         self._ticker = asyncio.get_running_loop().call_later(
@@ -190,12 +197,54 @@ class _WatchSession:
         self._progress: dict[int, bool] = {}
         # Watchers created with fragment=true (etcd: serverWatchStream.fragment).
         self._fragment: set[int] = set()
+        # The call's non-waiting write, if it has one (syndic's HTTP/2 server).
+        self._write_now: Callable[[EncodedMessage], bool] | None = getattr(
+            context, "write_now", None
+        )
+        # Responses pulled and encoded by deliver() that had to wait: the
+        # sender writes them before anything it pulls itself.
+        self._carry: collections.deque[bytes] = collections.deque()
+        # What went wrong in deliver(): the sender raises it, ending the call.
+        self._failure: BaseException | None = None
 
     def wake(self) -> None:
         self._woken = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def deliver(self) -> None:
+        """The hub gave this stream responses: write them now if the sender is
+        parked and the call takes them without waiting, else wake the sender.
+
+        Runs in the backend's wake-up, so it never raises: a failure is
+        handed to the sender, which ends the call with it.
+        """
+        waiter = self._waiter
+        write_now = self._write_now
+        if (
+            write_now is None
+            or waiter is None
+            or waiter.done()
+            or self._carry
+            or self._failure is not None
+            or not self._inbox.empty()
+        ):
+            self.wake()
+            return
+        try:
+            payloads = self._pull_payloads()
+            for i, payload in enumerate(payloads):
+                if not write_now(EncodedMessage(rpc_pb2.WatchResponse, payload)):
+                    self._carry.extend(payloads[i:])
+                    self.wake()
+                    return
+            if self.stream.pending():
+                self.wake()  # more than one pull's worth, or history to replay
+        except Exception as exc:
+            log.exception("watch delivery failed")
+            self._failure = exc
+            self.wake()
 
     def wants_tick(self) -> bool:
         return bool(self._progress) or self.stream.pending() > 0
@@ -287,6 +336,8 @@ class _WatchSession:
         inbox = self._inbox
         while True:
             self._woken = False
+            if self._failure is not None:
+                raise self._failure
             while not inbox.empty():
                 request = inbox.get_nowait()
                 await self._flush()
@@ -308,26 +359,33 @@ class _WatchSession:
                 finally:
                     self._waiter = None
 
-    async def _flush(self) -> int:
-        """Write one pulled batch of the hub's responses; returns how many were written."""
+    async def _flush(self) -> None:
+        """Write what deliver() left waiting, then one pulled batch of the hub's responses."""
+        write = self._context.write
+        carry = self._carry
+        while carry:
+            await write(EncodedMessage(rpc_pb2.WatchResponse, carry[0]))
+            carry.popleft()
+        for payload in self._pull_payloads():
+            await write(EncodedMessage(rpc_pb2.WatchResponse, payload))
+
+    def _pull_payloads(self) -> list[bytes]:
+        """One pulled batch of the hub's responses as wire bytes, in order."""
         responses = self.stream.pull(self._config.watch_pull_responses_max)
-        if responses:
-            shared = self._shared
-            header = shared.header()
-            encode = shared.wire.encode
-            write = self._context.write
-            fragment = self._fragment
-            # etcd: serverWatchStream.maxRequestBytes is the request limit plus
-            # gRPC's overhead allowance, and fragments are cut at that size.
-            fragment_bytes_max = self._config.max_request_bytes + GRPC_OVERHEAD_BYTES
-            for resp in responses:
-                payloads = encode(
-                    resp, header, fragment_bytes_max if resp.watch_id in fragment else None
-                )
-                self._account(resp)
-                for payload in payloads:
-                    await write(EncodedMessage(rpc_pb2.WatchResponse, payload))
-        return len(responses)
+        if not responses:
+            return []
+        shared = self._shared
+        header = shared.header()
+        encode = shared.wire.encode
+        fragment = self._fragment
+        # etcd: serverWatchStream.maxRequestBytes is the request limit plus
+        # gRPC's overhead allowance, and fragments are cut at that size.
+        fragment_bytes_max = self._config.max_request_bytes + GRPC_OVERHEAD_BYTES
+        out: list[bytes] = []
+        for resp in responses:
+            out += encode(resp, header, fragment_bytes_max if resp.watch_id in fragment else None)
+            self._account(resp)
+        return out
 
     def _account(self, resp: WatchResponse) -> None:
         if resp.canceled:

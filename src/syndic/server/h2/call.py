@@ -102,6 +102,11 @@ class CallContext:
         """Send one response of a streaming call; waits while the client lags."""
         await self._connection.write_message(self._call, self._serialize(message))
 
+    def write_now(self, message: Any) -> bool:
+        """Send one response of a streaming call now if that needs no wait;
+        False, and nothing sent, if the caller must ``await write()`` instead."""
+        return self._connection.write_now(self._call, self._serialize(message))
+
     def invocation_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
         return self._call.head.metadata
 

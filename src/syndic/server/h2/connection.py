@@ -477,6 +477,20 @@ class Http2Connection(asyncio.Protocol):
         if self.protocol.out_bytes >= _OUT_BYTES_FLUSH:
             self._flush()  # may call pause_writing, which the next write obeys
 
+    def write_now(self, call: Call, payload: bytes) -> bool:
+        """Queue one message at once if nothing would make ``write_message``
+        wait; False (and nothing queued) otherwise, or if the call is over.
+
+        A watch event reaching a thousand streams is written from the one
+        wake-up that found it, not from a thousand handler tasks woken in turn.
+        """
+        if call.ended or self._writing_paused or not self.protocol.stream_may_write(call.id):
+            return False
+        self._handle(self.protocol.send_message(call.id, payload))
+        if self.protocol.out_bytes >= _OUT_BYTES_FLUSH:
+            self._flush()
+        return True
+
     def _wake_writers(self) -> None:
         if self._transport_writable is not None:
             self._transport_writable.set()

@@ -114,6 +114,18 @@ def unary_response(stream_id: int, head: bytes, message: bytes, trailers: bytes)
     )
 
 
+def data_message(stream_id: int, message: bytes) -> bytes:
+    """One DATA frame carrying ``message`` as one whole gRPC message."""
+    size = len(message)
+    data_size = size + 5
+    return (
+        _DATA_MESSAGE.pack(
+            data_size >> 16, data_size & 0xFFFF, FrameType.DATA, 0, stream_id, 0, size
+        )
+        + message
+    )
+
+
 def settings_frame(settings: dict[Setting, int]) -> bytes:
     payload = b"".join(_SETTING.pack(key, value) for key, value in settings.items())
     return frame(FrameType.SETTINGS, 0, 0, payload)

@@ -6,13 +6,19 @@ then the structure (types, revision order, lease references) before any of
 it is trusted, raising :class:`~syndic.kv.errors.SnapshotCorruptError` with
 the reason; a store is only returned if every check passed.
 
+Two formats are read; the current one, 2, is written (``SNAPSHOT_VERSION``).
+A version this code does not know is refused with a message naming the
+versions it reads.
+
 Payload (a msgpack map, short keys):
   ``r`` revision, ``c`` compact revision, ``g`` log base revision,
-  ``l`` log (per revision: nil, key, or list of keys), ``i`` index as a list
-  of ``[key, [[mod, create, version, lease, value|nil], ...]]`` in key order,
   ``s`` [lease-id counter, [[id, ttl_s, 0], ...]], ``a`` alarms, and only
   when there are any, ``u`` compaction survivors' places in a revision that
-  wrote several keys, ``[[key, revision, place], ...]`` in key order.
+  wrote several keys, ``[[key, revision, place], ...]`` in key order; then
+  format 2 holds ``i`` and ``l`` in columns (``syndic.kv.snapshot_columns``),
+  and format 1 holds ``l`` the log (per revision: nil, key, or list of keys)
+  and ``i`` the index as a list of
+  ``[key, [[mod, create, version, lease, value|nil], ...]]`` in key order.
 """
 
 from __future__ import annotations
@@ -34,16 +40,12 @@ from syndic.kv.messages import INT64_MAX, INT64_MIN, AlarmType
 if TYPE_CHECKING:
     from syndic.kv.mvcc import Record, Store, StoreConfig
 
-SNAPSHOT_VERSION: Final = 1
+SNAPSHOT_VERSION: Final = 2
+# Versions load() reads: 1 (one array per record) and 2 (columns).
+SNAPSHOT_VERSIONS_READ: Final = (1, 2)
 _HEADER = struct.Struct(">BI")
 # Position of the value in a record tuple (syndic.kv.mvcc.VALUE).
 VALUE_FIELD: Final = 4
-
-
-# Index entries packed per msgpack call by dump_frozen: small enough that a
-# worker thread packing them gives the GIL back to the event loop every
-# millisecond or so, large enough that the per-call cost does not show.
-DUMP_CHUNK_KEYS: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +63,8 @@ class FrozenStore:
     compact_revision: int
     log_base: int
     log: list[bytes | tuple[bytes, ...] | None]
-    items: list[tuple[bytes, Any]]  # in no particular order
+    keys: list[bytes]  # in key order
+    entries: list[Any]  # the entry of each key, in the same order
     lease_seq: int
     leases: list[tuple[int, int, int]]
     alarms: list[int]
@@ -77,9 +80,10 @@ def freeze(store: Store) -> FrozenStore:
         compact_revision=store._compact_rev,
         log_base=store._log_base,
         log=list(store._log),
-        # The index's underlying dict, copied in C; SortedDict's own items()
-        # walk it in Python, 10-20x slower. dump_frozen_parts restores the order.
-        items=list(dict.items(store._index)),
+        # Iterating a SortedDict chains its sorted key lists in C, and its
+        # lookups are the dict's own; its items() walk it in Python, 10-20x slower.
+        keys=(keys := list(store._index)),
+        entries=list(map(store._index.__getitem__, keys)),
         lease_seq=lessor.id_seq,
         # The third field once held a deadline; deadlines are the leader's
         # alone (syndic.kv.lease) and never leave it, so it is always 0.
@@ -100,28 +104,18 @@ def dump_frozen_parts(frozen: FrozenStore) -> list[bytes]:
 
     Packs the payload map piece by piece, in the same bytes as packing it
     whole (msgpack packs tuples as arrays, maps in insertion order)."""
+    from syndic.kv.snapshot_columns import pack_index
+
     packer = msgpack.Packer(use_bin_type=True)
-    revision = frozen.revision
     parts = [packer.pack_map_header(8 if frozen.survivor_subs else 7)]
     for name, value in (
         ("r", frozen.revision),
         ("c", frozen.compact_revision),
         ("g", frozen.log_base),
-        ("l", frozen.log),
     ):
         parts += (packer.pack(name), packer.pack(value))
-    parts += (packer.pack("i"), packer.pack_array_header(len(frozen.items)))
-    # Keys are unique, so sorting the pairs compares keys only.
-    items = sorted(frozen.items)
-    for start in range(0, len(items), DUMP_CHUNK_KEYS):
-        chunk: list[tuple[bytes, Any]] = []
-        for key, entry in items[start : start + DUMP_CHUNK_KEYS]:
-            if type(entry) is tuple:
-                chunk.append((key, (entry,)))
-            else:
-                # Records appended after the freeze are newer than it.
-                chunk.append((key, [r for r in entry if r[0] <= revision]))
-        parts.append(b"".join(map(packer.pack, chunk)))
+    index_parts, log_parts = pack_index(frozen, packer)
+    parts += (packer.pack("i"), *index_parts, packer.pack("l"), *log_parts)
     parts += (packer.pack("s"), packer.pack([frozen.lease_seq, frozen.leases]))
     parts += (packer.pack("a"), packer.pack(frozen.alarms))
     if frozen.survivor_subs:
@@ -152,8 +146,11 @@ def load(data: bytes, config: StoreConfig | None = None) -> Store:
     if len(data) < _HEADER.size:
         raise _fail(f"snapshot of {len(data)} bytes is shorter than its header")
     version, crc = _HEADER.unpack_from(data)
-    if version != SNAPSHOT_VERSION:
-        raise _fail(f"snapshot version {version}, expected {SNAPSHOT_VERSION}")
+    if version not in SNAPSHOT_VERSIONS_READ:
+        raise _fail(
+            f"snapshot version {version} is not one this syndic reads "
+            f"({', '.join(map(str, SNAPSHOT_VERSIONS_READ))}): written by a newer syndic?"
+        )
     # A view, not a slice: a slice of a large snapshot is a copy of all of it.
     body = memoryview(data)[_HEADER.size :]
     if zlib.crc32(body) != crc:
@@ -164,7 +161,7 @@ def load(data: bytes, config: StoreConfig | None = None) -> Store:
         except Exception as err:  # msgpack raises several unrelated types
             raise _fail(f"payload is not msgpack: {type(err).__name__}") from None
         try:
-            return _build(payload, config)
+            return _build(payload, config, version)
         except KvError as err:
             if isinstance(err, SnapshotCorruptError):
                 raise
@@ -226,15 +223,16 @@ def _record(raw: Any, rev: int, low_mod: int) -> Record:
     )
 
 
-def _build(payload: Any, config: StoreConfig | None) -> Store:
+def _build(payload: Any, config: StoreConfig | None, version: int) -> Store:
     """A store from a decoded payload, every structural rule checked on the way.
 
     It checks what ``Store.check_invariants`` would on the result (ascending
     keys and revisions, tombstones, lease references, the log naming only
-    records written at its revisions) in one pass over the data, and builds
-    the index in one bulk insert of already sorted keys: a restart of a
-    large store spends its time here."""
-    from syndic.kv.mvcc import LEASE_OVERHEAD_BYTES, RECORD_OVERHEAD_BYTES, Store, record_at
+    records written at its revisions) and builds the index in one bulk
+    insert of already sorted keys: a restart of a large store spends its
+    time here."""
+    from syndic.kv.mvcc import LEASE_OVERHEAD_BYTES, Store
+    from syndic.kv.snapshot_columns import build_index
 
     if type(payload) is not dict or set(payload) - {"u"} != {"r", "c", "g", "l", "i", "s", "a"}:
         raise _fail("payload is not the expected map")
@@ -244,14 +242,52 @@ def _build(payload: Any, config: StoreConfig | None) -> Store:
     log_base = _int(payload["g"], "log base", 1, rev)
     if log_base != max(compact, 1):
         raise _fail("log base does not match the compact revision")
-    log = payload["l"]
+    # Keys named by a live latest record's lease, checked once leases are in.
+    leased: list[tuple[int, bytes]]
+    if version == 1:
+        leased, size = _build_index_v1(store, payload["i"], payload["l"], rev, compact, log_base)
+    else:
+        leased, size = build_index(store, payload["i"], payload["l"], rev, compact, log_base)
+    lease_seq, leases_in = payload["s"]
+    store._lessor.id_seq = _int(lease_seq, "lease id counter", 0)
+    # A restored store knows no deadlines; its owner promotes it if it leads.
+    store._lessor.demote()
+    for raw in leases_in:
+        lease_id, ttl_s, expiry_ms = raw
+        _int(expiry_ms, "expiry")  # ignored: a deadline read on another member's clock
+        lease = Lease(_int(lease_id, "lease id"), _int(ttl_s, "lease ttl", 1))
+        if lease.id == 0 or lease.id in store._lessor.leases:
+            raise _fail(f"lease id {lease.id} is zero or repeated")
+        store._lessor.leases[lease.id] = lease
+        size += LEASE_OVERHEAD_BYTES
+    for lease_id, key in leased:
+        holder = store._lessor.leases.get(lease_id)
+        if holder is None:
+            raise _fail(f"key {key!r:.40} names missing lease {lease_id}")
+        holder.keys.add(key)
+    store._survivor_subs = _survivor_subs(payload.get("u", []), log_base, store._index)
+    store._rev = rev
+    store._compact_rev = compact
+    store._log_base = log_base
+    store._size_bytes = size
+    for alarm in payload["a"]:
+        store._alarms.add(AlarmType(_int(alarm, "alarm", 1, 2)))
+    store._lessor.check_invariants()
+    return store
+
+
+def _build_index_v1(
+    store: Store, index: Any, log: Any, rev: int, compact: int, log_base: int
+) -> tuple[list[tuple[int, bytes]], int]:
+    """Format 1's index and log, checked record by record; returns the
+    leased keys as ``(lease, key)`` and the records' size in bytes."""
+    from syndic.kv.mvcc import RECORD_OVERHEAD_BYTES, record_at
+
     if type(log) is not list or len(log) != rev - log_base + 1:
         raise _fail("log does not cover [log base, revision]")
-    index = payload["i"]
     if type(index) is not list:
         raise _fail("index is not a list")
     entries: dict[bytes, Any] = {}
-    # Keys named by a live latest record's lease, checked once leases are in.
     leased: list[tuple[int, bytes]] = []
     size = 0
     previous_key = b""
@@ -289,36 +325,11 @@ def _build(payload: Any, config: StoreConfig | None) -> Store:
         if last[3] and last[VALUE_FIELD] is not None:
             leased.append((last[3], key))
         entries[key] = entry
-    lease_seq, leases_in = payload["s"]
-    store._lessor.id_seq = _int(lease_seq, "lease id counter", 0)
-    # A restored store knows no deadlines; its owner promotes it if it leads.
-    store._lessor.demote()
-    for raw in leases_in:
-        lease_id, ttl_s, expiry_ms = raw
-        _int(expiry_ms, "expiry")  # ignored: a deadline read on another member's clock
-        lease = Lease(_int(lease_id, "lease id"), _int(ttl_s, "lease ttl", 1))
-        if lease.id == 0 or lease.id in store._lessor.leases:
-            raise _fail(f"lease id {lease.id} is zero or repeated")
-        store._lessor.leases[lease.id] = lease
-        size += LEASE_OVERHEAD_BYTES
-    for lease_id, key in leased:
-        holder = store._lessor.leases.get(lease_id)
-        if holder is None:
-            raise _fail(f"key {key!r:.40} names missing lease {lease_id}")
-        holder.keys.add(key)
     store._log = _build_log(log, log_base, entries, record_at)
-    store._survivor_subs = _survivor_subs(payload.get("u", []), log_base, entries)
     # Keys arrive sorted, so this is one linear pass (SortedDict sorts an
     # empty dict's keys in bulk, and timsort on sorted input is linear).
     store._index.update(entries)
-    store._rev = rev
-    store._compact_rev = compact
-    store._log_base = log_base
-    store._size_bytes = size
-    for alarm in payload["a"]:
-        store._alarms.add(AlarmType(_int(alarm, "alarm", 1, 2)))
-    store._lessor.check_invariants()
-    return store
+    return leased, size
 
 
 def _survivor_subs(

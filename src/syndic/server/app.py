@@ -90,6 +90,7 @@ async def serve_until_signalled(config: ServerConfig, on_ready: object = None) -
         # What recovery loaded (the store, the log) lives as long as the
         # process: keep it out of every later collection.
         gc.freeze()
+        gc.enable()  # held off by run() until the recovered state was frozen
         if callable(on_ready):
             on_ready(server)
         # A member removed from the cluster exits, as etcd's does.
@@ -108,6 +109,10 @@ async def serve_until_signalled(config: ServerConfig, on_ready: object = None) -
 def run(config: ServerConfig, on_ready: object = None) -> None:
     """Run a member on uvloop (the asyncio loop when uvloop is unavailable)."""
     gc.set_threshold(*GC_THRESHOLDS)
+    # Recovery builds millions of objects that live as long as the process
+    # and hold no cycles; none is collected until they are frozen, so no young
+    # collection walks them all once (about 0.3 CPU s per million keys).
+    gc.disable()
     try:
         import uvloop
 

@@ -64,6 +64,7 @@ from syndic.server.state_machine import MemberAttrs, StateMachine
 from syndic.server.tls import peer_contexts
 from syndic.server.transport import FrameLimits, PeerAddress, PeerRequester, PeerTransport
 from syndic.storage import SnapshotStore, Wal, WalOptions, recover
+from syndic.storage.recovery import snapshot_at_stop_pays
 
 log = logging.getLogger(__name__)
 
@@ -326,9 +327,20 @@ class MemberNode(MemberApi, PeerRequests):
             self._rt.fail_all(errors.server_stopped())
         for request in tuple(self._renewal_requests):
             request.cancel()
+        if "_rt" in built and self._snapshot_at_stop_pays():
+            # The restart then loads this state instead of replaying the log.
+            await self._snapshot(self.raft.applied_index, self.state.capture())
         if "_wal" in built:
             await asyncio.to_thread(self._wal.close)
         self.hub.close()
+
+    def _snapshot_at_stop_pays(self) -> bool:
+        return (
+            not self.failure
+            and not self.removed.is_set()
+            and self.raft.applied_index > self._snapshot_index
+            and snapshot_at_stop_pays(self._wal.held_size_bytes(), self.state.store.size_bytes)
+        )
 
     # ------------------------------------------------------------ node loop
 

@@ -817,6 +817,13 @@ class Wal:
     def durable_snapshot_marker(self) -> SnapshotMarker | None:
         return self._durable_marker
 
+    def held_size_bytes(self) -> int:
+        """Bytes of every segment held (buffered records included): what a
+        restart reads and replays, less the records before its snapshot."""
+        self._check_usable()
+        closed = sum(self._disk.file_size(s.path) for s in self._segments[:-1])
+        return closed + self._segment_size_bytes
+
     # ----------------------------------------------------------------- internals
 
     def _write_batch(

@@ -247,7 +247,8 @@ async def fan_out(
             ]
             for child in children:
                 assert child.stdout is not None
-                assert (await child.stdout.readline()).strip() == b"ready"
+                line = await child.stdout.readline()
+                assert line.strip() == b"ready", (line, await child.wait())
             await until_parked(agent, [("default", "svc-0")], watchers)
             await asyncio.sleep(0.5)
             load = load_average()
@@ -483,8 +484,9 @@ async def run(args: argparse.Namespace, stores: dict[str, Store]) -> dict[str, A
                     in_flight=args.in_flight,
                 )
             )
-    out["registrations_per_s"] = {k: statistics.median(v) for k, v in rates.items()}
-    out["registration_retries"] = retried["calls"]
+    if "registration" in phases:
+        out["registrations_per_s"] = {k: statistics.median(v) for k, v in rates.items()}
+        out["registration_retries"] = retried["calls"]
     eps = stores["syndic"].endpoints
     if "propagation" in phases:
         phase("propagation")
@@ -519,7 +521,7 @@ async def isolation_median(eps: list[str], args: argparse.Namespace) -> dict[str
 
 
 def table(out: dict[str, Any]) -> str:
-    regs = out["registrations_per_s"]
+    regs = out.get("registrations_per_s", {})
     peer = regs.get("plain puts on etcd (peer)")
     lines = [
         f"registry benchmark: {out['services']} services x "
@@ -568,8 +570,11 @@ def table(out: dict[str, Any]) -> str:
             f" {c['cpu_core_percent']:>10.1f} {'no peer':>10}",
             f"{'  probes/s':58} {c['probes_per_s']:>10.1f}",
         ]
+    if "registration_retries" in out:
+        lines.append(
+            f"registrations sent again after a dropped connection: {out['registration_retries']}"
+        )
     lines += [
-        f"registrations sent again after a dropped connection: {out['registration_retries']}",
         "peer: Consul is not installable here; etcd is the peer for registration only.",
     ]
     return "\n".join(lines)
@@ -608,8 +613,10 @@ def main() -> None:
         for store in stores.values():
             store.stop()
     print(table(out))
+    # A run of some phases (--only) keeps the other phases' last figures.
+    kept = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    RESULTS.write_text(json.dumps({**kept, **out}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -89,6 +89,13 @@ class Reconfigurator:
         # ADD_LEARNER has not been seen committed yet (it may have been lost
         # with a leader: the operator adds it again).
         self._seen: set[int] = set(cluster.node_ids)
+        # The applied index of the configuration each id was last seen in: an
+        # id is gone only from one applied past it. A new leader that has not
+        # applied the latest changes yet shows an older configuration, which
+        # is not a removal (retiring a member re-added since left the voters
+        # without a quorum after a power loss, seed 9 of power-loss).
+        self._seen_index: dict[int, int] = dict.fromkeys(cluster.node_ids, 0)
+        self._gone: set[int] = set()
         self._voters_seen: set[int] = set(cluster.node_ids)
         self._joining: set[int] = set()
         # The sim runs on compressed time (its election timeout against the
@@ -105,7 +112,7 @@ class Reconfigurator:
         runtime = self._cluster.members[leader_id].runtime
         assert runtime is not None
         conf = runtime.raft.conf_state
-        self._retire_removed(conf)
+        self._retire_removed(conf, runtime.raft.applied_index)
         learners = sorted(conf.learners)
         voters = sorted(conf.voters)
         members = self._cluster.members
@@ -125,7 +132,7 @@ class Reconfigurator:
         elif len(processes) < self._members_max:
             self._add_learner(leader_id, self._next_id)
 
-    def _retire_removed(self, conf: ConfState) -> None:
+    def _retire_removed(self, conf: ConfState, applied_index: int) -> None:
         """Members the leader's applied configuration no longer holds."""
         ids = conf.all_ids()
         self._joining -= ids
@@ -133,8 +140,12 @@ class Reconfigurator:
         self.stats.voters_promoted += len(conf.voters - self._voters_seen)
         self._seen |= ids
         self._voters_seen |= conf.voters
-        gone = self._seen - ids
-        self.stats.members_removed = len(gone)
+        seen_index = self._seen_index
+        for node_id in ids:
+            seen_index[node_id] = max(seen_index.get(node_id, 0), applied_index)
+        gone = {i for i in self._seen - ids if applied_index > seen_index.get(i, 0)}
+        self._gone |= gone
+        self.stats.members_removed = len(self._gone)
         for node_id in sorted(gone):
             self._cluster.retire(node_id)
 

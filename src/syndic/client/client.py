@@ -30,7 +30,7 @@ from syndic.api.services import (
     LEASE_SERVICE,
     MAINTENANCE_SERVICE,
 )
-from syndic.client import convert
+from syndic.client import convert, wire
 from syndic.client.concurrency.stm import ATTEMPTS_MAX_DEFAULT, Isolation, Stm, transact
 from syndic.client.config import ClientConfig, TlsOptions
 from syndic.client.errors import ClientError
@@ -38,7 +38,7 @@ from syndic.client.lease import KeepAliver, Lease, keep_alive_once
 from syndic.client.requests import SortOrder, SortTarget, delete_request, put_request, range_request
 from syndic.client.snapshot import download_snapshot
 from syndic.client.transport import Transport
-from syndic.client.txn import Comparison, Op, txn_is_read_only, txn_request
+from syndic.client.txn import Comparison, Op, txn_request
 from syndic.client.types import (
     Alarm,
     AlarmType,
@@ -200,8 +200,8 @@ class Client:
             min_create_revision=min_create_revision,
             max_create_revision=max_create_revision,
         )
-        response = await self._call(KV_SERVICE, "Range", request, idempotent=True)
-        return convert.get_result(response)
+        answer = await self._transport.call(KV_SERVICE, "Range", request, idempotent=True)
+        return wire.get_result(answer)
 
     async def put(
         self, key: str | bytes, value: str | bytes, *, lease: int = 0, prev_kv: bool = False
@@ -210,9 +210,9 @@ class Client:
         request = put_request(
             key, value, lease=lease, prev_kv=prev_kv, request_bytes_max=self._request_bytes_max
         )
-        check_request_size(request.ByteSize(), self._request_bytes_max)
-        response = await self._call(KV_SERVICE, "Put", request, idempotent=False)
-        return convert.put_result(response)
+        check_request_size(len(request), self._request_bytes_max)
+        answer = await self._transport.call(KV_SERVICE, "Put", request, idempotent=False)
+        return wire.put_result(answer)
 
     async def delete(
         self,
@@ -226,8 +226,8 @@ class Client:
         request = delete_request(
             key, prefix=prefix, range_end=range_end, from_key=from_key, prev_kv=prev_kv
         )
-        response = await self._call(KV_SERVICE, "DeleteRange", request, idempotent=False)
-        return convert.delete_result(response)
+        answer = await self._transport.call(KV_SERVICE, "DeleteRange", request, idempotent=False)
+        return wire.delete_result(answer)
 
     async def txn(
         self,
@@ -237,11 +237,11 @@ class Client:
     ) -> TxnResult:
         """If every comparison holds run ``success``, else ``failure``, atomically."""
         request = txn_request(compare, success, failure)
-        check_request_size(request.ByteSize(), self._request_bytes_max)
-        response = await self._call(
-            KV_SERVICE, "Txn", request, idempotent=txn_is_read_only(request)
+        check_request_size(len(request.encoded), self._request_bytes_max)
+        answer = await self._transport.call(
+            KV_SERVICE, "Txn", request.encoded, idempotent=request.read_only
         )
-        return convert.txn_result(response)
+        return wire.txn_result(answer)
 
     async def transact(
         self,

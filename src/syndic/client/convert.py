@@ -1,4 +1,8 @@
-"""etcd's protobuf responses turned into the client's frozen values."""
+"""etcd's protobuf responses turned into the client's frozen values.
+
+KV answers (Range, Put, DeleteRange, Txn) are read from their wire bytes by
+:mod:`syndic.client.wire` instead, on the hot path.
+"""
 
 from __future__ import annotations
 
@@ -8,51 +12,16 @@ from syndic.api.gen import kv_pb2, rpc_pb2
 from syndic.client.types import (
     Alarm,
     AlarmType,
-    DeleteResult,
     Event,
     EventType,
-    GetResult,
     KeyValue,
     Member,
-    OpResult,
-    PutResult,
     Status,
-    TxnResult,
 )
 
 
 def key_value(kv: kv_pb2.KeyValue) -> KeyValue:
     return KeyValue(kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease)
-
-
-def get_result(resp: rpc_pb2.RangeResponse) -> GetResult:
-    return GetResult(
-        [key_value(kv) for kv in resp.kvs], resp.count, resp.more, resp.header.revision
-    )
-
-
-def put_result(resp: rpc_pb2.PutResponse) -> PutResult:
-    prev = key_value(resp.prev_kv) if resp.HasField("prev_kv") else None
-    return PutResult(resp.header.revision, prev)
-
-
-def delete_result(resp: rpc_pb2.DeleteRangeResponse) -> DeleteResult:
-    return DeleteResult(resp.deleted, resp.header.revision, [key_value(kv) for kv in resp.prev_kvs])
-
-
-def txn_result(resp: rpc_pb2.TxnResponse) -> TxnResult:
-    return TxnResult(resp.succeeded, [_op_result(r) for r in resp.responses], resp.header.revision)
-
-
-def _op_result(resp: rpc_pb2.ResponseOp) -> OpResult:
-    kind = resp.WhichOneof("response")
-    if kind == "response_range":
-        return get_result(resp.response_range)
-    if kind == "response_put":
-        return put_result(resp.response_put)
-    if kind == "response_delete_range":
-        return delete_result(resp.response_delete_range)
-    return txn_result(resp.response_txn)
 
 
 def event(ev: kv_pb2.Event) -> Event:

@@ -20,7 +20,13 @@ What it does, and what it leaves out on purpose:
   took are refused, hence safe to retry; a draining connection takes no new
   calls), RST_STREAM, the member's stream limit (callers over it wait);
 * deadlines: ``grpc-timeout`` is sent and the call is reset (CANCEL) when
-  the local deadline passes, as grpc does;
+  the local deadline passes, as grpc does. One timer per connection, set
+  for the earliest deadline in flight, watches every call: a call arms no
+  timer of its own (calls share a timeout, so a new call's deadline is
+  rarely the earliest);
+* a request is written at once when no other call is in flight (a lone
+  caller waits for nothing); otherwise it joins the requests written
+  together at the end of the loop turn;
 * no compression, no server push, no keepalive pings: a hung member is
   found by the call's own deadline (idle connections carry no calls).
 
@@ -71,6 +77,9 @@ RESPONSE_BYTES_MAX: Final = 2**31 - 1
 # Header blocks whose decoding is kept (see H2Connection._decode): a member
 # sends a handful of distinct ones (answer headers, OK trailers, errors).
 DECODED_BLOCKS_MAX: Final = 64
+# Header blocks a method keeps, one per timeout in ms: calls mostly share
+# a few timeouts (the client's, the attempt's), so this is rarely reached.
+HEADER_BLOCKS_MAX: Final = 64
 # The peer's settings until its SETTINGS frame says otherwise (RFC 9113 §6.5.2).
 _PEER_WINDOW_DEFAULT: Final = 65_535
 _PEER_STREAMS_DEFAULT: Final = 100
@@ -78,6 +87,8 @@ _PEER_STREAMS_DEFAULT: Final = 100
 # its ids drains and a new one is opened.
 _STREAM_ID_MAX: Final = 2**31 - 1
 _GRPC_PREFIX: Final = struct.Struct(">BI")
+# A DATA frame's header followed by the gRPC message prefix (uncompressed).
+_DATA_HEADER: Final = struct.Struct(">BHBBIBI")
 _PING_ACK: Final = 0x1
 _STATUS_BY_VALUE: Final = {code.value[0]: code for code in grpc.StatusCode}
 # gRPC's mapping of RST_STREAM codes (grpc-go: http2ErrConvTab).
@@ -127,20 +138,22 @@ def request_headers(path: str, authority: str, *, secure: bool) -> bytes:
 
 def grpc_timeout(timeout_s: float) -> bytes:
     """gRPC's ``grpc-timeout`` (at most 8 digits) in milliseconds, or seconds if longer."""
-    ms = max(1, int(timeout_s * 1000))
+    ms = max(1, int(timeout_s * 1000))  # UnaryMethod keys its blocks by this
     value = b"%dm" % ms if ms < 100_000_000 else b"%dS" % min(int(timeout_s), 99_999_999)
     return literal(b"grpc-timeout", value)
 
 
 class _Stream:
-    __slots__ = ("data", "future", "headers_seen", "received", "send_window", "unacked")
+    __slots__ = ("data", "deadline", "future", "headers_seen", "send_window", "unacked")
 
-    def __init__(self, future: asyncio.Future[bytes], send_window: int) -> None:
+    def __init__(self, future: asyncio.Future[bytes], send_window: int, deadline: float) -> None:
         self.future = future
-        self.data = bytearray()
+        # The DATA received: the first frame's payload as it came (an answer
+        # is nearly always one frame), joined into a bytearray past that.
+        self.data: bytes | bytearray = b""
+        self.deadline = deadline  # on the loop's clock
         self.headers_seen = False
         self.send_window = send_window
-        self.received = 0
         self.unacked = 0
 
 
@@ -151,7 +164,8 @@ class H2Connection(asyncio.Protocol):
         self.target = target
         self.secure = secure
         self._transport: asyncio.Transport | None = None
-        self._buffer = bytearray()
+        self._loop = asyncio.get_running_loop()
+        self._buffer = b""  # the start of a frame not yet received whole
         self._out: list[bytes] = []
         self._decoder = hpack.Decoder()
         self._decoded: dict[bytes, dict[bytes, bytes]] = {}
@@ -167,6 +181,9 @@ class H2Connection(asyncio.Protocol):
         self._recv_unacked = 0
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._window_waiters: list[asyncio.Future[None]] = []
+        # The connection's one deadline timer and when it fires.
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_at = 0.0
         self.draining = False
         self.closed = False
         self._close_error = rpc_error(grpc.StatusCode.UNAVAILABLE, "connection closed")
@@ -196,7 +213,7 @@ class H2Connection(asyncio.Protocol):
             return
         self._out.append(data)
         if len(self._out) == 1:
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         out, self._out = self._out, []
@@ -204,8 +221,9 @@ class H2Connection(asyncio.Protocol):
             self._transport.write(b"".join(out))
 
     def data_received(self, data: bytes) -> None:
-        buffer = self._buffer
-        buffer += data
+        # Frames are sliced out of the received bytes themselves (one copy
+        # each); only a frame cut by the end of a read waits, for the next.
+        buffer = self._buffer + data if self._buffer else data
         offset = 0
         size = len(buffer)
         try:
@@ -216,36 +234,36 @@ class H2Connection(asyncio.Protocol):
                 end = offset + 9 + length
                 if end > size:
                     break
-                self._frame(frame_type, flags, stream_id, bytes(buffer[offset + 9 : end]))
+                self._frame(frame_type, flags, stream_id, buffer[offset + 9 : end])
                 offset = end
         except ProtocolError as exc:
             self._fail_connection(exc.code, exc.reason)
             return
-        del buffer[:offset]
+        self._buffer = bytes(buffer[offset:]) if offset < size else b""
 
     # ---------------------------------------------------------------- calls
 
     async def unary(self, header_block: bytes, message: bytes, timeout_s: float) -> bytes:
         """Send one request; the answer's message bytes, or AioRpcError."""
-        loop = asyncio.get_running_loop()
-        stream_id = 0
+        loop = self._loop
+        deadline = loop.time() + timeout_s
+        if self.draining or len(self._streams) >= self._peer_streams_max:
+            await self._wait_for_slot(deadline)
+        stream_id = self._next_id
+        self._next_id += 2
+        if self._next_id >= _STREAM_ID_MAX:
+            self.draining = True
+        future: asyncio.Future[bytes] = loop.create_future()
+        stream = _Stream(future, self._peer_stream_window, deadline)
+        streams = self._streams
+        streams[stream_id] = stream
         try:
-            async with asyncio.timeout(timeout_s):
-                while len(self._streams) >= self._peer_streams_max and not self.draining:
-                    waiter = loop.create_future()
-                    self._slot_waiters.append(waiter)
-                    await waiter
-                if self.draining:
-                    raise rpc_error(grpc.StatusCode.UNAVAILABLE, STREAM_REFUSED)
-                stream_id = self._next_id
-                self._next_id += 2
-                if self._next_id >= _STREAM_ID_MAX:
-                    self.draining = True
-                future: asyncio.Future[bytes] = loop.create_future()
-                stream = _Stream(future, self._peer_stream_window)
-                self._streams[stream_id] = stream
-                await self._send_request(stream_id, stream, header_block, message)
-                return await future
+            if not self._send_request(stream_id, stream, header_block, message):
+                async with asyncio.timeout_at(deadline):
+                    await self._send_rest(stream_id, stream, header_block, message)
+            if self._deadline_timer is None or deadline < self._deadline_at:
+                self._arm_deadline_timer(deadline)
+            return await future
         except TimeoutError:
             self._reset(stream_id)
             raise rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
@@ -253,27 +271,91 @@ class H2Connection(asyncio.Protocol):
             self._reset(stream_id)
             raise
         finally:
-            if self._streams.pop(stream_id, None) is not None:
+            if streams.pop(stream_id, None) is not None:
                 self._release_slot()
 
-    async def _send_request(
+    async def _wait_for_slot(self, deadline: float) -> None:
+        """Until the member's stream limit lets one more call in (by ``deadline``)."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                while len(self._streams) >= self._peer_streams_max and not self.draining:
+                    waiter = self._loop.create_future()
+                    self._slot_waiters.append(waiter)
+                    await waiter
+        except TimeoutError:
+            raise rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+        if self.draining:
+            raise rpc_error(grpc.StatusCode.UNAVAILABLE, STREAM_REFUSED)
+
+    def _arm_deadline_timer(self, deadline: float) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        self._deadline_at = deadline
+        self._deadline_timer = self._loop.call_at(deadline, self._expire_deadlines)
+
+    def _expire_deadlines(self) -> None:
+        """Fail the calls whose deadline passed (reset, as grpc does); set the
+        timer for the earliest of the others."""
+        self._deadline_timer = None
+        now = self._loop.time()
+        earliest = None
+        for stream_id, stream in list(self._streams.items()):
+            if stream.deadline <= now:
+                self._reset(stream_id)
+                self._finish(
+                    stream_id, rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+                )
+            elif earliest is None or stream.deadline < earliest:
+                earliest = stream.deadline
+        if earliest is not None and not self.closed:
+            self._arm_deadline_timer(earliest)
+
+    def _send_request(
+        self, stream_id: int, stream: _Stream, header_block: bytes, message: bytes
+    ) -> bool:
+        """Send the whole request if the member's windows and frame size allow
+        it (False: nothing was sent, see :meth:`_send_rest`)."""
+        size = len(message) + 5
+        if size > self._peer_frame_bytes or size > min(self.peer_window, stream.send_window):
+            return False
+        self.peer_window -= size
+        stream.send_window -= size
+        request = b"".join(
+            (
+                self._header_frames(stream_id, header_block),
+                _DATA_HEADER.pack(
+                    size >> 16,
+                    size & 0xFFFF,
+                    FrameType.DATA,
+                    Flag.END_STREAM,
+                    stream_id,
+                    0,
+                    size - 5,
+                ),
+                message,
+            )
+        )
+        transport = self._transport
+        if len(self._streams) == 1 and not self._out and transport is not None and not self.closed:
+            transport.write(request)  # no other call to share a write with
+        else:
+            self._send(request)
+        return True
+
+    async def _send_rest(
         self, stream_id: int, stream: _Stream, header_block: bytes, message: bytes
     ) -> None:
+        """A request larger than a frame or than the member's windows: DATA
+        frames as the windows open."""
         body = _GRPC_PREFIX.pack(0, len(message)) + message
-        frames = self._header_frames(stream_id, header_block)
         size = len(body)
-        if size <= self._peer_frame_bytes and size <= min(self.peer_window, stream.send_window):
-            self.peer_window -= size
-            stream.send_window -= size
-            self._send(frames + frame(FrameType.DATA, Flag.END_STREAM, stream_id, body))
-            return
-        self._send(frames)
+        self._send(self._header_frames(stream_id, header_block))
         view = memoryview(body)
         sent = 0
         while sent < size:
             room = min(self.peer_window, stream.send_window, self._peer_frame_bytes)
             if room <= 0:
-                waiter = asyncio.get_running_loop().create_future()
+                waiter = self._loop.create_future()
                 self._window_waiters.append(waiter)
                 await waiter
                 if self.closed:
@@ -356,9 +438,13 @@ class H2Connection(asyncio.Protocol):
         stream = self._streams.get(stream_id)
         if stream is None:
             return  # reset by us a moment ago
-        data = strip_padding(payload, flags)
-        stream.data += data
-        stream.received += len(payload)
+        data = strip_padding(payload, flags) if flags & Flag.PADDED else payload
+        if not stream.data:
+            stream.data = data
+        else:
+            if isinstance(stream.data, bytes):
+                stream.data = bytearray(stream.data)
+            stream.data += data
         stream.unacked += len(payload)
         if len(stream.data) > RESPONSE_BYTES_MAX:
             error = rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "answer too large")
@@ -424,6 +510,9 @@ class H2Connection(asyncio.Protocol):
 
     def _trailers(self, stream_id: int, stream: _Stream, headers: dict[bytes, bytes]) -> None:
         raw_status = headers.get(b"grpc-status")
+        if raw_status == b"0":
+            self._finish_message(stream_id, stream.data)
+            return
         if raw_status is None:
             error = rpc_error(grpc.StatusCode.UNKNOWN, "answer without grpc-status")
             self._finish(stream_id, error)
@@ -435,7 +524,10 @@ class H2Connection(asyncio.Protocol):
             message = unquote(headers.get(b"grpc-message", b"").decode("utf-8", "replace"))
             self._finish(stream_id, rpc_error(code, message))
             return
-        data = stream.data
+        self._finish_message(stream_id, stream.data)
+
+    def _finish_message(self, stream_id: int, data: bytes | bytearray) -> None:
+        """End the call with the one gRPC message ``data`` holds."""
         if len(data) < 5:
             self._finish(stream_id, rpc_error(grpc.StatusCode.INTERNAL, "answer without a message"))
             return
@@ -528,6 +620,9 @@ class H2Connection(asyncio.Protocol):
             return
         self.closed = self.draining = True
         self._close_error = error
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
         for stream_id in list(self._streams):
             self._finish(stream_id, error)
         self._wake_senders()
@@ -574,8 +669,8 @@ class H2Channel:
     def method(
         self,
         path: str,
-        request_serializer: Callable[[Any], bytes],
-        response_deserializer: Callable[[bytes], Any],
+        request_serializer: Callable[[Any], bytes] | None,
+        response_deserializer: Callable[[bytes], Any] | None,
     ) -> UnaryMethod:
         return UnaryMethod(self, path, request_serializer, response_deserializer)
 
@@ -629,21 +724,26 @@ class H2Channel:
 
 
 class UnaryMethod:
-    """``await method(request, timeout=, metadata=)``, as a grpc.aio unary callable."""
+    """``await method(request, timeout=, metadata=)``, as a grpc.aio unary
+    callable (without a serializer, the request and answer are bytes)."""
 
-    __slots__ = ("_block", "_channel", "_deserialize", "_serialize")
+    __slots__ = ("_block", "_blocks", "_channel", "_deserialize", "_metadata", "_serialize")
 
     def __init__(
         self,
         channel: H2Channel,
         path: str,
-        request_serializer: Callable[[Any], bytes],
-        response_deserializer: Callable[[bytes], Any],
+        request_serializer: Callable[[Any], bytes] | None,
+        response_deserializer: Callable[[bytes], Any] | None,
     ) -> None:
         self._channel = channel
         self._block = channel.header_block(path)
         self._serialize = request_serializer
         self._deserialize = response_deserializer
+        # Whole header blocks by (timeout in ms, metadata): a call's block
+        # differs from the last one's only when its timeout or token does.
+        self._blocks: dict[int, bytes] = {}
+        self._metadata: tuple[tuple[str, str], ...] | None = None
 
     async def __call__(
         self,
@@ -652,12 +752,24 @@ class UnaryMethod:
         timeout: float,
         metadata: tuple[tuple[str, str], ...] | None = None,
     ) -> Any:
-        block = self._block + grpc_timeout(timeout)
-        if metadata:
-            block += b"".join(literal(k.encode(), v.encode()) for k, v in metadata)
-        connection = await self._channel.connection()
-        answer = await connection.unary(block, self._serialize(request), timeout)
-        return self._deserialize(answer)
+        if metadata is not self._metadata:
+            self._metadata = metadata
+            self._blocks.clear()
+        timeout_ms = max(1, int(timeout * 1000))
+        block = self._blocks.get(timeout_ms)
+        if block is None:
+            if len(self._blocks) >= HEADER_BLOCKS_MAX:
+                self._blocks.clear()
+            block = self._block + grpc_timeout(timeout)
+            if metadata:
+                block += b"".join(literal(k.encode(), v.encode()) for k, v in metadata)
+            self._blocks[timeout_ms] = block
+        connection = self._channel._connection
+        if connection is None or connection.draining:
+            connection = await self._channel.connection()
+        message = request if self._serialize is None else self._serialize(request)
+        answer = await connection.unary(block, message, timeout)
+        return answer if self._deserialize is None else self._deserialize(answer)
 
 
 def tls_context(ca_file: str | None, cert_file: str | None, key_file: str | None) -> ssl.SSLContext:

@@ -2,13 +2,14 @@
 
 One builder per request serves both the client's methods and the ops of a
 transaction, so a ``get`` and an ``Op.get`` accept exactly the same options.
+Each returns the request's protobuf wire bytes (:mod:`syndic.client.wire`).
 """
 
 from __future__ import annotations
 
 from typing import Final, Literal
 
-from syndic.api.gen import rpc_pb2
+from syndic.client import wire
 from syndic.client.errors import InvalidRequestError
 from syndic.client.validate import (
     REQUEST_BYTES_MAX_DEFAULT,
@@ -49,23 +50,23 @@ def range_request(
     max_mod_revision: int = 0,
     min_create_revision: int = 0,
     max_create_revision: int = 0,
-) -> rpc_pb2.RangeRequest:
+) -> bytes:
+    """A RangeRequest's wire bytes."""
     start, end = key_range(key, prefix=prefix, range_end=range_end, from_key=from_key)
-    return rpc_pb2.RangeRequest(
-        key=start,
-        range_end=end,
-        limit=int_in("limit", limit),
-        revision=int_in("revision", revision),
-        sort_order=_choice("sort_order", sort_order, _SORT_ORDERS),  # type: ignore[arg-type]
-        sort_target=_choice("sort_target", sort_target, _SORT_TARGETS),  # type: ignore[arg-type]
-        serializable=flag("serializable", serializable),
-        keys_only=flag("keys_only", keys_only),
-        count_only=flag("count_only", count_only),
-        min_mod_revision=int_in("min_mod_revision", min_mod_revision),
-        max_mod_revision=int_in("max_mod_revision", max_mod_revision),
-        min_create_revision=int_in("min_create_revision", min_create_revision),
-        max_create_revision=int_in("max_create_revision", max_create_revision),
+    numbers = (
+        int_in("limit", limit),
+        int_in("revision", revision),
+        _choice("sort_order", sort_order, _SORT_ORDERS),
+        _choice("sort_target", sort_target, _SORT_TARGETS),
+        int(flag("serializable", serializable)),
+        int(flag("keys_only", keys_only)),
+        int(flag("count_only", count_only)),
+        int_in("min_mod_revision", min_mod_revision),
+        int_in("max_mod_revision", max_mod_revision),
+        int_in("min_create_revision", min_create_revision),
+        int_in("max_create_revision", max_create_revision),
     )
+    return wire.range_request(start, end, numbers)
 
 
 def put_request(
@@ -75,12 +76,13 @@ def put_request(
     lease: int = 0,
     prev_kv: bool = False,
     request_bytes_max: int = REQUEST_BYTES_MAX_DEFAULT,
-) -> rpc_pb2.PutRequest:
-    return rpc_pb2.PutRequest(
-        key=key_bytes(key),
-        value=value_bytes(value, request_bytes_max),
-        lease=int_in("lease", lease),
-        prev_kv=flag("prev_kv", prev_kv),
+) -> bytes:
+    """A PutRequest's wire bytes."""
+    return wire.put_request(
+        key_bytes(key),
+        value_bytes(value, request_bytes_max),
+        int_in("lease", lease),
+        flag("prev_kv", prev_kv),
     )
 
 
@@ -91,6 +93,7 @@ def delete_request(
     range_end: object | None = None,
     from_key: bool = False,
     prev_kv: bool = False,
-) -> rpc_pb2.DeleteRangeRequest:
+) -> bytes:
+    """A DeleteRangeRequest's wire bytes."""
     start, end = key_range(key, prefix=prefix, range_end=range_end, from_key=from_key)
-    return rpc_pb2.DeleteRangeRequest(key=start, range_end=end, prev_kv=flag("prev_kv", prev_kv))
+    return wire.delete_request(start, end, flag("prev_kv", prev_kv))

@@ -147,7 +147,7 @@ class _Endpoint:
         self._channel: grpc.aio.Channel | None = None
         self.failed_until_s = 0.0
         self.stubs: dict[str, ServiceStub] = {}
-        self.unaries: dict[tuple[str, str], Any] = {}
+        self.unaries: dict[tuple[str, str, bool], Any] = {}
 
     @property
     def channel(self) -> grpc.aio.Channel:
@@ -161,23 +161,24 @@ class _Endpoint:
             stub = self.stubs[service_name] = make_stub(self.channel, service_name)
         return stub
 
-    def unary(self, service_name: str, method_name: str) -> Any:
-        """The channel's callable for a unary method, made once.
+    def unary(self, service_name: str, method_name: str, raw: bool = False) -> Any:
+        """The channel's callable for a unary method, made once; ``raw`` takes
+        and returns wire bytes (:mod:`syndic.client.wire`), otherwise protobufs.
 
         The client builds every request itself from checked arguments, so
         the per-call type check of :class:`ServiceStub` is skipped on this,
         the hottest path; the path and message types still come from the one
         table in :mod:`syndic.api.services`.
         """
-        key = (service_name, method_name)
+        key = (service_name, method_name, raw)
         call = self.unaries.get(key)
         if call is None:
             spec = service(service_name).method(method_name)
             make = self.h2.method if self.h2 is not None else self.channel.unary_unary
             call = self.unaries[key] = make(
                 spec.path,
-                request_serializer=spec.request_type.SerializeToString,
-                response_deserializer=spec.response_type.FromString,
+                request_serializer=None if raw else spec.request_type.SerializeToString,
+                response_deserializer=None if raw else spec.response_type.FromString,
             )
         return call
 
@@ -352,7 +353,8 @@ class Transport:
         authenticated: bool = True,
         endpoint: str | None = None,
     ) -> Any:
-        """One unary call with failover and retries; returns the protobuf response.
+        """One unary call with failover and retries; returns the protobuf
+        response, or its wire bytes if ``request`` is wire bytes.
 
         ``endpoint`` pins the call to that member (maintenance asks one
         member about itself); it is then retried on that member only."""
@@ -433,7 +435,7 @@ class _AttemptState:
             raise DeadlineExceededError(f"{self.method}: deadline exceeded before an attempt")
         endpoint = self.pinned or transport.pick(avoid=self.endpoint)
         self.endpoint = endpoint
-        call = endpoint.unary(self.service_name, self.method)
+        call = endpoint.unary(self.service_name, self.method, type(self.request) is bytes)
         timeout_s = remaining_s
         attempt_s = transport.config.attempt_timeout_s
         if self.idempotent and attempt_s is not None and attempt_s < remaining_s:

@@ -8,8 +8,9 @@ A comparison reads like Python::
     Compare.lease(b"k") == lease.id
 
 and an operation is one of ``Op.get``, ``Op.put``, ``Op.delete`` or a nested
-``Op.txn``. Both are frozen values holding the protobuf they stand for,
-checked when built, so a bad key fails where it was written.
+``Op.txn``. Both are frozen values holding the wire bytes of the protobuf
+message they stand for (``request`` decodes it), checked when built, so a
+bad key fails where it was written.
 """
 
 from __future__ import annotations
@@ -19,19 +20,32 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from syndic.api.gen import rpc_pb2
+from syndic.client import wire
 from syndic.client.errors import InvalidRequestError
 from syndic.client.requests import delete_request, put_request, range_request
 from syndic.client.validate import int_in, key_range, to_bytes
 
 _C = rpc_pb2.Compare
 _RESULTS: Final = {"==": _C.EQUAL, "!=": _C.NOT_EQUAL, "<": _C.LESS, ">": _C.GREATER}
+# Compare's target_union members (rpc.proto field numbers).
+_UNION_FIELDS: Final = {
+    "version": 4,
+    "create_revision": 5,
+    "mod_revision": 6,
+    "value": 7,
+    "lease": 8,
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
-    """One condition of a transaction (etcd: Compare)."""
+    """One condition of a transaction (etcd: Compare), as its wire bytes."""
 
-    request: rpc_pb2.Compare
+    encoded: bytes
+
+    @property
+    def request(self) -> rpc_pb2.Compare:
+        return rpc_pb2.Compare.FromString(self.encoded)
 
     def __repr__(self) -> str:
         return f"Comparison({self.request})"
@@ -55,13 +69,19 @@ class _Target:
 
     def _compare(self, op: str, operand: object) -> Comparison:
         if self._field == "value":
-            value: Any = to_bytes("value", operand)
+            value: int | bytes = to_bytes("value", operand)
         else:
             value = int_in(self._field, operand)
-        request = _C(result=_RESULTS[op], target=self._target, key=self._key)  # type: ignore[arg-type]
-        request.range_end = self._range_end
-        setattr(request, self._field, value)
-        return Comparison(request)
+        return Comparison(
+            wire.compare(
+                _RESULTS[op],
+                self._target,
+                self._key,
+                _UNION_FIELDS[self._field],
+                value,
+                self._range_end,
+            )
+        )
 
     def __eq__(self, operand: object) -> Comparison:  # type: ignore[override]
         return self._compare("==", operand)
@@ -102,28 +122,25 @@ class Compare:
 
 @dataclass(frozen=True, slots=True)
 class Op:
-    """One operation of a transaction (etcd: RequestOp)."""
+    """One operation of a transaction (etcd: RequestOp), as its wire bytes;
+    ``is_read_only`` when it writes nothing (a get, or a txn of gets)."""
 
-    request: rpc_pb2.RequestOp
+    encoded: bytes
+    is_read_only: bool = False
 
     @property
-    def is_read_only(self) -> bool:
-        kind = self.request.WhichOneof("request")
-        if kind == "request_range":
-            return True
-        if kind == "request_txn":
-            return txn_is_read_only(self.request.request_txn)
-        return False
+    def request(self) -> rpc_pb2.RequestOp:
+        return rpc_pb2.RequestOp.FromString(self.encoded)
 
     @staticmethod
     def get(key: object, **options: Any) -> Op:
         """A range; takes every option of :meth:`Client.get`."""
-        return Op(rpc_pb2.RequestOp(request_range=range_request(key, **options)))
+        return Op(wire.len_field(wire.OP_RANGE, range_request(key, **options)), True)
 
     @staticmethod
     def put(key: object, value: object, *, lease: int = 0, prev_kv: bool = False) -> Op:
         return Op(
-            rpc_pb2.RequestOp(request_put=put_request(key, value, lease=lease, prev_kv=prev_kv))
+            wire.len_field(wire.OP_PUT, put_request(key, value, lease=lease, prev_kv=prev_kv))
         )
 
     @staticmethod
@@ -138,7 +155,7 @@ class Op:
         request = delete_request(
             key, prefix=prefix, range_end=range_end, from_key=from_key, prev_kv=prev_kv
         )
-        return Op(rpc_pb2.RequestOp(request_delete_range=request))
+        return Op(wire.len_field(wire.OP_DELETE, request))
 
     @staticmethod
     def txn(
@@ -146,7 +163,17 @@ class Op:
         success: Iterable[Op] = (),
         failure: Iterable[Op] = (),
     ) -> Op:
-        return Op(rpc_pb2.RequestOp(request_txn=txn_request(compare, success, failure)))
+        request = txn_request(compare, success, failure)
+        return Op(wire.len_field(wire.OP_TXN, request.encoded), request.read_only)
+
+
+@dataclass(frozen=True, slots=True)
+class TxnRequest:
+    """A TxnRequest's wire bytes, and whether no branch writes (such a
+    transaction may be retried like a read)."""
+
+    encoded: bytes
+    read_only: bool
 
 
 def _checked(items: Iterable[object], kind: type, name: str) -> list[Any]:
@@ -168,21 +195,16 @@ def _checked(items: Iterable[object], kind: type, name: str) -> list[Any]:
 
 def txn_request(
     compare: Iterable[Comparison], success: Iterable[Op], failure: Iterable[Op]
-) -> rpc_pb2.TxnRequest:
-    return rpc_pb2.TxnRequest(
-        compare=[c.request for c in _checked(compare, Comparison, "compare")],
-        success=[op.request for op in _checked(success, Op, "success")],
-        failure=[op.request for op in _checked(failure, Op, "failure")],
+) -> TxnRequest:
+    compares: list[Comparison] = _checked(compare, Comparison, "compare")
+    then: list[Op] = _checked(success, Op, "success")
+    otherwise: list[Op] = _checked(failure, Op, "failure")
+    encoded = wire.txn_request(
+        [c.encoded for c in compares], [op.encoded for op in then], [op.encoded for op in otherwise]
     )
+    return TxnRequest(encoded, all(op.is_read_only for op in (*then, *otherwise)))
 
 
-def txn_is_read_only(request: rpc_pb2.TxnRequest) -> bool:
+def txn_is_read_only(request: TxnRequest) -> bool:
     """Whether no branch writes: such a transaction may be retried like a read."""
-    for op in (*request.success, *request.failure):
-        kind = op.WhichOneof("request")
-        if kind == "request_range":
-            continue
-        if kind == "request_txn" and txn_is_read_only(op.request_txn):
-            continue
-        return False
-    return True
+    return request.read_only

@@ -153,11 +153,7 @@ def build_index(
     mods, creates, versions, leases = ints
     _check_keys(keys)
     _check_records(counts, mods, creates, versions, leases, values, rev, compact)
-    # Equal revisions share one int, as the store's own records do (a first
-    # write's create revision is its mod revision; a txn's puts share one).
-    shared: dict[int, int] = {}
-    mod_objs = list(map(shared.setdefault, mods.tolist(), mods.tolist()))
-    create_objs = list(map(shared.setdefault, creates.tolist(), creates.tolist()))
+    mod_objs, create_objs = _shared_ints(mods, creates)
     records = list(
         zip(mod_objs, create_objs, versions.tolist(), leases.tolist(), values, strict=True)
     )
@@ -169,6 +165,20 @@ def build_index(
     size = value_bytes + key_bytes + RECORD_OVERHEAD_BYTES * len(records)
     store._log = _build_log(raw_log, keys, entries, mod_objs if single else None, rev, log_base)
     return _leased(keys, entries, leases), size
+
+
+def _shared_ints(*columns: array[int]) -> list[list[int]]:
+    """The columns as lists in which equal values are one int object, as in
+    the store's own records (a first write's create revision is its mod
+    revision; the puts of one txn share its revision).
+
+    The shared objects are fresh copies (``v + 0`` makes a new int past the
+    small-int cache), made before the per-element ints die: were they some
+    of those, scattered one per few hundred, every memory pool of the dead
+    ones would stay allocated (tens of MiB per million keys)."""
+    as_lists = [column.tolist() for column in columns]
+    shared = {value: value + 0 for value in dict.fromkeys(chain.from_iterable(as_lists))}
+    return [list(map(shared.__getitem__, values)) for values in as_lists]
 
 
 def _read_chunks(raw: Any) -> tuple[list[bytes], array[int], list[array[int]], list[Any]]:

@@ -48,6 +48,31 @@ def _bin_header(size: int) -> bytes:
     return b"\xc6" + size.to_bytes(4, "big")
 
 
+def _unpack_state(data: bytes) -> tuple[Any, Any, Any, Any]:
+    """``msgpack.unpackb(data)`` of what :meth:`StateMachine.capture` packs, with
+    the store's bytes as a view of ``data``: unpacking copies a bin, and a
+    large store's is hundreds of MiB."""
+    view = memoryview(data)
+    start = 2  # the array header and the version, each one byte when well formed
+    head = data[:start]
+    widths = {0xC4: 1, 0xC5: 2, 0xC6: 4}
+    well_formed = head[:1] == b"\x94" and head[1:] < b"\x80"  # fixarray of 4, fixint version
+    if not well_formed or len(data) <= start or data[start] not in widths:
+        return tuple(msgpack.unpackb(data))
+    width = widths[data[start]]
+    size = int.from_bytes(view[start + 1 : start + 1 + width], "big")
+    begin = start + 1 + width
+    end = begin + size
+    if end > len(data):
+        raise ValueError(f"the store's bytes run past the end ({end} > {len(data)})")
+    unpacker = msgpack.Unpacker()
+    unpacker.feed(view[end:])
+    members, auth = unpacker.unpack(), unpacker.unpack()
+    if unpacker.tell() != len(data) - end:
+        raise ValueError("extra bytes after the state")
+    return msgpack.unpackb(head[1:]), view[begin:end], members, auth
+
+
 # A decoded snapshot, ready for StateMachine.install.
 DecodedState = tuple[Store, dict[int, MemberAttrs], AuthStore]
 
@@ -151,7 +176,7 @@ class StateMachine:
         """A snapshot's state, checked and built without touching this one;
         may run in a worker thread (decoding a large store takes seconds)."""
         try:
-            version, store_bytes, members, auth_bytes = msgpack.unpackb(data)
+            version, store_bytes, members, auth_bytes = _unpack_state(data)
         except Exception as exc:
             raise StateSnapshotError(f"snapshot data is not a syndic state: {exc}") from exc
         if version != SNAPSHOT_FORMAT_VERSION:

@@ -14,7 +14,15 @@ values, written as txns of ``--txn-puts`` puts (etcd's default txn op limit is
   ``--repeats`` times, median reported;
 * the CPU seconds the member used to get there (user + system, from
   ``/proc``), a figure that a busy machine disturbs less than wall time;
-* resident memory after each restart (once it answered), median reported.
+* resident memory after each restart (once it answered), median reported;
+* how long a clean stop (SIGTERM until the process exited) takes, median:
+  a member may write its state at stop so that its restart loads it;
+* one crash restart first, right after the load: the member is killed with
+  SIGKILL, so nothing is written at stop, and timed like the others (syndic
+  then replays the log written since its last snapshot).
+
+The load average (1 minute) is recorded before each system's restarts: the
+machine is shared, and wall times are only comparable within one run.
 
 ``--snapshot-count`` passes etcd's flag of that name to both systems (default:
 each system's own default, 100,000 for both), to choose whether a restart
@@ -33,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import socket
 import statistics
@@ -178,16 +187,19 @@ def run_system(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 raise RuntimeError(f"{kind} holds {stored} keys, expected {args.keys}")
             time.sleep(args.settle_s)
             loaded_rss = rss_bytes(member.process.pid)
-            restarts, restart_cpu, restart_rss = [], [], []
+            load_avg = os.getloadavg()[0]
+            member.kill()
+            crash_s, crash_cpu_s = timed_restart(member, args.keys, kind)
+            restarts, restart_cpu, restart_rss, stops = [], [], [], []
             for _ in range(args.repeats):
+                stopped = time.perf_counter()
                 stop(member)
-                started = time.perf_counter()
-                member.start()
-                restarts.append(wait_linearizable(member, started))
-                restart_cpu.append(cpu_s(member.process.pid))
-                if count_keys(member.endpoint) != args.keys:
-                    raise RuntimeError(f"{kind} lost keys across a restart")
+                stops.append(time.perf_counter() - stopped)
+                restart_s, restart_cpu_s = timed_restart(member, args.keys, kind)
+                restarts.append(restart_s)
+                restart_cpu.append(restart_cpu_s)
                 time.sleep(args.settle_s)
+                assert member.process is not None
                 restart_rss.append(rss_bytes(member.process.pid))
             disk = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file())
         finally:
@@ -205,8 +217,24 @@ def run_system(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         "restart_s": statistics.median(restarts),
         "restart_s_runs": restarts,
         "restart_cpu_s": statistics.median(restart_cpu),
+        "stop_s": statistics.median(stops),
+        "crash_restart_s": crash_s,
+        "crash_restart_cpu_s": crash_cpu_s,
+        "load_average_1m": load_avg,
         "disk_bytes": disk,
     }
+
+
+def timed_restart(member: MemberProcess, keys: int, kind: str) -> tuple[float, float]:
+    """Start ``member`` on its data dir; (seconds until it answered, CPU seconds used)."""
+    started = time.perf_counter()
+    member.start()
+    ready_s = wait_linearizable(member, started)
+    assert member.process is not None
+    used_cpu_s = cpu_s(member.process.pid)
+    if count_keys(member.endpoint) != keys:
+        raise RuntimeError(f"{kind} lost keys across a restart")
+    return ready_s, used_cpu_s
 
 
 ROWS = (
@@ -218,6 +246,10 @@ ROWS = (
     ("RSS after restart, B/key", "rss_restarted_bytes_per_key", "{:,.0f}"),
     ("restart, s (median)", "restart_s", "{:.2f}"),
     ("restart, CPU s (median)", "restart_cpu_s", "{:.2f}"),
+    ("clean stop, s (median)", "stop_s", "{:.2f}"),
+    ("restart after SIGKILL, s", "crash_restart_s", "{:.2f}"),
+    ("  its CPU s", "crash_restart_cpu_s", "{:.2f}"),
+    ("load average (1 min)", "load_average_1m", "{:.1f}"),
     ("data dir, MiB", "disk_bytes", "mib"),
 )
 

@@ -33,7 +33,7 @@ _SAFETY = frozenset(
 # that finds it from seed 1 within the bound is the slow test.
 CONTROLS: dict[str, tuple[int, int, frozenset[str], int]] = {
     # Contested elections need voters that crash between two vote requests.
-    "vote-not-persisted": (5, 200, _SAFETY, 22),
+    "vote-not-persisted": (5, 200, _SAFETY, 18),
     # A follower that lost entries its leader counted can also wedge replication
     # (the leader never resends below its match index, etcd's rule): a liveness
     # failure, at times with an append/reject storm; or leave a disk whose commit
@@ -44,17 +44,17 @@ CONTROLS: dict[str, tuple[int, int, frozenset[str], int]] = {
         _SAFETY | {"liveness", "message-storm", "runtime-error"},
         2,
     ),
-    "stale-leader-read": (5, 60, frozenset({"linearizability"}), 5),
+    "stale-leader-read": (5, 60, frozenset({"linearizability"}), 1),
     "old-term-commit": (3, 80, _SAFETY, 60),
     # A WAL bit flip after a crash; the bug replays less than was synced.
     "skip-undecodable-entry": (5, 40, frozenset({"durability"}), 3),
     "ack-before-fsync": (5, 40, _SAFETY, 2),
-    "read-before-apply": (5, 60, frozenset({"linearizability"}), 2),
+    "read-before-apply": (5, 60, frozenset({"linearizability"}), 1),
     "lease-proposer-clock": (
         5,
         60,
         frozenset({"lease-expired-early", "lease-outlived-ttl"}),
-        2,
+        1,
     ),
     "watch-drop-on-compact": (5, 40, frozenset({"watch"}), 1),
 }

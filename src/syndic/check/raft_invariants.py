@@ -157,8 +157,10 @@ class RaftSafetyChecker:
         always checked, since what they must hold grows with others' commits.
         """
         self.checks += 1
-        live = list(cores)
-        touched_ids = set(touched)
+        # Asked after every simulator event: the driver's own list and set are
+        # used as they are rather than copied.
+        live = cores if type(cores) is list else list(cores)
+        touched_ids = touched if type(touched) is set else set(touched)
         floors = self._commit_floor
         leader = Role.LEADER
         for node_id, core in live:

@@ -524,10 +524,10 @@ class RaftNode:
             or hard.vote != self._prev_hard.vote
         ):
             return (), msgs
-        early = tuple(m for m in msgs if m.type in _EARLY_TYPES)
+        early = tuple([m for m in msgs if m.type in _EARLY_TYPES])
         if not early:
             return (), msgs
-        return early, tuple(m for m in msgs if m.type not in _EARLY_TYPES)
+        return early, tuple([m for m in msgs if m.type not in _EARLY_TYPES])
 
     def advance(self, ready: Ready) -> None:
         """The runtime persisted, sent and applied ``ready`` (the last one handed out)."""
@@ -1264,19 +1264,20 @@ class RaftNode:
         snapshot: Snapshot | None = None,
         context: bytes = b"",
     ) -> None:
+        # Positional, in Message's field order: this runs once per peer message.
         self._msgs.append(
             Message(
-                type=kind,
-                from_id=self.id,
-                to_id=to,
-                term=self.term if term is None else term,
-                log_term=log_term,
-                index=index,
-                entries=entries,
-                commit=commit,
-                reject=reject,
-                reject_hint=reject_hint,
-                snapshot=snapshot,
-                context=context,
+                kind,
+                self.id,
+                to,
+                self.term if term is None else term,
+                log_term,
+                index,
+                entries,
+                commit,
+                reject,
+                reject_hint,
+                snapshot,
+                context,
             )
         )

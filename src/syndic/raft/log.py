@@ -82,13 +82,16 @@ class RaftLog:
     ) -> tuple[Entry, ...]:
         """Entries ``[lo, hi)`` clipped to what is held; bounded by bytes and count, but
         always at least one entry when any is in range, so a huge entry still moves."""
-        lo = max(lo, self.offset + 1)
-        hi = min(hi, self.last_index() + 1)
+        # The core slices its log several times per message: no method calls here.
+        offset = self.offset
+        entries = self._entries
+        lo = max(lo, offset + 1)
+        hi = min(hi, offset + len(entries) + 1)
         if lo >= hi:
             return ()
         if max_count is not None:
             hi = min(hi, lo + max(1, max_count))
-        window = self._entries[lo - self.offset - 1 : hi - self.offset - 1]
+        window = entries[lo - offset - 1 : hi - offset - 1]
         if max_bytes is None:
             return tuple(window)
         total = 0
@@ -99,7 +102,9 @@ class RaftLog:
         return tuple(window)
 
     def unstable_entries(self) -> tuple[Entry, ...]:
-        return self.slice(self.unstable_from, self.last_index() + 1)
+        """``slice(unstable_from, last_index + 1)``, asked once per Ready."""
+        start = self.unstable_from - self.offset - 1
+        return tuple(self._entries[start:] if start > 0 else self._entries)
 
     def find_conflict(self, entries: tuple[Entry, ...]) -> int:
         """Index of the first entry that is new or disagrees on term; 0 when all match."""

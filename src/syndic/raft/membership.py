@@ -64,11 +64,11 @@ def majority_committed_index(voters: Iterable[int], match: Mapping[int, int]) ->
     caller never uses to move commit backwards). For voters ``{1,2,3}`` with matches
     ``5, 7, 3`` it is 5: two of three hold index 5.
     """
-    ids = list(voters)
-    if not ids:
+    get = match.get
+    indexes = sorted([get(node_id, 0) for node_id in voters], reverse=True)
+    if not indexes:
         return 0
-    indexes = sorted([match.get(node_id, 0) for node_id in ids], reverse=True)
-    return indexes[len(ids) // 2]
+    return indexes[len(indexes) // 2]
 
 
 def majority_vote_result(voters: Iterable[int], votes: Mapping[int, bool]) -> VoteResult:

@@ -181,9 +181,10 @@ class Progress:
             raise InvariantError(
                 f"progress of {node_id}: match {self.match} beyond leader last {last_index}"
             )
-        if len(self.inflights) > self.inflights.max_messages:
+        inflight = len(self.inflights)
+        if inflight > self.inflights.max_messages:
             raise InvariantError(f"progress of {node_id}: inflight window overflow")
-        if self.state is not ProgressState.REPLICATE and len(self.inflights):
+        if inflight and self.state is not ProgressState.REPLICATE:
             raise InvariantError(f"progress of {node_id}: inflights outside REPLICATE")
 
     def describe(self) -> dict[str, object]:

@@ -587,10 +587,10 @@ class SimCluster:
             self._submit(follower, lambda: self._renewals_answered(follower, answer))
             return
         member = self.members[msg.to_id]
-        core = member.core
-        if member.state is MemberState.UP and not member.busy and core is not None:
+        runtime = member.runtime
+        if member.state is MemberState.UP and not member.busy and runtime is not None:
             # The common case, as _submit() would run it, without a closure.
-            core.step(msg)
+            runtime.raft.step(msg)
             self.touched.add(member.node_id)
             self._drain(member)
             return

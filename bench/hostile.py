@@ -15,8 +15,11 @@ cluster's leader (the member whose stall would cost an election):
   takes them (CVE-2023-44487).
 
 While each attack runs, ``etcdctl get`` is sent to the attacked member every
-half second and timed, its resident memory is sampled, and the Raft term is
-read before and after from ``etcdctl endpoint status``. An attack is
+half second and timed (from a thread of its own, so the attacker's busy loop
+does not delay the timing), its resident memory is sampled, and the Raft term
+is read before and after from ``etcdctl endpoint status``. Each run also
+records syndic's loop lag over the attack (its metric) and the attacker's own
+stalls, and prints a line as it ends. An attack is
 survived when the term is unchanged (no election), every ``get`` answers
 within 1 s and RSS grows by less than 64 MiB. A member that closes the
 attacker's connection is not thereby beaten: the attacker reconnects, up to
@@ -33,10 +36,13 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -365,6 +371,42 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+LOOP_LAG_METRIC = "syndic_event_loop_lag_seconds"
+
+
+def loop_lag_buckets(member: MemberProcess) -> dict[float, float] | None:
+    """The member's loop-lag histogram (cumulative count per bucket bound), or
+    None where there is none (etcd): it tells a stalled member from a get
+    that waited elsewhere."""
+    url = f"http://127.0.0.1:{member.admin_port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    buckets: dict[float, float] = {}
+    prefix = f'{LOOP_LAG_METRIC}_bucket{{le="'
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            bound, _, count = line[len(prefix) :].partition('"} ')
+            buckets[float(bound)] = float(count)
+    return buckets or None
+
+
+def loop_lag_during(
+    before: dict[float, float] | None, after: dict[float, float] | None
+) -> dict[str, Any] | None:
+    """The worst lag seen between two readings (a bucket's upper bound, in ms)
+    and how many probes were 100 ms late or more."""
+    if before is None or after is None:
+        return None
+    seen = {bound: after[bound] - before.get(bound, 0.0) for bound in after}
+    total = seen.get(float("inf"), 0.0)
+    worst = min((bound for bound, count in seen.items() if count >= total), default=0.0)
+    late = total - max((count for bound, count in seen.items() if bound < 0.1), default=0.0)
+    return {"probes": total, "worst_ms_bound": worst * 1000, "probes_100ms_late": late}
+
+
 def raft_terms(members: list[MemberProcess]) -> dict[str, Any]:
     """Each member's Raft term and the leader it reports (etcdctl endpoint status)."""
     endpoints = ",".join(m.endpoint for m in members)
@@ -395,28 +437,50 @@ def raft_terms_eventually(members: list[MemberProcess]) -> dict[str, Any] | None
     return None
 
 
-async def probe_gets(endpoint: str, until: float) -> list[float | None]:
-    """``etcdctl get`` on the attacked member every PROBE_INTERVAL_S: seconds, None if it failed."""
+def probe_gets(endpoint: str, until: float) -> list[float | None]:
+    """``etcdctl get`` on the attacked member every PROBE_INTERVAL_S: seconds, None if it failed.
+
+    Run in a thread of its own, blocking on each etcdctl, not on the
+    attacker's event loop: that loop writes hundreds of megabytes at times,
+    and a get timed there would count the attacker's own stalls as the
+    member's."""
     latencies: list[float | None] = []
     while time.monotonic() < until:
         started = time.monotonic()
-        process = await asyncio.create_subprocess_exec(
-            ETCDCTL or "etcdctl",
-            f"--endpoints={endpoint}",
-            "--command-timeout=5s",
-            "get",
-            PROBE_KEY.decode(),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
-        )
-        out, _ = await process.communicate()
+        try:
+            out = subprocess.run(
+                [
+                    ETCDCTL or "etcdctl",
+                    f"--endpoints={endpoint}",
+                    "--command-timeout=5s",
+                    "get",
+                    PROBE_KEY.decode(),
+                ],
+                capture_output=True,
+                env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
+                timeout=10,
+                check=False,
+            )
+            ok = out.returncode == 0 and b"probe-value" in out.stdout
+        except subprocess.TimeoutExpired:
+            ok = False
         elapsed = time.monotonic() - started
-        ok = process.returncode == 0 and b"probe-value" in out
         latencies.append(elapsed if ok else None)
         PROBE_LOG.append((started, elapsed, ok))
-        await asyncio.sleep(max(0.0, PROBE_INTERVAL_S - elapsed))
+        time.sleep(max(0.0, PROBE_INTERVAL_S - elapsed))
     return latencies
+
+
+async def attacker_lag(until: float, interval_s: float = 0.05) -> list[tuple[float, float]]:
+    """The attacker's own loop: (when, seconds late) of each wake-up 100 ms late or more."""
+    late: list[tuple[float, float]] = []
+    while time.monotonic() < until:
+        due = time.monotonic() + interval_s
+        await asyncio.sleep(interval_s)
+        lag_s = time.monotonic() - due
+        if lag_s >= 0.1:
+            late.append((due, lag_s))
+    return late
 
 
 async def sample_rss(pid: int, until: float) -> float:
@@ -433,16 +497,22 @@ async def attack_once(
 ) -> dict[str, Any]:
     assert target.process is not None
     before = raft_terms(members)
-    idle = [x for x in await probe_gets(target.endpoint, time.monotonic() + 2.0) if x is not None]
+    idle_gets = await asyncio.to_thread(probe_gets, target.endpoint, time.monotonic() + 2.0)
+    idle = [x for x in idle_gets if x is not None]
+    lag_before = loop_lag_buckets(target)
     rss_before = rss_mib(target.process.pid)
-    until = time.monotonic() + scale.duration_s
+    started = time.monotonic()
+    until = started + scale.duration_s
     tally = Tally()
     attack = asyncio.create_task(ATTACKS[name](target.client_port, scale, until, tally))
-    latencies, rss_peak = await asyncio.gather(
-        probe_gets(target.endpoint, until), sample_rss(target.process.pid, until)
+    latencies, rss_peak, attacker_late = await asyncio.gather(
+        asyncio.to_thread(probe_gets, target.endpoint, until),
+        sample_rss(target.process.pid, until),
+        attacker_lag(until),
     )
     with contextlib.suppress(TimeoutError):  # the attacker's bound, not the member's
         await asyncio.wait_for(attack, 10.0)
+    lag_after = loop_lag_buckets(target)
     await asyncio.sleep(0.5)  # let the member notice the attacker is gone
     after = await asyncio.to_thread(raft_terms_eventually, members)
     answered = [latency for latency in latencies if latency is not None]
@@ -459,6 +529,19 @@ async def attack_once(
         "gets": len(latencies),
         "rss_growth_mib": rss_peak - rss_before,
         "attacker": asdict(tally),
+        "loop_lag": loop_lag_during(lag_before, lag_after),
+        # When the slow gets began (seconds into the attack) and took (ms).
+        "slow_gets": [
+            (round(at - started, 1), round(seconds * 1000))
+            for at, seconds, _ in PROBE_LOG
+            if at >= started and seconds > GET_LATENCY_S_MAX / 2
+        ],
+        # The attacker's own stalls (s into the attack, ms), which a get
+        # timed on its loop would have counted.
+        "attacker_stalls": [
+            (round(at - started, 1), round(lag_s * 1000)) for at, lag_s in attacker_late
+        ],
+        "load_average_1m": os.getloadavg()[0],
     }
     result["survived"] = (
         result["term_held"]
@@ -491,10 +574,25 @@ def run_system(kind: str, names: list[str], scale: Scale) -> dict[str, Any]:
             wait_healthy(members)
             target = prepare(members)
             results[name] = asyncio.run(attack_once(name, members, target, scale))
+            print(f"{kind} {name}: {one_line(results[name])}", file=sys.stderr, flush=True)
         finally:
             for member in members:
                 member.kill()
     return results
+
+
+def one_line(result: dict[str, Any]) -> str:
+    """A run's figures on one line, printed as each attack ends."""
+    lag = result["loop_lag"]
+    lag_text = "" if lag is None else f" loop lag <= {lag['worst_ms_bound']:.0f} ms"
+    return (
+        f"survived={result['survived']} term_held={result['term_held']} "
+        f"get max {result['get_ms_max']:.0f} ms median {result['get_ms_median']:.0f} ms "
+        f"failed {result['gets_failed']}/{result['gets']} "
+        f"rss +{result['rss_growth_mib']:.1f} MiB{lag_text} "
+        f"load {result['load_average_1m']:.1f} goaway {result['attacker']['goaway_codes']} "
+        f"slow gets (s, ms) {result['slow_gets']} attacker stalls {result['attacker_stalls']}"
+    )
 
 
 def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -509,6 +607,10 @@ def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "runs": len(rows),
             "get_ms_max_each": [r["get_ms_max"] for r in rows],
             "gets_failed_each": [r["gets_failed"] for r in rows],
+            "term_held_each": [r["term_held"] for r in rows],
+            "rss_growth_mib_each": [r["rss_growth_mib"] for r in rows],
+            "loop_lag_each": [r.get("loop_lag") for r in rows],
+            "load_average_1m_each": [r.get("load_average_1m") for r in rows],
             "term_held": all(r["term_held"] for r in rows),
             "get_ms_max": statistics.median(r["get_ms_max"] for r in rows),
             "get_ms_median": statistics.median(r["get_ms_median"] for r in rows),
@@ -552,6 +654,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--attacks", default=",".join(ATTACKS), help="comma-separated")
     parser.add_argument("--systems", default="etcd,syndic", help="comma-separated")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args()
     scale = QUICK if args.quick else FULL
     repeats = 1 if args.quick else args.repeats
@@ -569,8 +672,8 @@ def main() -> None:
         print_table(results)
     else:
         print(json.dumps(results, indent=2))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

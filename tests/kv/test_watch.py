@@ -9,10 +9,12 @@ from syndic.kv.errors import EmptyKeyError, InvalidArgumentError, WatchError
 from syndic.kv.messages import (
     CompactionRequest,
     DeleteRangeRequest,
+    Event,
     EventType,
     LeaseGrantRequest,
     LeaseRevokeRequest,
     PutRequest,
+    RangeRequest,
     TxnRequest,
     WatchFilter,
     prefix_end,
@@ -64,6 +66,40 @@ def test_created_then_events_with_prev_kv_and_delete_kv() -> None:
     assert events[0].prev_kv is None and events[1].prev_kv.value == b"1"  # type: ignore[union-attr]
     assert events[2].kv.value == b"" and events[2].kv.version == 0
     assert events[2].prev_kv.value == b"2"  # type: ignore[union-attr]
+    hub.check_invariants()
+
+
+def test_streams_watching_alike_get_equal_responses_and_options_still_apply() -> None:
+    # Watchers with the same id and options on many streams share their
+    # responses; one with other options (prev_kv) or another id gets its own.
+    store = Store()
+    hub = WatchHub(store)
+    store.put(PutRequest(b"k", b"0"))
+    plain = [hub.open_stream() for _ in range(3)]
+    for stream in plain:
+        stream.create(WatchCreateRequest(b"k"))
+    with_prev = hub.open_stream()
+    with_prev.create(WatchCreateRequest(b"k", prev_kv=True))
+    other_id = hub.open_stream()
+    other_id.create(WatchCreateRequest(b"k", watch_id=7))
+    for stream in [*plain, with_prev, other_id]:
+        drain(stream)  # the created responses
+    store.put(PutRequest(b"k", b"1"))
+    got = [drain(stream) for stream in plain]
+    assert (
+        got[0]
+        == got[1]
+        == got[2]
+        == [
+            WatchResponse(
+                0, 3, events=(Event(EventType.PUT, store.range(RangeRequest(b"k")).kvs[0]),)
+            )
+        ]
+    )
+    [prev_resp] = drain(with_prev)
+    assert prev_resp.watch_id == 0 and prev_resp.events[0].prev_kv.value == b"0"  # type: ignore[union-attr]
+    [other_resp] = drain(other_id)
+    assert other_resp.watch_id == 7 and other_resp.events == got[0][0].events
     hub.check_invariants()
 
 

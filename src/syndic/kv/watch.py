@@ -329,6 +329,9 @@ class WatchHub:
         # Watchers of one key with the same options share their whole events
         # tuple and its size: a thousand watchers of a key cost one of each.
         alike: dict[tuple[int, bool, bool, bool], tuple[tuple[Event, ...], int]] = {}
+        # And those with the same watch id (ids are per stream and small: most
+        # streams hold watch 0) share one response, which is immutable.
+        responses: dict[tuple[int, int], WatchResponse] = {}
         for seq in sorted(hits):
             w, matched = hits[seq]
             if revision < w.next_rev:
@@ -348,7 +351,13 @@ class WatchHub:
             if not events:
                 continue
             if w.has_room(len(events), size, config):
-                w.push(WatchResponse(w.watch_id, revision, events=events), size)
+                # id(events) stays unique meanwhile: the response holds the tuple.
+                alike_response = (id(events), w.watch_id)
+                resp = responses.get(alike_response)
+                if resp is None:
+                    resp = WatchResponse(w.watch_id, revision, events=events)
+                    responses[alike_response] = resp
+                w.push(resp, size)
                 w.next_rev = revision + 1
             else:
                 self._make_unsynced(w, revision)

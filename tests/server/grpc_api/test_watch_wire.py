@@ -55,6 +55,23 @@ def test_shared_parts_are_encoded_once_and_stay_right_as_the_header_changes() ->
     ]
 
 
+def test_one_response_shared_by_many_streams_is_right_for_each_header_and_limit() -> None:
+    # Watchers with the same id share one response object; each stream's
+    # encode of it must still follow the header and the fragment limit it
+    # is given, not the previous stream's.
+    encoder = WatchWireEncoder()
+    resp = RESPONSES[2]
+    plain = [watch_response_to_pb(resp, HEADER).SerializeToString()]
+    assert encoder.encode(resp, HEADER, None) == plain
+    assert encoder.encode(resp, HEADER, None) == plain
+    assert len(encoder.encode(resp, HEADER, 400)) == 3  # fragments, one event each
+    assert encoder.encode(resp, HEADER, None) == plain
+    newer = Header(HEADER.cluster_id, HEADER.member_id, 10, raft_term=4)
+    assert encoder.encode(resp, newer, None) == [
+        watch_response_to_pb(resp, newer).SerializeToString()
+    ]
+
+
 def test_event_cache_is_bounded() -> None:
     encoder = WatchWireEncoder()
     events = [Event(EventType.PUT, kv(b"k%d" % i, b"v")) for i in range(ENCODED_EVENTS_MAX + 5)]

@@ -197,9 +197,10 @@ class _WatchSession:
         self._progress: dict[int, bool] = {}
         # Watchers created with fragment=true (etcd: serverWatchStream.fragment).
         self._fragment: set[int] = set()
-        # The call's non-waiting write, if it has one (syndic's HTTP/2 server).
-        self._write_now: Callable[[EncodedMessage], bool] | None = getattr(
-            context, "write_now", None
+        # The call's non-waiting write of WatchResponse bytes, if it has one
+        # (syndic's HTTP/2 server).
+        self._write_now: Callable[[bytes], bool] | None = getattr(
+            context, "write_encoded_now", None
         )
         # Responses pulled and encoded by deliver() that had to wait: the
         # sender writes them before anything it pulls itself.
@@ -235,7 +236,7 @@ class _WatchSession:
         try:
             payloads = self._pull_payloads()
             for i, payload in enumerate(payloads):
-                if not write_now(EncodedMessage(rpc_pb2.WatchResponse, payload)):
+                if not write_now(payload):
                     self._carry.extend(payloads[i:])
                     self.wake()
                     return

@@ -86,7 +86,7 @@ class WatchWireEncoder:
     the latest header and of recently seen events, never per-stream state.
     """
 
-    __slots__ = ("_events", "_header", "_header_key", "_header_of", "_watch_ids")
+    __slots__ = ("_events", "_header", "_header_key", "_header_of", "_last", "_watch_ids")
 
     def __init__(self) -> None:
         self._header_key: tuple[int, int, int, int] | None = None
@@ -99,6 +99,11 @@ class WatchWireEncoder:
         # id(event) -> (event, its WatchResponse.events field); the event is
         # held so that its id is not reused by another object meanwhile.
         self._events: dict[int, tuple[Event, bytes]] = {}
+        # The last response encoded, with its header and fragment limit, and
+        # its bytes: watchers with the same id share one response (see
+        # WatchHub.on_revision), and the streams of one write are encoded in
+        # a row, so most encodes are this one lookup.
+        self._last: tuple[WatchResponse, Header, int | None, list[bytes]] | None = None
 
     def encode(
         self, resp: WatchResponse, header: Header, fragment_bytes_max: int | None
@@ -106,7 +111,23 @@ class WatchWireEncoder:
         """The wire bytes of ``resp``: one message, or its fragments in order.
 
         ``fragment_bytes_max`` is None unless the watcher asked for fragments.
+        The list may be shared with other callers: do not change it.
         """
+        last = self._last
+        if (
+            last is not None
+            and last[0] is resp
+            and last[1] is header
+            and last[2] == fragment_bytes_max
+        ):
+            return last[3]
+        payloads = self._encode(resp, header, fragment_bytes_max)
+        self._last = (resp, header, fragment_bytes_max, payloads)
+        return payloads
+
+    def _encode(
+        self, resp: WatchResponse, header: Header, fragment_bytes_max: int | None
+    ) -> list[bytes]:
         head = self._header_field(header, resp.revision)
         if resp.created or resp.canceled or resp.compact_revision or resp.cancel_reason:
             head += self._own_fields(resp)

@@ -107,6 +107,11 @@ class CallContext:
         False, and nothing sent, if the caller must ``await write()`` instead."""
         return self._connection.write_now(self._call, self._serialize(message))
 
+    def write_encoded_now(self, payload: bytes) -> bool:
+        """As write_now, for a response the handler has serialised itself
+        (the bytes of the method's response type)."""
+        return self._connection.write_now(self._call, payload)
+
     def invocation_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
         return self._call.head.metadata
 

@@ -5,6 +5,7 @@ their order, and requests the direct path cannot serve exactly go through aiohtt
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 import socket
@@ -14,8 +15,10 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 from syndic.agent.http import build_http_app, start_http
+from syndic.agent.http_common import accepts_gzip
 from syndic.registry.model import CheckDefinition, CheckKind, HealthStatus, Instance
 from tests.agent.conftest import AgentHandle
 from tests.agent.test_blocking_fanout import index_of, until
@@ -286,3 +289,65 @@ def read_to_eof(s: socket.socket) -> bytes:
     while chunk := s.recv(65536):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def test_gzip_when_accepted_on_both_paths(agent_http: AgentHandle) -> None:
+    path, index = await registered(agent_http, "zipped")
+    accept = "Accept-Encoding: deflate, gzip;q=0.5\r\n"
+    async with connection(agent_http.port) as (reader, writer):
+        writer.write(request(f"{path}?index={index}&wait=60s", extra=accept))
+        await until(lambda: agent_http.agent.catalog.waiting(("default", "zipped")) == 1)
+        await change(agent_http, "zipped")
+        woken = await read_answer(reader)
+        # Refused with q=0: the same read comes back plain, on the same connection.
+        writer.write(request(f"{path}?index={index}", extra="Accept-Encoding: gzip;q=0\r\n"))
+        refused = await read_answer(reader)
+    async with connection(agent_http.port) as (reader, writer):
+        writer.write(request(f"{path}?index={index}", version="1.0", extra=accept))
+        plain_path = await read_answer(reader)
+    assert "server" not in woken.headers and "server" in plain_path.headers
+    for answer in (woken, plain_path):
+        assert answer.headers["content-encoding"] == "gzip"
+        assert answer.headers["vary"] == "Accept-Encoding"
+    assert gzip.decompress(woken.body) == gzip.decompress(plain_path.body) == refused.body
+    assert "content-encoding" not in refused.headers
+    assert json.loads(refused.body)[0]["Checks"][0]["Status"] == "warning"
+    unzipped = {k for k in woken.stable_headers() if k not in ("content-length",)}
+    assert unzipped == {k for k in plain_path.stable_headers() if k not in ("content-length",)}
+
+
+async def test_gzip_covers_other_answers_and_errors(agent_http: AgentHandle) -> None:
+    async with connection(agent_http.port) as (reader, writer):
+        writer.write(request("/v1/agent/self", extra="Accept-Encoding: gzip\r\n"))
+        answer = await read_answer(reader)
+        assert answer.headers["content-encoding"] == "gzip"
+        assert json.loads(gzip.decompress(answer.body))["Config"]["Datacenter"] == "dc1"
+        writer.write(request("/v1/health/service/bad%00name", extra="Accept-Encoding: gzip\r\n"))
+        error = await read_answer(reader)
+        assert error.status_line.startswith("HTTP/1.1 400")
+        assert error.headers["content-encoding"] == "gzip"
+        assert gzip.decompress(error.body).startswith(b"Invalid service name")
+        writer.write(request("/v1/catalog/datacenters"))
+        plain = await read_answer(reader)
+        assert "content-encoding" not in plain.headers
+        assert plain.headers["vary"] == "Accept-Encoding"
+
+
+@pytest.mark.parametrize(
+    ("header", "accepted"),
+    [
+        ("gzip", True),
+        ("GZIP", True),
+        ("deflate, gzip;q=0.5", True),
+        ("gzip; q=1.0, br", True),
+        ("gzip;q=0", False),
+        ("gzip;q=0.0", False),
+        ("gzip;q=nope", False),
+        ("br, deflate", False),
+        ("", False),
+        ("x-gzip", False),
+    ],
+)
+def test_accept_encoding_is_read_as_consul_reads_it(header: str, accepted: bool) -> None:
+    headers = {"Accept-Encoding": header} if header else {}
+    assert accepts_gzip(make_mocked_request("GET", "/", headers=headers)) is accepted

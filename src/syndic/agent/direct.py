@@ -7,7 +7,8 @@ blocking queries of one service, their bodies are the same shared bytes and
 only the head differs (index, consistency), so the agent writes status line,
 headers and body in one ``transport.write`` and hands aiohttp a response with
 nothing left to send. The bytes on the wire are those aiohttp would send for
-``body_response`` (without its ``Server`` header, which Consul does not send).
+``body_response`` (without its ``Server`` header, which Consul does not send),
+gzipped when the request accepts gzip, as Consul's answers are.
 
 A request qualifies only where aiohttp's own answer would need nothing this
 path skips: a ``GET`` over HTTP/1.1 that keeps the connection open (no
@@ -26,11 +27,13 @@ Example::
 from __future__ import annotations
 
 import functools
+import gzip
+from collections import OrderedDict
 
 from aiohttp import HttpVersion11, web
 from aiohttp.helpers import rfc822_formatted_time
 
-from syndic.agent.http_common import consul_headers
+from syndic.agent.http_common import GZIP_LEVEL, VARY, accepts_gzip, consul_headers
 
 
 class SentResponse(web.StreamResponse):
@@ -57,29 +60,56 @@ HEADS_CACHED_MAX = 64
 
 
 @functools.lru_cache(maxsize=HEADS_CACHED_MAX)
-def _head(index: int, consistency: str, length: int, date: str) -> bytes:
+def _head(index: int, consistency: str, length: int, gzipped: bool, date: str) -> bytes:
     lines = [
         "HTTP/1.1 200 OK",
         "Content-Type: application/json",
         *(f"{name}: {value}" for name, value in consul_headers(index, consistency).items()),
+        "{}: {}".format(*VARY),
+        *(["Content-Encoding: gzip"] if gzipped else []),
         f"Content-Length: {length}",
         f"Date: {date}",
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
 
-def answer_bytes(body: bytes, index: int, consistency: str) -> bytes:
-    """A 200 JSON answer with Consul's headers, as aiohttp would serialise it."""
-    return _head(index, consistency, len(body), rfc822_formatted_time()) + body
+#: Gzipped bodies kept, each beside the body it was made from: the woken queries
+#: of one change that accept gzip share one compression.
+GZIPPED_BODIES_MAX = 64
+
+_gzipped: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
+
+
+def gzipped(body: bytes) -> bytes:
+    """``body`` gzipped, once per body object. The entry holds the body itself, so
+    its id cannot be reused by another object while the entry is kept."""
+    entry = _gzipped.get(id(body))
+    if entry is not None and entry[0] is body:
+        _gzipped.move_to_end(id(body))
+        return entry[1]
+    packed = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+    _gzipped[id(body)] = (body, packed)
+    if len(_gzipped) > GZIPPED_BODIES_MAX:
+        _gzipped.popitem(last=False)
+    return packed
+
+
+def answer_bytes(body: bytes, index: int, consistency: str, gzip_body: bool = False) -> bytes:
+    """A 200 JSON answer with Consul's headers, as aiohttp would serialise it;
+    gzipped when ``gzip_body`` (the request accepts it)."""
+    if gzip_body:
+        body = gzipped(body)
+    return _head(index, consistency, len(body), gzip_body, rfc822_formatted_time()) + body
 
 
 class DirectAnswer:
     """One request's right to be answered by a direct write, used at most once."""
 
-    __slots__ = ("_request", "sent")
+    __slots__ = ("_gzip", "_request", "sent")
 
     def __init__(self, request: web.Request) -> None:
         self._request = request
+        self._gzip = accepts_gzip(request)
         self.sent = False
 
     @classmethod
@@ -102,7 +132,7 @@ class DirectAnswer:
         transport = self._request.transport
         if self.sent or transport is None or transport.is_closing():
             return False
-        transport.write(answer_bytes(body, index, consistency))
+        transport.write(answer_bytes(body, index, consistency, self._gzip))
         self.sent = True
         return True
 

@@ -27,8 +27,9 @@ from syndic.agent.auth import TokenAuth, TokenRefusedError
 from syndic.agent.consul_api import ConsulApi
 from syndic.agent.consul_kv import ConsulKv, KvError
 from syndic.agent.decode import BodyError
+from syndic.agent.direct import SentResponse
 from syndic.agent.http_api_protocol import HttpApi
-from syndic.agent.http_common import HttpError, text_response
+from syndic.agent.http_common import VARY, HttpError, accepts_gzip, text_response
 from syndic.agent.kv_api import REQUEST_CLIENT_KEY, KvApi
 from syndic.agent.native_api import NativeApi
 from syndic.agent.openapi import build_openapi
@@ -78,6 +79,21 @@ def _error_middleware() -> Callable[..., Awaitable[web.StreamResponse]]:
     return consul_errors
 
 
+@web.middleware
+async def _gzip(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Consul gzips every answer whose request accepts gzip, and says so in ``Vary``.
+    Streams a handler already started, and answers already sent, are left alone."""
+    response = await handler(request)
+    if response.prepared or isinstance(response, SentResponse):
+        return response
+    response.headers.add(*VARY)
+    if isinstance(response, web.Response) and response.body and accepts_gzip(request):
+        response.enable_compression(web.ContentCoding.gzip)
+    return response
+
+
 def _token_middleware(auth: TokenAuth) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def consul_token(
@@ -102,7 +118,7 @@ def build_http_app(
 ) -> web.Application:
     """The aiohttp application of one agent; ``extra_apis`` add routes and OpenAPI paths."""
     config = agent.config
-    middlewares = [_error_middleware()]
+    middlewares = [_gzip, _error_middleware()]
     if token_auth is not None:
         middlewares.append(_token_middleware(token_auth))
     app = web.Application(

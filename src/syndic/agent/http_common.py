@@ -86,6 +86,31 @@ def blocking_params(request: web.Request, config: AgentConfig, rng: random.Rando
     return Blocking(index, wait_ms / 1000.0, stale, consistent)
 
 
+#: Header every answer carries, as Consul's gzip handler adds it: caches must key
+#: on Accept-Encoding, since the body is gzipped when the request accepts it.
+VARY = ("Vary", "Accept-Encoding")
+
+#: Compression level of gzipped answers: Go's default, which Consul uses.
+GZIP_LEVEL = 6
+
+
+def accepts_gzip(request: web.BaseRequest) -> bool:
+    """Whether the request's Accept-Encoding admits gzip (``gzip;q=0`` refuses it),
+    read as Consul's gzip handler reads it."""
+    for item in request.headers.get("Accept-Encoding", "").split(","):
+        name, _, params = item.partition(";")
+        if name.strip().lower() != "gzip":
+            continue
+        q = params.strip().lower()
+        if not q.startswith("q="):
+            return True
+        try:
+            return float(q[2:]) > 0.0
+        except ValueError:
+            return False
+    return False
+
+
 def consul_headers(index: int, consistency: str = "leader") -> dict[str, str]:
     return {
         "X-Consul-Index": str(max(1, index)),

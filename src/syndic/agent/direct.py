@@ -2,9 +2,10 @@
 
 aiohttp turns each returned ``Response`` into bytes through a header multidict,
 the ``on_response_prepare`` signal, header serialisation and its stream
-writer: about 50 µs of CPU per answer here. When one change wakes a thousand
-blocking queries of one service, their bodies are the same shared bytes and
-only the head differs (index, consistency), so the agent writes status line,
+writer; with the handler's resumption that was about 75 µs of CPU per answer
+here, beside the 13 µs of the kernel's loopback send. When one change wakes a
+thousand blocking queries of one service, their bodies are the same shared
+bytes and only the head differs (index, consistency), so the agent writes status line,
 headers and body in one ``transport.write`` and hands aiohttp a response with
 nothing left to send. The bytes on the wire are those aiohttp would send for
 ``body_response`` (without its ``Server`` header, which Consul does not send),

@@ -57,6 +57,7 @@ class Peer:
         self.events: list[Event] = []
         self.out = Out()
         self._next_stream_id = 1
+        self.passes = 0  # receive(b"") calls for frames left over a pass's share
         self._read()
         if preface:
             self.send(frames.PREFACE + frames.settings_frame({}))
@@ -64,8 +65,12 @@ class Peer:
     # -- in --------------------------------------------------------------------
 
     def send(self, data: bytes) -> list[Event]:
-        events = self.protocol.receive(data, self.now)
-        return self._after(events)
+        """Feed ``data``, and the frames over each pass's share after it, as the driver does."""
+        events = self._after(self.protocol.receive(data, self.now))
+        while self.protocol.backlogged and not self.protocol.ended:
+            self.passes += 1
+            events = events + self._after(self.protocol.receive(b"", self.now))
+        return events
 
     def frame(
         self, frame_type: int, flags: int, stream_id: int, payload: bytes = b""

@@ -233,7 +233,9 @@ class Syndic:
         self.outcome = Outcome()
 
     def feed(self, data: bytes) -> None:
-        events = self.protocol.receive(data, 0.0)
+        events = list(self.protocol.receive(data, 0.0))
+        while self.protocol.backlogged and not self.protocol.ended:
+            events += self.protocol.receive(b"", 0.0)
         self.protocol.check_invariants()
         _read(self.protocol.data_to_send(), self.outcome)
         for event in events:

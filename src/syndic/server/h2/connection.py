@@ -92,6 +92,7 @@ class Http2Connection(asyncio.Protocol):
             share = ReadShare(limits.read_bytes_per_pass_max, budget)
         self._share = share
         self._read_held = False  # held back by the share until a later pass
+        self._backlog_held = False  # frames over a pass's share wait in the protocol
         self._transport: asyncio.Transport | None = None
         self._calls: dict[int, Call] = {}
         # Handlers not yet started: one read can carry hundreds of calls, and
@@ -155,6 +156,10 @@ class Http2Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._starts_left = _HANDLER_STARTS_PER_PASS
         self._handle(self.protocol.receive(data, self._loop.time()))
+        if self.protocol.backlogged and not self._backlog_held:
+            self._backlog_held = True
+            self._update_reading()
+            self._loop.call_soon(self._read_backlog)
         share = self._share
         if not share.spend(len(data), self.protocol.held_bytes > 0):
             self._read_held = True
@@ -174,6 +179,19 @@ class Http2Connection(asyncio.Protocol):
     def holds_request_bytes(self) -> bool:
         return self.protocol.held_bytes > 0
 
+    def _read_backlog(self) -> None:
+        """Parse the next share of frames already read, one share per loop pass
+        (receive_frames_per_pass_max); the socket is read again once none wait."""
+        if self.closed:
+            return
+        self._starts_left = _HANDLER_STARTS_PER_PASS
+        self._handle(self.protocol.receive(b"", self._loop.time()))
+        if self.protocol.backlogged and not self.protocol.ended:
+            self._loop.call_soon(self._read_backlog)
+            return
+        self._backlog_held = False
+        self._update_reading()
+
     def resume_from_share(self) -> None:
         self._read_held = False
         self._update_reading()
@@ -182,7 +200,7 @@ class Http2Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or self._closed or self.protocol.ended:
             return
-        if self._writing_paused or self._read_held:
+        if self._writing_paused or self._read_held or self._backlog_held:
             transport.pause_reading()
         else:
             transport.resume_reading()

@@ -32,6 +32,7 @@ _POSITIVE_INTS = (
     "connections_max",
     "connections_per_peer_max",
     "read_bytes_per_pass_max",
+    "receive_frames_per_pass_max",
 )
 _POSITIVE_FLOATS = (
     "preface_timeout_s",
@@ -158,6 +159,15 @@ class ServerLimits:
     # so small calls and Raft's heartbeats are not kept waiting for seconds.
     # 2 MiB parses in a few milliseconds; a 1.5 MiB Put fits in one pass.
     read_bytes_per_pass_max: int = 2 * 1024 * 1024
+    # Frames one connection's bytes are parsed into per event-loop pass; the
+    # rest wait in its buffer, its socket unread, for the next pass. One
+    # 256 KiB read holds 4,000 HEADERS or 15,000 PINGs, tens of milliseconds
+    # of parsing on a free core and several times that on a busy one, all in
+    # one pass that Raft's heartbeat timers wait behind (bench/hostile.py's
+    # SETTINGS flood opens 4,000 streams per connection). 256 frames parse in
+    # about 1 ms; an honest client sends fewer per read (h2load with 64
+    # streams in flight sends about 130), so it never waits.
+    receive_frames_per_pass_max: int = 256
 
     def __post_init__(self) -> None:
         for name in _POSITIVE_INTS:

@@ -212,6 +212,9 @@ class H2Protocol:
         self._budget = budget
         self._decoder = RequestHeadDecoder(limits.header_list_bytes_max)
         self._buffer = bytearray()
+        # Whole frames are left in the buffer, over this pass's share of
+        # frames: the driver calls receive(b"", now) on a later pass.
+        self.backlogged = False
         self._preface_seen = False
         self.streams: dict[int, H2Stream] = {}
         self.last_stream_id = 0
@@ -287,11 +290,15 @@ class H2Protocol:
         return self._take_events()
 
     def receive(self, data: bytes, now: float) -> list[Event]:
-        """Feed bytes from the socket; returns what happened, in order."""
+        """Feed bytes from the socket; returns what happened, in order.
+
+        At most ``receive_frames_per_pass_max`` frames are parsed; if more
+        wait, ``backlogged`` is set, and ``receive(b"", now)`` goes on."""
         if self.ended:
             return _NO_EVENTS
         self._now = now
         self._last_recv_s = now
+        self.backlogged = False
         try:
             self._receive(data)
         except ProtocolError as exc:
@@ -579,7 +586,13 @@ class H2Protocol:
             self._preface_seen = True
             offset = len(frames.PREFACE)
         max_frame = frames.DEFAULT_MAX_FRAME_BYTES
+        frames_left = self.limits.receive_frames_per_pass_max
         while end - offset >= frames.FRAME_HEADER_BYTES:
+            if not frames_left:
+                # The rest waits for the driver's next pass (receive_frames_per_pass_max).
+                self.backlogged = True
+                break
+            frames_left -= 1
             length, frame_type, flags, stream_id = frames.parse_header(view, offset)
             if length > max_frame:
                 raise ProtocolError(

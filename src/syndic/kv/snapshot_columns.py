@@ -153,7 +153,11 @@ def build_index(
     mods, creates, versions, leases = ints
     _check_keys(keys)
     _check_records(counts, mods, creates, versions, leases, values, rev, compact)
-    mod_objs, create_objs = _shared_ints(mods, creates)
+    if creates == mods:  # every record a first write (compared in C): one list
+        (mod_objs,) = _shared_ints(mods)
+        create_objs = mod_objs
+    else:
+        mod_objs, create_objs = _shared_ints(mods, creates)
     records = list(
         zip(mod_objs, create_objs, versions.tolist(), leases.tolist(), values, strict=True)
     )
@@ -238,7 +242,10 @@ def _check_records(
     tombstones = [i for i, value in enumerate(values) if value is None] if None in values else []
     # A live record has 1 <= create <= mod and version >= 1; a tombstone all
     # zeros. Counting zeros tells the two apart without a loop over records.
-    if min(creates) < 0 or min(versions) < 0 or not all(map(le, creates, mods)):
+    first_writes = creates == mods  # the common case, compared in C
+    if min(versions) < 0 or not (
+        first_writes or (min(creates) >= 0 and all(map(le, creates, mods)))
+    ):
         raise _fail("create revision or version out of range")
     for i in tombstones:
         if creates[i] or versions[i] or leases[i]:

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 import h2.config
 import h2.connection
 import h2.events
@@ -177,3 +178,48 @@ async def test_a_stream_that_stops_reading_does_not_hold_up_the_others(served: S
     finally:
         call.cancel()
         writer.close()
+
+
+async def test_a_delivery_that_fails_ends_its_own_stream_and_nothing_else(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The apply wake-up writes parked streams' responses itself; a failure
+    # there must end that one call (UNKNOWN), not the wake-up of the others
+    # nor the member's apply loop.
+    from syndic.server.grpc_api.watch_wire import WatchWireEncoder
+
+    real_encode = WatchWireEncoder._encode
+    failures = []
+
+    def encode_once_badly(self: WatchWireEncoder, resp: Any, *args: Any) -> list[bytes]:
+        if resp.events and not failures:
+            failures.append(resp.watch_id)
+            raise RuntimeError("planted encoding failure")
+        return real_encode(self, resp, *args)
+
+    monkeypatch.setattr(WatchWireEncoder, "_encode", encode_once_badly)
+    kv = served.stub(KV_SERVICE)
+    calls = [
+        served.stub(WATCH_SERVICE).Watch(timeout=CALL_TIMEOUT_S * 3)  # type: ignore[attr-defined]
+        for _ in range(2)
+    ]
+    try:
+        for n, call in enumerate(calls):
+            create = rpc_pb2.WatchCreateRequest(key=b"fan", watch_id=n + 1)
+            await call.write(rpc_pb2.WatchRequest(create_request=create))
+            assert (await asyncio.wait_for(call.read(), CALL_TIMEOUT_S)).created
+        await kv.Put(rpc_pb2.PutRequest(key=b"fan", value=b"1"), timeout=CALL_TIMEOUT_S)  # type: ignore[attr-defined]
+        failed = calls[failures[0] - 1]
+        survivor = calls[2 - failures[0]]
+        resp = await asyncio.wait_for(survivor.read(), CALL_TIMEOUT_S)
+        assert [e.kv.value for e in resp.events] == [b"1"]
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            await asyncio.wait_for(failed.read(), CALL_TIMEOUT_S)
+        assert ended.value.code() == grpc.StatusCode.UNKNOWN
+        # The member goes on applying, and the survivor goes on receiving.
+        await kv.Put(rpc_pb2.PutRequest(key=b"fan", value=b"2"), timeout=CALL_TIMEOUT_S)  # type: ignore[attr-defined]
+        resp = await asyncio.wait_for(survivor.read(), CALL_TIMEOUT_S)
+        assert [e.kv.value for e in resp.events] == [b"2"]
+    finally:
+        for call in calls:
+            call.cancel()

@@ -10,9 +10,10 @@ to the backend once (``backend.watch_listen``) and, after each write, visits
 only the streams the hub gave responses (``WatchHub.take_notified``), in one
 pass, so a write that nobody watches wakes no sender. A parked sender is not
 even woken: the visit writes the stream's responses itself when the call can
-take them without waiting (``write_now``), which spares a task step per
-stream per write; the sender is woken only for what has to wait. When either side ends
-the stream is closed, dropping its watchers (etcd: serverWatchStream.close).
+take them without waiting (``write_encoded_now``), which spares a task step
+per stream per write; the sender is woken only for what has to wait. When
+either side ends the stream is closed, dropping its watchers (etcd:
+serverWatchStream.close).
 
 Responses leave as wire bytes built by :class:`WatchWireEncoder`: the header
 and each event are encoded once for every stream that sends them, and a
@@ -203,7 +204,8 @@ class _WatchSession:
             context, "write_encoded_now", None
         )
         # Responses pulled and encoded by deliver() that had to wait: the
-        # sender writes them before anything it pulls itself.
+        # sender writes them before anything it pulls itself. At most one
+        # pull's worth: deliver() adds only to an empty carry.
         self._carry: collections.deque[bytes] = collections.deque()
         # What went wrong in deliver(): the sender raises it, ending the call.
         self._failure: BaseException | None = None

@@ -107,3 +107,11 @@ async def test_a_short_log_is_replayed_rather_than_snapshotted_at_stop(tmp_path:
         assert again.state.store.revision == revision
     finally:
         await again.stop()
+
+
+def test_held_size_of_a_closed_wal_is_zero_not_an_error(tmp_path: Path) -> None:
+    wal = Wal.open(tmp_path / "wal")
+    wal.save(HardState(term=1, commit=1), [Entry(term=1, index=1, data=b"x")])
+    assert wal.held_size_bytes() > 0
+    wal.close()
+    assert wal.held_size_bytes() == 0

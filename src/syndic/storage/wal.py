@@ -819,9 +819,15 @@ class Wal:
 
     def held_size_bytes(self) -> int:
         """Bytes of every segment held (buffered records included): what a
-        restart reads and replays, less the records before its snapshot."""
-        self._check_usable()
-        closed = sum(self._disk.file_size(s.path) for s in self._segments[:-1])
+        restart reads and replays, less the records before its snapshot.
+        A figure for deciding, never an error: 0 once the WAL is closed or
+        has failed, and a segment that cannot be sized counts 0."""
+        if self._lock_fd is None or self._failure is not None:
+            return 0
+        closed = 0
+        for segment in self._segments[:-1]:
+            with contextlib.suppress(OSError):
+                closed += self._disk.file_size(segment.path)
         return closed + self._segment_size_bytes
 
     # ----------------------------------------------------------------- internals

@@ -209,6 +209,23 @@ async def main(port, path, n):
 uvloop.run(main(int(sys.argv[1]), sys.argv[2], int(sys.argv[3])))
 """
 
+
+def spawn_watchers(port: str, path: str, n: int) -> subprocess.Popen[bytes]:
+    """A process holding ``n`` blocking queries. Popen, not the loop's subprocess
+    support: uvloop forks, and a fork while grpc's threads run (the agent's store
+    client) ran grpc's fork handler in the child, which crashed (SIGSEGV in
+    cygrpc, seen in the kernel log) before it could exec; Popen uses vfork or
+    posix_spawn, which run no fork handlers."""
+    return subprocess.Popen(
+        [sys.executable, "-c", WATCHERS, port, path, str(n)], stdout=subprocess.PIPE
+    )
+
+
+async def read_line(child: subprocess.Popen[bytes], timeout_s: float = 120.0) -> bytes:
+    assert child.stdout is not None
+    return await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), timeout_s)
+
+
 #: Processes holding the blocking queries of the fan-out run: the generator's
 #: own loop must not be what is measured, so its work is spread out (and its CPU
 #: reported beside the agent's).
@@ -232,23 +249,10 @@ async def fan_out(
             port = url.rsplit(":", 1)[1]
             path = f"/v1/health/service/svc-0?index={index}&wait=60s"
             shares = [watchers // procs + (1 if k < watchers % procs else 0) for k in range(procs)]
-            children = [
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-c",
-                    WATCHERS,
-                    port,
-                    path,
-                    str(n),
-                    stdout=asyncio.subprocess.PIPE,
-                )
-                for n in shares
-                if n
-            ]
+            children = [spawn_watchers(port, path, n) for n in shares if n]
             for child in children:
-                assert child.stdout is not None
-                line = await child.stdout.readline()
-                assert line.strip() == b"ready", (line, await child.wait())
+                line = await read_line(child)
+                assert line.strip() == b"ready", (line, child.wait())
             await until_parked(agent, [("default", "svc-0")], watchers)
             await asyncio.sleep(0.5)
             load = load_average()
@@ -264,9 +268,8 @@ async def fan_out(
                 )
                 reports = []
                 for child in children:
-                    assert child.stdout is not None
-                    reports.append(json.loads(await asyncio.wait_for(child.stdout.readline(), 120)))
-                    await child.wait()
+                    reports.append(json.loads(await read_line(child)))
+                    await asyncio.to_thread(child.wait)
                 agent_cpu_ms = (time.process_time() - cpu0) * 1000
             done = [t for rep in reports for t in rep["done"]]
             assert sum(rep["ok"] for rep in reports) == watchers, "an answer lacked the change"

@@ -36,7 +36,8 @@ def started(events: list[Event]) -> int:
 
 
 def test_a_burst_is_parsed_a_share_per_receive_and_nothing_is_lost() -> None:
-    peer = Peer(ServerLimits(receive_frames_per_pass_max=SHARE_FRAMES))
+    limits = ServerLimits(receive_frames_per_pass_max=SHARE_FRAMES, refused_streams_burst=1000)
+    peer = Peer(limits)
     protocol = peer.protocol
     burst = open_streams(peer, 1000)
 
@@ -50,7 +51,7 @@ def test_a_burst_is_parsed_a_share_per_receive_and_nothing_is_lost() -> None:
     assert len(per_receive) == 1000 // SHARE_FRAMES
     assert not protocol.backlogged
     # The same outcome as parsing it all at once: the rest are refused.
-    whole = Peer(ServerLimits(receive_frames_per_pass_max=10**6))
+    whole = Peer(ServerLimits(receive_frames_per_pass_max=10**6, refused_streams_burst=1000))
     whole_events = whole.protocol.receive(open_streams(whole, 1000), whole.now)
     assert not whole.protocol.backlogged
     assert sum(per_receive) == started(whole_events) == 256

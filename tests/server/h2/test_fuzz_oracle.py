@@ -64,6 +64,7 @@ LIMITS = ServerLimits(
     cheap_frames_burst=1_000_000,
     settings_frames_burst=1_000_000,
     stream_resets_burst=1_000_000,
+    refused_streams_burst=1_000_000,
     header_block_frames_max=1_000,
 )
 SETTING_IDS = (1, 2, 3, 4, 5, 6, 0x99)

@@ -393,6 +393,37 @@ def test_streams_over_the_concurrency_limit_are_refused_and_slots_come_back() ->
     assert again not in peer.out.resets
 
 
+def test_streams_opened_past_the_limit_again_and_again_get_enhance_your_calm() -> None:
+    # The SETTINGS flood's opening: thousands of streams on one connection
+    # past its advertised limit, each a header block to decode and refuse.
+    limits = ServerLimits(
+        concurrent_streams_max=4, refused_streams_burst=20, refused_streams_per_s=10
+    )
+    peer = Peer(limits)
+    held = [peer.start_call([], end_stream=False) for _ in range(4)]
+    refused = [peer.start_call([], end_stream=False) for _ in range(20)]
+    assert all(peer.out.resets[i] == ErrorCode.REFUSED_STREAM for i in refused)
+    assert peer.out.goaway is None, "a client racing our SETTINGS is refused politely"
+    peer.now += 1.0  # 10 more
+    for _ in range(10):
+        peer.start_call([], end_stream=False)
+    assert peer.out.goaway is None
+    peer.start_call([], end_stream=False)
+    calm(peer, "too many streams opened past 4")
+    assert set(peer.protocol.streams) <= set(held)
+
+
+def test_streams_refused_while_draining_do_not_count_as_opened_past_the_limit() -> None:
+    # A draining connection refuses every new stream: not the client's fault.
+    peer = Peer(ServerLimits(refused_streams_burst=2))
+    held = peer.start_call([], end_stream=False)
+    peer.protocol.close_gracefully()
+    for _ in range(10):
+        assert peer.start_call([b"k"]) in peer.out.resets
+    assert peer.out.goaway is not None and peer.out.goaway.code == ErrorCode.NO_ERROR
+    assert held in peer.protocol.streams
+
+
 def test_limits_are_validated_with_their_names() -> None:
     with pytest.raises(ValueError, match="cheap_frames_burst"):
         ServerLimits(cheap_frames_burst=0)

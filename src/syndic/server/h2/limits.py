@@ -29,6 +29,7 @@ _POSITIVE_INTS = (
     "cheap_frames_burst",
     "stream_resets_burst",
     "settings_frames_burst",
+    "refused_streams_burst",
     "connections_max",
     "connections_per_peer_max",
     "read_bytes_per_pass_max",
@@ -47,6 +48,7 @@ _POSITIVE_FLOATS = (
     "stream_resets_per_s",
     "stream_reset_rapid_s",
     "settings_frames_per_s",
+    "refused_streams_per_s",
 )
 
 
@@ -148,6 +150,16 @@ class ServerLimits:
     # SETTINGS frames; a client sends one or two per connection.
     settings_frames_per_s: float = 10.0
     settings_frames_burst: int = 50
+    # Streams opened past concurrent_streams_max, per connection: each is
+    # refused (REFUSED_STREAM) and costs a header block's decoding. An honest
+    # client does so only while our SETTINGS are in flight, or when it reuses
+    # the slot of a stream it reset whose handler has not yet stopped; a
+    # flood of them (bench/hostile.py's SETTINGS flood opens 4,000 streams per
+    # connection, on connection after connection) gets GOAWAY
+    # ENHANCE_YOUR_CALM. Go's server answers each with PROTOCOL_ERROR once the
+    # client has our SETTINGS ("they should know better"), but keeps reading.
+    refused_streams_per_s: float = 10.0
+    refused_streams_burst: int = 256
     # Connections open at once, in total and from one peer address; past
     # either, a new connection is sent GOAWAY ENHANCE_YOUR_CALM and closed.
     connections_max: int = 4096

@@ -262,6 +262,9 @@ class H2Protocol:
         self._settings = TokenBucket(
             limits.settings_frames_per_s, limits.settings_frames_burst, now
         )
+        self._refused_streams = TokenBucket(
+            limits.refused_streams_per_s, limits.refused_streams_burst, now
+        )
         self._now = now
 
     # -- driver interface ------------------------------------------------------
@@ -806,9 +809,10 @@ class H2Protocol:
         if stream_id % 2 == 0:
             raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "a client stream id must be odd")
         self.last_stream_id = stream_id
+        over_streams = len(self.streams) >= self.limits.concurrent_streams_max
         if (
             self.draining
-            or len(self.streams) >= self.limits.concurrent_streams_max
+            or over_streams
             or self.queued_bytes > self.limits.connection_send_buffer_bytes_max
             or (self.queued_bytes and self.answers.held_bytes > self.answers.bytes_max)
         ):
@@ -816,6 +820,11 @@ class H2Protocol:
             # client that leaves its answers unread gets no new calls run:
             # each would cost the work of an answer it will not read.
             self._cheap_frame("refused HEADERS")
+            if over_streams and not self._refused_streams.take(self._now):
+                raise ProtocolError(
+                    ErrorCode.ENHANCE_YOUR_CALM,
+                    f"too many streams opened past {self.limits.concurrent_streams_max}",
+                )
             self._send(frames.rst_stream(stream_id, ErrorCode.REFUSED_STREAM))
             return
         stream = H2Stream(stream_id, 0, self._stream_window, self._now)

@@ -232,3 +232,72 @@ async def test_large_request_and_answer_through_flow_control(
         got = await client.get(key_prefix + b"big", prefix=True)
         assert [kv.value for kv in got.kvs] == [value] * 3
         assert (await client.get(key_prefix + b"small", prefix=True, count_only=True)).count == 50
+
+
+async def test_each_call_keeps_its_own_deadline_on_one_connection() -> None:
+    """The connection's one timer follows the earliest deadline: a short call
+    made after a long one still ends on time, the long one at its own, and
+    both streams are reset."""
+    async with hostile_peer(None) as (target, received):
+        channel = H2Channel(target, ssl_context=None, server_hostname=None)
+        method = channel.method(
+            RANGE, rpc_pb2.RangeRequest.SerializeToString, rpc_pb2.RangeResponse.FromString
+        )
+        loop = asyncio.get_running_loop()
+
+        async def timed(timeout_s: float) -> float:
+            started = loop.time()
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await method(rpc_pb2.RangeRequest(key=b"k"), timeout=timeout_s)
+            assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            return loop.time() - started
+
+        try:
+            long_call = asyncio.create_task(timed(1.5))
+            await asyncio.sleep(0.05)
+            short_s = await timed(0.2)
+            long_s = await long_call
+        finally:
+            channel.close()
+        for _ in range(50):
+            if sum(f[0] == FrameType.RST_STREAM for f in received) >= 2:
+                break
+            await asyncio.sleep(0.02)
+    # Generous upper bounds: the machine is shared; the order is the point.
+    assert 0.2 <= short_s < 1.0
+    assert 1.5 <= long_s < 4.0
+    assert sum(f[0] == FrameType.RST_STREAM for f in received) == 2
+
+
+async def test_concurrent_calls_share_writes() -> None:
+    """Calls made in one loop turn leave in one write, not one write each."""
+    answer = rpc_pb2.RangeResponse(count=1).SerializeToString()
+    async with hostile_peer(ok_reply(answer)) as (target, _):
+        channel = H2Channel(target, ssl_context=None, server_hostname=None)
+        method = channel.method(
+            RANGE, rpc_pb2.RangeRequest.SerializeToString, rpc_pb2.RangeResponse.FromString
+        )
+        try:
+            await method(rpc_pb2.RangeRequest(key=b"k"), timeout=CALL_TIMEOUT_S)  # connects
+            connection = await channel.connection()
+            transport = connection._transport
+            assert transport is not None
+            writes = 0
+            write = transport.write
+
+            def counted(data: bytes) -> None:
+                nonlocal writes
+                writes += 1
+                write(data)
+
+            transport.write = counted  # type: ignore[method-assign]
+            calls = [
+                method(rpc_pb2.RangeRequest(key=b"k%d" % i), timeout=CALL_TIMEOUT_S)
+                for i in range(64)
+            ]
+            answers = await asyncio.gather(*calls)
+        finally:
+            channel.close()
+    assert [a.count for a in answers] == [1] * 64
+    # The first call is alone in flight and written at once; the rest share one.
+    assert writes <= 3

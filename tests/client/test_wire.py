@@ -241,6 +241,11 @@ def test_unknown_fields_are_skipped() -> None:
     )
     result = get_result(pb.SerializeToString() + extra)
     assert (result.revision, result.count, [kv.key for kv in result.kvs]) == (9, 1, [b"k"])
+    # A header with fields this client does not know (field 20, bytes; field 5, varint).
+    header = rpc_pb2.ResponseHeader(cluster_id=2**63, revision=11).SerializeToString()
+    for unknown in (b"\xa2\x01\x03abc", b"\x28\x96\x01"):
+        put = b"\x0a" + bytes([len(header) + len(unknown)]) + header + unknown
+        assert put_result(put).revision == 11
 
 
 @pytest.mark.parametrize(

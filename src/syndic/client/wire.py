@@ -242,7 +242,28 @@ def _fields(data: bytes, start: int, end: int) -> list[tuple[int, int | bytes]]:
 
 
 def _header_revision(data: bytes) -> int:
-    """ResponseHeader.revision (field 3)."""
+    """ResponseHeader.revision (field 3). Its four fields are varints with
+    one-byte tags; the others are stepped over without being computed."""
+    i = 0
+    end = len(data)
+    revision = 0
+    while i < end:
+        tag = data[i]
+        if tag & 7 or tag >= 0x80:  # not a small varint field: a newer header
+            return _header_revision_any(data)
+        if tag == 0x18:
+            revision, i = _read_varint(data, i + 1)
+            continue
+        i += 1
+        while data[i] >= 0x80:
+            i += 1
+        i += 1
+    if i != end:
+        raise MalformedAnswerError("the last field runs past the end of its message")
+    return _int64(revision)
+
+
+def _header_revision_any(data: bytes) -> int:
     revision = 0
     for number, value in _fields(data, 0, len(data)):
         if number == 3 and isinstance(value, int):

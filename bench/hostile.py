@@ -371,6 +371,12 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 LOOP_LAG_METRIC = "syndic_event_loop_lag_seconds"
 
 
@@ -501,6 +507,7 @@ async def attack_once(
     idle = [x for x in idle_gets if x is not None]
     lag_before = loop_lag_buckets(target)
     rss_before = rss_mib(target.process.pid)
+    cpu_before = cpu_s(target.process.pid)
     started = time.monotonic()
     until = started + scale.duration_s
     tally = Tally()
@@ -513,6 +520,7 @@ async def attack_once(
     with contextlib.suppress(TimeoutError):  # the attacker's bound, not the member's
         await asyncio.wait_for(attack, 10.0)
     lag_after = loop_lag_buckets(target)
+    cpu_used_s = cpu_s(target.process.pid) - cpu_before
     await asyncio.sleep(0.5)  # let the member notice the attacker is gone
     after = await asyncio.to_thread(raft_terms_eventually, members)
     answered = [latency for latency in latencies if latency is not None]
@@ -530,6 +538,8 @@ async def attack_once(
         "rss_growth_mib": rss_peak - rss_before,
         "attacker": asdict(tally),
         "loop_lag": loop_lag_during(lag_before, lag_after),
+        # The attacked member's CPU over the attack, in seconds.
+        "cpu_s": cpu_used_s,
         # When the slow gets began (seconds into the attack) and took (ms).
         "slow_gets": [
             (round(at - started, 1), round(seconds * 1000))
@@ -589,7 +599,7 @@ def one_line(result: dict[str, Any]) -> str:
         f"survived={result['survived']} term_held={result['term_held']} "
         f"get max {result['get_ms_max']:.0f} ms median {result['get_ms_median']:.0f} ms "
         f"failed {result['gets_failed']}/{result['gets']} "
-        f"rss +{result['rss_growth_mib']:.1f} MiB{lag_text} "
+        f"rss +{result['rss_growth_mib']:.1f} MiB cpu {result['cpu_s']:.1f} s{lag_text} "
         f"load {result['load_average_1m']:.1f} goaway {result['attacker']['goaway_codes']} "
         f"slow gets (s, ms) {result['slow_gets']} attacker stalls {result['attacker_stalls']}"
     )
@@ -609,6 +619,7 @@ def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "gets_failed_each": [r["gets_failed"] for r in rows],
             "term_held_each": [r["term_held"] for r in rows],
             "rss_growth_mib_each": [r["rss_growth_mib"] for r in rows],
+            "cpu_s_each": [r["cpu_s"] for r in rows],
             "loop_lag_each": [r.get("loop_lag") for r in rows],
             "load_average_1m_each": [r.get("load_average_1m") for r in rows],
             "term_held": all(r["term_held"] for r in rows),
@@ -619,6 +630,7 @@ def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
             ),
             "gets_failed": statistics.median(r["gets_failed"] for r in rows),
             "rss_growth_mib": statistics.median(r["rss_growth_mib"] for r in rows),
+            "cpu_s": statistics.median(r["cpu_s"] for r in rows),
             "attacker": rows[-1]["attacker"],
         }
     return merged
@@ -634,6 +646,7 @@ def print_table(results: dict[str, Any]) -> None:
             "get_ms_max",
             "gets_failed",
             "rss_growth_mib",
+            "cpu_s",
         ):
             e, s = float(etcd[name][metric]), float(syndic[name][metric])
             ratio = s / e if e else float("nan")
@@ -651,25 +664,26 @@ def print_table(results: dict[str, Any]) -> None:
 
 def print_runs(results: dict[str, Any]) -> None:
     """Each run's worst get, failed gets, term and RSS growth: a median hides a spike."""
-    head = f"{'worst get ms':>12} {'failed':>6} {'term':>5} {'RSS MiB':>8}"
+    head = f"{'worst get ms':>12} {'failed':>6} {'term':>5} {'RSS MiB':>8} {'CPU s':>6}"
     print(f"\n{'attack':20} {'system':7} run  {head}")
     for name in results["syndic"]:
         for kind in ("etcd", "syndic"):
             merged = results.get(kind, {}).get(name)
             if merged is None or "term_held_each" not in merged:
                 continue
-            for run, (get_ms, failed, term_held, rss) in enumerate(
+            for run, (get_ms, failed, term_held, rss, cpu) in enumerate(
                 zip(
                     merged["get_ms_max_each"],
                     merged["gets_failed_each"],
                     merged["term_held_each"],
                     merged["rss_growth_mib_each"],
+                    merged["cpu_s_each"],
                     strict=True,
                 ),
                 start=1,
             ):
                 term = "held" if term_held else "LOST"
-                figures = f"{get_ms:>12.0f} {failed:>6} {term:>5} {rss:>8.1f}"
+                figures = f"{get_ms:>12.0f} {failed:>6} {term:>5} {rss:>8.1f} {cpu:>6.1f}"
                 print(f"{name:20} {kind:7} {run:>3}  {figures}")
 
 

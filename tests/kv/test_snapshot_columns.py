@@ -237,3 +237,16 @@ def test_the_log_base_may_name_a_key_compacted_away() -> None:
     same(copy, store)
     payload = msgpack.unpackb(store.serialize()[5:], raw=False)
     assert payload["l"][2] == []  # b at the base is in the index
+
+
+def test_a_key_named_at_the_log_base_only_travels_as_an_extra_key() -> None:
+    payload = good()
+    payload.update(c=2, g=2, l=[u32(1, 1, 2, 1), u32(3, 1, 0, 2, 1), [b"zz"]])
+    data = forge(payload)
+    store = Store.restore(data)
+    store.check_invariants()
+    assert store._log[0] == b"zz" and b"zz" not in store._index
+    assert store.serialize() == data  # written back the same way
+    payload["l"] = [u32(1, 1, 2, 1), u32(4, 1, 0, 2, 1), [b"zz"]]
+    with pytest.raises(SnapshotCorruptError, match="does not hold"):
+        Store.restore(forge(payload))

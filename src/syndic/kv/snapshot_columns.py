@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 # GIL back to the event loop every millisecond or so, large enough that the
 # per-chunk cost does not show in a load.
 CHUNK_KEYS: Final = 1024
+# Log keys looked up per C call while packing: a few milliseconds each.
+LOG_SLICE_KEYS: Final = 65536
 _INT_COLUMNS: Final = ("mod revision", "create revision", "version", "lease")
 _LITTLE: Final = sys.byteorder == "little"
 _U32: Final = "I"
@@ -89,17 +91,8 @@ def pack_index(frozen: FrozenStore, packer: msgpack.Packer) -> tuple[list[bytes]
     for start in range(0, len(keys), CHUNK_KEYS):
         chunk_keys = keys[start : start + CHUNK_KEYS]
         places.update(zip(chunk_keys, range(start, start + len(chunk_keys)), strict=True))
-        counts: list[int] = []
-        records: list[Record] = []
-        for entry in entries[start : start + CHUNK_KEYS]:
-            if type(entry) is tuple:
-                counts.append(1)
-                records.append(entry)
-            else:
-                # Records appended after the freeze are newer than it.
-                held = [r for r in entry if r[0] <= revision]
-                counts.append(len(held))
-                records += held
+        chunk = entries[start : start + CHUNK_KEYS]
+        counts, records = _flatten(chunk, revision)
         fields = list(zip(*records, strict=True))
         index_parts.append(
             packer.pack(
@@ -114,28 +107,46 @@ def pack_index(frozen: FrozenStore, packer: msgpack.Packer) -> tuple[list[bytes]
     return index_parts, [packer.pack(_pack_log(frozen.log, places))]
 
 
+def _flatten(chunk: list[Any], revision: int) -> tuple[list[int], list[Record]]:
+    """Each key's record count, and the records in key order, oldest first."""
+    if set(map(type, chunk)) == {tuple}:  # one record per key (checked in C)
+        return [1] * len(chunk), chunk
+    counts: list[int] = []
+    records: list[Record] = []
+    for entry in chunk:
+        if type(entry) is tuple:
+            counts.append(1)
+            records.append(entry)
+        else:
+            # Records appended after the freeze are newer than it.
+            held = [r for r in entry if r[0] <= revision]
+            counts.append(len(held))
+            records += held
+    return counts, records
+
+
 def _pack_log(
     log: list[bytes | tuple[bytes, ...] | None], places: dict[bytes, int]
 ) -> list[bytes | list[bytes]]:
-    counts: list[int] = []
-    refs: list[int] = []
+    per_revision = list(map(_keys_of, log))
+    named = list(chain.from_iterable(per_revision))
+    found: list[int | None] = []
+    for start in range(0, len(named), LOG_SLICE_KEYS):  # the GIL is given back between slices
+        found += map(places.get, named[start : start + LOG_SLICE_KEYS])
     extra: list[bytes] = []
-    for item in log:
-        keys: tuple[bytes, ...]
-        if item is None:
-            keys = ()
-        elif isinstance(item, bytes):
-            keys = (item,)
-        else:
-            keys = item
-        counts.append(len(keys))
-        for key in keys:
-            place = places.get(key)
-            if place is None:  # only at the log base: compacted away since
-                place = len(places) + len(extra)
-                extra.append(key)
-            refs.append(place)
-    return [_column_bytes(_U32, counts), _column_bytes(_U32, refs), extra]
+    refs: list[int] = found  # type: ignore[assignment]  # once every None is replaced
+    if None in found:  # only at the log base: keys compacted away since
+        for i, place in enumerate(found):
+            if place is None:
+                refs[i] = len(places) + len(extra)
+                extra.append(named[i])
+    return [_column_bytes(_U32, map(len, per_revision)), _column_bytes(_U32, refs), extra]
+
+
+def _keys_of(item: bytes | tuple[bytes, ...] | None) -> tuple[bytes, ...]:
+    if item is None:
+        return ()
+    return (item,) if type(item) is bytes else item  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------- load

@@ -22,9 +22,10 @@ At 1 caller a call is a round trip: the server's time plus each client's,
 so a client can only be as much faster as the other client's share of that
 round trip. ``ceiling`` is the ratio a client costing nothing would reach:
 aetcd's time per call over h2load's (a C client of a few µs per call, run
-on the client core between the pairs, one call at a time: the server's own
-time per call); each client's ``added_latency_us`` is its time per call
-less h2load's. A put also waits for the server's fsync: ``fsync_ms`` is the
+on the client core after each pair, with as many calls in flight on one
+connection: at 1 caller the server's own time per call, at 64 the server's
+capacity); each client's ``added_latency_us`` is its time per call less
+h2load's. A put also waits for the server's fsync: ``fsync_ms`` is the
 disk's own, measured here on the server's file system.
 
 ``ratio`` is the ratio of the medians; ``pairs`` the median of each A B
@@ -378,22 +379,22 @@ def floor_request(operation: str) -> tuple[str, bytes]:
     return "etcdserverpb.KV/Txn", txn.encoded
 
 
-def floor_run(endpoint: str, operation: str, calls: int) -> dict[str, float]:
-    """One caller's round trips with h2load (a C client costing a few µs a
-    call) on the client core: the server's own time per call, which no
-    client can go under."""
+def floor_run(endpoint: str, operation: str, calls: int, streams: int) -> dict[str, float]:
+    """``streams`` callers' calls with h2load (a C client costing a few µs a
+    call) on the client core, one connection: at 1 the server's own time per
+    call, which no client can go under; at 64 the server's capacity."""
     method, message = floor_request(operation)
     before = store_revision(endpoint)
     affinity = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {CLIENT_CPU})  # h2load inherits it
     try:
-        elapsed_s, _ = run_h2load(endpoint, method, grpc_body(message), Shape(1, 1, calls))
+        elapsed_s, _ = run_h2load(endpoint, method, grpc_body(message), Shape(1, streams, calls))
     finally:
         os.sched_setaffinity(0, affinity)
     writes = store_revision(endpoint) - before
     return {
         "ops_per_s": calls / elapsed_s,
-        "wall_us": elapsed_s * 1e6 / calls,
+        "wall_us": elapsed_s * 1e6 * streams / calls,
         # Every put and txn writes once: fewer revisions mean failed calls.
         "failed": 0 if operation == "range" else calls - writes,
     }
@@ -436,10 +437,10 @@ def measure_server(store: Store, repeats: int, duration_s: float) -> dict[str, A
                             (process_cpu_s(server_pid) - cpu_before) * 1e6 / max(done, 1)
                         )
                         runs.setdefault(f"{kind}/{operation}/{concurrency}", []).append(run)
-                    if concurrency == 1 and H2LOAD is not None:
-                        calls = max(20, int(run["ops_per_s"] * duration_s))
-                        floor = floor_run(endpoint, operation, calls)
-                        runs.setdefault(f"h2load/{operation}/1", []).append(floor)
+                    if H2LOAD is not None:
+                        calls = max(20 * concurrency, int(run["ops_per_s"] * duration_s))
+                        floor = floor_run(endpoint, operation, calls, concurrency)
+                        runs.setdefault(f"h2load/{operation}/{concurrency}", []).append(floor)
         for _ in range(repeats):
             for kind in CLIENTS:
                 rate = workers[kind].ask("lock", duration_s)
@@ -702,7 +703,8 @@ def throughput_table(server: str, measured_server: dict[str, Any]) -> dict[str, 
             row["ceiling_ratio_cpu_estimate"] = ceiling if concurrency == 1 else None
             floors = runs.get(f"h2load/{key}")
             if floors:
-                # Measured instead: h2load's round trip is the server's time.
+                # Measured instead: h2load's round trip is the server's time,
+                # its rate at 64 callers the server's capacity.
                 floor_wall = median_of(floors, "wall_us")
                 ceiling = aetcd_wall / floor_wall
                 row["h2load_ops_per_s"] = median_of(floors, "ops_per_s")
@@ -711,7 +713,7 @@ def throughput_table(server: str, measured_server: dict[str, Any]) -> dict[str, 
                 row["runs"]["h2load"] = floors
                 for name in CLIENTS:
                     row[f"{name}_added_latency_us"] = row[f"{name}_wall_us_per_op"] - floor_wall
-            row["ceiling_ratio"] = ceiling if concurrency == 1 else None
+            row["ceiling_ratio"] = ceiling
             table["throughput"][key] = row
             cpus = (
                 f"{row['aetcd_client_cpu_us_per_op']:.0f}/{row['syndic_client_cpu_us_per_op']:.0f}"
@@ -720,7 +722,7 @@ def throughput_table(server: str, measured_server: dict[str, Any]) -> dict[str, 
                 f"{row['aetcd_server_cpu_us_per_op']:.0f}/{row['syndic_server_cpu_us_per_op']:.0f}"
             )
             failures = f"{row['aetcd_failed']}/{row['syndic_failed']}"
-            shown = f"{ceiling:>7.2f}" if concurrency == 1 else f"{'':>7}"
+            shown = f"{ceiling:>7.2f}"
             print(
                 f"{label:22} {rate['aetcd']:>7.0f} {rate['syndic']:>7.0f} {ratio:>6.2f}"
                 f" {pair_ratio:>6.2f} {shown}"

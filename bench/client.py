@@ -12,7 +12,8 @@ workers run alternately, A B A B (each cell: syndic, aetcd, syndic, aetcd,
   ``txn`` (a compare and a put) at 1 and at 64 concurrent callers:
   operations per second, and per operation the client process's CPU (user
   and system, from getrusage: every thread, grpc.aio's poller too) and the
-  server's CPU (from /proc/<pid>/stat, every thread);
+  server's CPU (from /proc/<pid>/stat, every thread; printed net of what
+  the idle server spends on ticks and heartbeats, sampled first);
 - ``lock``: acquire+release round trips of one holder (syndic's
   ``concurrency.Lock`` against aetcd's ``Lock``);
 - ``watch latency``: from just before a put until the watcher holds the
@@ -99,6 +100,8 @@ CLIENT_CPU = 1
 # opens connections (a fraction of a cell's duration).
 WARMUP_S = 0.5
 FSYNC_SAMPLES = 50
+# How long the idle server's own CPU use is sampled for.
+IDLE_SAMPLE_S = 2.0
 # Calls of each client per operation in the call-by-call comparison, and
 # those first ones not counted (connections, caches).
 INTERLEAVED_CALLS = 500
@@ -426,6 +429,10 @@ def measure_server(store: Store, repeats: int, duration_s: float) -> dict[str, A
     workers = {kind: Worker(kind, endpoint) for kind in CLIENTS}
     try:
         asyncio.run(put_range_value(endpoint))
+        idle_cpu_s = process_cpu_s(server_pid)
+        time.sleep(IDLE_SAMPLE_S)
+        # Ticks, heartbeats and timers: spent whether or not calls come.
+        idle_cpu_per_s = (process_cpu_s(server_pid) - idle_cpu_s) / IDLE_SAMPLE_S
         for operation in OPERATIONS:
             for concurrency in CONCURRENCY:
                 for _ in range(repeats):
@@ -433,8 +440,12 @@ def measure_server(store: Store, repeats: int, duration_s: float) -> dict[str, A
                         cpu_before = process_cpu_s(server_pid)
                         run = workers[kind].ask("ops", operation, concurrency, duration_s)
                         done = run["ops_per_s"] * duration_s
-                        run["server_cpu_us"] = (
-                            (process_cpu_s(server_pid) - cpu_before) * 1e6 / max(done, 1)
+                        server_cpu_s = process_cpu_s(server_pid) - cpu_before
+                        run["server_cpu_us"] = server_cpu_s * 1e6 / max(done, 1)
+                        run["server_cpu_net_us"] = (
+                            max(0.0, server_cpu_s - idle_cpu_per_s * duration_s)
+                            * 1e6
+                            / max(done, 1)
                         )
                         runs.setdefault(f"{kind}/{operation}/{concurrency}", []).append(run)
                     if H2LOAD is not None:
@@ -453,6 +464,7 @@ def measure_server(store: Store, repeats: int, duration_s: float) -> dict[str, A
     return {
         "interleaved_latency_us": interleaved_latencies(endpoint),
         "runs": runs,
+        "server_idle_cpu_ms_per_s": idle_cpu_per_s * 1000,
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
         "fsync_ms": fsync_ms(store.members[0].data_dir),
@@ -654,11 +666,13 @@ def throughput_table(server: str, measured_server: dict[str, Any]) -> dict[str, 
         "loadavg_before": measured_server["loadavg_before"],
         "loadavg_after": measured_server["loadavg_after"],
         "fsync_ms": measured_server["fsync_ms"],
+        "server_idle_cpu_ms_per_s": measured_server["server_idle_cpu_ms_per_s"],
     }
     load = "/".join(f"{x:.1f}" for x in measured_server["loadavg_before"])
     print(
         f"\non a {server} member (load average before {load}, fsync "
-        f"{measured_server['fsync_ms']:.2f} ms)"
+        f"{measured_server['fsync_ms']:.2f} ms, idle server CPU "
+        f"{measured_server['server_idle_cpu_ms_per_s']:.0f} ms/s; server CPU net of it)"
     )
     print(
         f"{'ops/s':22} {'aetcd':>7} {'syndic':>7} {'ratio':>6} {'pairs':>6} {'ceiling':>7}"
@@ -695,6 +709,7 @@ def throughput_table(server: str, measured_server: dict[str, Any]) -> dict[str, 
                 row[f"{name}_client_user_us_per_op"] = median_of(its, "user_us")
                 row[f"{name}_client_sys_us_per_op"] = median_of(its, "sys_us")
                 row[f"{name}_server_cpu_us_per_op"] = median_of(its, "server_cpu_us")
+                row[f"{name}_server_cpu_net_us_per_op"] = median_of(its, "server_cpu_net_us")
                 row[f"{name}_wall_us_per_op"] = median_of(its, "wall_us")
                 row[f"{name}_failed"] = sum(r["failed"] for r in its)
             # A client costing nothing takes aetcd's own CPU off aetcd's round trip.
@@ -719,7 +734,8 @@ def throughput_table(server: str, measured_server: dict[str, Any]) -> dict[str, 
                 f"{row['aetcd_client_cpu_us_per_op']:.0f}/{row['syndic_client_cpu_us_per_op']:.0f}"
             )
             servers = (
-                f"{row['aetcd_server_cpu_us_per_op']:.0f}/{row['syndic_server_cpu_us_per_op']:.0f}"
+                f"{row['aetcd_server_cpu_net_us_per_op']:.0f}"
+                f"/{row['syndic_server_cpu_net_us_per_op']:.0f}"
             )
             failures = f"{row['aetcd_failed']}/{row['syndic_failed']}"
             shown = f"{ceiling:>7.2f}"

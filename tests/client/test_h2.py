@@ -15,7 +15,7 @@ import hpack
 import pytest
 
 from syndic.api.gen import rpc_pb2
-from syndic.client import Client, UnavailableError
+from syndic.client import Client, Compare, Op, UnavailableError
 from syndic.client.h2 import STREAM_REFUSED, H2Channel
 from syndic.server.h2.frames import (
     PREFACE,
@@ -232,6 +232,14 @@ async def test_large_request_and_answer_through_flow_control(
         got = await client.get(key_prefix + b"big", prefix=True)
         assert [kv.value for kv in got.kvs] == [value] * 3
         assert (await client.get(key_prefix + b"small", prefix=True, count_only=True)).count == 50
+        txn = await client.txn(
+            [Compare.value(key_prefix + b"small0") == b"v"],
+            [Op.delete(key_prefix + b"small", prefix=True), Op.get(key_prefix + b"big0")],
+            [],
+        )
+        assert txn.succeeded and txn.responses[0].deleted == 50  # type: ignore[union-attr]
+        assert txn.responses[1].kvs[0].value == value  # type: ignore[union-attr]
+        assert (await client.delete(key_prefix + b"big", prefix=True)).deleted == 3
 
 
 async def test_each_call_keeps_its_own_deadline_on_one_connection() -> None:

@@ -79,9 +79,11 @@ class RuntimeLimits:
     # How long a caller waits before "request timed out".
     request_timeout_ms: int = 7_000
     # A follower's keep-alives waiting for the leader's answer, and its
-    # batches of them on the way at once (a thousand leases fit in one).
+    # batches of them on the way at once: one, as the server's requests to
+    # the leader share one connection and go one after the other, so what
+    # arrives meanwhile makes the next batch (a thousand leases fit in one).
     renewals_pending_max: int = 10_000
-    renewal_batches_in_flight_max: int = 4
+    renewal_batches_in_flight_max: int = 1
 
 
 @dataclass(frozen=True, slots=True)

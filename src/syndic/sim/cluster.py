@@ -270,6 +270,10 @@ class SimCluster:
             reads_pending_max=MAX_PENDING_READS,
             snapshot_every_entries=config.compact_every_entries,
             request_timeout_ms=REQUEST_TIMEOUT_MS,
+            # The network loses batches without a word (the server's
+            # connection would say): a lost one holds its slot until its
+            # callers time out, so a few may be on the way at once.
+            renewal_batches_in_flight_max=4,
         )
         self.bit_flipped = False
         # Cleared once a voter is removed: a member that has not yet applied

@@ -393,12 +393,17 @@ class Agent:
         try:
             # Compared with a fresh read, not the live catalog: a store that was
             # restored or replaced may be behind the revision the watch follows.
+            # The bar is the catalog's revision before the read: the watch may
+            # apply newer changes while the read is in flight, and a read that
+            # is merely overtaken is no store going back (resyncing for it woke
+            # every blocking query).
+            applied = self.catalog.view.revision
             changes, revision = await self.store.read_all()
-            if revision < self.catalog.view.revision:
+            if revision < applied:
                 log.warning(
                     "agent: the store's revision went back (%d < %d); resyncing",
                     revision,
-                    self.catalog.view.revision,
+                    applied,
                 )
                 await self.catalog.resync()
             fresh = RegistryView(self.store.layout)

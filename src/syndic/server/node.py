@@ -322,11 +322,13 @@ class MemberNode(MemberApi, PeerRequests):
         built = vars(self)
         if "_transport" in built:
             await self._transport.stop()
+        # A batch of keep-alives waiting on the leader would hold the
+        # requester's connection until its timeout: its callers are failed below.
+        for request in tuple(self._renewal_requests):
+            request.cancel()
         await self._leader_requests.close()
         if "_rt" in built:
             self._rt.fail_all(errors.server_stopped())
-        for request in tuple(self._renewal_requests):
-            request.cancel()
         if "_rt" in built and self._snapshot_at_stop_pays():
             # The restart then loads this state instead of replaying the log.
             await self._snapshot(self.raft.applied_index, self.state.capture())

@@ -279,6 +279,30 @@ def test_unary_answers_queue_only_to_the_connection_budget() -> None:
     assert peer.protocol.queued_bytes <= 3 * (1024 * 1024 + 5)
 
 
+def test_after_an_answer_is_refused_new_calls_wait_until_the_client_reads() -> None:
+    # Unary answers never push the queue past its bound (one that would is
+    # refused), so "over the bound" alone never held new calls back.
+    limits = ServerLimits(connection_send_buffer_bytes_max=3 * (1024 * 1024 + 5))
+    peer = Peer(limits)
+    peer.send(settings((Setting.INITIAL_WINDOW_SIZE, 0)))  # reads nothing
+    ids = [peer.start_call([b"k"]) for _ in range(4)]
+    for stream_id in ids:
+        peer.answer(stream_id, b"v" * (1024 * 1024))
+    assert peer.out.statuses.get(ids[3]) == RESOURCE_EXHAUSTED
+    assert peer.protocol.answers_backed_up()
+    held_back = peer.start_call([b"k"])
+    assert peer.out.resets[held_back] == ErrorCode.REFUSED_STREAM
+    # The client reads one answer: calls run again.
+    peer.send(
+        frames.window_update(0, 2 * 1024 * 1024) + frames.window_update(ids[0], 2 * 1024 * 1024)
+    )
+    assert peer.out.data[ids[0]] == 1024 * 1024 + 5
+    assert not peer.protocol.answers_backed_up()
+    again = peer.start_call([b"k"])
+    assert again not in peer.out.resets
+    assert any(isinstance(e, CallStarted) and e.stream_id == again for e in peer.events)
+
+
 def test_a_stream_that_cannot_send_is_reset_after_the_stall_timeout() -> None:
     peer = Peer(ServerLimits(send_stall_timeout_s=10))
     peer.send(settings((Setting.INITIAL_WINDOW_SIZE, 0)))

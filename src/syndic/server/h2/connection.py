@@ -49,6 +49,7 @@ _TICK_S_MAX: Final = 1.0
 # bounds how long one client's burst can keep a heartbeat waiting.
 _HANDLER_STARTS_PER_PASS: Final = 16
 _UNKNOWN_ERROR: Final = "unexpected server error"
+_BACKED_UP: Final = "client reads too slowly: its answers queued are over the bound; call not run"
 _MESSAGE_PREFIX_BYTES: Final = 5
 
 HandlerLookup = Callable[[str], Any]  # path -> grpc.RpcMethodHandler | None
@@ -251,6 +252,12 @@ class Http2Connection(asyncio.Protocol):
             self._loop.call_soon(self._start_queued)
 
     def _start_task(self, call: Call, request: bytes | None) -> None:
+        if self.protocol.answers_backed_up():
+            # Calls admitted in one burst before the first answers queued
+            # (zero-window clients asking for 1 MiB values): each would
+            # build an answer only to have it refused.
+            self._end(call, grpc.StatusCode.RESOURCE_EXHAUSTED, _BACKED_UP)
+            return
         # No done callback: _serve forgets the call itself as it ends, which
         # saves a loop callback per call. A task cancelled before its first
         # step never runs _serve's body; _cancel forgets those calls.

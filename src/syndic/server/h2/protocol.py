@@ -235,6 +235,9 @@ class H2Protocol:
         self._stream_window = limits.initial_stream_window
         self.held_bytes = 0  # request bytes received, not yet taken by handlers
         self.queued_bytes = 0  # answer bytes waiting for windows, all streams
+        # An answer was refused for want of room, and nothing has been sent or
+        # dropped since: the queue is full, whatever its byte count says.
+        self._answer_refused = False
         # The same, summed over the server's connections: the server puts its
         # own budget here; a protocol on its own has one of its own.
         self.answers = SharedBudget(limits.server_send_buffer_bytes_max)
@@ -422,6 +425,7 @@ class H2Protocol:
             self.queued_bytes + size > self.limits.connection_send_buffer_bytes_max
             or self.answers.held_bytes + size > self.answers.bytes_max
         ):
+            self._answer_refused = True
             self._end_call(
                 stream,
                 GRPC_RESOURCE_EXHAUSTED,
@@ -470,6 +474,15 @@ class H2Protocol:
         stream = self.streams.get(stream_id)
         if stream is not None:
             stream.may_pause = True
+
+    def answers_backed_up(self) -> bool:
+        """The client leaves so many answers unread (or all clients do) that a
+        new call's answer could only be refused: new calls are not run."""
+        return (
+            self._answer_refused
+            or self.queued_bytes > self.limits.connection_send_buffer_bytes_max
+            or bool(self.queued_bytes and self.answers.held_bytes > self.answers.bytes_max)
+        )
 
     def stream_may_write(self, stream_id: int) -> bool | None:
         """True if the stream's queue and the connection's are within their
@@ -810,12 +823,7 @@ class H2Protocol:
             raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "a client stream id must be odd")
         self.last_stream_id = stream_id
         over_streams = len(self.streams) >= self.limits.concurrent_streams_max
-        if (
-            self.draining
-            or over_streams
-            or self.queued_bytes > self.limits.connection_send_buffer_bytes_max
-            or (self.queued_bytes and self.answers.held_bytes > self.answers.bytes_max)
-        ):
+        if self.draining or over_streams or self.answers_backed_up():
             # §8.7: REFUSED_STREAM tells the client the call never ran. A
             # client that leaves its answers unread gets no new calls run:
             # each would cost the work of an answer it will not read.
@@ -1044,6 +1052,7 @@ class H2Protocol:
             if self.blocked:
                 self.blocked.pop(stream.id, None)
             return
+        self._answer_refused = False
         limit = self.limits.connection_send_buffer_bytes_max
         if self.queued_bytes > limit >= self.queued_bytes - stream.pending_bytes:
             self._events.append(StreamWritable(0))
@@ -1191,6 +1200,7 @@ class H2Protocol:
             self._send(frames.frame(FrameType.DATA, 0, stream.id, chunk))
         if sent:
             stream.last_send_s = self._now
+            self._answer_refused = False
             self._sent_data(sent, sent_frames)
             if connection_was_over and self.queued_bytes <= connection_limit:
                 # Writers of every stream may be waiting on the connection.

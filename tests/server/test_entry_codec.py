@@ -1,5 +1,6 @@
 """Log entry data: the bytes on disk and on the wire stay what syndic has
-always written, every request round-trips, and foreign bytes are refused."""
+always written (a client's write as its own protobuf bytes since that
+format came in), every request round-trips, and foreign bytes are refused."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import msgpack
 import pytest
 
+from syndic.api.gen import rpc_pb2
 from syndic.kv.messages import (
     CompactionRequest,
     Compare,
@@ -23,7 +25,15 @@ from syndic.kv.messages import (
     SortTarget,
     TxnRequest,
 )
-from syndic.server.entry_codec import EntryCodecError, EntryKind, decode_entry, encode_entry
+from syndic.server import request_pb
+from syndic.server.entry_codec import (
+    EntryCodecError,
+    EntryKind,
+    WireRequest,
+    decode_entry,
+    encode_entry,
+    store_request,
+)
 
 MEMBER_ID = 0x8E9E05C52164694D
 
@@ -132,4 +142,70 @@ def test_foreign_bytes_are_refused_with_a_reason(data: bytes, message: str) -> N
 def test_deeply_nested_maps_are_refused_not_a_crash() -> None:
     data = b"\x94\x01\x01\x02" + b"\x81\x03" * 100_000 + b"\xc0"
     with pytest.raises(EntryCodecError):
+        decode_entry(data)
+
+
+# ---------------------------------------------------------------- protobuf entries
+
+_PUT_PB = rpc_pb2.PutRequest(key=b"k", value=b"v", lease=7, prev_kv=True)
+_TXN_PB = rpc_pb2.TxnRequest(
+    compare=[rpc_pb2.Compare(key=b"k", target=rpc_pb2.Compare.MOD, mod_revision=3)],
+    success=[rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=b"x"))],
+    failure=[rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(key=b"k"))],
+)
+WIRE = [
+    WireRequest(request_pb.put_request_from_pb(_PUT_PB), _PUT_PB.SerializeToString()),
+    WireRequest(
+        DeleteRangeRequest(key=b"a", range_end=b"z", prev_kv=True),
+        rpc_pb2.DeleteRangeRequest(key=b"a", range_end=b"z", prev_kv=True).SerializeToString(),
+    ),
+    WireRequest(request_pb.txn_request_from_pb(_TXN_PB), _TXN_PB.SerializeToString()),
+]
+
+
+def test_a_put_entry_is_a_tag_the_ids_and_the_clients_bytes() -> None:
+    data = encode_entry(EntryKind.STORE, MEMBER_ID, 42, WIRE[0])
+    # Part of the on-disk format: tag 0x01, proposer and request ids as uint64.
+    assert data.hex() == "018e9e05c52164694d000000000000002a" + _PUT_PB.SerializeToString().hex()
+
+
+@pytest.mark.parametrize("wired", WIRE)
+def test_a_wire_entry_decodes_to_the_request_admitted(wired: WireRequest) -> None:
+    decoded = decode_entry(encode_entry(EntryKind.STORE, MEMBER_ID, 42, wired))
+    assert (decoded.kind, decoded.proposer_id, decoded.request_id) == (
+        EntryKind.STORE,
+        MEMBER_ID,
+        42,
+    )
+    assert decoded.payload == wired.request and type(decoded.payload) is type(wired.request)
+    assert store_request(wired) is wired.request
+
+
+def test_a_wire_request_travels_only_in_a_store_entry_and_only_for_writes() -> None:
+    with pytest.raises(TypeError, match="STORE entry"):
+        encode_entry(EntryKind.AUTH, 1, 2, WIRE[0])
+    with pytest.raises(TypeError, match="does not travel as protobuf"):
+        WireRequest(LeaseRevokeRequest(id=5), b"")  # type: ignore[arg-type]
+
+
+def _wire_txn(*ops: rpc_pb2.RequestOp) -> bytes:
+    return b"\x03" + bytes(16) + rpc_pb2.TxnRequest(success=ops).SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"\x01\x00\x00", "not a syndic entry"),  # header cut short
+        (b"\x01" + bytes(16) + b"\xff\xff", "not a syndic entry"),  # not protobuf
+        # A Txn op with no request set, refused as at admission.
+        (_wire_txn(rpc_pb2.RequestOp()), "no request set"),
+        # A sort enum protobuf lets through, inside a Txn's range.
+        (
+            _wire_txn(rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(sort_order=7))),
+            "sort_order",
+        ),
+    ],
+)
+def test_foreign_wire_bytes_are_refused_with_a_reason(data: bytes, message: str) -> None:
+    with pytest.raises(EntryCodecError, match=message):
         decode_entry(data)

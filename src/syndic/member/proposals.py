@@ -25,7 +25,7 @@ from syndic.member.ports import Completion, PeerPort
 from syndic.raft import Entry, NotLeaderError, ProposalDroppedError, RaftNode, Role
 from syndic.server import backend as errors
 from syndic.server.backend import ServerError
-from syndic.server.entry_codec import DecodedEntry, EntryKind, encode_entry
+from syndic.server.entry_codec import DecodedEntry, EntryKind, encode_entry, store_request
 
 # Framing an entry adds its kind and ids to the request it carries.
 ENTRY_OVERHEAD_BYTES_MAX = 1024
@@ -143,7 +143,8 @@ class Proposals:
             # A store request is a frozen dataclass, validated when built, and
             # its bytes decode to an equal one (entry_codec's round trip):
             # whatever entry holds these bytes applies this very object.
-            self._own_entries[data] = DecodedEntry(kind, self.member_id, request_id, payload)
+            request = store_request(payload)  # a WireRequest applies its decoded form
+            self._own_entries[data] = DecodedEntry(kind, self.member_id, request_id, request)
         return request_id
 
     def take_decoded(self, data: bytes) -> DecodedEntry | None:

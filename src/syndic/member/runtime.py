@@ -47,7 +47,13 @@ from syndic.raft import (
     SoftState,
 )
 from syndic.server import backend as errors
-from syndic.server.entry_codec import DecodedEntry, EntryCodecError, EntryKind, decode_entry
+from syndic.server.entry_codec import (
+    DecodedEntry,
+    EntryCodecError,
+    EntryKind,
+    decode_entry,
+    store_request,
+)
 from syndic.server.state_machine import DecodedState, StateMachine
 
 # Planted bug (syndic.sim.buggify): a blind write is answered once it is in
@@ -182,7 +188,7 @@ class MemberRuntime:
             raft.commit_index - raft.applied_index,
             trace,
         )
-        blind = kind is EntryKind.STORE and not isinstance(payload, TxnRequest)
+        blind = kind is EntryKind.STORE and not isinstance(store_request(payload), TxnRequest)
         if self._ack_before_fsync and blind and self.is_leader:
             # Planted bug: a blind write is acknowledged once it is queued.
             self.proposals.complete(request_id, None)

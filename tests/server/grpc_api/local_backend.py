@@ -38,7 +38,13 @@ from syndic.server.backend import (
     member_not_learner,
     peer_url_exists,
 )
-from syndic.server.entry_codec import EntryKind, decode_entry, encode_entry
+from syndic.server.entry_codec import (
+    EntryKind,
+    WireRequest,
+    decode_entry,
+    encode_entry,
+    store_request,
+)
 from syndic.server.state_machine import MemberAttrs, StateMachine
 
 CLUSTER_ID = 0x1C1C
@@ -74,6 +80,8 @@ class LocalBackend:
         self._listeners: set[Callable[[], None]] = set()
         self.store.add_observer(self)
         self.writes: list[object] = []
+        # The client writes that arrived with their protobuf bytes (their log entry).
+        self.wire_writes: list[WireRequest] = []
         self.read_txns: list[TxnRequest] = []
         self._members: dict[int, Member] = {
             MEMBER_ID: Member(
@@ -100,6 +108,9 @@ class LocalBackend:
         return Header(CLUSTER_ID, MEMBER_ID, self.store.revision, RAFT_TERM)
 
     async def write(self, request: object) -> object:
+        if isinstance(request, WireRequest):
+            self.wire_writes.append(request)
+        request = store_request(request)
         self.writes.append(request)
         return self.store.apply(request, self.clock())
 

@@ -22,6 +22,7 @@ from syndic.kv.messages import (
     TxnRequest,
     WatchFilter,
 )
+from syndic.server import request_pb
 from syndic.server.backend import Header, ServerError
 from syndic.server.grpc_api import convert
 from syndic.server.grpc_api.config import GrpcApiConfig
@@ -64,16 +65,16 @@ def test_range_request_keeps_every_field(
         min_create_revision=bounds[2],
         max_create_revision=bounds[3],
     )
-    assert convert.range_request_from_pb(pb) == RangeRequest(
+    assert request_pb.range_request_from_pb(pb) == RangeRequest(
         key, end, limit, rev, order, target, *flags, *bounds
     )
 
 
 def test_unknown_enums_are_refused() -> None:
     with pytest.raises(InvalidSortOptionError):
-        convert.range_request_from_pb(rpc_pb2.RangeRequest(key=b"k", sort_order=3))
+        request_pb.range_request_from_pb(rpc_pb2.RangeRequest(key=b"k", sort_order=3))
     with pytest.raises(InvalidArgumentError):
-        convert.compare_from_pb(rpc_pb2.Compare(key=b"k", result=4))
+        request_pb.compare_from_pb(rpc_pb2.Compare(key=b"k", result=4))
     with pytest.raises(InvalidArgumentError):
         convert.watch_create_from_pb(rpc_pb2.WatchCreateRequest(key=b"k", filters=[2]))
     with pytest.raises(InvalidArgumentError):
@@ -99,7 +100,7 @@ def test_nested_txn_converts_recursively() -> None:
             rpc_pb2.RequestOp(request_txn=inner),
         ],
     )
-    txn = convert.txn_request_from_pb(pb)
+    txn = request_pb.txn_request_from_pb(pb)
     (cmp,) = txn.compare
     assert (cmp.target, cmp.result, cmp.range_end, cmp.mod_revision) == (
         CompareTarget.MOD,

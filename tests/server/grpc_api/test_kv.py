@@ -397,3 +397,24 @@ async def test_read_only_txn_reading_a_compacted_revision_is_refused(served: Ser
         "etcdserver: mvcc: required revision has been compacted",
     )
     assert served.backend.writes[-1].__class__.__name__ == "CompactionRequest"
+
+
+async def test_writes_carry_the_clients_own_bytes_as_their_log_entry(served: Served) -> None:
+    """A Put, DeleteRange or Txn reaches the backend with the request's
+    protobuf bytes, which the log then carries, and the request decoded once."""
+    put_pb = rpc_pb2.PutRequest(key=b"w", value=b"1", prev_kv=True)
+    delete_pb = rpc_pb2.DeleteRangeRequest(key=b"w", range_end=b"x")
+    txn_pb = rpc_pb2.TxnRequest(
+        success=[rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=b"t", value=b"2"))]
+    )
+    await kv(served).Put(put_pb, timeout=CALL_TIMEOUT_S)
+    await kv(served).DeleteRange(delete_pb, timeout=CALL_TIMEOUT_S)
+    await kv(served).Txn(txn_pb, timeout=CALL_TIMEOUT_S)
+    wired = served.backend.wire_writes[-3:]
+    assert [w.wire for w in wired] == [m.SerializeToString() for m in (put_pb, delete_pb, txn_pb)]
+    assert [w.request for w in wired] == served.backend.writes[-3:]
+    assert [type(w.request).__name__ for w in wired] == [
+        "PutRequest",
+        "DeleteRangeRequest",
+        "TxnRequest",
+    ]

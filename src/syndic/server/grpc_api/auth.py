@@ -64,6 +64,7 @@ from syndic.server.backend import (
     user_empty,
     user_not_found,
 )
+from syndic.server.entry_codec import store_request
 from syndic.server.grpc_api import convert
 
 _T = TypeVar("_T")
@@ -187,19 +188,21 @@ class AuthGate:
 
     async def write(self, context: Any, request: object) -> object:
         """``backend.write``, or once auth is enabled, the write as an AUTH entry that
-        applying checks again."""
+        applying checks again. A :class:`WireRequest` (a client's write with its
+        protobuf bytes) is checked and, under auth, logged as its decoded request."""
+        plain = store_request(request)
 
         def check() -> AuthInfo | None:
             info = self.info(context)
             # Refused here, a denied request costs no log entry.
-            self.store.check_request(info, request, self._lease_keys)
+            self.store.check_request(info, plain, self._lease_keys)
             return info
 
         info = await self.synced(check)
         if not self.store.enabled:
             return await self._backend.write(request)
         user, revision = (info.user, info.revision) if info is not None else ("", 0)
-        return await self._backend.auth_apply([WRITE_OP, user, revision, request])
+        return await self._backend.auth_apply([WRITE_OP, user, revision, plain])
 
     async def require_admin(self, context: Any) -> None:
         """etcd: checkMembershipOperationPermission (the root role, once auth is enabled)."""

@@ -3,11 +3,12 @@
 Incoming messages become the store's frozen dataclasses (whose
 ``__post_init__`` refuses values protobuf lets through, such as an unknown
 sort enum) and outgoing dataclasses become etcd's protobufs. Every function
-is pure: no backend, no gRPC context.
+is pure: no backend, no gRPC context. The KV requests' converters live in
+``syndic.server.request_pb``, free of gRPC, for the entry codec.
 
 Example::
 
-    req = range_request_from_pb(rpc_pb2.RangeRequest(key=b"a", range_end=b"b"))
+    req = request_pb.range_request_from_pb(rpc_pb2.RangeRequest(key=b"a", range_end=b"b"))
     resp_pb = range_response_to_pb(backend_resp, header_pb(backend.header(), resp.revision))
 """
 
@@ -19,27 +20,17 @@ from urllib.parse import urlsplit
 
 import syndic
 from syndic.api.gen import kv_pb2, rpc_pb2
-from syndic.kv.errors import InvalidArgumentError, InvalidSortOptionError
+from syndic.kv.errors import InvalidArgumentError
 from syndic.kv.messages import (
     AlarmType,
     CompactionRequest,
-    Compare,
-    CompareResult,
-    CompareTarget,
-    DeleteRangeRequest,
     DeleteRangeResponse,
     Event,
     KeyValue,
     LeaseTimeToLiveResponse,
-    PutRequest,
     PutResponse,
-    RangeRequest,
     RangeResponse,
-    RequestOp,
     ResponseOp,
-    SortOrder,
-    SortTarget,
-    TxnRequest,
     TxnResponse,
     WatchFilter,
 )
@@ -109,101 +100,6 @@ def event_to_pb(event: Event) -> kv_pb2.Event:
 
 
 # -------------------------------------------------------------------- KV
-
-
-def range_request_from_pb(pb: rpc_pb2.RangeRequest) -> RangeRequest:
-    return RangeRequest(
-        key=pb.key,
-        range_end=pb.range_end,
-        limit=pb.limit,
-        revision=pb.revision,
-        sort_order=_sort_order(pb.sort_order),
-        sort_target=_sort_target(pb.sort_target),
-        serializable=pb.serializable,
-        keys_only=pb.keys_only,
-        count_only=pb.count_only,
-        min_mod_revision=pb.min_mod_revision,
-        max_mod_revision=pb.max_mod_revision,
-        min_create_revision=pb.min_create_revision,
-        max_create_revision=pb.max_create_revision,
-    )
-
-
-def _sort_order(value: int) -> SortOrder:
-    try:
-        return SortOrder(value)
-    except ValueError:
-        # etcd: checkRangeRequest refuses enum numbers it has no name for.
-        raise InvalidSortOptionError(f"sort_order={value}") from None
-
-
-def _sort_target(value: int) -> SortTarget:
-    try:
-        return SortTarget(value)
-    except ValueError:
-        raise InvalidSortOptionError(f"sort_target={value}") from None
-
-
-def put_request_from_pb(pb: rpc_pb2.PutRequest) -> PutRequest:
-    return PutRequest(
-        key=pb.key,
-        value=pb.value,
-        lease=pb.lease,
-        prev_kv=pb.prev_kv,
-        ignore_value=pb.ignore_value,
-        ignore_lease=pb.ignore_lease,
-    )
-
-
-def delete_range_request_from_pb(pb: rpc_pb2.DeleteRangeRequest) -> DeleteRangeRequest:
-    return DeleteRangeRequest(key=pb.key, range_end=pb.range_end, prev_kv=pb.prev_kv)
-
-
-def compare_from_pb(pb: rpc_pb2.Compare) -> Compare:
-    if pb.target not in _COMPARE_TARGETS or pb.result not in _COMPARE_RESULTS:
-        raise InvalidArgumentError(f"compare target={pb.target} result={pb.result}")
-    # Unset members of the target_union read as zero values, which is what
-    # etcd compares against when the client sets none of them.
-    return Compare(
-        key=pb.key,
-        target=CompareTarget(pb.target),
-        result=CompareResult(pb.result),
-        range_end=pb.range_end,
-        version=pb.version,
-        create_revision=pb.create_revision,
-        mod_revision=pb.mod_revision,
-        value=pb.value,
-        lease=pb.lease,
-    )
-
-
-_COMPARE_TARGETS: Final = frozenset(int(v) for v in CompareTarget)
-_COMPARE_RESULTS: Final = frozenset(int(v) for v in CompareResult)
-
-
-def request_op_from_pb(pb: rpc_pb2.RequestOp) -> RequestOp:
-    kind = pb.WhichOneof("request")
-    if kind == "request_range":
-        return range_request_from_pb(pb.request_range)
-    if kind == "request_put":
-        return put_request_from_pb(pb.request_put)
-    if kind == "request_delete_range":
-        return delete_range_request_from_pb(pb.request_delete_range)
-    if kind == "request_txn":
-        return txn_request_from_pb(pb.request_txn)
-    # etcd skips an empty union at apply time; syndic refuses it so a
-    # client bug is reported instead of silently dropping an operation.
-    raise InvalidArgumentError("txn RequestOp has no request set")
-
-
-def txn_request_from_pb(pb: rpc_pb2.TxnRequest) -> TxnRequest:
-    # Recursion depth is bounded by protobuf's own parse limit (100 levels);
-    # the store then applies its tighter txn_depth_max.
-    return TxnRequest(
-        compare=tuple(compare_from_pb(c) for c in pb.compare),
-        success=tuple(request_op_from_pb(op) for op in pb.success),
-        failure=tuple(request_op_from_pb(op) for op in pb.failure),
-    )
 
 
 def compaction_request_from_pb(pb: rpc_pb2.CompactionRequest) -> CompactionRequest:

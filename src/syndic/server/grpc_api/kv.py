@@ -20,12 +20,14 @@ from syndic.kv.messages import (
     TxnRequest,
     TxnResponse,
 )
+from syndic.server import request_pb
 from syndic.server.backend import (
     Backend,
     request_too_large,
     txn_is_read_only,
     txn_is_serializable,
 )
+from syndic.server.entry_codec import WireRequest
 from syndic.server.grpc_api import convert
 from syndic.server.grpc_api.auth import AuthGate
 from syndic.server.grpc_api.config import GrpcApiConfig
@@ -47,20 +49,24 @@ class KVServicer:
         self._config = config
         self._gate = gate
 
-    def _check_size(self, request: Any) -> None:
+    def _wire(self, request: Any) -> bytes:
+        """The request's protobuf bytes, which become its log entry
+        (``WireRequest``), checked against the size limit once, here."""
+        wire: bytes = request.SerializeToString()
         # etcd: EtcdServer.processInternalRaftRequestOnce refuses a proposal
         # larger than --max-request-bytes with ErrRequestTooLarge.
-        if request.ByteSize() > self._config.max_request_bytes:
+        if len(wire) > self._config.max_request_bytes:
             raise request_too_large()
+        return wire
 
     async def Range(self, request: rpc_pb2.RangeRequest, context: Any) -> rpc_pb2.RangeResponse:
-        resp = await self._gate.range(context, convert.range_request_from_pb(request))
+        resp = await self._gate.range(context, request_pb.range_request_from_pb(request))
         header = convert.header_pb(self._backend.header(), resp.revision)
         return convert.range_response_to_pb(resp, header)
 
     async def Put(self, request: rpc_pb2.PutRequest, context: Any) -> rpc_pb2.PutResponse:
-        self._check_size(request)
-        req = convert.put_request_from_pb(request)
+        wire = self._wire(request)
+        req = WireRequest(request_pb.put_request_from_pb(request), wire)
         resp: PutResponse = _expect(await self._gate.write(context, req), PutResponse)
         return convert.put_response_to_pb(
             resp, convert.header_pb(self._backend.header(), resp.revision)
@@ -69,8 +75,8 @@ class KVServicer:
     async def DeleteRange(
         self, request: rpc_pb2.DeleteRangeRequest, context: Any
     ) -> rpc_pb2.DeleteRangeResponse:
-        self._check_size(request)
-        req = convert.delete_range_request_from_pb(request)
+        wire = self._wire(request)
+        req = WireRequest(request_pb.delete_range_request_from_pb(request), wire)
         resp: DeleteRangeResponse = _expect(
             await self._gate.write(context, req), DeleteRangeResponse
         )
@@ -79,12 +85,12 @@ class KVServicer:
         )
 
     async def Txn(self, request: rpc_pb2.TxnRequest, context: Any) -> rpc_pb2.TxnResponse:
-        self._check_size(request)
-        req = convert.txn_request_from_pb(request)
+        wire = self._wire(request)
+        req = request_pb.txn_request_from_pb(request)
         if txn_is_read_only(req):
             resp = await self._read_txn(context, req)
         else:
-            resp = _expect(await self._gate.write(context, req), TxnResponse)
+            resp = _expect(await self._gate.write(context, WireRequest(req, wire)), TxnResponse)
         return convert.txn_response_to_pb(
             resp, convert.header_pb(self._backend.header(), resp.revision)
         )

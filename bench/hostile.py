@@ -15,8 +15,8 @@ cluster's leader (the member whose stall would cost an election):
   takes them (CVE-2023-44487).
 
 While each attack runs, ``etcdctl get`` is sent to the attacked member every
-half second and timed (from a thread of its own, so the attacker's busy loop
-does not delay the timing), its resident memory is sampled, and the Raft term
+half second and timed (from a process of its own, so the attacker's busy
+loop does not delay the timing), its resident memory is sampled, and the Raft term
 is read before and after from ``etcdctl endpoint status``. Each run also
 records syndic's loop lag over the attack (its metric) and the attacker's own
 stalls, and prints a line as it ends. An attack is
@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -443,14 +445,13 @@ def raft_terms_eventually(members: list[MemberProcess]) -> dict[str, Any] | None
     return None
 
 
-def probe_gets(endpoint: str, until: float) -> list[float | None]:
-    """``etcdctl get`` on the attacked member every PROBE_INTERVAL_S: seconds, None if it failed.
+Probe = tuple[float, float, bool]  # (started, seconds, answered)
 
-    Run in a thread of its own, blocking on each etcdctl, not on the
-    attacker's event loop: that loop writes hundreds of megabytes at times,
-    and a get timed there would count the attacker's own stalls as the
-    member's."""
-    latencies: list[float | None] = []
+
+def probe_gets(endpoint: str, until: float) -> list[Probe]:
+    """``etcdctl get`` on the attacked member every PROBE_INTERVAL_S until ``until``
+    (time.monotonic, the same clock in every process)."""
+    probes: list[Probe] = []
     while time.monotonic() < until:
         started = time.monotonic()
         try:
@@ -471,10 +472,27 @@ def probe_gets(endpoint: str, until: float) -> list[float | None]:
         except subprocess.TimeoutExpired:
             ok = False
         elapsed = time.monotonic() - started
-        latencies.append(elapsed if ok else None)
-        PROBE_LOG.append((started, elapsed, ok))
+        probes.append((started, elapsed, ok))
         time.sleep(max(0.0, PROBE_INTERVAL_S - elapsed))
-    return latencies
+    return probes
+
+
+async def probe_gets_apart(
+    prober: concurrent.futures.Executor, endpoint: str, until: float
+) -> list[Probe]:
+    """probe_gets in a process of its own. Not on the attacker's loop, which
+    writes hundreds of megabytes at times (a get timed there counted the
+    attacker's stalls, up to 0.9 s, as the member's), nor in a thread of the
+    attacker's process, which waits for its interpreter lock."""
+    loop = asyncio.get_running_loop()
+    probes = await loop.run_in_executor(prober, probe_gets, endpoint, until)
+    PROBE_LOG.extend(probes)
+    return probes
+
+
+def latencies_of(probes: list[Probe]) -> list[float | None]:
+    """Seconds per get, None for one that failed."""
+    return [elapsed if ok else None for _, elapsed, ok in probes]
 
 
 async def attacker_lag(until: float, interval_s: float = 0.05) -> list[tuple[float, float]]:
@@ -503,20 +521,22 @@ async def attack_once(
 ) -> dict[str, Any]:
     assert target.process is not None
     before = raft_terms(members)
-    idle_gets = await asyncio.to_thread(probe_gets, target.endpoint, time.monotonic() + 2.0)
-    idle = [x for x in idle_gets if x is not None]
-    lag_before = loop_lag_buckets(target)
-    rss_before = rss_mib(target.process.pid)
-    cpu_before = cpu_s(target.process.pid)
-    started = time.monotonic()
-    until = started + scale.duration_s
-    tally = Tally()
-    attack = asyncio.create_task(ATTACKS[name](target.client_port, scale, until, tally))
-    latencies, rss_peak, attacker_late = await asyncio.gather(
-        asyncio.to_thread(probe_gets, target.endpoint, until),
-        sample_rss(target.process.pid, until),
-        attacker_lag(until),
-    )
+    with concurrent.futures.ProcessPoolExecutor(1, multiprocessing.get_context("spawn")) as prober:
+        idle_gets = await probe_gets_apart(prober, target.endpoint, time.monotonic() + 2.0)
+        idle = [x for x in latencies_of(idle_gets) if x is not None]
+        lag_before = loop_lag_buckets(target)
+        rss_before = rss_mib(target.process.pid)
+        cpu_before = cpu_s(target.process.pid)
+        started = time.monotonic()
+        until = started + scale.duration_s
+        tally = Tally()
+        attack = asyncio.create_task(ATTACKS[name](target.client_port, scale, until, tally))
+        probes, rss_peak, attacker_late = await asyncio.gather(
+            probe_gets_apart(prober, target.endpoint, until),
+            sample_rss(target.process.pid, until),
+            attacker_lag(until),
+        )
+    latencies = latencies_of(probes)
     with contextlib.suppress(TimeoutError):  # the attacker's bound, not the member's
         await asyncio.wait_for(attack, 10.0)
     lag_after = loop_lag_buckets(target)
@@ -543,8 +563,8 @@ async def attack_once(
         # When the slow gets began (seconds into the attack) and took (ms).
         "slow_gets": [
             (round(at - started, 1), round(seconds * 1000))
-            for at, seconds, _ in PROBE_LOG
-            if at >= started and seconds > GET_LATENCY_S_MAX / 2
+            for at, seconds, _ in probes
+            if seconds > GET_LATENCY_S_MAX / 2
         ],
         # The attacker's own stalls (s into the attack, ms), which a get
         # timed on its loop would have counted.

@@ -40,7 +40,7 @@ def _run_until(clock: VirtualClock, done: Callable[[], object], limit_ms: int = 
     deadline = clock.now_ms + limit_ms
     while not done():
         assert clock.now_ms < deadline, "not within the virtual time limit"
-        clock.pop_due().action()
+        clock.pop_due()[0]()
 
 
 def _elect(clock: VirtualClock, cluster: SimCluster) -> int:

@@ -54,7 +54,7 @@ def _net(config: NetworkConfig) -> tuple[VirtualClock, SimNetwork, list[Message]
 
 def _drain(clock: VirtualClock) -> None:
     while clock.pending():
-        clock.pop_due().action()
+        clock.pop_due()[0]()
 
 
 def _msg(i: int) -> Message:

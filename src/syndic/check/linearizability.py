@@ -45,6 +45,8 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from syndic.raft.frozen import fast_frozen_init
+
 # A limit on configurations explored per key, so a pathological history reports
 # UNKNOWN in seconds instead of searching for hours: 200k configurations is about
 # one to two seconds of CPython on histories of a few hundred operations per key.
@@ -76,6 +78,7 @@ class Verdict(enum.Enum):
     UNKNOWN = "unknown"
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Operation:
     """One client operation on one key.

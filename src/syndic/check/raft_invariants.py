@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from syndic.raft import Entry, EntryType, InvariantError, Role
+from syndic.raft.frozen import fast_frozen_init
 
 
 class SafetyViolationError(AssertionError):
@@ -55,6 +56,7 @@ class CoreView(Protocol):
     def check_invariants(self) -> None: ...
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class _Applied:
     term: int

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from syndic.kv.messages import EventType, KeyValue, WatchFilter
 from syndic.kv.watch import WatchResponse
+from syndic.raft.frozen import fast_frozen_init
 
 # A history longer than this is refused: the checker keeps per-revision state.
 WRITES_MAX = 5_000_000
@@ -42,6 +43,7 @@ class WatchHistoryError(ValueError):
     """The write history is malformed (revisions going backwards, delete of a missing key)."""
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class WriteEvent:
     """One committed change: a PUT (with its value) or a DELETE of ``key`` at ``revision``."""

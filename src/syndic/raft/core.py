@@ -86,8 +86,10 @@ READ_CONTEXT_BYTES_MAX = 4096
 # Committed entries handed out in one Ready; bounds the work (and memory) of one
 # apply step, the rest follows in the next Ready.
 COMMITTED_ENTRIES_PER_READY_MAX = 4096
-# What a leader may send before persisting the Ready that holds them.
-_EARLY_TYPES = frozenset({MessageType.APPEND, MessageType.HEARTBEAT})
+# What a leader may send before persisting the Ready that holds them. A tuple:
+# `in` tests its two members by identity, where a set would hash an Enum
+# member through a Python-level __hash__ for every message.
+_EARLY_TYPES = (MessageType.APPEND, MessageType.HEARTBEAT)
 
 # APPENDs sent to one follower in one burst after an acknowledgement; the inflight
 # window bounds it too, this keeps one step's work finite whatever the config.
@@ -602,8 +604,9 @@ class RaftNode:
         for node_id, pr in self._progress.items():
             pr.check(node_id, last_index)
         # A commit at or below the floor is allowed whatever the quorum holds,
-        # so the quorum is only worked out when it decides the outcome.
-        if log.committed > self._leader_commit_floor:
+        # so the quorum is only worked out when it decides the outcome, and
+        # then only counted; the quorum's index is computed for the message.
+        if log.committed > self._leader_commit_floor and not self._quorum_holds(log.committed):
             match = {node_id: pr.match for node_id, pr in self._progress.items()}
             quorum_holds = committed_index(self._conf, match)
             if log.committed > quorum_holds:
@@ -614,6 +617,22 @@ class RaftNode:
             raise InvariantError("pending conf index beyond the log")
         if self._uncommitted_bytes < 0:
             raise InvariantError("negative uncommitted bytes")
+
+    def _quorum_holds(self, index: int) -> bool:
+        """Whether a majority of the voters (of both halves, in a joint
+        configuration) hold ``index``: ``committed_index() >= index``, counted."""
+        progress = self._progress
+        conf = self._conf
+        halves = (conf.voters, conf.voters_outgoing) if conf.voters_outgoing else (conf.voters,)
+        for voters in halves:
+            held = 0
+            for node_id in voters:
+                pr = progress.get(node_id)
+                if pr is not None and pr.match >= index:
+                    held += 1
+            if held <= len(voters) // 2:
+                return False
+        return True
 
     # -- roles -------------------------------------------------------------------------
 
@@ -1099,7 +1118,9 @@ class RaftNode:
             commit=self._log.committed,
         )
         pr.sent_entries(
-            entries[-1].index if entries else None, sum(e.size_bytes() for e in entries)
+            # Entry.size_bytes() summed without a call per entry: this runs per APPEND.
+            entries[-1].index if entries else None,
+            sum([len(e.data) for e in entries]),
         )
         return True
 

@@ -57,11 +57,13 @@ class RaftLog:
 
     def term(self, index: int) -> int | None:
         """Term of the entry at ``index``; None when compacted away or beyond the log."""
-        if index == self.offset:
+        offset = self.offset
+        if index == offset:
             return self.offset_term
-        if index < self.offset or index > self.last_index():
+        position = index - offset - 1
+        if position < 0 or position >= len(self._entries):
             return None
-        return self._entries[index - self.offset - 1].term
+        return self._entries[position].term
 
     def match_term(self, index: int, term: int) -> bool:
         found = self.term(index)
@@ -96,7 +98,7 @@ class RaftLog:
             return tuple(window)
         total = 0
         for count, entry in enumerate(window):
-            total += entry.size_bytes()
+            total += len(entry.data)  # entry.size_bytes(), without a call per entry
             if total > max_bytes and count > 0:
                 return tuple(window[:count])
         return tuple(window)
@@ -200,7 +202,7 @@ class RaftLog:
 
     def stable_last_index(self) -> int:
         """The last index the runtime has persisted."""
-        return min(self.unstable_from - 1, self.last_index())
+        return min(self.unstable_from - 1, self.offset + len(self._entries))
 
     def stable_snapshot_to(self, index: int) -> None:
         if self.unstable_snapshot is not None and self.unstable_snapshot.meta.index == index:

@@ -123,6 +123,16 @@ class HardState:
     commit: int = 0
 
     def __post_init__(self) -> None:
+        term, vote, commit = self.term, self.vote, self.commit
+        if (
+            type(term) is int
+            and type(vote) is int
+            and type(commit) is int
+            and 0 <= term <= U64_MAX
+            and 0 <= vote <= U64_MAX
+            and 0 <= commit <= U64_MAX
+        ):
+            return  # the common case, decided without a call per field
         _check_uint("HardState.term", self.term)
         check_node_id("HardState.vote", self.vote, allow_none=True)
         _check_uint("HardState.commit", self.commit)
@@ -222,32 +232,10 @@ class Message:
     context: bytes = b""
 
     def __post_init__(self) -> None:
-        if not self._fields_plainly_valid():
-            self._check_fields()
-        if not isinstance(self.entries, tuple):
-            raise InvalidArgumentError("Message.entries must be a tuple of Entry")
-        expected = self.index + 1
-        for entry in self.entries:
-            if not isinstance(entry, Entry):
-                raise InvalidArgumentError("Message.entries must be a tuple of Entry")
-            if self.type is MessageType.APPEND and entry.index != expected:
-                raise InvalidArgumentError(
-                    f"Message.entries: APPEND entries must be contiguous from index {expected}, "
-                    f"got {entry.index}"
-                )
-            expected = entry.index + 1
-        if self.snapshot is not None and not isinstance(self.snapshot, Snapshot):
-            raise InvalidArgumentError("Message.snapshot must be a Snapshot or None")
-        if self.type is MessageType.SNAPSHOT and self.snapshot is None:
-            raise InvalidArgumentError("Message: SNAPSHOT without a snapshot")
-        if type(self.context) is not bytes:
-            _check_bytes("Message.context", self.context)
-
-    def _fields_plainly_valid(self) -> bool:
-        """The scalar fields in one expression: every message the core builds
-        passes here, so the per-field checks (and their messages) run only for
-        a value that is wrong or of an unusual type."""
-        return (
+        # The scalar fields in one expression: every message the core builds
+        # passes here, so the per-field checks (and their messages) run only
+        # for a value that is wrong or of an unusual type.
+        if not (
             type(self.type) is MessageType
             and type(self.from_id) is int
             and type(self.to_id) is int
@@ -265,7 +253,30 @@ class Message:
             and 0 <= self.index <= U64_MAX
             and 0 <= self.commit <= U64_MAX
             and 0 <= self.reject_hint <= U64_MAX
-        )
+        ):
+            self._check_fields()
+        entries = self.entries
+        if not isinstance(entries, tuple):
+            raise InvalidArgumentError("Message.entries must be a tuple of Entry")
+        if entries:  # most messages carry none
+            append = self.type is MessageType.APPEND
+            expected = self.index + 1
+            for entry in entries:
+                if not isinstance(entry, Entry):
+                    raise InvalidArgumentError("Message.entries must be a tuple of Entry")
+                if append and entry.index != expected:
+                    raise InvalidArgumentError(
+                        f"Message.entries: APPEND entries must be contiguous from index "
+                        f"{expected}, got {entry.index}"
+                    )
+                expected = entry.index + 1
+        snapshot = self.snapshot
+        if snapshot is not None and not isinstance(snapshot, Snapshot):
+            raise InvalidArgumentError("Message.snapshot must be a Snapshot or None")
+        if snapshot is None and self.type is MessageType.SNAPSHOT:
+            raise InvalidArgumentError("Message: SNAPSHOT without a snapshot")
+        if type(self.context) is not bytes:
+            _check_bytes("Message.context", self.context)
 
     def _check_fields(self) -> None:
         if not isinstance(self.type, MessageType):

@@ -21,12 +21,10 @@ class SimulationError(RuntimeError):
     """The simulator itself was misused (time going backwards, event budget blown)."""
 
 
-@dataclass(slots=True)
-class _Scheduled:
-    due_ms: int
-    seq: int
-    action: Callable[[], None]
-    label: str = ""
+# One queued event: (due_ms, seq, action, label). A plain tuple, compared
+# in C on (due_ms, seq) with seq unique, so the action is never compared; no
+# object is built per event beyond the tuple itself.
+_Scheduled = tuple[int, int, Callable[[], None], str]
 
 
 class VirtualClock:
@@ -34,7 +32,8 @@ class VirtualClock:
 
     >>> clock = VirtualClock(tick_ms=10)
     >>> clock.schedule(25, lambda: None, "x")
-    >>> clock.pop_due().label, clock.now_ms, clock.now_ticks
+    >>> action, label = clock.pop_due()
+    >>> label, clock.now_ms, clock.now_ticks
     ('x', 25, 2)
     """
 
@@ -45,10 +44,7 @@ class VirtualClock:
             raise SimulationError(f"tick_ms must be >= 1, got {tick_ms}")
         self.tick_ms = tick_ms
         self.now_ms = 0
-        # (due_ms, seq, event): tuples of ints compare in C, far cheaper than
-        # a dataclass's generated ordering on every heap sift; seq is unique,
-        # so the event itself is never compared.
-        self._queue: list[tuple[int, int, _Scheduled]] = []
+        self._queue: list[_Scheduled] = []
         self._seq = 0
         self._events_run = 0
 
@@ -62,7 +58,7 @@ class VirtualClock:
             raise SimulationError(f"cannot schedule {label!r} in the past ({delay_ms} ms)")
         self._seq += 1
         due = self.now_ms + delay_ms
-        heapq.heappush(self._queue, (due, self._seq, _Scheduled(due, self._seq, action, label)))
+        heapq.heappush(self._queue, (due, self._seq, action, label))
 
     def pending(self) -> int:
         return len(self._queue)
@@ -70,16 +66,16 @@ class VirtualClock:
     def next_due_ms(self) -> int | None:
         return self._queue[0][0] if self._queue else None
 
-    def pop_due(self) -> _Scheduled:
-        """Take the next event and move time to it."""
+    def pop_due(self) -> tuple[Callable[[], None], str]:
+        """Take the next event and move time to it: its action and its label."""
         if not self._queue:
             raise SimulationError("no event scheduled")
-        event = heapq.heappop(self._queue)[2]
+        due_ms, _, action, label = heapq.heappop(self._queue)
         self._events_run += 1
         if self._events_run > MAX_EVENTS_PER_RUN:
             raise SimulationError(f"more than {MAX_EVENTS_PER_RUN} events in one run")
-        self.now_ms = event.due_ms
-        return event
+        self.now_ms = due_ms
+        return action, label
 
     @property
     def events_run(self) -> int:

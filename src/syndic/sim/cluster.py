@@ -603,14 +603,18 @@ class SimCluster:
     def send(self, messages: tuple[Message, ...] | list[Message]) -> None:
         assert self.network is not None
         granted = 0
+        network_send = self.network.send
+        checked_from = 0  # a Ready's messages share their sender: look it up once
         for msg in messages:
-            sender = self.members[msg.from_id].runtime
-            if sender is not None and sender.membership.removed:
-                raise SafetyViolationError(
-                    "removed-member-sends",
-                    f"n{msg.from_id} applied its own removal but still sends {msg.type.name}",
-                )
-            self.network.send(msg)
+            if msg.from_id != checked_from:
+                checked_from = msg.from_id
+                sender = self.members[checked_from].runtime
+                if sender is not None and sender.membership.removed:
+                    raise SafetyViolationError(
+                        "removed-member-sends",
+                        f"n{msg.from_id} applied its own removal but still sends {msg.type.name}",
+                    )
+            network_send(msg)
             if msg.type is MessageType.VOTE_RESP and not msg.reject:
                 granted = msg.from_id
         if granted:
@@ -950,12 +954,14 @@ class SimCluster:
             self.stats.snapshots_installed += 1
             self._trace(f"n{member.node_id} installed snapshot at {index}")
         runtime.finish(rd, sent=sent)
-        self._check_removed(member, runtime)
-        if member.runtime is None:
-            return
+        if runtime.membership.peers_dirty:  # tested here: this runs once per Ready
+            self._check_removed(member, runtime)
+            if member.runtime is None:
+                return
         if rd.committed_entries and member.role is Role.LEADER:
             self.on_leader_commit(member.node_id)
-        self._maybe_compact(member, runtime)
+        if runtime.snapshot_due():
+            self._maybe_compact(member, runtime)
 
     def _apply_observer(
         self, member: Member
@@ -993,8 +999,7 @@ class SimCluster:
             self.leases.removed(member.node_id, payload.id)
 
     def _maybe_compact(self, member: Member, runtime: MemberRuntime) -> None:
-        if not runtime.snapshot_due():
-            return
+        """Compact the log into a snapshot (the runtime said one is due)."""
         applied = runtime.raft.applied_index
         try:
             snap = runtime.raft.compact(applied, runtime.state.serialize())

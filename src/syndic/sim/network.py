@@ -16,6 +16,7 @@ from math import log
 from typing import TYPE_CHECKING
 
 from syndic.raft import Message
+from syndic.raft.frozen import fast_frozen_init
 
 if TYPE_CHECKING:
     import random
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from syndic.sim.clock import VirtualClock
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ForwardedProposals:
     """Entry data a follower hands to its leader to propose (the server's
@@ -37,6 +39,7 @@ class ForwardedProposals:
             raise ValueError("a forwarded frame carries at least one proposal")
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ForwardedRenewals:
     """Keep-alives a follower hands to its leader, one batch (the server's
@@ -48,6 +51,7 @@ class ForwardedRenewals:
     lease_ids: tuple[int, ...]
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class RenewalsAnswer:
     """The leader's answer to a :class:`ForwardedRenewals`: a TTL per lease,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from syndic.raft import Entry, HardState, PersistentState, Snapshot
+from syndic.raft.frozen import fast_frozen_init
 from syndic.storage import SnapshotStore, Wal, WalOptions, recover
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ SIM_RECORD_SIZE_BYTES_MAX = 16 * 1024
 SIM_SEGMENT_SIZE_BYTES_MAX = 48 * 1024
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class DurableMark:
     """What a member had made durable at its last completed sync: recovery must

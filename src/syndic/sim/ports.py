@@ -80,7 +80,8 @@ class SimPeers:
         self._node_id = node_id
 
     def send(self, messages: tuple[Message, ...] | list[Message]) -> None:
-        self._cluster.send(messages)
+        if messages:  # many Readys send nothing
+            self._cluster.send(messages)
 
     def forward_proposals(self, to_id: int, proposals: list[bytes]) -> bool:
         return self._cluster.forward(self._node_id, to_id, proposals)

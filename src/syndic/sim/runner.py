@@ -255,6 +255,9 @@ class _Run:
         tick_ms = clock.tick_ms
         touched = cluster.touched
         lease_violations = cluster.leases.violations
+        # Only check_step moves the checker's commit index: after an event
+        # that touched no member there is no new commit to note.
+        stepped = False
         while True:
             now_ticks = clock.now_ms // tick_ms
             if now_ticks - window_start_tick >= STORM_WINDOW_TICKS:
@@ -268,17 +271,20 @@ class _Run:
                     return
                 window_start_tick = now_ticks
                 window_start_events = events_run
-            committed = checker.committed_index
-            if committed >= next_commit_note:
-                self.trace(f"COMMIT index {committed}")
-                next_commit_note = committed + COMMIT_TRACE_STEP_ENTRIES
-            event = clock.pop_due()
+            if stepped:
+                committed = checker.committed_index
+                if committed >= next_commit_note:
+                    self.trace(f"COMMIT index {committed}")
+                    next_commit_note = committed + COMMIT_TRACE_STEP_ENTRIES
+            action, label = clock.pop_due()
             touched.clear()
+            stepped = False
             try:
-                event.action()
+                action()
                 # Every input to a core marks its member touched; an event that
                 # touched none changed no core and no fact the checker keeps.
                 if touched:
+                    stepped = True
                     checker.check_step(cluster.live_cores(), touched, only_touched_changed=True)
                 if lease_violations:
                     first = lease_violations[0]
@@ -286,7 +292,7 @@ class _Run:
             except SafetyViolationError:
                 raise
             except Exception as exc:  # the core or runtime blew up: a finding, with its seed
-                self._record("runtime-error", f"{type(exc).__name__}: {exc} (in {event.label})")
+                self._record("runtime-error", f"{type(exc).__name__}: {exc} (in {label})")
                 return
             if self.phase != "liveness":
                 continue

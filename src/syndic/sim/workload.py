@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from syndic.check.linearizability import Operation, OpKind
+from syndic.raft.frozen import fast_frozen_init
 
 if TYPE_CHECKING:
     import random
@@ -124,6 +125,7 @@ _HISTORY_KINDS = {
 }
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Request:
     request_id: str
@@ -139,6 +141,7 @@ class Request:
     revision: int = 0  # a compaction's target
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Reply:
     request_id: str

@@ -638,8 +638,10 @@ class MemberNode(MemberApi, PeerRequests):
 
     async def _propose(self, kind: EntryKind, payload: Any) -> Any:
         """Propose an entry (on the leader, or forwarded to it) and wait until this
-        member applies it; returns what applying it returned."""
-        await self._await_leader()
+        member applies it; returns what applying it returned, raises it if it
+        is an error (a store or auth refusal, reached through the log)."""
+        if not self._rt.leader_id:  # the common case costs no coroutine
+            await self._await_leader()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         try:
             # Proposed by the node loop with the rest of this cycle's (one
@@ -651,9 +653,12 @@ class MemberNode(MemberApi, PeerRequests):
         self._wake.set()
         try:
             # _sweep_timeouts fails it with "request timed out" past its deadline.
-            return await future
+            result = await future
         finally:
             self._rt.proposals.discard(request_id)
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     async def _await_leader(self) -> int:
         """The current leader's id, waiting up to one election timeout for one

@@ -587,6 +587,9 @@ def main() -> None:
         "--servers", default="syndic,etcd", help="the servers both clients run against, in turn"
     )
     parser.add_argument("--no-resume", action="store_true", help="skip the watch resume runs")
+    parser.add_argument(
+        "--resume-repeats", type=int, default=3, help="3-member clusters per resume measure"
+    )
     parser.add_argument("--worker", choices=CLIENTS, help=argparse.SUPPRESS)
     parser.add_argument("--interleaved", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
@@ -625,7 +628,7 @@ def main() -> None:
             return
         resumes = []
         many = []
-        for repeat in range(args.repeats):
+        for repeat in range(1 if args.quick else args.resume_repeats):
             for measure, runs in ((watch_resume, resumes), (watch_resume_many, many)):
                 root = Path(tmp) / f"cluster-{measure.__name__}-{repeat}"
                 cluster = start_cluster_retrying(root)

@@ -594,14 +594,33 @@ def prepare(members: list[MemberProcess]) -> MemberProcess:
     return next(m for m in members if leader.endswith(m.endpoint))
 
 
-def run_system(kind: str, names: list[str], scale: Scale) -> dict[str, Any]:
-    """A fresh 3-member cluster per attack, so no attack inherits another's damage."""
-    results: dict[str, Any] = {}
-    for name in names:
+CLUSTER_STARTS_MAX = 3  # a cluster that does not come up is started again, on fresh ports
+
+
+def healthy_cluster(kind: str) -> list[MemberProcess]:
+    """A fresh 3-member cluster, healthy. A start that fails before any attack
+    (a free port taken meanwhile by another process) is retried, not counted."""
+    for attempt in range(1, CLUSTER_STARTS_MAX + 1):
         root = Path(tempfile.mkdtemp(prefix=f"hostile-{kind}-"))
         members = start_cluster(kind, root, 3, **ETCD_DEFAULT_TIMERS)
         try:
             wait_healthy(members)
+            return members
+        except AssertionError as exc:
+            for member in members:
+                member.kill()
+            if attempt == CLUSTER_STARTS_MAX:
+                raise
+            print(f"{kind}: cluster did not start ({exc!s:.200}); again", file=sys.stderr)
+    raise AssertionError("unreachable")
+
+
+def run_system(kind: str, names: list[str], scale: Scale) -> dict[str, Any]:
+    """A fresh 3-member cluster per attack, so no attack inherits another's damage."""
+    results: dict[str, Any] = {}
+    for name in names:
+        members = healthy_cluster(kind)
+        try:
             target = prepare(members)
             results[name] = asyncio.run(attack_once(name, members, target, scale))
             print(f"{kind} {name}: {one_line(results[name])}", file=sys.stderr, flush=True)

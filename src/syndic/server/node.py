@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -471,7 +472,11 @@ class MemberNode(MemberApi, PeerRequests):
         """Run a disk operation in a worker thread. Cancelling the caller (stop)
         does not cancel the thread, so the operation is shielded and kept
         where stop() can wait for it before closing the WAL."""
-        op = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+        # The executor's own future, not a task running to_thread: each cycle's
+        # fsync takes this hop, and at one caller each write takes it alone
+        # (h2load 1x1: about 15% more puts/s, measured in alternating runs).
+        call = functools.partial(fn, *args, **kwargs)
+        op = asyncio.get_running_loop().run_in_executor(None, call)
         self._disk_ops.add(op)
         op.add_done_callback(self._disk_ops.discard)
         return await asyncio.shield(op)

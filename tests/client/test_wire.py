@@ -18,8 +18,8 @@ from syndic.client.wire import (
     get_result,
     put_result,
     txn_result,
-    varint,
 )
+from syndic.protowire import varint
 
 keys = st.binary(min_size=1, max_size=40)
 values = st.binary(max_size=300)

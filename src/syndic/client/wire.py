@@ -26,13 +26,11 @@ from typing import Final, TypeAlias
 
 from syndic.client.errors import ClientError
 from syndic.client.types import DeleteResult, GetResult, KeyValue, OpResult, PutResult, TxnResult
+from syndic.protowire import varint
 
 _Reader: TypeAlias = Callable[[bytes], "OpResult"]
 
-_UINT64_MASK: Final = (1 << 64) - 1
 _INT64_SIGN: Final = 1 << 63
-# Varints of 0..127 are one byte: looked up, not computed.
-_SMALL: Final = [bytes([n]) for n in range(128)]
 
 _VARINT: Final = 0
 _FIXED64: Final = 1
@@ -42,19 +40,6 @@ _FIXED32: Final = 5
 
 class MalformedAnswerError(ClientError):
     """The member's answer is not a valid protobuf message of the expected type."""
-
-
-def varint(value: int) -> bytes:
-    """Protobuf's base-128 varint; a negative int64 takes ten bytes, as protobuf writes it."""
-    if 0 <= value < 128:
-        return _SMALL[value]
-    value &= _UINT64_MASK
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _tag(number: int, wire_type: int) -> bytes:

@@ -34,6 +34,7 @@ from typing import Final
 
 from syndic.api.gen import auth_pb2, kv_pb2, rpc_pb2
 from syndic.kv.mvcc import CREATE, LEASE, MOD, VALUE, VERSION, Store
+from syndic.protowire import varint
 from syndic.server.auth import AuthStore
 from syndic.server.state_machine import MemberAttrs, StateMachine
 from syndic.storage.bolt import build_db
@@ -96,20 +97,7 @@ def _members_bucket(members: dict[int, MemberAttrs]) -> list[tuple[bytes, bytes]
 
 def _lease_value(lease_id: int, ttl_s: int) -> bytes:
     # leasepb.Lease {int64 ID = 1; int64 TTL = 2;}: two varint fields.
-    return b"\x08" + _varint(lease_id) + b"\x10" + _varint(ttl_s)
-
-
-def _varint(value: int) -> bytes:
-    value &= 2**64 - 1  # int64 travels as its two's complement
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+    return b"\x08" + varint(lease_id) + b"\x10" + varint(ttl_s)
 
 
 def _auth_buckets(auth: AuthStore) -> dict[bytes, list[tuple[bytes, bytes]]]:

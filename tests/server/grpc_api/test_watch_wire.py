@@ -7,12 +7,12 @@ import pytest
 from syndic.api.gen import rpc_pb2
 from syndic.kv.messages import Event, EventType, KeyValue
 from syndic.kv.watch import WatchResponse
+from syndic.protowire import varint
 from syndic.server.backend import Header
 from syndic.server.grpc_api.convert import watch_response_to_pb
 from syndic.server.grpc_api.watch_wire import (
     ENCODED_EVENTS_MAX,
     WatchWireEncoder,
-    varint,
 )
 
 HEADER = Header(cluster_id=0xDEADBEEF12345678, member_id=(1 << 64) - 1, revision=9, raft_term=3)

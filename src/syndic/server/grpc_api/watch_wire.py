@@ -28,6 +28,7 @@ from typing import Final
 
 from syndic.kv.messages import Event
 from syndic.kv.watch import WatchResponse
+from syndic.protowire import varint
 from syndic.server.backend import Header
 from syndic.server.grpc_api.convert import event_to_pb
 
@@ -46,7 +47,6 @@ _HEADER_CLUSTER_ID: Final = 1
 _HEADER_MEMBER_ID: Final = 2
 _HEADER_REVISION: Final = 3
 _HEADER_RAFT_TERM: Final = 4
-_UINT64_MASK: Final = (1 << 64) - 1
 # Events kept encoded between calls. Every stream's responses of one revision
 # hit the same few entries; the bound only stops a burst of distinct events
 # (a long catch-up) from growing the cache: it is emptied when full.
@@ -55,17 +55,6 @@ ENCODED_EVENTS_MAX: Final = 4096
 # streams, so a few thousand cover a member; emptied when full.
 ENCODED_WATCH_IDS_MAX: Final = 4096
 _FRAGMENT_FIELD: Final = bytes([(_FRAGMENT << 3) | _WIRE_VARINT, 1])
-
-
-def varint(value: int) -> bytes:
-    """Protobuf's base-128 varint; a negative int64 takes ten bytes, as protobuf writes it."""
-    value &= _UINT64_MASK
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def varint_field(number: int, value: int) -> bytes:

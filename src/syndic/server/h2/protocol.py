@@ -405,13 +405,7 @@ class H2Protocol:
         if stream is None or stream.local_closed:
             return self._take_events()
         size = len(payload) + _MESSAGE_PREFIX_BYTES
-        if (
-            not stream.pending
-            and not self._transport_paused
-            and size <= stream.send_credit + self._peer_initial_window
-            and size <= self._send_window
-            and size <= self._peer_max_frame
-        ):
+        if self._fits_now(stream, size):
             stream.send_credit -= size
             self._send_window -= size
             # The usual answer: head, message and OK trailers in one piece.
@@ -440,20 +434,24 @@ class H2Protocol:
         self._pump(stream)
         return self._take_events()
 
+    def _fits_now(self, stream: H2Stream, size: int) -> bool:
+        """Whether a message of ``size`` bytes can leave in one DATA frame now:
+        nothing queued ahead of it and room in every window and the frame size."""
+        return (
+            not stream.pending
+            and not self._transport_paused
+            and size <= stream.send_credit + self._peer_initial_window
+            and size <= self._send_window
+            and size <= self._peer_max_frame
+        )
+
     def send_message(self, stream_id: int, payload: bytes) -> list[Event]:
         """Queue one message of a streaming answer and send what the windows allow."""
         stream = self.streams.get(stream_id)
         if stream is None or stream.local_closed:
             return self._take_events()
         size = len(payload) + _MESSAGE_PREFIX_BYTES
-        if (
-            stream.headers_sent
-            and not stream.pending
-            and not self._transport_paused
-            and size <= stream.send_credit + self._peer_initial_window
-            and size <= self._send_window
-            and size <= self._peer_max_frame
-        ):
+        if stream.headers_sent and self._fits_now(stream, size):
             # The usual streamed message (a watch event): nothing queued
             # before it and room in every window, so it goes out in one DATA
             # frame without passing through the stream's queue.

@@ -90,7 +90,7 @@ def daily(rng: random.Random, n: int) -> Series:
     return values, at
 
 
-async def _recorded(rng: random.Random, n: int) -> Series:
+async def _recorded(rng: random.Random, n: int, data_dir: str) -> Series:
     """Put latency (ms, one batch mean per reading) of a real member, with
     event-loop stalls of 30-80 ms injected at known readings."""
     import grpc
@@ -104,7 +104,7 @@ async def _recorded(rng: random.Random, n: int) -> Series:
     client, peer = free_port(), free_port()
     config = load_config(
         {
-            "data-dir": tempfile.mkdtemp(prefix="anomaly-"),
+            "data-dir": data_dir,
             "listen-client-urls": f"http://127.0.0.1:{client}",
             "listen-peer-urls": f"http://127.0.0.1:{peer}",
         },
@@ -128,7 +128,8 @@ async def _recorded(rng: random.Random, n: int) -> Series:
 
 
 def recorded(rng: random.Random, n: int) -> Series:
-    return asyncio.run(_recorded(rng, n))
+    with tempfile.TemporaryDirectory(prefix="anomaly-") as data_dir:
+        return asyncio.run(_recorded(rng, n, data_dir))
 
 
 SCENARIOS: dict[str, Callable[[random.Random, int], Series]] = {

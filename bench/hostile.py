@@ -39,6 +39,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -609,6 +610,7 @@ def healthy_cluster(kind: str) -> list[MemberProcess]:
         except AssertionError as exc:
             for member in members:
                 member.kill()
+            shutil.rmtree(root, ignore_errors=True)
             if attempt == CLUSTER_STARTS_MAX:
                 raise
             print(f"{kind}: cluster did not start ({exc!s:.200}); again", file=sys.stderr)
@@ -627,6 +629,8 @@ def run_system(kind: str, names: list[str], scale: Scale) -> dict[str, Any]:
         finally:
             for member in members:
                 member.kill()
+            # Every member's data and log live in the cluster's one directory.
+            shutil.rmtree(members[0].data_dir.parent, ignore_errors=True)
     return results
 
 

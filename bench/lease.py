@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -115,6 +116,7 @@ def run_system(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for p in procs:
             p.kill()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -128,6 +129,7 @@ def run_system(kind: str, args: argparse.Namespace) -> dict[str, float]:
     finally:
         for p in procs:
             p.kill()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 LABELS = {

@@ -31,6 +31,7 @@ import functools
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -615,6 +616,7 @@ def main() -> None:
     finally:
         for store in stores.values():
             store.stop()
+        shutil.rmtree(root, ignore_errors=True)
     print(table(out))
     # A run of some phases (--only) keeps the other phases' last figures.
     kept = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}

@@ -27,6 +27,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -227,13 +228,13 @@ def run_system(kind: str, members: int, args: argparse.Namespace) -> dict[str, A
     finally:
         for p in procs:
             p.kill()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def run_check_perf(kind: str) -> dict[str, Any]:
     """etcdctl's own perf check on a fresh 3-member cluster (a minute per load)."""
-    procs = start_cluster(
-        kind, Path(tempfile.mkdtemp(prefix=f"perf-{kind}-")), 3, **ETCD_DEFAULT_TIMERS
-    )
+    root = Path(tempfile.mkdtemp(prefix=f"perf-{kind}-"))
+    procs = start_cluster(kind, root, 3, **ETCD_DEFAULT_TIMERS)
     try:
         wait_healthy(procs)
         joined = ",".join(p.endpoint for p in procs)
@@ -241,6 +242,7 @@ def run_check_perf(kind: str) -> dict[str, Any]:
     finally:
         for p in procs:
             p.kill()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:

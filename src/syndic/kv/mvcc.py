@@ -920,8 +920,9 @@ class Store:
         return dump(self)
 
     @classmethod
-    def restore(cls, data: bytes, config: StoreConfig | None = None) -> Store:
-        """Rebuild a store from ``serialize()`` output; SnapshotCorruptError if invalid."""
+    def restore(cls, data: bytes | memoryview, config: StoreConfig | None = None) -> Store:
+        """Rebuild a store from ``serialize()`` output (or a view of it, so a
+        large state is not copied); SnapshotCorruptError if invalid."""
         from syndic.kv.snapshot import load
 
         return load(data, config)

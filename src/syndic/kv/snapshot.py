@@ -140,7 +140,7 @@ def _int(value: Any, what: str, low: int = -(2**63), high: int = INT64_MAX) -> i
     return value
 
 
-def load(data: bytes, config: StoreConfig | None = None) -> Store:
+def load(data: bytes | memoryview, config: StoreConfig | None = None) -> Store:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise _fail(f"snapshot must be bytes, got {type(data).__name__}")
     if len(data) < _HEADER.size:

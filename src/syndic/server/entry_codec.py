@@ -60,10 +60,12 @@ _FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in _REQUE
 
 def _getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
     """Every field of a request in declaration order, as one tuple."""
-    get = operator.attrgetter(*names)
     if len(names) > 1:
-        return get
-    return lambda value: (get(value),)  # attrgetter of one name returns it bare
+        return operator.attrgetter(*names)
+    # attrgetter of one name returns the value bare, not in a tuple; typed
+    # apart, so the compiled build does not expect a tuple from it.
+    get_one: Callable[[Any], Any] = operator.attrgetter(names[0])
+    return lambda value: (get_one(value),)
 
 
 _GETTERS = {cls: _getter(names) for cls, names in _FIELDS.items()}

@@ -43,13 +43,17 @@ STOP_SNAPSHOT_LOG_TO_STATE_RATIO_MIN: Final = 0.5
 STOP_SNAPSHOT_LOG_BYTES_MIN: Final = 16 * 1024 * 1024
 
 
-def snapshot_at_stop_pays(log_held_bytes: int, state_size_bytes: int) -> bool:
+def snapshot_at_stop_pays(
+    log_held_bytes: int,
+    state_size_bytes: int,
+    log_bytes_min: int = STOP_SNAPSHOT_LOG_BYTES_MIN,
+) -> bool:
     """Whether a member stopping cleanly should snapshot its applied state,
     so that its restart loads that instead of replaying ``log_held_bytes``
     of WAL. etcd needs no such step: its backend file is its state, and its
     restart replays the WAL only into Raft's log."""
     return (
-        log_held_bytes >= STOP_SNAPSHOT_LOG_BYTES_MIN
+        log_held_bytes >= log_bytes_min
         and log_held_bytes >= STOP_SNAPSHOT_LOG_TO_STATE_RATIO_MIN * state_size_bytes
     )
 

@@ -4,38 +4,15 @@ a forwarded batch of proposals the network delivers twice applies once."""
 
 from __future__ import annotations
 
-import random
-
-from syndic.check.raft_invariants import RaftSafetyChecker
 from syndic.kv.messages import RangeRequest
 from syndic.sim import SimConfig, run_simulation
-from syndic.sim.clock import VirtualClock
-from syndic.sim.cluster import ClusterConfig, SimCluster
-from syndic.sim.network import NetworkConfig, SimNetwork
+from syndic.sim.cluster import SimCluster
+from syndic.sim.network import NetworkConfig
 from syndic.sim.workload import Reply, ReplyStatus, Request, RequestKind
-from tests.sim.test_member_runtime import _elect, _run_until
+from tests.sim.harness import elect, run_until, small_cluster
 
 LEASE = 0x5_0000_0001
 TTL_MS = 1_000
-
-
-def _cluster(seed: int, network: NetworkConfig) -> tuple[SimCluster, list[Reply]]:
-    rng, clock = random.Random(seed), VirtualClock(10)
-    cluster = SimCluster(
-        [1, 2, 3],
-        rng,
-        clock,
-        ClusterConfig(fsync_failure_share=0, bit_flip_share=0),
-        RaftSafetyChecker(),
-        frozenset(),
-        lambda line: None,
-        disk_faults=False,
-    )
-    cluster.network = SimNetwork(rng, clock, network, cluster.deliver)
-    replies: list[Reply] = []
-    cluster.reply_to_client = lambda reply, request: replies.append(reply)
-    cluster.start_clocks(10)
-    return cluster, replies
 
 
 def _request(n: int, kind: RequestKind, key: str = "", **kw: object) -> Request:
@@ -47,7 +24,7 @@ def _ask(cluster: SimCluster, replies: list[Reply], node_id: int, request: Reque
     clock = cluster._clock
     count = len(replies)
     cluster.client_request(node_id, request)
-    _run_until(clock, lambda: len(replies) > count)
+    run_until(clock, lambda: len(replies) > count)
     return replies[-1]
 
 
@@ -58,48 +35,46 @@ def _held(cluster: SimCluster, node_id: int) -> bool:
 
 
 def test_a_keep_alive_through_a_follower_renews_the_lease_on_the_leader() -> None:
-    cluster, replies = _cluster(5, NetworkConfig())
-    clock = cluster._clock
-    leader = _elect(clock, cluster)
+    clock, cluster, replies = small_cluster(5)
+    leader = elect(clock, cluster)
     follower = next(i for i in cluster.node_ids if i != leader)
     grant = _request(1, RequestKind.LEASE_GRANT, lease_id=LEASE, ttl_s=TTL_MS // 1000)
     assert _ask(cluster, replies, leader, grant).status is ReplyStatus.OK
     put = _request(2, RequestKind.LEASE_PUT, "held", value="v", lease_id=LEASE)
     assert _ask(cluster, replies, leader, put).status is ReplyStatus.OK
     granted_ms = clock.now_ms
-    _run_until(clock, lambda: clock.now_ms >= granted_ms + 600)
+    run_until(clock, lambda: clock.now_ms >= granted_ms + 600)
     reply = _ask(cluster, replies, follower, _request(3, RequestKind.KEEP_ALIVE, lease_id=LEASE))
     assert (reply.status, reply.succeeded) == (ReplyStatus.OK, True)
     assert cluster.stats.renewals_forwarded == 1 and cluster.stats.renewals_answered == 1
     # Past the TTL since the grant, within it since the keep-alive: still held
     # (clocks run up to 1% apart; a tick and an fsync are the checker's grace).
-    _run_until(clock, lambda: clock.now_ms >= granted_ms + 1_300)
+    run_until(clock, lambda: clock.now_ms >= granted_ms + 1_300)
     assert _held(cluster, leader)
     # No keep-alive since: revoked one TTL after the last, on the leader's clock.
-    _run_until(clock, lambda: not _held(cluster, leader), limit_ms=1_000)
+    run_until(clock, lambda: not _held(cluster, leader), limit_ms=1_000)
     assert clock.now_ms - granted_ms < 600 + TTL_MS + 200
     assert cluster.leases.checks > 0 and cluster.leases.violations == []
 
 
 def test_an_unknown_lease_is_refused_through_a_follower() -> None:
-    cluster, replies = _cluster(6, NetworkConfig())
-    leader = _elect(cluster._clock, cluster)
+    clock, cluster, replies = small_cluster(6)
+    leader = elect(clock, cluster)
     follower = next(i for i in cluster.node_ids if i != leader)
     reply = _ask(cluster, replies, follower, _request(1, RequestKind.KEEP_ALIVE, lease_id=77))
     assert (reply.status, reply.succeeded) == (ReplyStatus.OK, False)
 
 
 def test_a_forwarded_batch_delivered_twice_applies_once() -> None:
-    cluster, replies = _cluster(7, NetworkConfig(duplicate_rate=1.0))
-    clock = cluster._clock
-    leader = _elect(clock, cluster)
+    clock, cluster, replies = small_cluster(7, NetworkConfig(duplicate_rate=1.0))
+    leader = elect(clock, cluster)
     follower = next(i for i in cluster.node_ids if i != leader)
     runtime = cluster.members[leader].runtime
     assert runtime is not None
     before = runtime.state.store.revision
     write = _request(1, RequestKind.WRITE, "k", value="v")
     assert _ask(cluster, replies, follower, write).status is ReplyStatus.OK
-    _run_until(clock, lambda: cluster.stats.forwarded_copies_dropped >= 1)
+    run_until(clock, lambda: cluster.stats.forwarded_copies_dropped >= 1)
     assert runtime.state.store.revision == before + 1
 
 

@@ -762,7 +762,10 @@ class H2Protocol:
         if stream is None or stream.local_closed:
             return  # the stream has ended; updates may still be in flight
         if stream.send_credit + increment + self._peer_initial_window > frames.WINDOW_MAX:
-            raise ProtocolError(ErrorCode.FLOW_CONTROL_ERROR, "stream window overflow")
+            # A WINDOW_UPDATE past 2^31-1 ends that stream, not the connection
+            # (§6.9.1; only a SETTINGS change doing it is a connection error, §6.9.2).
+            self._reset(stream, ErrorCode.FLOW_CONTROL_ERROR, "stream window overflow")
+            return
         stream.send_credit += increment
         self._credit_bound = max(self._credit_bound, stream.send_credit)
         self._pump(stream)

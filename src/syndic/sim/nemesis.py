@@ -390,7 +390,10 @@ class Nemesis:
         stopped = any(m.wal_damaged for m in self._cluster.members.values())
         if self.kinds and len(ids) >= 3 and not stopped and self._rng.random() < 0.3:
             node = self._rng.choice(ids)
-            if self._rng.random() < 0.5 and ("crash" in self.kinds or "disk" in self.kinds):
+            crash = self._rng.random() < 0.5 and ("crash" in self.kinds or "disk" in self.kinds)
+            if not self._quorum_without(node):
+                left_out = f"; n{node} not left out: the others hold no quorum without it"
+            elif crash:
                 self._cluster.crash(node)
                 self._kept_down.add(node)
                 left_out = f"; n{node} stays crashed"
@@ -404,6 +407,23 @@ class Nemesis:
         summary = "HEAL all faults for liveness" + left_out
         self._log(summary)
         return summary
+
+    def _quorum_without(self, node: int) -> bool:
+        """Whether the members other than ``node`` hold a majority of every voter
+        set a running member may still elect under. A removal committed but
+        not yet applied by the others leaves the removed member among their
+        voters (the leader that removed itself stops at once), so leaving one
+        more out can leave no quorum at all: the liveness phase would then
+        test the schedule, not the member."""
+        up = set(self._cluster.node_ids) - {node}
+        for member in self._cluster.members.values():
+            if member.runtime is None:
+                continue
+            conf = member.runtime.raft.conf_state
+            for voters in (conf.voters, conf.voters_outgoing):
+                if voters and 2 * len(voters & up) <= len(voters):
+                    return False
+        return True
 
 
 def weighted(config: NemesisConfig, **weights: float) -> NemesisConfig:

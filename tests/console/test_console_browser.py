@@ -91,10 +91,16 @@ async def test_put_delete_and_live_watch_change_and_follow_the_store(tmp_path: P
     async with running_member(tmp_path) as member:
         async with browser_page(member.admin_url) as (page, errors):
             await page.goto("/ui#keys")
+            await put(member, "live/listed", "0")
             await page.fill("#keys-prefix", "live/")
             await page.click("#keys-go")
+            await page.locator("#keys-table button.key", has_text="live/listed").wait_for()
+            # A change between the listing and the watch is shown: the watch
+            # starts just after the listing's revision.
+            await put(member, "live/early", "0")
             await page.click("#keys-watch")
-            # The watch stream is open once the member counts a watcher for it.
+            await page.locator("#watch-status", has_text="watching live/").wait_for()
+            await page.locator("#watch-events li", has_text="PUT live/early = 0").wait_for()
             await put(member, "live/x", "1")
             await page.locator("#watch-events li", has_text="PUT live/x = 1").wait_for()
             await page.fill("#put-form input[name=key]", "live/from-console")

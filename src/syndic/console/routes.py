@@ -200,20 +200,48 @@ async def key_delete(request: web.Request) -> web.Response:
 
 
 async def watch(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: one ``data:`` line of JSON events per batch."""
+    """Server-sent events: one ``data:`` line of JSON events per batch, its
+    ``id:`` the last revision in it. The watch starts at ``from`` (the revision
+    after a listing, so nothing between the listing and the watch is missed) or,
+    when the browser reconnects, just after its ``Last-Event-ID``: no event is
+    lost or repeated across a reconnect. A start already compacted away ends the
+    stream with one ``compacted`` event."""
     prefix = _key_param(request, "prefix", allow_empty=True)
     obs(request).auth.require(request, prefix or b"\0", _prefix_end(prefix), write=False)
+    start = _watch_start(request)
 
     async def send(responses: list[Any]) -> bytes | None:
         out = []
         for resp in responses:
+            if resp.canceled:
+                gone = {"compact_revision": resp.compact_revision, "reason": resp.cancel_reason}
+                out.append(f"event: compacted\ndata: {json.dumps(gone)}\n\n")
+                continue
             events = [{"type": ev.type.name, **kv_json(ev.kv)} for ev in resp.events]
             if events:
+                last = max(ev.kv.mod_revision for ev in resp.events)
                 payload = json.dumps({"revision": resp.revision, "events": events})
-                out.append(f"data: {payload}\n\n")
+                out.append(f"id: {last}\ndata: {payload}\n\n")
         return "".join(out).encode() or None
 
-    return await _event_stream(request, prefix, send, first=None)
+    return await _event_stream(request, prefix, send, first=None, start_revision=start)
+
+
+def _watch_start(request: web.Request) -> int:
+    """The first revision to watch: after the browser's Last-Event-ID when it
+    resumes, else ``from``, else 0 (only what happens from now on)."""
+    last_seen = request.headers.get("Last-Event-ID", "")
+    if last_seen:
+        return _revision(last_seen, "Last-Event-ID") + 1
+    return _revision(request.query.get("from", "0"), "from")
+
+
+def _revision(raw: str, name: str) -> int:
+    if not raw.isdigit() or len(raw) > 19 or int(raw) >= 2**63 - 1:
+        raise web.HTTPBadRequest(
+            text=f"{name} must be a revision (a whole number), not {raw[:40]!r}"
+        )
+    return int(raw)
 
 
 async def _event_stream(
@@ -221,16 +249,22 @@ async def _event_stream(
     prefix: bytes,
     on_changes: Callable[[list[Any]], Awaitable[bytes | None]],
     first: Callable[[], Awaitable[bytes]] | None,
+    start_revision: int = 0,
 ) -> web.StreamResponse:
     """Server-sent events while the client stays: a watch on ``prefix`` whose
     responses ``on_changes`` turns into the bytes to send (None: nothing),
-    after ``first``'s bytes (a live view's initial state)."""
+    after ``first``'s bytes (a live view's initial state). A canceled watch
+    (its start compacted away) ends the stream once its bytes are sent."""
     active = request.app[WATCHES_KEY]
     if len(active) >= CONSOLE_WATCHES_MAX:
         raise web.HTTPTooManyRequests(text=f"{CONSOLE_WATCHES_MAX} console watches are open")
     node = obs(request).node
     stream = node.open_watch_stream()
-    stream.create(WatchCreateRequest(key=prefix or b"\0", range_end=_prefix_end(prefix)))
+    stream.create(
+        WatchCreateRequest(
+            key=prefix or b"\0", range_end=_prefix_end(prefix), start_revision=start_revision
+        )
+    )
     wake = asyncio.Event()
     unlisten = node.watch_listen(wake.set)
     response = web.StreamResponse(
@@ -247,6 +281,8 @@ async def _event_stream(
                 data = await on_changes(responses)
                 if data is not None:
                     await response.write(data)
+                if any(resp.canceled for resp in responses):
+                    break
             wake.clear()
             # asyncio.timeout, not wait_for, which on Python 3.11 can lose a cancel.
             with contextlib.suppress(TimeoutError):

@@ -120,6 +120,7 @@ async function viewKeys() {
     el("button", { class: "delete", onclick: () => deleteKey(k.key) }, "delete"),
   ]));
   document.getElementById("keys-more").hidden = !data.more;
+  state.listed = { prefix, revision: data.revision };
 }
 
 async function showRevisions(key) {
@@ -136,11 +137,27 @@ async function deleteKey(key) {
 function watchPrefix() {
   if (state.source) state.source.close();
   const list = document.getElementById("watch-events");
+  const status = document.getElementById("watch-status");
   list.replaceChildren();
+  const prefix = keysPrefix();
+  // Start just after the listing on screen, so a change made between the
+  // listing and the watch is shown too. EventSource resumes after the last
+  // event's id by itself when the connection drops.
+  const from = state.listed && state.listed.prefix === prefix ? "&from=" + (state.listed.revision + 1) : "";
   // EventSource sends no headers: with auth on the token goes in the query.
-  const url = "/ui/api/watch?prefix=" + encodeURIComponent(keysPrefix()) + tokenQuery("&");
-  state.source = new EventSource(url);
-  state.source.onmessage = (msg) => {
+  const url = "/ui/api/watch?prefix=" + encodeURIComponent(prefix) + from + tokenQuery("&");
+  const source = new EventSource(url);
+  state.source = source;
+  status.textContent = "connecting";
+  source.onopen = () => { status.textContent = "watching " + (prefix || "every key"); };
+  source.onerror = () => {
+    status.textContent = source.readyState === EventSource.CLOSED ? "watch stopped" : "reconnecting";
+  };
+  source.addEventListener("compacted", (msg) => {
+    source.close();
+    status.textContent = "watch stopped: revisions up to " + JSON.parse(msg.data).compact_revision + " were compacted";
+  });
+  source.onmessage = (msg) => {
     const batch = JSON.parse(msg.data);
     for (const ev of batch.events) list.prepend(el("li", {}, ev.type + " " + ev.key + " = " + ev.value + " @" + ev.mod_revision));
     while (list.children.length > 200) list.lastChild.remove();

@@ -23,7 +23,11 @@ Method:
   every other event, so it may be linearized at any point after its invocation;
   since its step is always legal (a write always applies, a cas applies only when
   its expectation holds), placing it at the very end means "it never happened".
-  Reads with unknown outcome have no effect and are dropped.
+  Reads with unknown outcome have no effect and are dropped. Ops that never
+  returned would still multiply the search (a partition leaves every client's
+  write unanswered), so three reductions keep it small, each exact: values no op
+  compares against are folded into one; such an op is linearized only where it
+  changes the state; of several alike, one is tried.
 
 The search is bounded by ``max_states`` explored configurations per key; past
 it the verdict is ``UNKNOWN`` rather than a hang.
@@ -248,7 +252,42 @@ class _Node:
     match: _Node | None = field(default=None, repr=False)
 
 
-def _step(state: str | None, op: Operation) -> tuple[bool, str | None]:
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One op as the search sees it: its values with every value no op ever
+    compares against folded into one stand-in (see :func:`_steps`)."""
+
+    kind: OpKind
+    value: str | None
+    expected: str | None
+    succeeded: bool | None
+    unknown: bool
+
+
+def _steps(ops: Sequence[Operation]) -> list[_Step]:
+    """Fold unobserved values into one stand-in.
+
+    A value that no read returned and no cas expected is only ever compared
+    for inequality, so every such value behaves alike: folding them makes the
+    states after different unobserved writes one state, which the memo then
+    explores once instead of once per write. The stand-in is longer than any
+    value, so it equals none of them.
+    """
+    observed: set[str | None] = set()
+    for op in ops:
+        if op.kind is OpKind.READ:
+            observed.add(op.value)
+        elif op.kind is OpKind.CAS:
+            observed.add(op.expected)
+    stand_in = "\0" * (1 + max((len(op.value or "") for op in ops), default=0))
+
+    def fold(value: str | None) -> str | None:
+        return value if value is None or value in observed else stand_in
+
+    return [_Step(op.kind, fold(op.value), op.expected, op.succeeded, op.unknown) for op in ops]
+
+
+def _step(state: str | None, op: _Step) -> tuple[bool, str | None]:
     """The sequential specification of one register: (legal?, state after)."""
     if op.kind is OpKind.READ:
         return state == op.value, state
@@ -310,44 +349,80 @@ def _unlift(call: _Node) -> None:
         call.next.prev = call
 
 
+def _candidates(head: _Node, steps: Sequence[_Step]) -> list[_Node]:
+    """The calls that may be linearized next: those before the first return
+    event, known outcomes first. Of pending unknown-outcome ops with the same
+    step only the first is offered: they are already invoked and never return,
+    so whichever goes first, the others stay available alike."""
+    known: list[_Node] = []
+    unknown: list[_Node] = []
+    offered: set[_Step] = set()
+    node = head.next
+    while node is not None and node.is_call:
+        step = steps[node.op_index]
+        if not step.unknown:
+            known.append(node)
+        elif step not in offered:
+            offered.add(step)
+            unknown.append(node)
+        node = node.next
+    return known + unknown
+
+
 def _search(ops: Sequence[Operation], max_states: int) -> tuple[Verdict, int]:
-    """Wing & Gong with Lowe's cache over one key's operations."""
+    """Wing & Gong with Lowe's cache over one key's operations.
+
+    Two reductions keep ops that never returned from multiplying the search:
+    such an op is linearized only where it changes the state (one that changes
+    nothing can as well take effect at the very end, where every op that never
+    returned is legal), and only one of several alike is tried (``_candidates``).
+    """
     if not ops:
         return Verdict.OK, 0
+    steps = _steps(ops)
     head = _build_list(ops)
     state: str | None = None
     linearized = 0
     cache: set[tuple[int, str | None]] = set()
-    stack: list[tuple[_Node, str | None]] = []
+    # Each frame: the choice point's candidates, the next one to try there, the
+    # state before the choice and the call chosen.
+    stack: list[tuple[list[_Node], int, str | None, _Node]] = []
+    candidates = _candidates(head, steps)
+    tried = 0
     explored = 0
-    entry = head.next
-    while head.next is not None:
-        assert entry is not None
-        if entry.is_call:
-            op = ops[entry.op_index]
-            legal, new_state = _step(state, op)
-            if legal:
-                new_linearized = linearized | (1 << entry.op_index)
-                config = (new_linearized, new_state)
-                if config not in cache:
-                    explored += 1
-                    if explored > max_states:
-                        return Verdict.UNKNOWN, explored
-                    cache.add(config)
-                    stack.append((entry, state))
-                    state, linearized = new_state, new_linearized
-                    _lift(entry)
-                    entry = head.next
-                    continue
-            entry = entry.next
+    # Once only ops that never returned are left, they all take effect at the end.
+    known_left = sum(not step.unknown for step in steps)
+    while known_left:
+        while tried < len(candidates):
+            call = candidates[tried]
+            tried += 1
+            step = steps[call.op_index]
+            legal, new_state = _step(state, step)
+            if not legal or (step.unknown and new_state == state):
+                continue
+            new_linearized = linearized | (1 << call.op_index)
+            config = (new_linearized, new_state)
+            if config in cache:
+                continue
+            explored += 1
+            if explored > max_states:
+                return Verdict.UNKNOWN, explored
+            cache.add(config)
+            stack.append((candidates, tried, state, call))
+            state, linearized = new_state, new_linearized
+            known_left -= not step.unknown
+            _lift(call)
+            candidates, tried = _candidates(head, steps), 0
+            break
+        else:
+            # Every candidate here is illegal or explored: back up one choice.
+            if not stack:
+                return Verdict.VIOLATION, explored
+            candidates, tried, state, call = stack.pop()
+            linearized &= ~(1 << call.op_index)
+            known_left += not steps[call.op_index].unknown
+            _unlift(call)
             continue
-        # A return event for an op not yet linearized: this branch is dead.
-        if not stack:
-            return Verdict.VIOLATION, explored
-        top, state = stack.pop()
-        linearized &= ~(1 << top.op_index)
-        _unlift(top)
-        entry = top.next
     return Verdict.OK, explored
 
 

@@ -119,12 +119,6 @@ def run_syndic(n: int) -> dict[str, Any]:
 # ------------------------------------------------------------------ etcd
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def load_etcd(port: int, n: int) -> float:
     import aetcd
 
@@ -157,6 +151,9 @@ def run_etcd(n: int) -> dict[str, Any]:
     if not os.path.exists(etcd):
         return {"error": "etcd not installed"}
     data_dir = tempfile.mkdtemp(prefix="syndic-bench-etcd-")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.server.cluster_util import free_port
+
     client_port, peer_port = free_port(), free_port()
     client_url = f"http://127.0.0.1:{client_port}"
     peer_url = f"http://127.0.0.1:{peer_port}"

@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
 
 from syndic.server.config import ServerConfig, load_config
 
+# Ports are handed out below Linux's ephemeral range (32768-60999 by default):
+# a port the kernel picks for bind(0) is one it may also give any process as
+# the source port of an outgoing connection before the test's server binds it,
+# and two bind(0) calls may return the same port. Each process walks the range
+# from its own offset and never hands out a port twice.
+_PORT_RANGE = range(20_000, 32_768)
+_next_port = [_PORT_RANGE.start + (os.getpid() * 613) % len(_PORT_RANGE)]
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback TCP port nothing listens on, never the same twice in this process."""
+    for _ in range(len(_PORT_RANGE)):
+        port = _next_port[0]
+        _next_port[0] = port + 1 if port + 1 < _PORT_RANGE.stop else _PORT_RANGE.start
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORT_RANGE}")
 
 
 def cluster_configs(root: Path, size: int, *, heartbeat_ms: int = 20) -> list[ServerConfig]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -19,15 +18,10 @@ from syndic.server.transport import (
     PeerAddress,
     PeerTransport,
 )
+from tests.server.cluster_util import free_port
 
 # Small limits, so tests cross them with small messages.
 SMALL = FrameLimits(frame_bytes_max=64 * 1024, snapshot_frame_bytes_max=512 * 1024)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def heartbeat(from_id: int, to_id: int, term: int) -> Message:

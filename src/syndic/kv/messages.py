@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
 from syndic.kv.errors import InvalidArgumentError, InvalidSortOptionError
+from syndic.raft.frozen import fast_frozen_init
 
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
@@ -89,6 +90,7 @@ class AlarmType(enum.IntEnum):
     CORRUPT = 2
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class KeyValue:
     """mvccpb.KeyValue. A deleted key in a DELETE event has only key and mod_revision."""
@@ -101,6 +103,7 @@ class KeyValue:
     lease: int = 0
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Event:
     """mvccpb.Event: one change at ``kv.mod_revision``."""
@@ -110,6 +113,7 @@ class Event:
     prev_kv: KeyValue | None = None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class RangeRequest:
     """etcdserverpb.RangeRequest.
@@ -158,6 +162,7 @@ class RangeRequest:
             ) from None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class RangeResponse:
     revision: int
@@ -166,6 +171,7 @@ class RangeResponse:
     count: int = 0
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class PutRequest:
     key: bytes
@@ -196,12 +202,14 @@ class PutRequest:
             _check_bool(name, getattr(self, name))
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class PutResponse:
     revision: int
     prev_kv: KeyValue | None = None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class DeleteRangeRequest:
     key: bytes
@@ -214,6 +222,7 @@ class DeleteRangeRequest:
         _check_bool("prev_kv", self.prev_kv)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class DeleteRangeResponse:
     revision: int
@@ -221,6 +230,7 @@ class DeleteRangeResponse:
     prev_kvs: tuple[KeyValue, ...] = ()
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Compare:
     """etcdserverpb.Compare. The operand used is the one matching ``target``."""
@@ -255,6 +265,7 @@ ResponseOp: TypeAlias = "RangeResponse | PutResponse | DeleteRangeResponse | Txn
 _OP_TYPES: tuple[type, ...] = ()
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class TxnRequest:
     """etcdserverpb.TxnRequest: if every compare holds, ``success`` runs, else ``failure``."""
@@ -281,6 +292,7 @@ class TxnRequest:
                 raise InvalidArgumentError(f"txn op must be a request, got {type(op).__name__}")
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class TxnResponse:
     revision: int
@@ -291,6 +303,7 @@ class TxnResponse:
 _OP_TYPES = (RangeRequest, PutRequest, DeleteRangeRequest, TxnRequest)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class CompactionRequest:
     revision: int
@@ -301,11 +314,13 @@ class CompactionRequest:
         _check_bool("physical", self.physical)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class CompactionResponse:
     revision: int
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class LeaseGrantRequest:
     """A new lease; ``id`` 0 = generate one.
@@ -321,6 +336,7 @@ class LeaseGrantRequest:
         _check_int64("id", self.id)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class LeaseGrantResponse:
     revision: int
@@ -329,6 +345,7 @@ class LeaseGrantResponse:
     error: str = ""
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class LeaseRevokeRequest:
     id: int
@@ -337,11 +354,13 @@ class LeaseRevokeRequest:
         _check_int64("id", self.id)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class LeaseRevokeResponse:
     revision: int
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class LeaseKeepAliveRequest:
     id: int
@@ -350,6 +369,7 @@ class LeaseKeepAliveRequest:
         _check_int64("id", self.id)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class LeaseKeepAliveResponse:
     revision: int
@@ -357,6 +377,7 @@ class LeaseKeepAliveResponse:
     ttl_s: int
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class LeaseTimeToLiveRequest:
     id: int
@@ -367,6 +388,7 @@ class LeaseTimeToLiveRequest:
         _check_bool("keys", self.keys)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class LeaseTimeToLiveResponse:
     """``ttl_s`` is -1 for an unknown lease, as etcd answers (not an error)."""
@@ -378,23 +400,27 @@ class LeaseTimeToLiveResponse:
     keys: tuple[bytes, ...] = ()
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class LeaseStatus:
     id: int
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class LeaseLeasesResponse:
     revision: int
     leases: tuple[LeaseStatus, ...] = ()
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class AlarmMember:
     member_id: int
     alarm: AlarmType
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class HashKVResponse:
     """``hash`` of every key-value revision in (compact_revision, revision], as etcd's HashKV."""

@@ -404,7 +404,9 @@ class MemberRuntime:
 
     def apply(self, entries: tuple[Entry, ...]) -> None:
         state, proposals, observer = self.state, self.proposals, self.observer
+        applied_bytes = 0
         for entry in entries:
+            applied_bytes += len(entry.data)
             if entry.type is EntryType.CONF_CHANGE:
                 self.membership.peers_dirty = True
                 if observer is not None:
@@ -424,6 +426,7 @@ class MemberRuntime:
                 proposals.complete(decoded.request_id, result, entry.index)
             if observer is not None:
                 observer(entry, decoded, result)
+        self.snapshots.applied_bytes += applied_bytes
 
     def _decode_committed(self, entry: Entry) -> DecodedEntry:
         try:

@@ -68,3 +68,39 @@ def fast_frozen_init(cls: type[_T]) -> type[_T]:
     init.__annotations__ = dict(cls.__init__.__annotations__)
     setattr(cls, "__init__", init)  # noqa: B010 - mypy refuses assigning a method
     return cls
+
+
+def unchecked_constructor(cls: type[_T]) -> Callable[..., _T]:
+    """A positional constructor for the frozen, slotted dataclass ``cls`` that
+    skips ``__post_init__``: for values whose types a decoder already
+    guarantees (a protobuf message's bytes, int64 and bool fields), where that
+    check would test them a second time. Every field must be given, in order.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True, slots=True)
+    ... class Pair:
+    ...     a: int
+    ...     b: int = 0
+    ...     def __post_init__(self) -> None:
+    ...         raise AssertionError("not called")
+    >>> unchecked_constructor(Pair)(1, 2)
+    Pair(a=1, b=2)
+    """
+    params = getattr(cls, "__dataclass_params__", None)
+    if params is None or not params.frozen or "__slots__" not in cls.__dict__:
+        raise TypeError(f"{cls.__name__} is not a frozen, slotted dataclass")
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    body = [f"    _set_{name}(self, {name})" for name in names]
+    for name in names:
+        namespace[f"_set_{name}"] = cls.__dict__[name].__set__
+    source = (
+        f"def build({', '.join(names)}):\n    self = _new(_cls)\n"
+        + "\n".join(body)
+        + "\n    return self\n"
+    )
+    # The source is built from the dataclass's own field names only.
+    exec(source, namespace)
+    build: Callable[..., _T] = namespace["build"]
+    build.__qualname__ = f"{cls.__qualname__}.<unchecked>"
+    return build

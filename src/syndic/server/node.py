@@ -23,7 +23,7 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ from syndic.server.state_machine import MemberAttrs, StateMachine
 from syndic.server.tls import peer_contexts
 from syndic.server.transport import FrameLimits, PeerAddress, PeerRequester, PeerTransport
 from syndic.storage import SnapshotStore, Wal, WalOptions, recover
-from syndic.storage.recovery import snapshot_at_stop_pays
+from syndic.storage.recovery import snapshot_at_stop_pays, snapshot_while_running_pays
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +332,7 @@ class MemberNode(MemberApi, PeerRequests):
             self._rt.fail_all(errors.server_stopped())
         if "_rt" in built and self._snapshot_at_stop_pays():
             # The restart then loads this state instead of replaying the log.
-            await self._snapshot(self.raft.applied_index, self.state.capture())
+            await self._snapshot_now()
         if "_wal" in built:
             await asyncio.to_thread(self._wal.close)
         self.hub.close()
@@ -536,20 +536,29 @@ class MemberNode(MemberApi, PeerRequests):
 
     def _maybe_snapshot(self) -> None:
         """Start a snapshot once ``snapshot_count`` entries were applied since
-        the last; it is serialised in the background (see _snapshot)."""
+        the last, or once the log applied since outgrew half the state (what a
+        member killed now would replay); it is serialised in the background
+        (see _snapshot)."""
         rt = self._rt
-        if not rt.snapshot_due():
+        if not rt.snapshot_due() and not snapshot_while_running_pays(
+            rt.snapshots.bytes_since, self.state.store.size_bytes
+        ):
             return
         if self._snapshot_task is not None and not self._snapshot_task.done():
             return
-        # The capture is O(n) pointer copies, here on the loop where entries
-        # are applied, so it is the state at exactly ``applied``.
-        serialize = self.state.capture()
-        self._snapshot_task = asyncio.get_running_loop().create_task(
-            self._snapshot(rt.raft.applied_index, serialize)
+        self._snapshot_task = asyncio.get_running_loop().create_task(self._snapshot_now())
+
+    def _snapshot_now(self) -> Coroutine[Any, Any, None]:
+        """A snapshot of the state applied so far. The capture is O(n) pointer
+        copies, here on the loop where entries are applied, so it is the state
+        at exactly the applied index."""
+        return self._snapshot(
+            self.raft.applied_index, self.state.capture(), self._rt.snapshots.applied_bytes
         )
 
-    async def _snapshot(self, index: int, serialize: Callable[[], bytes]) -> None:
+    async def _snapshot(
+        self, index: int, serialize: Callable[[], bytes], applied_bytes: int
+    ) -> None:
         """Serialise the state captured at ``index`` in a worker thread while
         the member goes on applying and serving, then compact the log to it.
         Failing leaves the log longer, never the member inconsistent."""
@@ -570,7 +579,7 @@ class MemberNode(MemberApi, PeerRequests):
                     self._wal.save, None, (), snapshot=snapshot.meta, must_sync=True
                 )
                 await self._on_disk(self._wal.release_before, snapshot.meta.index)
-            self._rt.snapshots.taken(index)
+            self._rt.snapshots.taken(index, applied_bytes)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -70,6 +70,36 @@ def test_range_request_keeps_every_field(
     )
 
 
+@given(
+    key=st.binary(min_size=1, max_size=8),
+    value=st.binary(max_size=8),
+    lease=st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    flags=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+)
+def test_put_request_keeps_every_field_in_its_place(
+    key: bytes, value: bytes, lease: int, flags: tuple[bool, bool, bool]
+) -> None:
+    # The conversion builds PutRequest positionally: a field moved in the
+    # dataclass would land in another's place.
+    prev_kv, ignore_value, ignore_lease = flags
+    pb = rpc_pb2.PutRequest(
+        key=key,
+        value=value,
+        lease=lease,
+        prev_kv=prev_kv,
+        ignore_value=ignore_value,
+        ignore_lease=ignore_lease,
+    )
+    assert request_pb.put_request_from_pb(pb) == PutRequest(
+        key=key,
+        value=value,
+        lease=lease,
+        prev_kv=prev_kv,
+        ignore_value=ignore_value,
+        ignore_lease=ignore_lease,
+    )
+
+
 def test_unknown_enums_are_refused() -> None:
     with pytest.raises(InvalidSortOptionError):
         request_pb.range_request_from_pb(rpc_pb2.RangeRequest(key=b"k", sort_order=3))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -82,22 +84,16 @@ def test_put_request_keeps_every_field_in_its_place(
     # The conversion builds PutRequest positionally: a field moved in the
     # dataclass would land in another's place.
     prev_kv, ignore_value, ignore_lease = flags
-    pb = rpc_pb2.PutRequest(
-        key=key,
-        value=value,
-        lease=lease,
-        prev_kv=prev_kv,
-        ignore_value=ignore_value,
-        ignore_lease=ignore_lease,
-    )
-    assert request_pb.put_request_from_pb(pb) == PutRequest(
-        key=key,
-        value=value,
-        lease=lease,
-        prev_kv=prev_kv,
-        ignore_value=ignore_value,
-        ignore_lease=ignore_lease,
-    )
+    fields: dict[str, Any] = {
+        "key": key,
+        "value": value,
+        "lease": lease,
+        "prev_kv": prev_kv,
+        "ignore_value": ignore_value,
+        "ignore_lease": ignore_lease,
+    }
+    from_pb = request_pb.put_request_from_pb(rpc_pb2.PutRequest(**fields))
+    assert from_pb == PutRequest(**fields)
 
 
 def test_unknown_enums_are_refused() -> None:

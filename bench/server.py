@@ -63,6 +63,7 @@ from syndic.api.services import KV_SERVICE, WATCH_SERVICE, make_stub  # noqa: E4
 RESULTS = ROOT / "bench" / "results" / "server.json"
 VALUE = b"v" * 256
 WATCHERS = 1000
+WATCHES_PER_CHANNEL = 200
 # Both systems run with etcd's default timers, as users deploy them.
 ETCD_DEFAULT_TIMERS = {"heartbeat_interval_ms": 100, "election_timeout_ms": 1000}
 
@@ -116,7 +117,18 @@ def range_call(serializable: bool) -> Callable[[Any, int], Any]:
 
 async def watch_fanout(endpoints: list[str], events: int) -> dict[str, float]:
     """1,000 watchers on one key spread over the members; p99 of put -> event delivery."""
-    channels = [grpc.aio.insecure_channel(e) for e in endpoints]
+    # One connection per WATCHES_PER_CHANNEL watchers: a syndic member takes
+    # 256 concurrent streams per connection by default (--max-concurrent-streams),
+    # and a stream over that waits for a free one, so 1,000 watch streams on
+    # 3 connections never all start. A local subchannel pool keeps gRPC from
+    # sharing one connection between channels to the same member.
+    per_endpoint = -(-WATCHERS // (WATCHES_PER_CHANNEL * len(endpoints)))
+    own_connection = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [
+        grpc.aio.insecure_channel(e, options=own_connection)
+        for e in endpoints
+        for _ in range(per_endpoint)
+    ]
     sent: dict[bytes, float] = {}
     delays: list[float] = []
     streams = []

@@ -26,6 +26,24 @@ def test_read_index_on_leader_after_quorum_confirmation() -> None:
     assert [(s.index, s.request_ctx) for s in states] == [(2, b"r1")]
 
 
+def test_reads_between_two_readies_share_one_heartbeat_round() -> None:
+    # etcd batches ReadIndex requests the same way: a heartbeat per read
+    # cost the leader and every follower a message per read.
+    net = Network(3)
+    leader = elect(net, 1)
+    net.stabilize()
+    for ctx in (b"r1", b"r2", b"r3"):
+        leader.read_index(ctx)
+    assert leader.has_ready()
+    rd = leader.ready()
+    heartbeats = [m for m in sent(rd) if m.type is MessageType.HEARTBEAT]
+    assert sorted(m.to_id for m in heartbeats) == [2, 3]
+    leader.advance(rd)
+    net.in_flight.extend(sent(rd))
+    net.stabilize()
+    assert [s.request_ctx for s in net.read_states[1]] == [b"r1", b"r2", b"r3"]
+
+
 def test_read_deferred_until_leader_commits_in_its_term() -> None:
     net = Network(3)
     leader = net.nodes[1]

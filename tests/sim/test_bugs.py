@@ -45,10 +45,10 @@ CONTROLS: dict[str, tuple[int, int, frozenset[str], int]] = {
         2,
     ),
     "stale-leader-read": (5, 60, frozenset({"linearizability"}), 1),
-    "old-term-commit": (3, 80, _SAFETY, 60),
+    "old-term-commit": (3, 80, _SAFETY, 18),
     # A WAL bit flip after a crash; the bug replays less than was synced.
     "skip-undecodable-entry": (5, 40, frozenset({"durability"}), 3),
-    "ack-before-fsync": (5, 40, _SAFETY, 2),
+    "ack-before-fsync": (5, 40, _SAFETY, 1),
     "read-before-apply": (5, 60, frozenset({"linearizability"}), 1),
     "lease-proposer-clock": (
         5,

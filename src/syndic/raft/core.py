@@ -191,6 +191,9 @@ class RaftNode:
         self._read_seq = 0
         self._read_acks: dict[int, int] = {}
         self._reads: deque[_ReadRequest] = deque()
+        # Reads registered since the last Ready wait for one heartbeat round,
+        # sent when that Ready is built: one round per batch, not per read.
+        self._read_heartbeat_due = False
         self._deferred_reads: deque[tuple[int, bytes]] = deque()
 
         self._msgs: list[Message] = []
@@ -476,12 +479,17 @@ class RaftNode:
             or log.unstable_snapshot is not None
             or log.unstable_from <= log.last_index()
             or log.committed > log.applied
+            or self._read_heartbeat_due
         )
 
     def ready(self) -> Ready:
         """Collect the work for the runtime; call advance() with the result before the next."""
         if self._outstanding is not None:
             raise ReadyContractError("ready() called again before advance() of the previous")
+        if self._read_heartbeat_due:
+            self._read_heartbeat_due = False
+            if self.role is Role.LEADER and self._reads:
+                self._bcast_heartbeat()
         soft = self._soft_state()
         hard = self._hard_state()
         entries = self._log.unstable_entries()
@@ -1176,7 +1184,7 @@ class RaftNode:
         self._reads.append(_ReadRequest(self._read_seq, self._log.committed, from_id, ctx))
         self._release_reads()
         if self._reads:
-            self._bcast_heartbeat()
+            self._read_heartbeat_due = True
 
     def _release_reads(self) -> None:
         if not self._reads:

@@ -49,7 +49,7 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from syndic.raft.frozen import fast_frozen_init
+from syndic.frozen import fast_frozen_init
 
 # A limit on configurations explored per key, so a pathological history reports
 # UNKNOWN in seconds instead of searching for hours: 200k configurations is about

@@ -28,8 +28,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from syndic.frozen import fast_frozen_init
 from syndic.raft import Entry, EntryType, InvariantError, Role
-from syndic.raft.frozen import fast_frozen_init
 
 
 class SafetyViolationError(AssertionError):

@@ -31,9 +31,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from syndic.frozen import fast_frozen_init
 from syndic.kv.messages import EventType, KeyValue, WatchFilter
 from syndic.kv.watch import WatchResponse
-from syndic.raft.frozen import fast_frozen_init
 
 # A history longer than this is refused: the checker keeps per-revision state.
 WRITES_MAX = 5_000_000

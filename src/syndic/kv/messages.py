@@ -23,8 +23,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
+from syndic.frozen import fast_frozen_init
 from syndic.kv.errors import InvalidArgumentError, InvalidSortOptionError
-from syndic.raft.frozen import fast_frozen_init
 
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import msgpack
 
+from syndic.frozen import fast_frozen_init
 from syndic.raft.errors import ConfChangeError, InvalidArgumentError
-from syndic.raft.frozen import fast_frozen_init
 
 # A node id is a positive int that fits in 64 bits, as etcd's uint64 ids; a larger
 # value would not survive the msgpack peer transport.

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Final
 
 from syndic.api.gen import rpc_pb2
+from syndic.frozen import unchecked_constructor
 from syndic.kv.errors import InvalidArgumentError, InvalidSortOptionError
 from syndic.kv.messages import (
     Compare,
@@ -29,7 +30,6 @@ from syndic.kv.messages import (
     SortTarget,
     TxnRequest,
 )
-from syndic.raft.frozen import unchecked_constructor
 
 
 def range_request_from_pb(pb: rpc_pb2.RangeRequest) -> RangeRequest:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from math import log
 from typing import TYPE_CHECKING
 
+from syndic.frozen import fast_frozen_init
 from syndic.raft import Message
-from syndic.raft.frozen import fast_frozen_init
 
 if TYPE_CHECKING:
     import random

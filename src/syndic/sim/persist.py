@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from syndic.frozen import fast_frozen_init
 from syndic.raft import Entry, HardState, PersistentState, Snapshot
-from syndic.raft.frozen import fast_frozen_init
 from syndic.storage import SnapshotStore, Wal, WalOptions, recover
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from syndic.check.linearizability import Operation, OpKind
-from syndic.raft.frozen import fast_frozen_init
+from syndic.frozen import fast_frozen_init
 
 if TYPE_CHECKING:
     import random

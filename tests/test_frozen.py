@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from syndic.frozen import fast_frozen_init
 from syndic.raft import Entry, HardState, InvalidArgumentError, Message, MessageType, Ready
-from syndic.raft.frozen import fast_frozen_init
 
 
 @fast_frozen_init

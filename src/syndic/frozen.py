@@ -33,6 +33,16 @@ from typing import Any, TypeVar
 _T = TypeVar("_T")
 
 
+def _slot_fields(cls: type) -> tuple[tuple[dataclasses.Field[Any], ...], dict[str, Any]]:
+    """``cls``'s dataclass fields, and a namespace holding each field's slot
+    setter as ``_set_<name>``; TypeError unless ``cls`` is frozen and slotted."""
+    params = getattr(cls, "__dataclass_params__", None)
+    if params is None or not params.frozen or "__slots__" not in cls.__dict__:
+        raise TypeError(f"{cls.__name__} is not a frozen, slotted dataclass")
+    fields = dataclasses.fields(cls)
+    return fields, {f"_set_{f.name}": cls.__dict__[f.name].__set__ for f in fields}
+
+
 def fast_frozen_init(cls: type[_T]) -> type[_T]:
     """Give the frozen, slotted dataclass ``cls`` a descriptor-based ``__init__``.
 
@@ -40,17 +50,12 @@ def fast_frozen_init(cls: type[_T]) -> type[_T]:
     keyword, with a plain default or none); anything else keeps the
     dataclass's own ``__init__``, which is correct, merely slower.
     """
-    params = getattr(cls, "__dataclass_params__", None)
-    if params is None or not params.frozen or "__slots__" not in cls.__dict__:
-        raise TypeError(f"{cls.__name__} is not a frozen, slotted dataclass")
-    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    fields, namespace = _slot_fields(cls)
     if any(not f.init or f.kw_only or f.default_factory is not dataclasses.MISSING for f in fields):
         return cls
-    namespace: dict[str, Any] = {}
     signature: list[str] = []
     body: list[str] = []
     for f in fields:
-        namespace[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
         if f.default is dataclasses.MISSING:
             signature.append(f.name)
         else:
@@ -86,14 +91,10 @@ def unchecked_constructor(cls: type[_T]) -> Callable[..., _T]:
     >>> unchecked_constructor(Pair)(1, 2)
     Pair(a=1, b=2)
     """
-    params = getattr(cls, "__dataclass_params__", None)
-    if params is None or not params.frozen or "__slots__" not in cls.__dict__:
-        raise TypeError(f"{cls.__name__} is not a frozen, slotted dataclass")
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    fields, namespace = _slot_fields(cls)
+    namespace.update(_new=object.__new__, _cls=cls)
+    names = [f.name for f in fields]
     body = [f"    _set_{name}(self, {name})" for name in names]
-    for name in names:
-        namespace[f"_set_{name}"] = cls.__dict__[name].__set__
     source = (
         f"def build({', '.join(names)}):\n    self = _new(_cls)\n"
         + "\n".join(body)

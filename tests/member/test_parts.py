@@ -74,10 +74,10 @@ def test_voters_as_the_reconfiguration_check_sees_them() -> None:
 
 def test_a_snapshot_is_due_every_so_many_entries() -> None:
     schedule = SnapshotSchedule(100, 50)
-    assert not schedule.due(149)
-    assert schedule.due(150)
+    assert not schedule.due(149, 0)
+    assert schedule.due(150, 0)
     schedule.taken(150)
     schedule.taken(120)  # an older one changes nothing
-    assert schedule.index == 150 and not schedule.due(249)
+    assert schedule.index == 150 and not schedule.due(249, 0)
     with pytest.raises(ValueError):
         SnapshotSchedule(0, 0)

@@ -9,14 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from syndic.member.snapshots import SnapshotSchedule
-from syndic.server import node as node_module
+from syndic.member.snapshots import LOG_BYTES_MIN, SnapshotSchedule
 from syndic.server.node import MemberNode
-from syndic.storage.recovery import (
-    RUNNING_SNAPSHOT_LOG_BYTES_MIN,
-    snapshot_at_stop_pays,
-    snapshot_while_running_pays,
-)
 from syndic.storage.snapshots import SnapshotStore
 from tests.server.cluster_util import cluster_configs
 from tests.storage.test_stop_snapshot import _fill
@@ -26,18 +20,20 @@ KIB = 1024
 
 
 @pytest.mark.parametrize(
-    ("log_bytes", "state_bytes", "pays"),
+    ("log_bytes", "state_bytes", "due"),
     [
-        (RUNNING_SNAPSHOT_LOG_BYTES_MIN - 1, 0, False),  # a small store: no churn
-        (RUNNING_SNAPSHOT_LOG_BYTES_MIN, 0, True),
+        (LOG_BYTES_MIN - 1, 0, False),  # a small store: no churn
+        (LOG_BYTES_MIN, 0, True),
         (150 * MIB, 250 * MIB, True),  # 1M keys loaded in txns of 128 puts
         (100 * MIB, 1024 * MIB, False),
     ],
 )
-def test_a_running_snapshot_pays_once_the_log_outgrows_half_the_state(
-    log_bytes: int, state_bytes: int, pays: bool
+def test_a_snapshot_is_due_once_the_log_outgrows_half_the_state(
+    log_bytes: int, state_bytes: int, due: bool
 ) -> None:
-    assert snapshot_while_running_pays(log_bytes, state_bytes) is pays
+    schedule = SnapshotSchedule(100_000, 1)
+    schedule.applied_bytes += log_bytes
+    assert schedule.due(2, state_bytes) is due
 
 
 def test_the_schedule_counts_bytes_since_the_state_a_snapshot_captured() -> None:
@@ -53,12 +49,16 @@ def test_the_schedule_counts_bytes_since_the_state_a_snapshot_captured() -> None
     assert schedule.bytes_since == 0
 
 
-async def _snapshot_indexes_while_running(tmp_path: Path, txns: int, wait_s: float) -> list[int]:
+async def _snapshot_indexes_while_running(
+    tmp_path: Path, txns: int, wait_s: float, log_bytes_min: int | None = None
+) -> list[int]:
     """The indexes of the snapshots on disk once ``txns`` were applied and
     a snapshot was written or ``wait_s`` passed, before the member stops."""
     (config,) = cluster_configs(tmp_path, 1)
     node = MemberNode(config)
     await node.start()
+    if log_bytes_min is not None:
+        node._rt.snapshots.log_bytes_min = log_bytes_min
     try:
         await _fill(node, txns)
         for _ in range(int(wait_s / 0.02)):
@@ -72,17 +72,11 @@ async def _snapshot_indexes_while_running(tmp_path: Path, txns: int, wait_s: flo
 
 
 async def test_a_member_snapshots_by_log_size_long_before_snapshot_count(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    # Through the node's own reference (the recovery module may be compiled).
-    monkeypatch.setattr(
-        node_module,
-        "snapshot_while_running_pays",
-        lambda log, state: snapshot_at_stop_pays(log, state, log_bytes_min=64 * KIB),
-    )
     # 40 txns of 16 puts of 200 B: about 130 KiB of log, 41 entries of the
     # 100,000 that --snapshot-count waits for.
-    indexes = await _snapshot_indexes_while_running(tmp_path, 40, wait_s=5)
+    indexes = await _snapshot_indexes_while_running(tmp_path, 40, wait_s=5, log_bytes_min=64 * KIB)
     assert len(indexes) > 1 and indexes[-1] > 1
 
 

@@ -453,7 +453,7 @@ class MemberRuntime:
         return next(self._ids)
 
     def snapshot_due(self) -> bool:
-        return self.snapshots.due(self.raft.applied_index)
+        return self.snapshots.due(self.raft.applied_index, self.state.store.size_bytes)
 
 
 class _FirstTtl:

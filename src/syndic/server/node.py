@@ -65,7 +65,7 @@ from syndic.server.state_machine import MemberAttrs, StateMachine
 from syndic.server.tls import peer_contexts
 from syndic.server.transport import FrameLimits, PeerAddress, PeerRequester, PeerTransport
 from syndic.storage import SnapshotStore, Wal, WalOptions, recover
-from syndic.storage.recovery import snapshot_at_stop_pays, snapshot_while_running_pays
+from syndic.storage.recovery import snapshot_at_stop_pays
 
 log = logging.getLogger(__name__)
 
@@ -535,14 +535,11 @@ class MemberNode(MemberApi, PeerRequests):
         asyncio.get_running_loop().create_task(publish())
 
     def _maybe_snapshot(self) -> None:
-        """Start a snapshot once ``snapshot_count`` entries were applied since
-        the last, or once the log applied since outgrew half the state (what a
-        member killed now would replay); it is serialised in the background
-        (see _snapshot)."""
+        """Start a snapshot once the runtime's schedule says one is due (by
+        entries or by log size, syndic.member.snapshots); it is serialised in
+        the background (see _snapshot)."""
         rt = self._rt
-        if not rt.snapshot_due() and not snapshot_while_running_pays(
-            rt.snapshots.bytes_since, self.state.store.size_bytes
-        ):
+        if not rt.snapshot_due():
             return
         if self._snapshot_task is not None and not self._snapshot_task.done():
             return

@@ -58,22 +58,6 @@ def snapshot_at_stop_pays(
     )
 
 
-# A running member snapshots by the same measure (besides every
-# --snapshot-count entries): a member killed outright replays the log applied
-# since its last snapshot, and a count of entries does not bound that replay
-# when entries are txns of many puts. The floor is higher than at a stop, so a
-# small busy store is not serialised over and over.
-RUNNING_SNAPSHOT_LOG_BYTES_MIN: Final = 64 * 1024 * 1024
-
-
-def snapshot_while_running_pays(log_applied_bytes: int, state_size_bytes: int) -> bool:
-    """Whether the log applied since the newest snapshot has outgrown half the
-    state, so a crash's replay would cost more than a snapshot now."""
-    return snapshot_at_stop_pays(
-        log_applied_bytes, state_size_bytes, log_bytes_min=RUNNING_SNAPSHOT_LOG_BYTES_MIN
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Recovery:
     """What to restart Raft from, plus where it came from and what was passed over."""

@@ -102,6 +102,8 @@ async def test_a_bad_start_is_refused_with_a_clear_error(tmp_path: Path) -> None
             ({"from": "abc"}, {}),
             ({"from": "-1"}, {}),
             ({"from": "1e3"}, {}),
+            ({"from": "\u00b2"}, {}),  # a digit to str.isdigit, not to int()
+            ({"from": "\u0661"}, {}),  # an Arabic-Indic one, which int() reads
             ({"from": "9" * 30}, {}),
             ({}, {"Last-Event-ID": "nope"}),
             ({}, {"Last-Event-ID": str(2**63 - 1)}),

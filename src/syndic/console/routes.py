@@ -237,7 +237,8 @@ def _watch_start(request: web.Request) -> int:
 
 
 def _revision(raw: str, name: str) -> int:
-    if not raw.isdigit() or len(raw) > 19 or int(raw) >= 2**63 - 1:
+    # str.isdigit accepts "²" (int() refuses it) and other scripts' digits: ASCII only.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) >= 2**63 - 1:
         raise web.HTTPBadRequest(
             text=f"{name} must be a revision (a whole number), not {raw[:40]!r}"
         )

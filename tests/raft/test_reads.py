@@ -44,6 +44,33 @@ def test_reads_between_two_readies_share_one_heartbeat_round() -> None:
     assert [s.request_ctx for s in net.read_states[1]] == [b"r1", b"r2", b"r3"]
 
 
+def test_reads_during_a_round_wait_for_it_then_share_the_next() -> None:
+    # One round in flight at a time, as etcd's read loop: a round per Ready
+    # would wake every follower once per loop pass of a busy leader.
+    net = Network(3)
+    leader = elect(net, 1)
+    net.stabilize()
+    leader.read_index(b"r1")
+    first = leader.ready()
+    assert sorted(m.to_id for m in sent(first) if m.type is MessageType.HEARTBEAT) == [2, 3]
+    leader.advance(first)
+    for ctx in (b"r2", b"r3"):
+        leader.read_index(ctx)
+    assert not leader.has_ready()  # r2 and r3 wait for r1's round to be answered
+    net.in_flight.extend(sent(first))
+    net.deliver_once()
+    for follower in (2, 3):
+        net.process_ready(follower)
+    net.deliver_once()  # the answers to r1's round reach the leader
+    second = leader.ready()
+    assert [s.request_ctx for s in second.read_states] == [b"r1"]
+    assert sorted(m.to_id for m in sent(second) if m.type is MessageType.HEARTBEAT) == [2, 3]
+    leader.advance(second)
+    net.in_flight.extend(sent(second))
+    net.stabilize()
+    assert [s.request_ctx for s in net.read_states[1]] == [b"r2", b"r3"]
+
+
 def test_read_deferred_until_leader_commits_in_its_term() -> None:
     net = Network(3)
     leader = net.nodes[1]

@@ -42,7 +42,7 @@ CONTROLS: dict[str, tuple[int, int, frozenset[str], int]] = {
         3,
         60,
         _SAFETY | {"liveness", "message-storm", "runtime-error"},
-        2,
+        20,
     ),
     "stale-leader-read": (5, 60, frozenset({"linearizability"}), 1),
     "old-term-commit": (3, 80, _SAFETY, 18),
@@ -54,7 +54,7 @@ CONTROLS: dict[str, tuple[int, int, frozenset[str], int]] = {
         5,
         60,
         frozenset({"lease-expired-early", "lease-outlived-ttl"}),
-        1,
+        2,
     ),
     "watch-drop-on-compact": (5, 40, frozenset({"watch"}), 1),
 }

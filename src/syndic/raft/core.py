@@ -194,6 +194,11 @@ class RaftNode:
         # Reads registered since the last Ready wait for one heartbeat round,
         # sent when that Ready is built: one round per batch, not per read.
         self._read_heartbeat_due = False
+        # The read sequence number the read round in flight carries (0: none).
+        # One round at a time: reads arriving meanwhile join the next round,
+        # sent when this one is answered, so a busy leader's rounds grow with
+        # its load instead of multiplying (each round wakes every follower).
+        self._read_round_seq = 0
         self._deferred_reads: deque[tuple[int, bytes]] = deque()
 
         self._msgs: list[Message] = []
@@ -490,6 +495,7 @@ class RaftNode:
             self._read_heartbeat_due = False
             if self.role is Role.LEADER and self._reads:
                 self._bcast_heartbeat()
+                self._read_round_seq = self._read_seq
         soft = self._soft_state()
         hard = self._hard_state()
         entries = self._log.unstable_entries()
@@ -671,6 +677,7 @@ class RaftNode:
         self._lease_stamps = {}
         self._lease_revoked = False
         self._read_acks = {}
+        self._read_round_seq = 0
         self._reads.clear()
         self._deferred_reads.clear()
 
@@ -1183,12 +1190,15 @@ class RaftNode:
         self._read_seq += 1
         self._reads.append(_ReadRequest(self._read_seq, self._log.committed, from_id, ctx))
         self._release_reads()
-        if self._reads:
-            self._read_heartbeat_due = True
 
     def _release_reads(self) -> None:
+        """Answer the reads a quorum's heartbeat acks confirm; if reads are
+        left and no round is in flight, have the next Ready start one."""
         if not self._reads:
-            return  # nothing waits: the quorum below would release nothing
+            # Nothing waits: the quorum below would release nothing, and a
+            # round in flight has no one left to answer.
+            self._read_round_seq = 0
+            return
         acks = dict(self._read_acks)
         acks[self.id] = self._read_seq
         # A quorum answered a heartbeat sent after every request with seq <= confirmed
@@ -1197,6 +1207,10 @@ class RaftNode:
         while self._reads and self._reads[0].seq <= confirmed:
             request = self._reads.popleft()
             self._answer_read(request.from_id, request.index, request.ctx)
+        if self._read_round_seq <= confirmed:
+            self._read_round_seq = 0
+        if self._reads and not self._read_round_seq:
+            self._read_heartbeat_due = True
 
     def _answer_read(self, from_id: int, index: int, ctx: bytes) -> None:
         if from_id == self.id:

@@ -171,11 +171,20 @@ class WatchClient:
             self.last_revision = resp.events[-1].kv.mod_revision
 
     def drain(self) -> None:
-        """End of run: take what the open watch still owes (bounded)."""
+        """End of run: take what the open watch still owes (bounded).
+
+        Always pulls once: a watch with nothing pending may belong to a hub
+        its member has since replaced (a restart, a snapshot installed), and
+        only a pull finds that out (the handle is dropped). Its stream will
+        never be given the member's later revisions, so :meth:`check` must
+        not hold it to them.
+        """
         for _ in range(DRAIN_PULLS_MAX):
-            if self.handle is None or self.done or not self.handle.stream.pending():
+            if self.handle is None or self.done:
                 return
             self.pull()
+            if self.handle is None or not self.handle.stream.pending():
+                return
 
     def check(self, log: RevisionLog) -> str | None:
         """The first broken guarantee, described, or None."""

@@ -10,8 +10,10 @@ grpc.aio, etcd's protobuf messages) drives both:
 * watch fan-out: 1 writer, 1,000 watchers on one key, p99 delivery latency;
 * capacity: h2load (a C load generator, bench/_h2load.py) sending unary Put
   and serializable and linearizable Range at 1x1, 16x16 and 64x64
-  connections x streams to the first member, successes counted from the
-  store, with each system's CPU per call from /proc;
+  connections x streams to the leader (in both systems: a follower
+  forwards, which is another path), successes counted from the store,
+  with each system's CPU per call from /proc; a lone Python client calls
+  the leader too;
 * ``etcdctl check perf --load=m`` on 3 members (PASS/FAIL) and ``--load=l``'s
   throughput (a Go load generator, as a second opinion on the Python one).
 
@@ -44,6 +46,7 @@ from bench._h2load import (  # noqa: E402
     H2LOAD,
     Capacity,
     Shape,
+    leader_first,
     put_capacity,
     range_capacity,
     store_revision,
@@ -192,10 +195,8 @@ def check_perf(endpoints: str, load: str) -> dict[str, Any]:
 CAPACITY_CALLS = ("put", "range_serializable", "range_linearizable")
 
 
-def capacity(procs: list[MemberProcess], args: argparse.Namespace) -> dict[str, Any]:
-    """h2load against the first member: puts, then ranges of the key they wrote."""
-    endpoint = procs[0].endpoint
-    pids = [p.process.pid for p in procs if p.process is not None]
+def capacity(endpoint: str, pids: list[int], args: argparse.Namespace) -> dict[str, Any]:
+    """h2load against ``endpoint`` (the leader): puts, then ranges of the key they wrote."""
     result: dict[str, Any] = {}
     for shape in args.shapes:
         runs: dict[str, Capacity] = {}
@@ -222,8 +223,10 @@ def run_system(kind: str, members: int, args: argparse.Namespace) -> dict[str, A
     procs: list[MemberProcess] = start_cluster(kind, root, members, **ETCD_DEFAULT_TIMERS)
     try:
         wait_healthy(procs)
-        endpoints = [p.endpoint for p in procs]
-        result: dict[str, Any] = capacity(procs, args)
+        # The leader first: h2load aims at it, and so does a lone client.
+        endpoints = leader_first([p.endpoint for p in procs])
+        pids = [p.process.pid for p in procs if p.process is not None]
+        result: dict[str, Any] = capacity(endpoints[0], pids, args)
         if not args.latency:
             return result
         for clients in (1, 16, 256):

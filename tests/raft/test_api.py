@@ -17,6 +17,7 @@ from syndic.raft import (
     RaftNode,
     Role,
 )
+from syndic.raft.core import DROPPED_ENTRIES_FREED_PER_ADVANCE
 from syndic.raft.progress import ProgressState
 
 from .helpers import elect, frozen_view
@@ -165,3 +166,21 @@ def test_status_reports_progress_for_leader_only(cluster: Network) -> None:
     assert progress[2]["state"] == ProgressState.REPLICATE.name.lower()
     assert cluster.nodes[2].status()["progress"] == {}
     assert cluster.nodes[2].role is Role.FOLLOWER
+
+
+def test_advance_frees_compacted_entries_in_bounded_slices() -> None:
+    net = Network(3)
+    node = elect(net, 1)
+    count = 3 * DROPPED_ENTRIES_FREED_PER_ADVANCE
+    for i in range(count):
+        node.propose(b"%d" % i)
+    net.stabilize()
+    node.compact(node.applied_index, b"state")
+    dropped = node._log.dropped_entries
+    assert dropped > count
+    while dropped:
+        node.tick()  # a heartbeat: one Ready, one advance
+        net.process_ready(1)
+        freed = dropped - node._log.dropped_entries
+        assert 0 < freed <= DROPPED_ENTRIES_FREED_PER_ADVANCE
+        dropped = node._log.dropped_entries

@@ -102,6 +102,10 @@ APPENDS_PER_BURST_MAX = 1024
 SNAPSHOT_TIMEOUT_ELECTION_TIMEOUTS = 4
 
 READ_SEQ_BYTES = 8
+# Entries a snapshot dropped from the log that each advance() frees (about
+# 1 µs each): a compaction of 100,000 entries is freed over some fifty
+# cycles of a few ms instead of in one step of 60-120 ms.
+DROPPED_ENTRIES_FREED_PER_ADVANCE = 2048
 
 
 @dataclass(slots=True)
@@ -550,6 +554,7 @@ class RaftNode:
         if self._outstanding is None or ready is not self._outstanding:
             raise ReadyContractError("advance() needs the Ready returned by the last ready()")
         self._outstanding = None
+        self._log.release_dropped(DROPPED_ENTRIES_FREED_PER_ADVANCE)
         if ready.soft_state is not None:
             self._prev_soft = ready.soft_state
         if ready.hard_state is not None:

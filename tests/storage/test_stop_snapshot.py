@@ -10,14 +10,11 @@ from pathlib import Path
 import pytest
 
 from syndic.kv.messages import PutRequest, RangeRequest, TxnRequest
+from syndic.member.snapshots import STOP_SNAPSHOT_LOG_BYTES_MIN, snapshot_pays
 from syndic.raft import Entry, HardState
 from syndic.server import node as node_module
 from syndic.server.node import MemberNode
 from syndic.storage import Wal, WalOptions
-from syndic.storage.recovery import (
-    STOP_SNAPSHOT_LOG_BYTES_MIN,
-    snapshot_at_stop_pays,
-)
 from syndic.storage.snapshots import SnapshotStore
 from tests.server.cluster_util import cluster_configs
 
@@ -37,7 +34,7 @@ MIB = 1024 * 1024
 def test_a_snapshot_at_stop_pays_once_the_log_is_half_the_state(
     log_bytes: int, state_bytes: int, pays: bool
 ) -> None:
-    assert snapshot_at_stop_pays(log_bytes, state_bytes) is pays
+    assert snapshot_pays(log_bytes, state_bytes) is pays
 
 
 def test_held_size_is_every_segment_on_disk(tmp_path: Path) -> None:
@@ -63,12 +60,12 @@ async def _fill(node: MemberNode, txns: int) -> None:
 async def test_a_clean_stop_snapshots_and_the_restart_replays_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Through the node's own reference: the recovery module may be compiled
-    # (make test-compiled), where its constants cannot be patched.
+    # Through the node's own reference, where the node looks the rule up:
+    # a module's constant may be compiled (make test-compiled) and fixed.
     monkeypatch.setattr(
         node_module,
-        "snapshot_at_stop_pays",
-        functools.partial(snapshot_at_stop_pays, log_bytes_min=0),
+        "snapshot_pays",
+        functools.partial(snapshot_pays, log_bytes_min=0),
     )
     (config,) = cluster_configs(tmp_path, 1)
     node = MemberNode(config)

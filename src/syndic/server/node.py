@@ -33,6 +33,7 @@ from syndic.kv.mvcc import StoreConfig
 from syndic.kv.watch import WatchHub
 from syndic.member.proposals import ENTRY_OVERHEAD_BYTES_MAX, ProposalLimits, TooManyRequestsError
 from syndic.member.runtime import MemberRuntime, RuntimeLimits, UndecodableEntryError
+from syndic.member.snapshots import snapshot_pays
 from syndic.observability.tracing import stage_recorder
 from syndic.raft import (
     ConfState,
@@ -65,7 +66,6 @@ from syndic.server.state_machine import MemberAttrs, StateMachine
 from syndic.server.tls import peer_contexts
 from syndic.server.transport import FrameLimits, PeerAddress, PeerRequester, PeerTransport
 from syndic.storage import SnapshotStore, Wal, WalOptions, recover
-from syndic.storage.recovery import snapshot_at_stop_pays
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +342,7 @@ class MemberNode(MemberApi, PeerRequests):
             not self.failure
             and not self.removed.is_set()
             and self.raft.applied_index > self._snapshot_index
-            and snapshot_at_stop_pays(self._wal.held_size_bytes(), self.state.store.size_bytes)
+            and snapshot_pays(self._wal.held_size_bytes(), self.state.store.size_bytes)
         )
 
     # ------------------------------------------------------------ node loop

@@ -25,37 +25,12 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
 
 from syndic.raft import HardState, PersistentState
 from syndic.raft.errors import InvalidArgumentError
 from syndic.storage.errors import RecoveryError
 from syndic.storage.snapshots import SkippedSnapshot, SnapshotStore
 from syndic.storage.wal import WalState
-
-# A restart replays the WAL held past the newest snapshot, decoding and
-# applying every entry: on the benchmark machine about 29 CPU s per GiB of log
-# (1M keys of 256 B in txns of 128 puts: 270 MiB, 7.8 s), against about 9 CPU
-# s per GiB of state to load a snapshot (bench/scale.py). Writing one at stop
-# costs about as much again, so it pays once the log held is half the state.
-STOP_SNAPSHOT_LOG_TO_STATE_RATIO_MIN: Final = 0.5
-# Below this a replay takes well under a second: stop without a snapshot.
-STOP_SNAPSHOT_LOG_BYTES_MIN: Final = 16 * 1024 * 1024
-
-
-def snapshot_at_stop_pays(
-    log_held_bytes: int,
-    state_size_bytes: int,
-    log_bytes_min: int = STOP_SNAPSHOT_LOG_BYTES_MIN,
-) -> bool:
-    """Whether a member stopping cleanly should snapshot its applied state,
-    so that its restart loads that instead of replaying ``log_held_bytes``
-    of WAL. etcd needs no such step: its backend file is its state, and its
-    restart replays the WAL only into Raft's log."""
-    return (
-        log_held_bytes >= log_bytes_min
-        and log_held_bytes >= STOP_SNAPSHOT_LOG_TO_STATE_RATIO_MIN * state_size_bytes
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,31 +115,6 @@ def store_revision(endpoint: str) -> int:
         return int(reply.header.revision)
 
 
-def leader_first(endpoints: list[str]) -> list[str]:
-    """``endpoints`` with the leader's first (each member's Maintenance.Status
-    names the leader; the first member to name one decides).
-
-    A cell aimed at "the first member" hits the leader in one cluster start
-    out of three and a follower, which forwards, in the others, in either
-    system: aiming both at the leader compares the same path.
-    """
-    import grpc
-
-    from syndic.api.services import MAINTENANCE_SERVICE, make_stub
-
-    ids = []
-    leader = 0
-    for endpoint in endpoints:
-        with grpc.insecure_channel(endpoint) as channel:
-            status = make_stub(channel, MAINTENANCE_SERVICE).Status(rpc_pb2.StatusRequest())
-        ids.append(int(status.header.member_id))
-        leader = leader or int(status.leader)
-    if leader not in ids:
-        raise RuntimeError(f"no member of {endpoints} is the leader {leader:x}")
-    first = ids.index(leader)
-    return [endpoints[first], *endpoints[:first], *endpoints[first + 1 :]]
-
-
 def put_capacity(endpoint: str, pids: list[int], shape: Shape, value: bytes) -> Capacity:
     body = grpc_body(rpc_pb2.PutRequest(key=b"capacity", value=value).SerializeToString())
     before_rev = store_revision(endpoint)

@@ -71,7 +71,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import aetcd  # noqa: E402
-from bench._h2load import H2LOAD, Shape, grpc_body, run_h2load, store_revision  # noqa: E402
+from bench._h2load import (  # noqa: E402
+    H2LOAD,
+    Shape,
+    grpc_body,
+    process_cpu_s,
+    run_h2load,
+    store_revision,
+)
 from bench.locks import lock_round_trips  # noqa: E402
 from tests.server.processes import ETCD  # noqa: E402
 from tests.stores import Store, start_store_cluster  # noqa: E402
@@ -118,12 +125,6 @@ def pin(pid: int, cpu: int) -> None:
     for task in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
             os.sched_setaffinity(int(task), {cpu})
-
-
-def process_cpu_s(pid: int) -> float:
-    """User plus system CPU seconds of every thread of ``pid`` (/proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def ops_per_s(op: Op_, concurrency: int, duration_s: float) -> dict[str, float]:

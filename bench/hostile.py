@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import hpack  # noqa: E402
+from bench._h2load import process_cpu_s  # noqa: E402
 from tests.server.processes import (  # noqa: E402
     ETCD,
     ETCDCTL,
@@ -374,12 +375,6 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) the process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 LOOP_LAG_METRIC = "syndic_event_loop_lag_seconds"
 
 
@@ -527,7 +522,7 @@ async def attack_once(
         idle = [x for x in latencies_of(idle_gets) if x is not None]
         lag_before = loop_lag_buckets(target)
         rss_before = rss_mib(target.process.pid)
-        cpu_before = cpu_s(target.process.pid)
+        cpu_before = process_cpu_s(target.process.pid)
         started = time.monotonic()
         until = started + scale.duration_s
         tally = Tally()
@@ -541,7 +536,7 @@ async def attack_once(
     with contextlib.suppress(TimeoutError):  # the attacker's bound, not the member's
         await asyncio.wait_for(attack, 10.0)
     lag_after = loop_lag_buckets(target)
-    cpu_used_s = cpu_s(target.process.pid) - cpu_before
+    cpu_used_s = process_cpu_s(target.process.pid) - cpu_before
     await asyncio.sleep(0.5)  # let the member notice the attacker is gone
     after = await asyncio.to_thread(raft_terms_eventually, members)
     answered = [latency for latency in latencies if latency is not None]

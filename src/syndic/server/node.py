@@ -57,6 +57,7 @@ from syndic.server.bootstrap import (
 )
 from syndic.server.config import ServerConfig, parse_url
 from syndic.server.entry_codec import EntryKind, decode_entry
+from syndic.server.forked_serialization import ForkedSerialization
 from syndic.server.loop_lag import LoopLagProbe
 from syndic.server.member_api import ETCD_API_VERSION, MemberApi
 from syndic.server.metrics import ServerMetrics
@@ -163,6 +164,8 @@ class MemberNode(MemberApi, PeerRequests):
         self._disk_lock = asyncio.Lock()
         self._snapshot_files_lock = asyncio.Lock()
         self._snapshot_task: asyncio.Task[None] | None = None
+        # The child serialising the latest snapshot (forked_serialization.py).
+        self._serialization: ForkedSerialization | None = None
         self._started_monotonic_s = time.monotonic()
         self._loop_lag = LoopLagProbe(self.metrics.loop_lag)
         # Requests handed to the leader (keep-alives, membership changes).
@@ -317,6 +320,9 @@ class MemberNode(MemberApi, PeerRequests):
             self._snapshot_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._snapshot_task
+        if self._serialization is not None:
+            # A task cancelled before its first step never awaited its child.
+            self._serialization.cancel()
         if self._disk_ops:
             await asyncio.wait(tuple(self._disk_ops))
         # A start() that failed part-way built only some of these.
@@ -546,21 +552,23 @@ class MemberNode(MemberApi, PeerRequests):
         self._snapshot_task = asyncio.get_running_loop().create_task(self._snapshot_now())
 
     def _snapshot_now(self) -> Coroutine[Any, Any, None]:
-        """A snapshot of the state applied so far. The capture is O(n) pointer
-        copies, here on the loop where entries are applied, so it is the state
-        at exactly the applied index."""
+        """A snapshot of the state applied so far. The fork is the capture,
+        here on the loop where entries are applied, so the child serialises
+        the state at exactly the applied index."""
+        serialization = ForkedSerialization(self.state.serialize)
+        self._serialization = serialization
         return self._snapshot(
-            self.raft.applied_index, self.state.capture(), self._rt.snapshots.applied_bytes
+            self.raft.applied_index, serialization, self._rt.snapshots.applied_bytes
         )
 
     async def _snapshot(
-        self, index: int, serialize: Callable[[], bytes], applied_bytes: int
+        self, index: int, serialization: ForkedSerialization, applied_bytes: int
     ) -> None:
-        """Serialise the state captured at ``index`` in a worker thread while
-        the member goes on applying and serving, then compact the log to it.
+        """Wait for the child serialising the state at ``index`` while the
+        member goes on applying and serving, then compact the log to it.
         Failing leaves the log longer, never the member inconsistent."""
         try:
-            data = await asyncio.to_thread(serialize)
+            data = await serialization.result()
             try:
                 snapshot = self.raft.compact(index, data)
             except RaftError as exc:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -94,21 +93,6 @@ async def test_a_result_is_collected_once() -> None:
     assert await serialization.result() == b"x"
     with pytest.raises(RuntimeError, match="collected once"):
         await serialization.result()
-
-
-async def test_the_child_holds_none_of_the_members_descriptors() -> None:
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        fd = listener.fileno()
-
-        def serialize() -> bytes:
-            try:
-                os.fstat(fd)
-            except OSError:
-                return b"closed"
-            return b"open"
-
-        assert await ForkedSerialization(serialize).result() == b"closed"
-        assert os.fstat(fd)  # the parent's stays open
 
 
 def test_a_child_dies_with_a_killed_member(tmp_path: Path) -> None:

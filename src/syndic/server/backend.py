@@ -142,11 +142,6 @@ class Backend(Protocol):
         """The member state as ``StateMachine.serialize()`` writes it (Maintenance.Snapshot)."""
         ...
 
-    def snapshot_capture(self) -> Callable[[], bytes]:
-        """The member state captured now, as a function that serialises it as
-        :meth:`snapshot_bytes` does; it may run in a worker thread."""
-        ...
-
     def alarms(self) -> list[tuple[int, str]]:
         """Active alarms as (member id, alarm name: NOSPACE or CORRUPT)."""
         ...

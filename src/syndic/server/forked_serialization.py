@@ -27,7 +27,6 @@ import contextlib
 import ctypes
 import gc
 import os
-import resource
 import signal
 import tempfile
 import traceback
@@ -126,11 +125,6 @@ def _read_all(fd: int) -> bytes:
     return data
 
 
-def _open_files_max() -> int:
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return soft if soft != resource.RLIM_INFINITY else 1 << 20
-
-
 def _die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the child
     """Have the kernel kill this child if the member dies (Linux), so a
     SIGKILLed member leaves no orphan serialising for seconds."""
@@ -150,11 +144,11 @@ def _run_child(serialize: Callable[[], bytes], out: int, parent: int) -> None:  
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
-        # The child holds none of the member's descriptors: a member killed
-        # and restarted at once must find its ports and data directory free,
-        # and its peers' connections closed, while an orphan finishes.
-        os.closerange(3, out)
-        os.closerange(out + 1, _open_files_max())
+        # The child shares the member's descriptors (its ports, its data
+        # directory's lock, its peers' connections): it must not outlive
+        # the member, or a member killed and restarted at once would find
+        # them taken. Closing them here instead would pull them from under
+        # threads a library restarts in the child (grpcio's poller).
         _die_with_parent(parent)
         # A collection would touch every object, copying the parent's pages.
         gc.disable()

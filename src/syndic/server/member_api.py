@@ -315,9 +315,6 @@ class MemberApi:
     def snapshot_bytes(self) -> bytes:
         return self.state.serialize()
 
-    def snapshot_capture(self) -> Callable[[], bytes]:
-        return self.state.capture()
-
     def alarms(self) -> list[tuple[int, str]]:
         return [(self.id, alarm.name) for alarm in sorted(self.state.store.alarms)]
 

@@ -207,16 +207,13 @@ class LocalBackend:
         return self.auth
 
     def snapshot_bytes(self) -> bytes:
-        return self.snapshot_capture()()
-
-    def snapshot_capture(self) -> Callable[[], bytes]:
         # A member's state: this store and auth store, and the member table.
         state = StateMachine(self.store_config, {})
         state.store, state.auth = self.store, self.auth
         state.members = {
             m.id: MemberAttrs(m.name, m.peer_urls, m.client_urls) for m in self._members.values()
         }
-        return state.capture()
+        return state.serialize()
 
     def alarms(self) -> list[tuple[int, str]]:
         return [(MEMBER_ID, a.name) for a in sorted(self.store.alarms)]

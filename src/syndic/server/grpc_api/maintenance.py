@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import struct
-from collections.abc import Callable
 from typing import Any, Final
 
 from syndic.api.gen import rpc_pb2
@@ -21,6 +20,7 @@ from syndic.kv.errors import KvError, SnapshotCorruptError
 from syndic.kv.mvcc import StoreConfig
 from syndic.server.backend import Backend
 from syndic.server.etcd_db import etcd_db
+from syndic.server.forked_serialization import ForkedSerialization
 from syndic.server.grpc_api import convert
 from syndic.server.grpc_api.auth import AuthGate
 from syndic.server.grpc_api.config import GrpcApiConfig
@@ -86,14 +86,6 @@ def snapshot_stream_bytes(data: bytes, consistent_index: int, member_id: int) ->
     except (StateSnapshotError, KvError) as exc:
         raise SnapshotCorruptError(f"member state does not decode: {exc}") from exc
     return frame_snapshot(data, etcd_db(state, consistent_index, member_id))
-
-
-def _stream_and_digest(
-    capture: Callable[[], bytes], consistent_index: int, member_id: int
-) -> tuple[bytes, bytes]:
-    """The snapshot stream and its SHA-256, from a state capture (worker thread)."""
-    data = snapshot_stream_bytes(capture(), consistent_index, member_id)
-    return data, hashlib.sha256(data).digest()
 
 
 class MaintenanceServicer:
@@ -178,13 +170,16 @@ class MaintenanceServicer:
         await self._gate.require_admin_untranslated(context)
         status = self._backend.status()
         header = self._header()
-        # Serialising the state, laying out the image and hashing it are CPU
-        # work in proportion to the store; a worker thread does all three
-        # from a capture taken here, so the member's loop keeps serving.
-        capture = self._backend.snapshot_capture()
-        data, digest = await asyncio.to_thread(
-            _stream_and_digest, capture, status.raft_applied_index, header.member_id
+        # Serialising the state and laying out the image are seconds of
+        # Python for a large store: a child forked here does both on the
+        # state as it is now (forked_serialization.py), so the member's loop
+        # keeps serving; hashing releases the interpreter lock.
+        backend, applied_index = self._backend, status.raft_applied_index
+        image = ForkedSerialization(
+            lambda: snapshot_stream_bytes(backend.snapshot_bytes(), applied_index, header.member_id)
         )
+        data = await image.result()
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())
         chunk_bytes = self._config.snapshot_chunk_bytes
         view = memoryview(data)
         total = len(data)

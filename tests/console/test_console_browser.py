@@ -266,6 +266,31 @@ async def test_with_auth_the_console_logs_in_and_shows_only_what_the_role_allows
         assert unexpected == []
 
 
+async def test_the_console_renews_its_token_while_it_is_open(tmp_path: Path) -> None:
+    # Tokens last 2-3 s (whole seconds); the console renews every second, so
+    # 6 s later the user is still logged in (without renewal the listing
+    # below is refused and the login form comes back).
+    async with running_member(tmp_path, **{"auth-token-ttl": "3"}) as member:
+        await put(member, "pub/news", "hello")
+        await enable_auth(member)
+        async with browser_page(member.admin_url) as (page, errors):
+            await page.goto("/ui#keys")
+            await page.wait_for_selector("#login:not([hidden])")
+            await page.fill("#login-form input[name=user]", "ann")
+            await page.fill("#login-form input[name=password]", "annpw")
+            await page.click("#login-form button")
+            await page.wait_for_selector("#view-keys:not([hidden])")
+            first = await page.evaluate("state.token")
+            await asyncio.sleep(6)
+            await page.fill("#keys-prefix", "pub/")
+            await page.click("#keys-go")
+            await page.locator("#keys-table button.key", has_text="pub/news").wait_for()
+            assert await page.locator("#login").is_hidden()
+            assert await page.evaluate("state.token") != first
+        # The first listing (every key) is refused to a reader: that 403 only.
+        assert [m for m in errors.messages if "403" not in m] == []
+
+
 async def test_assets_load_nothing_from_elsewhere_and_unknown_ones_are_404(
     tmp_path: Path,
 ) -> None:

@@ -114,7 +114,12 @@ async def session(request: web.Request) -> web.Response:
     except web.HTTPUnauthorized:
         return web.json_response({"auth_enabled": True, "user": "", "admin": False})
     return web.json_response(
-        {"auth_enabled": True, "user": info.user if info else "", "admin": auth.is_admin(info)}
+        {
+            "auth_enabled": True,
+            "user": info.user if info else "",
+            "admin": auth.is_admin(info),
+            "token_ttl_s": auth.token_ttl_s,
+        }
     )
 
 
@@ -122,8 +127,14 @@ async def login(request: web.Request) -> web.Response:
     body = await read_json(request)
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text='body must be {"user": ..., "password": ...}')
-    token = await obs(request).auth.login(body.get("user"), body.get("password"))
-    return web.json_response({"token": token})
+    auth = obs(request).auth
+    token = await auth.login(body.get("user"), body.get("password"))
+    return web.json_response({"token": token, "token_ttl_s": auth.token_ttl_s})
+
+
+async def renew(request: web.Request) -> web.Response:
+    auth = obs(request).auth
+    return web.json_response({"token": auth.renew(request), "token_ttl_s": auth.token_ttl_s})
 
 
 async def cluster(request: web.Request) -> web.Response:
@@ -468,6 +479,7 @@ def add_console_routes(app: web.Application) -> None:
     r.add_get("/ui/static/{name}", static)
     r.add_get("/ui/api/session", session)
     r.add_post("/ui/api/login", login)
+    r.add_post("/ui/api/session/renew", renew)
     r.add_get("/ui/api/cluster", cluster)
     r.add_get("/ui/api/keys", keys)
     r.add_get("/ui/api/key", key_get)

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from syndic.server.auth.model import AuthInfo, PermType
 from syndic.server.auth.password import verify_password
-from syndic.server.auth.token import TOKEN_TTL_S_DEFAULT, TokenClaims, sign_token
+from syndic.server.auth.token import TOKEN_TTL_S_DEFAULT, TokenClaims, sign_token, verify_token
 
 # Password and user names longer than this are refused before any hashing.
 CREDENTIAL_CHARS_MAX = 256
@@ -58,6 +58,21 @@ class AdminAuth:
         expires_s = int(time.time()) + self.token_ttl_s
         return sign_token(store.signing_key, TokenClaims(user, revision, expires_s))
 
+    def renew(self, request: web.Request) -> str:
+        """A fresh token for the caller of a valid token, ``token_ttl_s`` from
+        now: the console renews its user's token while it is open, as etcd
+        clients authenticate again. The new token keeps the old one's
+        revision, so a password changed or a user deleted since the login
+        voids it as it voids the old one; an expired token renews nothing."""
+        store = self.node.auth_store()
+        if not store.enabled:
+            raise web.HTTPBadRequest(text="auth is not enabled")
+        now_s = time.time()
+        self.info(request, now_s)  # HTTPUnauthorized unless the token is valid now
+        claims = verify_token(store.signing_key, _token_of(request), now_s)
+        expires_s = int(now_s) + self.token_ttl_s
+        return sign_token(store.signing_key, TokenClaims(claims.user, claims.revision, expires_s))
+
     def token(self, request: web.Request) -> str | None:
         """The caller's checked token, to call the member's APIs as the caller;
         None with auth off. HTTPUnauthorized without a valid token."""
@@ -65,7 +80,7 @@ class AdminAuth:
             return None
         return _token_of(request)
 
-    def info(self, request: web.Request) -> AuthInfo | None:
+    def info(self, request: web.Request, now_s: float | None = None) -> AuthInfo | None:
         """The caller; None with auth off. HTTPUnauthorized without a valid token."""
         store = self.node.auth_store()
         if not store.enabled:
@@ -74,7 +89,9 @@ class AdminAuth:
         if not token:
             raise web.HTTPUnauthorized(text="log in first: auth is enabled")
         try:
-            return store.authenticate_token(token, time.time())  # type: ignore[no-any-return]
+            return store.authenticate_token(  # type: ignore[no-any-return]
+                token, time.time() if now_s is None else now_s
+            )
         except Exception:
             raise web.HTTPUnauthorized(text="invalid or expired token") from None
 

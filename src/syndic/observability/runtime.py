@@ -33,7 +33,7 @@ class Observability:
         self.ring = SampleRing()
         self.sampler: Sampler | None = None
         self.memory = MemoryTracer()
-        self.auth = AdminAuth(node)
+        self.auth = AdminAuth(node, node.config.auth_token_ttl)
         self.notifier = Notifier()
         self.alerts = AlertEngine(default_rules(), self.notifier)
         self.push_lag = PushLagProbe(node)

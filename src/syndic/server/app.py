@@ -14,6 +14,7 @@ from aiohttp import web
 
 from syndic.server.config import ServerConfig, parse_url
 from syndic.server.grpc_api import register_services
+from syndic.server.grpc_api.auth import AuthSettings
 from syndic.server.h2 import GrpcServer, ServerLimits
 from syndic.server.http_api import build_admin_app
 from syndic.server.node import MemberNode
@@ -48,7 +49,12 @@ class MemberServer:
                 self.config.max_request_bytes, self.config.max_concurrent_streams
             )
         )
-        register_services(self._grpc, self.node, self.node.metrics)
+        register_services(
+            self._grpc,
+            self.node,
+            self.node.metrics,
+            auth_settings=AuthSettings(token_ttl_s=self.config.auth_token_ttl),
+        )
         for url in self.config.listen_client_urls:
             host, port = parse_url(url, "listen_client_urls")
             if urlsplit(url).scheme in ("https", "unixs"):

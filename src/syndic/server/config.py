@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from syndic.server.auth.token import TOKEN_TTL_S_DEFAULT
+
 # etcd 3.4's defaults, so a bare ``syndic serve`` listens where ``etcd`` would.
 DEFAULT_CLIENT_URL = "http://localhost:2379"
 DEFAULT_PEER_URL = "http://localhost:2380"
@@ -74,6 +76,8 @@ class ServerConfig:
     quota_backend_bytes: int = 0
     max_request_bytes: int = MAX_REQUEST_BYTES_DEFAULT
     max_concurrent_streams: int = MAX_CONCURRENT_STREAMS_DEFAULT
+    # Seconds a token from Authenticate (or the console's login) is valid.
+    auth_token_ttl: int = TOKEN_TTL_S_DEFAULT
     # syndic's own: the overload bounds, in etcd's naming style.
     max_pending_proposals: int = MAX_PENDING_PROPOSALS_DEFAULT
     max_pending_proposal_bytes: int = MAX_PENDING_PROPOSAL_BYTES_DEFAULT
@@ -112,6 +116,7 @@ class ServerConfig:
             for url in getattr(self, flag):
                 parse_url(url, flag)
         _check_positive("snapshot-count", self.snapshot_count)
+        _check_positive("auth-token-ttl", self.auth_token_ttl)
         _check_positive("max-request-bytes", self.max_request_bytes)
         _check_positive("max-concurrent-streams", self.max_concurrent_streams)
         if self.max_concurrent_streams > MAX_CONCURRENT_STREAMS_MAX:
@@ -268,6 +273,7 @@ _URL_LIST_FIELDS = frozenset(
 _INT_FIELDS = frozenset(
     {
         "snapshot_count",
+        "auth_token_ttl",
         "quota_backend_bytes",
         "max_request_bytes",
         "max_concurrent_streams",

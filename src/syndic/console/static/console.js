@@ -3,7 +3,7 @@
 // shows as text.
 "use strict";
 
-const state = { token: sessionStorage.getItem("syndic-token") || "", view: "", timer: 0, source: null, live: null };
+const state = { token: sessionStorage.getItem("syndic-token") || "", view: "", timer: 0, renewal: 0, source: null, live: null };
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -135,19 +135,28 @@ async function deleteKey(key) {
 }
 
 function watchPrefix() {
-  if (state.source) state.source.close();
   const list = document.getElementById("watch-events");
-  const status = document.getElementById("watch-status");
   list.replaceChildren();
   const prefix = keysPrefix();
   // Start just after the listing on screen, so a change made between the
-  // listing and the watch is shown too. EventSource resumes after the last
-  // event's id by itself when the connection drops.
-  const from = state.listed && state.listed.prefix === prefix ? "&from=" + (state.listed.revision + 1) : "";
+  // listing and the watch is shown too.
+  const from = state.listed && state.listed.prefix === prefix ? state.listed.revision + 1 : 0;
+  openWatch(prefix, from);
+}
+
+// EventSource resumes after the last event's id (its revision) by itself when
+// the connection drops, with the URL it was opened with: a renewed token
+// reopens the watch from there (renewToken).
+function openWatch(prefix, from) {
+  if (state.source) state.source.close();
+  const list = document.getElementById("watch-events");
+  const status = document.getElementById("watch-status");
   // EventSource sends no headers: with auth on the token goes in the query.
-  const url = "/ui/api/watch?prefix=" + encodeURIComponent(prefix) + from + tokenQuery("&");
+  const url = "/ui/api/watch?prefix=" + encodeURIComponent(prefix) + (from ? "&from=" + from : "") + tokenQuery("&");
   const source = new EventSource(url);
   state.source = source;
+  source.prefix = prefix;
+  source.next = from;
   status.textContent = "connecting";
   source.onopen = () => { status.textContent = "watching " + (prefix || "every key"); };
   source.onerror = () => {
@@ -161,7 +170,32 @@ function watchPrefix() {
     const batch = JSON.parse(msg.data);
     for (const ev of batch.events) list.prepend(el("li", {}, ev.type + " " + ev.key + " = " + ev.value + " @" + ev.mod_revision));
     while (list.children.length > 200) list.lastChild.remove();
+    if (msg.lastEventId) source.next = Number(msg.lastEventId) + 1;
   };
+}
+
+// With auth on a token lasts token_ttl_s (--auth-token-ttl), counted from
+// the whole second it was issued in, so up to a second less: the console
+// renews it at half of what is sure to be left, for as long as it is open.
+function scheduleRenewal(ttlS) {
+  clearTimeout(state.renewal);
+  if (ttlS > 0) state.renewal = setTimeout(renewToken, Math.max(ttlS - 1, 0.5) * 500);
+}
+
+async function renewToken() {
+  let r;
+  try {
+    r = await api("/ui/api/session/renew", { method: "POST" });
+  } catch (err) {
+    return; // a voided token: api() has shown the login form
+  }
+  state.token = r.token;
+  sessionStorage.setItem("syndic-token", r.token);
+  scheduleRenewal(r.token_ttl_s);
+  // The live views carry the token in their URLs: reopened, a reconnect
+  // after the old token expires is not refused.
+  if (state.live) liveServices();
+  if (state.source && state.source.readyState !== EventSource.CLOSED) openWatch(state.source.prefix, state.source.next);
 }
 
 async function viewLeases() {
@@ -356,6 +390,7 @@ function show(view) {
 
 function showLogin() {
   clearInterval(state.timer);
+  clearTimeout(state.renewal);
   if (state.live) { state.live.close(); state.live = null; }
   for (const s of document.querySelectorAll(".view")) s.hidden = true;
   document.getElementById("login").hidden = false;
@@ -368,6 +403,7 @@ async function start() {
     if (!s.admin && (a.dataset.view === "alerts" || a.dataset.view === "debug")) a.hidden = true;
   }
   if (s.auth_enabled && !s.user) { showLogin(); return; }
+  if (s.auth_enabled) scheduleRenewal(s.token_ttl_s);
   show(location.hash.slice(1));
 }
 

@@ -1,4 +1,4 @@
-"""Test-wide settings: hypothesis profiles.
+"""Test-wide settings: hypothesis profiles, and gRPC's fork handlers off.
 
 ``ci`` (the default) is bounded and derandomized, so a CI run is repeatable;
 ``deep`` (``HYPOTHESIS_PROFILE=deep``, used by ``make test-deep``) explores
@@ -8,6 +8,10 @@ far more examples with fresh randomness on each run.
 from __future__ import annotations
 
 import os
+
+# As a member process does (syndic.cli): tests run members in process, with
+# grpcio in use, and a member forks to serialise its snapshots.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 
 from hypothesis import HealthCheck, settings
 

@@ -46,13 +46,14 @@ class SerializationError(Exception):
 
 
 class ForkedSerialization:
-    """One serialisation, in a child forked at construction.
+    """One serialisation, in a child forked at construction; ``serialize``
+    returns the bytes, or their pieces in order.
 
     Construct it where the state must be captured (on the event loop, at the
     applied index wanted), then ``await result()``; or ``cancel()``, which
     kills the child and, if nothing awaits the result, reaps it."""
 
-    def __init__(self, serialize: Callable[[], bytes]) -> None:
+    def __init__(self, serialize: Callable[[], bytes | list[bytes]]) -> None:
         self._out = _anonymous_file()
         self._collecting = False
         # Once reaped, the child's pid may be another process's.
@@ -135,7 +136,9 @@ def _die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the chi
         os._exit(_EXIT_FAILED)
 
 
-def _run_child(serialize: Callable[[], bytes], out: int, parent: int) -> None:  # pragma: no cover
+def _run_child(  # pragma: no cover - runs in the child
+    serialize: Callable[[], bytes | list[bytes]], out: int, parent: int
+) -> None:
     code = _EXIT_FAILED
     try:
         # Signals meant for the member (Ctrl-C reaches the whole process
@@ -152,9 +155,12 @@ def _run_child(serialize: Callable[[], bytes], out: int, parent: int) -> None:  
         _die_with_parent(parent)
         # A collection would touch every object, copying the parent's pages.
         gc.disable()
-        view = memoryview(serialize())
-        while view:
-            view = view[os.write(out, view) :]
+        # Pieces are written one by one: joined, they would be a second copy.
+        result = serialize()
+        for part in result if isinstance(result, list) else [result]:
+            view = memoryview(part)
+            while view:
+                view = view[os.write(out, view) :]
         code = _EXIT_OK
     except BaseException:
         with contextlib.suppress(BaseException):

@@ -555,7 +555,7 @@ class MemberNode(MemberApi, PeerRequests):
         """A snapshot of the state applied so far. The fork is the capture,
         here on the loop where entries are applied, so the child serialises
         the state at exactly the applied index."""
-        serialization = ForkedSerialization(self.state.serialize)
+        serialization = ForkedSerialization(self.state.serialized_parts)
         self._serialization = serialization
         return self._snapshot(
             self.raft.applied_index, serialization, self._rt.snapshots.applied_bytes

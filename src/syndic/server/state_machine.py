@@ -122,12 +122,22 @@ class StateMachine:
         raise AssertionError(f"unhandled entry kind {entry.kind}")
 
     def serialize(self) -> bytes:
-        return self.capture()()
+        return b"".join(self.serialized_parts())
+
+    def serialized_parts(self) -> list[bytes]:
+        """:meth:`serialize`'s bytes as pieces, for a writer that needs no
+        joined copy (a snapshot's child writes them to its file one by one)."""
+        return self._capture_parts()()
 
     def capture(self) -> Callable[[], bytes]:
         """Capture the state now and return a function that serialises what
         was captured; the function may run in a worker thread while entries
-        keep being applied.
+        keep being applied."""
+        parts = self._capture_parts()
+        return lambda: b"".join(parts())
+
+    def _capture_parts(self) -> Callable[[], list[bytes]]:
+        """:meth:`capture`, serialising to pieces.
 
         Capturing costs O(n) pointer copies (``syndic.kv.snapshot.freeze``);
         the members and the auth store are small and copied as plain data.
@@ -139,21 +149,19 @@ class StateMachine:
         ]
         auth = self.auth.serialize()
 
-        def serialize() -> bytes:
-            # msgpack.packb([version, store bytes, members, auth]) with the
-            # store's pieces joined once, into the result.
+        def serialize() -> list[bytes]:
+            # msgpack.packb([version, store bytes, members, auth]) in pieces:
+            # the store's own pieces are never joined on their own.
             store = dump_frozen_parts(frozen)
             packer = msgpack.Packer()
-            return b"".join(
-                [
-                    packer.pack_array_header(4),
-                    packer.pack(SNAPSHOT_FORMAT_VERSION),
-                    _bin_header(sum(map(len, store))),
-                    *store,
-                    packer.pack(members),
-                    packer.pack(auth),
-                ]
-            )
+            return [
+                packer.pack_array_header(4),
+                packer.pack(SNAPSHOT_FORMAT_VERSION),
+                _bin_header(sum(map(len, store))),
+                *store,
+                packer.pack(members),
+                packer.pack(auth),
+            ]
 
         return serialize
 

@@ -5,17 +5,22 @@ from __future__ import annotations
 import asyncio
 import struct
 
+import pytest
+
 from syndic.server.h2 import ServerLimits
+from syndic.server.h2 import server as server_module
 from syndic.server.h2.frames import ErrorCode, FrameType
+from syndic.server.h2.limits import TokenBucket
 from tests.server.h2.conftest import (
     CALL_TIMEOUT_S,
     KEY_BLOCK,
     RANGE_PATH,
     Connect,
+    Running,
     Serve,
     range_request,
 )
-from tests.server.h2.raw_client import GoAway
+from tests.server.h2.raw_client import GoAway, RawClient
 
 OK = 0
 U32 = struct.Struct(">I")
@@ -85,3 +90,67 @@ async def test_the_cheap_frame_budget_is_shared_by_a_peers_connections(
         second.send_frame(FrameType.PING, 0, 0, b"12345678")
     goaway = await second.read_goaway()
     assert goaway.code == ErrorCode.ENHANCE_YOUR_CALM and goaway.reason == "too many PING frames"
+
+
+async def _reset_calls(running: Running, client: RawClient, count: int) -> None:
+    for _ in range(count):
+        stream_id = client.start_call(RANGE_PATH, [range_request(KEY_BLOCK)])
+        await running.probe.wait_started(running.probe.started + 1)
+        client.send_frame(FrameType.RST_STREAM, 0, stream_id, U32.pack(ErrorCode.CANCEL))
+
+
+async def _until_closed(running: Running) -> None:
+    async with asyncio.timeout(CALL_TIMEOUT_S):
+        while running.server._connections:
+            await asyncio.sleep(0.01)
+
+
+async def test_closing_and_reconnecting_does_not_refill_the_reset_budget(
+    serve: Serve, connect: Connect
+) -> None:
+    # The budget outlives the peer's connections until it would be full again.
+    running = await serve(ServerLimits(stream_resets_burst=4, stream_resets_per_s=0.001))
+    first = await connect(running.port)
+    await _reset_calls(running, first, 4)
+    await first.sync()
+    assert first.goaway is None
+    await first.close()
+    await _until_closed(running)
+    again = await connect(running.port)
+    await _reset_calls(running, again, 1)
+    goaway = await again.read_goaway()
+    assert goaway.code == ErrorCode.ENHANCE_YOUR_CALM and goaway.reason == "too many streams reset"
+
+
+async def test_a_peer_whose_budget_refilled_comes_back_with_all_of_it(
+    serve: Serve, connect: Connect
+) -> None:
+    running = await serve(ServerLimits(stream_resets_burst=4, stream_resets_per_s=40.0))
+    first = await connect(running.port)
+    await _reset_calls(running, first, 4)
+    await first.close()
+    await _until_closed(running)
+    await asyncio.sleep(0.2)  # 4 resets back at 40/s: 0.1 s
+    again = await connect(running.port)
+    await _reset_calls(running, again, 4)
+    await again.sync()
+    assert again.goaway is None
+
+
+async def test_departed_peers_budgets_are_bounded(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module, "LEFT_BUDGETS_MAX", 2)
+    running = await serve(ServerLimits())
+    now = asyncio.get_running_loop().time()
+
+    def spent() -> tuple[TokenBucket, TokenBucket]:
+        resets, cheap = TokenBucket(1.0, 10, now), TokenBucket(1.0, 10, now)
+        resets.take(now)
+        return resets, cheap
+
+    full = (TokenBucket(1.0, 10, now), TokenBucket(1.0, 10, now))
+    running.server._remember("192.0.2.1", full)  # full: nothing to remember
+    for host in ("192.0.2.2", "192.0.2.3", "192.0.2.4"):
+        running.server._remember(host, spent())
+    assert list(running.server._left) == ["192.0.2.3", "192.0.2.4"]

@@ -245,6 +245,10 @@ class TokenBucket:
     def refund(self, tokens: float) -> None:
         self.tokens = min(self._burst, self.tokens + tokens)
 
+    def full_at(self) -> float:
+        """When the bucket will hold its whole burst again, if nothing takes."""
+        return self._stamp + (self._burst - self.tokens) / self._rate_per_s
+
 
 class SharedBudget:
     """A byte count shared by every connection of one server (one event loop)."""

@@ -26,6 +26,13 @@ def _split_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port_text)
 
 
+# A peer's (rapid-reset, cheap-frame) budgets.
+_Budgets = tuple[TokenBucket, TokenBucket]
+# Departed peers whose budgets are remembered: past this many, the expired
+# are dropped, then the longest gone.
+LEFT_BUDGETS_MAX = 4096
+
+
 class GrpcServer:
     """gRPC over HTTP/2 on asyncio; registration as on grpc.aio's server."""
 
@@ -41,7 +48,11 @@ class GrpcServer:
         self._counted: dict[Http2Connection, str] = {}
         # The rapid-reset and cheap-frame budgets of each peer address with a
         # connection open: reconnecting does not refill them.
-        self._buckets: dict[str, tuple[TokenBucket, TokenBucket]] = {}
+        self._buckets: dict[str, _Budgets] = {}
+        # Budgets of peers whose last connection closed before they refilled,
+        # with when they will be full: a peer that comes back within that
+        # time gets what it left, not a fresh burst.
+        self._left: dict[str, tuple[float, _Budgets]] = {}
         # Request bytes held unread, summed over every connection.
         self.request_budget = SharedBudget(self.limits.server_request_buffer_bytes_max)
         # Answer bytes queued behind clients' windows, summed over every connection.
@@ -152,7 +163,9 @@ class GrpcServer:
         self._counted[connection] = peer_host
         buckets = self._buckets.get(peer_host)
         if buckets is None:
-            buckets = (connection.protocol.resets, connection.protocol.cheap)
+            left = self._left.pop(peer_host, None)
+            fresh = (connection.protocol.resets, connection.protocol.cheap)
+            buckets = left[1] if left is not None else fresh
             self._buckets[peer_host] = buckets
         connection.protocol.resets, connection.protocol.cheap = buckets
         return None
@@ -164,7 +177,20 @@ class GrpcServer:
             self._per_peer[peer_host] -= 1
             if not self._per_peer[peer_host]:
                 del self._per_peer[peer_host]
-                del self._buckets[peer_host]
+                self._remember(peer_host, self._buckets.pop(peer_host))
+
+    def _remember(self, peer_host: str, buckets: _Budgets) -> None:
+        """Keep a departing peer's budgets until they would be full again."""
+        now = asyncio.get_running_loop().time()
+        full_at = max(bucket.full_at() for bucket in buckets)
+        if full_at <= now:
+            return
+        if len(self._left) >= LEFT_BUDGETS_MAX:
+            for host in [h for h, (t, _) in self._left.items() if t <= now]:
+                del self._left[host]
+            if len(self._left) >= LEFT_BUDGETS_MAX:  # the longest gone is forgotten
+                del self._left[next(iter(self._left))]
+        self._left[peer_host] = (full_at, buckets)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let running calls finish for ``grace`` seconds, then cut."""

@@ -180,3 +180,34 @@ async def test_catalog_nodes_datacenters_and_status(
     _, health = await call(c.health.service, "db")
     # Catalog and health list instances in the same order.
     assert [e["ServiceID"] for e in catalog] == [e["Service"]["ID"] for e in health]
+
+
+async def test_health_state_blocking_query_wakes_when_a_service_goes(
+    c: consul.Consul, agent_http: AgentHandle
+) -> None:
+    # The newest change is the service that then goes: its index must still
+    # count, or the query sleeps through the deregistration and its index
+    # goes backwards.
+    for name, port in (("db", 1), ("cache", 2)):
+        await call(
+            c.agent.service.register,
+            name,
+            service_id=f"{name}-1",
+            port=port,
+            check=consul.Check.ttl("30s"),
+        )
+    index, _ = await until(lambda: c.health.state("any"), lambda r: len(r[1]) == 2)
+    waiter = asyncio.ensure_future(call(c.health.state, "any", index=index, wait="30s"))
+    await asyncio.sleep(0.3)
+    assert not waiter.done()
+    await call(c.agent.service.deregister, "cache-1")
+    new_index, checks = await asyncio.wait_for(waiter, 10)
+    assert int(new_index) > int(index)
+    assert [check["ServiceID"] for check in checks] == ["db-1"]
+    # A check's change moves the index too.
+    waiter = asyncio.ensure_future(call(c.health.state, "any", index=new_index, wait="30s"))
+    await asyncio.sleep(0.3)
+    await call(c.agent.check.ttl_pass, "service:db-1")
+    newer_index, checks = await asyncio.wait_for(waiter, 10)
+    assert int(newer_index) > int(new_index)
+    assert [check["Status"] for check in checks] == ["passing"]

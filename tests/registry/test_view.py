@@ -49,12 +49,15 @@ def test_view_matches_a_model_and_indexes_only_grow(
     revision = 1
     last = {s: view.service_index("default", s) for s in SERVICES}
     last_catalog = view.catalog_index
+    newest_service_change = view.services_index("default")
     seen: set[str] = set()
     for batch in batches:
         changes = []
         for kind, svc, iid in batch:
             revision += 1
             changes.append(change(kind, svc, iid, revision))
+            if kind != "garbage":
+                newest_service_change = revision
             if kind == "put-inst":
                 model[svc].add(iid)
             elif kind == "del-inst":
@@ -74,8 +77,15 @@ def test_view_matches_a_model_and_indexes_only_grow(
             last[s] = index
         assert view.catalog_index >= last_catalog
         last_catalog = view.catalog_index
+        # The namespace's index is its newest service change, a service that
+        # went included (the health of every check wakes on it).
+        assert view.services_index("default") == max(newest_service_change, 1)
+        assert view.services_index() == view.services_index("default")
+        assert view.services_index("elsewhere") == 1
     # A reload (after a lost watch) moves no index backwards.
     before = {s: view.service_index("default", s) for s in SERVICES}
+    namespace_before = view.services_index("default")
     view.load([], revision + 1)
     for s in SERVICES:
         assert view.service_index("default", s) >= before[s]
+    assert view.services_index("default") >= namespace_before

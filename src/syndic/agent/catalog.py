@@ -222,9 +222,12 @@ class LiveCatalog:
         """Wait until the view has applied ``revision`` (a consistent read's barrier)."""
         return await self._wait_until(_REVISION, lambda: self.view.revision >= revision, timeout_s)
 
-    async def wait_any_change(self, done: Callable[[], bool], timeout_s: float) -> bool:
-        """Wait until ``done()``, re-checking after every applied watch batch."""
-        return await self._wait_until(_REVISION, done, timeout_s)
+    async def wait_any_change(
+        self, done: Callable[[], bool], timeout_s: float, ready: Ready | None = None
+    ) -> bool:
+        """Wait until ``done()``, re-checking after every applied watch batch
+        (``ready`` as in ``_wait_until``)."""
+        return await self._wait_until(_REVISION, done, timeout_s, ready)
 
 
 def _when(done: Callable[[], bool], ready: Ready) -> Ready:

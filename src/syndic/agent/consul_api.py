@@ -494,7 +494,7 @@ class ConsulApi:
     async def health_checks(self, request: web.Request) -> web.StreamResponse:
         return await self._service_read(request, "check", _render_health_checks)
 
-    async def health_state(self, request: web.Request) -> web.Response:
+    async def health_state(self, request: web.Request) -> web.StreamResponse:
         state = request.match_info["state"]
         if state not in ("any", "passing", "warning", "critical"):
             raise HttpError(400, f"Invalid state: {state[:32]!r}")
@@ -503,21 +503,29 @@ class ConsulApi:
         ns = self._ns(request)
         await self._barrier(b)
         catalog = self.agent.catalog
+        view = catalog.view
 
         def current() -> int:
-            return max((e.index for e in catalog.view.live_services(ns)), default=1)
+            return view.services_index(ns)
 
-        if b.index:
-            await catalog.wait_any_change(lambda: current() > b.index, b.wait_s)
-        out: list[dict[str, Any]] = []
-        for entry in catalog.view.live_services(ns):
-            for stored in entry.sorted_instances():
-                out.extend(
-                    c for c in instance_checks(entry, stored) if state in ("any", c["Status"])
-                )
-        if only is not None:
-            out = only.select(out)
-        return json_response(out, index=current(), consistency=self._consistency(b))
+        def render() -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = []
+            for entry in view.live_services(ns):
+                for stored in entry.sorted_instances():
+                    out.extend(
+                        c for c in instance_checks(entry, stored) if state in ("any", c["Status"])
+                    )
+            return only.select(out) if only is not None else out
+
+        def body_of(index: int) -> bytes:
+            # Every query of the namespace wakes on the same change: one render.
+            filter_text = only.text if only is not None else None
+            return self._cached(("state", state, ns, filter_text, index), render)
+
+        async def wait(ready: Ready | None) -> None:
+            await catalog.wait_any_change(lambda: current() > b.index, b.wait_s, ready)
+
+        return await self._answer(request, b, wait, current, body_of)
 
     # -- status -----------------------------------------------------------------
 

@@ -102,6 +102,11 @@ class RegistryView:
         self.nodes: dict[str, NodeRecord] = {}
         self.catalog_index = 1
         self.nodes_index = 1
+        # Per namespace, the newest change to any of its services, checks
+        # included, kept when a service goes: a query over a namespace (the
+        # health of every check) must wake when a service leaves, and its
+        # index never goes backwards.
+        self.namespace_index: dict[str, int] = {}
         self.revision = 0  # the store's revision this view has applied
         # Added to store revisions to make indexes. It grows when the store's
         # revision goes backwards (a store restored or replaced), so indexes
@@ -118,6 +123,12 @@ class RegistryView:
     def service_index(self, ns: str, name: str) -> int:
         entry = self.services.get((ns, name))
         return max(1, entry.index if entry is not None else self.catalog_index)
+
+    def services_index(self, ns: str | None = None) -> int:
+        """The index of ``ns``'s services (every namespace's for None)."""
+        if ns is None:
+            return max(self.namespace_index.values(), default=1)
+        return self.namespace_index.get(ns, 1)
 
     def live_services(self, ns: str | None = None) -> list[ServiceEntry]:
         return sorted(
@@ -154,6 +165,8 @@ class RegistryView:
             entry.index = max(index, published)
         self.catalog_index = max(self.catalog_index, published, 1)
         self.nodes_index = max(self.nodes_index, published, 1)
+        for ns in {*self.namespace_index, *(ns for ns, _ in self.services)}:
+            self.namespace_index[ns] = max(self.namespace_index.get(ns, 1), published)
 
     def apply(self, changes: Iterable[Change], revision: int) -> set[tuple[str, str]]:
         """Apply watch events; returns the services whose index moved."""
@@ -194,6 +207,7 @@ class RegistryView:
             return None
         index = change.mod_revision + self.index_offset
         entry.index = max(entry.index, index)
+        self.namespace_index[key[0]] = max(self.namespace_index.get(key[0], 1), index)
         if parsed.kind == "inst":
             self.catalog_index = max(self.catalog_index, index)
         return key

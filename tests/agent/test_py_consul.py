@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 import consul
 import pytest
 
+from syndic.registry.model import Instance
+from syndic.registry.store import RegistryStore
 from tests.agent.conftest import AgentHandle
 
 T = TypeVar("T")
@@ -211,3 +213,21 @@ async def test_health_state_blocking_query_wakes_when_a_service_goes(
     newer_index, checks = await asyncio.wait_for(waiter, 10)
     assert int(newer_index) > int(new_index)
     assert [check["Status"] for check in checks] == ["passing"]
+
+
+async def test_catalog_nodes_blocking_query_wakes_on_an_instance_on_a_new_node(
+    c: consul.Consul, agent_http: AgentHandle
+) -> None:
+    # An application registering through syndic.registry writes no node
+    # record; its instance's node is in the list all the same, so the query
+    # must wake on it.
+    index, nodes = await until(c.catalog.nodes, lambda r: r[1])  # the agent's own node
+    assert "app-host" not in [n["Node"] for n in nodes]
+    waiter = asyncio.ensure_future(call(c.catalog.nodes, index=index, wait="30s"))
+    await asyncio.sleep(0.3)
+    assert not waiter.done()
+    store = RegistryStore(agent_http.client, agent_http.agent.store.layout)
+    await store.register(Instance("default", "worker", "w-1", port=9, node="app-host"))
+    new_index, nodes = await asyncio.wait_for(waiter, 10)
+    assert int(new_index) > int(index)
+    assert "app-host" in [n["Node"] for n in nodes]

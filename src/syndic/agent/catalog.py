@@ -39,7 +39,6 @@ WAKE_BATCH_MAX = 64
 Ready = Callable[[], None]
 
 _CATALOG = ("", "")  # waiter key for "any instance came or went"
-_NODES = ("", "nodes")
 _REVISION = ("", "revision")  # waiter key for "any watch batch applied"
 
 
@@ -86,15 +85,12 @@ class LiveCatalog:
             try:
                 async for changes, revision in self.store.watch(self.view.revision + 1):
                     catalog_before = self.view.catalog_index
-                    nodes_before = self.view.nodes_index
                     touched = self.view.apply(changes, revision)
                     self._sessions_ended(changes)
                     for key in touched:
                         self._wake(key)
                     if self.view.catalog_index != catalog_before:
                         self._wake(_CATALOG)
-                    if self.view.nodes_index != nodes_before:
-                        self._wake(_NODES)
                     self._wake(_REVISION)
             except CompactedError:
                 log.warning("agent catalog: watch compacted; reloading the registry")
@@ -213,10 +209,6 @@ class LiveCatalog:
     async def wait_catalog(self, index: int, timeout_s: float, ready: Ready | None = None) -> int:
         await self._wait_until(_CATALOG, lambda: self.view.catalog_index > index, timeout_s, ready)
         return self.view.catalog_index
-
-    async def wait_nodes(self, index: int, timeout_s: float) -> int:
-        await self._wait_until(_NODES, lambda: self.view.nodes_index > index, timeout_s)
-        return self.view.nodes_index
 
     async def wait_revision(self, revision: int, timeout_s: float) -> bool:
         """Wait until the view has applied ``revision`` (a consistent read's barrier)."""

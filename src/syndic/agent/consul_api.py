@@ -446,21 +446,30 @@ class ConsulApi:
         ]
         return docs if query.only is None else query.only.select(docs)
 
-    async def catalog_nodes(self, request: web.Request) -> web.Response:
+    async def catalog_nodes(self, request: web.Request) -> web.StreamResponse:
         b = self._blocking(request)
         only = self._filter(request, "node")
+        meta_matches = self._node_meta_filter(request)
         await self._barrier(b)
         catalog = self.agent.catalog
-        if b.index:
-            await catalog.wait_nodes(b.index, b.wait_s)
         view = catalog.view
-        index = max(view.nodes_index, view.catalog_index)
-        nodes = (
-            [self._node(n) for n in view.node_names()] if self._node_meta_filter(request) else []
-        )
-        if only is not None:
-            nodes = only.select(nodes)
-        return json_response(nodes, index=index, consistency=self._consistency(b))
+
+        def current() -> int:
+            # The node list is the node records and every instance's node.
+            return max(view.nodes_index, view.catalog_index)
+
+        def render() -> list[dict[str, Any]]:
+            nodes = [self._node(n) for n in view.node_names()] if meta_matches else []
+            return only.select(nodes) if only is not None else nodes
+
+        def body_of(index: int) -> bytes:
+            filter_text = only.text if only is not None else None
+            return self._cached(("nodes", meta_matches, filter_text, index), render)
+
+        async def wait(ready: Ready | None) -> None:
+            await catalog.wait_any_change(lambda: current() > b.index, b.wait_s, ready)
+
+        return await self._answer(request, b, wait, current, body_of)
 
     async def catalog_datacenters(self, request: web.Request) -> web.Response:
         return json_response([self.config.datacenter])

@@ -274,12 +274,7 @@ async def test_the_console_renews_its_token_while_it_is_open(tmp_path: Path) -> 
         await put(member, "pub/news", "hello")
         await enable_auth(member)
         async with browser_page(member.admin_url) as (page, errors):
-            await page.goto("/ui#keys")
-            await page.wait_for_selector("#login:not([hidden])")
-            await page.fill("#login-form input[name=user]", "ann")
-            await page.fill("#login-form input[name=password]", "annpw")
-            await page.click("#login-form button")
-            await page.wait_for_selector("#view-keys:not([hidden])")
+            await login(page, "ann", "annpw", view="keys")
             first = await page.evaluate("state.token")
             await asyncio.sleep(6)
             await page.fill("#keys-prefix", "pub/")
@@ -309,13 +304,13 @@ async def test_assets_load_nothing_from_elsewhere_and_unknown_ones_are_404(
                 assert "://" not in text, name
 
 
-async def login(page: Any, user: str, password: str) -> None:
-    await page.goto("/ui#services")
+async def login(page: Any, user: str, password: str, view: str = "services") -> None:
+    await page.goto(f"/ui#{view}")
     await page.wait_for_selector("#login:not([hidden])")
     await page.fill("#login-form input[name=user]", user)
     await page.fill("#login-form input[name=password]", password)
     await page.click("#login-form button")
-    await page.wait_for_selector("#view-services:not([hidden])")
+    await page.wait_for_selector(f"#view-{view}:not([hidden])")
 
 
 async def register_from_console(page: Any, instance_id: str) -> None:

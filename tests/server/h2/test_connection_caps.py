@@ -67,10 +67,7 @@ async def test_the_rapid_reset_budget_is_shared_by_a_peers_connections(
     running = await serve(limits)
     first, second = await connect(running.port), await connect(running.port)
     for client, rounds in ((first, 4), (second, 1)):
-        for _ in range(rounds):
-            stream_id = client.start_call(RANGE_PATH, [range_request(KEY_BLOCK)])
-            await running.probe.wait_started(running.probe.started + 1)
-            client.send_frame(FrameType.RST_STREAM, 0, stream_id, U32.pack(ErrorCode.CANCEL))
+        await _reset_calls(running, client, rounds)
     await first.sync()
     assert first.goaway is None
     goaway = await second.read_goaway()
@@ -99,7 +96,13 @@ async def _reset_calls(running: Running, client: RawClient, count: int) -> None:
         client.send_frame(FrameType.RST_STREAM, 0, stream_id, U32.pack(ErrorCode.CANCEL))
 
 
-async def _until_closed(running: Running) -> None:
+async def _spend_and_leave(running: Running, connect: Connect, resets: int) -> None:
+    """A peer's one connection resets ``resets`` calls, unpunished, and closes."""
+    client = await connect(running.port)
+    await _reset_calls(running, client, resets)
+    await client.sync()
+    assert client.goaway is None
+    await client.close()
     async with asyncio.timeout(CALL_TIMEOUT_S):
         while running.server._connections:
             await asyncio.sleep(0.01)
@@ -110,12 +113,7 @@ async def test_closing_and_reconnecting_does_not_refill_the_reset_budget(
 ) -> None:
     # The budget outlives the peer's connections until it would be full again.
     running = await serve(ServerLimits(stream_resets_burst=4, stream_resets_per_s=0.001))
-    first = await connect(running.port)
-    await _reset_calls(running, first, 4)
-    await first.sync()
-    assert first.goaway is None
-    await first.close()
-    await _until_closed(running)
+    await _spend_and_leave(running, connect, 4)
     again = await connect(running.port)
     await _reset_calls(running, again, 1)
     goaway = await again.read_goaway()
@@ -126,10 +124,7 @@ async def test_a_peer_whose_budget_refilled_comes_back_with_all_of_it(
     serve: Serve, connect: Connect
 ) -> None:
     running = await serve(ServerLimits(stream_resets_burst=4, stream_resets_per_s=40.0))
-    first = await connect(running.port)
-    await _reset_calls(running, first, 4)
-    await first.close()
-    await _until_closed(running)
+    await _spend_and_leave(running, connect, 4)
     await asyncio.sleep(0.2)  # 4 resets back at 40/s: 0.1 s
     again = await connect(running.port)
     await _reset_calls(running, again, 4)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 
-# As a member process does (syndic.cli): tests run members in process, with
-# grpcio in use, and a member forks to serialise its snapshots.
-os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
-
 from hypothesis import HealthCheck, settings
+
+# grpcio's fork handlers off, as in a member process: tests run members in
+# process, with grpcio in use, and a member forks to serialise its snapshots.
+# syndic.cli sets it, and must be imported before anything imports grpc.
+import syndic.cli  # noqa: F401
 
 settings.register_profile(
     "ci",

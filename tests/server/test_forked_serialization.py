@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -134,17 +133,17 @@ async def test_a_member_serialises_its_snapshots_outside_its_own_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     in_member: list[int] = []
-    capture = StateMachine.capture
+    serialized_parts = StateMachine.serialized_parts
 
-    def recording_capture(self: StateMachine) -> Callable[[], bytes]:
+    def recording_parts(self: StateMachine) -> list[bytes]:
         in_member.append(os.getpid())  # in a child, this list is the child's copy
-        return capture(self)
+        return serialized_parts(self)
 
     (config,) = cluster_configs(tmp_path, 1)
     config = dataclasses.replace(config, snapshot_count=100)
     node = MemberNode(config)
     await node.start()
-    monkeypatch.setattr(StateMachine, "capture", recording_capture)
+    monkeypatch.setattr(StateMachine, "serialized_parts", recording_parts)
     try:
         for i in range(250):
             await node.write(PutRequest(key=b"k%03d" % (i % 70), value=b"v%d" % i))

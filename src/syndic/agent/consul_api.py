@@ -107,10 +107,15 @@ class ServiceQuery:
     only: Filter | None
 
     def __hash__(self) -> int:
-        text = self.only.text if self.only is not None else None
+        text = _filter_text(self.only)
         return hash(
             (self.documents, self.ns, self.name, self.passing, self.tags, self.node_meta, text)
         )
+
+
+def _filter_text(only: Filter | None) -> str | None:
+    """What names a filter in a rendered answer's key."""
+    return only.text if only is not None else None
 
 
 def _name(request: web.Request, key: str, what: str) -> str:
@@ -427,6 +432,27 @@ class ConsulApi:
             return direct.sent_response()
         return body_response(body, index=index, consistency=consistency)
 
+    async def _answer_rendered(
+        self,
+        request: web.Request,
+        b: Blocking,
+        current: Callable[[], int],
+        key: tuple[Any, ...],
+        render: Callable[[], Any],
+    ) -> web.StreamResponse:
+        """A read over many services: a blocking query waits until ``current()``
+        passes its index, checked after every watch batch, and every query one
+        change wakes gets the same bytes, rendered once per ``key`` and index."""
+        catalog = self.agent.catalog
+
+        def body_of(index: int) -> bytes:
+            return self._cached((*key, index), render)
+
+        async def wait(ready: Ready | None) -> None:
+            await catalog.wait_any_change(lambda: current() > b.index, b.wait_s, ready)
+
+        return await self._answer(request, b, wait, current, body_of)
+
     def _service_key(self, query: ServiceQuery, index: int) -> tuple[Any, ...]:
         """The index carries every change to the service; node addresses are in the answer."""
         return (query, index, self.agent.catalog.view.nodes_index)
@@ -451,8 +477,7 @@ class ConsulApi:
         only = self._filter(request, "node")
         meta_matches = self._node_meta_filter(request)
         await self._barrier(b)
-        catalog = self.agent.catalog
-        view = catalog.view
+        view = self.agent.catalog.view
 
         def current() -> int:
             # The node list is the node records and every instance's node.
@@ -462,14 +487,8 @@ class ConsulApi:
             nodes = [self._node(n) for n in view.node_names()] if meta_matches else []
             return only.select(nodes) if only is not None else nodes
 
-        def body_of(index: int) -> bytes:
-            filter_text = only.text if only is not None else None
-            return self._cached(("nodes", meta_matches, filter_text, index), render)
-
-        async def wait(ready: Ready | None) -> None:
-            await catalog.wait_any_change(lambda: current() > b.index, b.wait_s, ready)
-
-        return await self._answer(request, b, wait, current, body_of)
+        key = ("nodes", meta_matches, _filter_text(only))
+        return await self._answer_rendered(request, b, current, key, render)
 
     async def catalog_datacenters(self, request: web.Request) -> web.Response:
         return json_response([self.config.datacenter])
@@ -511,8 +530,7 @@ class ConsulApi:
         only = self._filter(request, "check")
         ns = self._ns(request)
         await self._barrier(b)
-        catalog = self.agent.catalog
-        view = catalog.view
+        view = self.agent.catalog.view
 
         def current() -> int:
             return view.services_index(ns)
@@ -526,15 +544,8 @@ class ConsulApi:
                     )
             return only.select(out) if only is not None else out
 
-        def body_of(index: int) -> bytes:
-            # Every query of the namespace wakes on the same change: one render.
-            filter_text = only.text if only is not None else None
-            return self._cached(("state", state, ns, filter_text, index), render)
-
-        async def wait(ready: Ready | None) -> None:
-            await catalog.wait_any_change(lambda: current() > b.index, b.wait_s, ready)
-
-        return await self._answer(request, b, wait, current, body_of)
+        key = ("state", state, ns, _filter_text(only))
+        return await self._answer_rendered(request, b, current, key, render)
 
     # -- status -----------------------------------------------------------------
 

@@ -17,7 +17,8 @@ from aiohttp import web
 
 from syndic.server.auth.model import AuthInfo, PermType
 from syndic.server.auth.password import verify_password
-from syndic.server.auth.token import TOKEN_TTL_S_DEFAULT, TokenClaims, sign_token, verify_token
+from syndic.server.auth.store import AuthStore
+from syndic.server.auth.token import TOKEN_TTL_S_DEFAULT, TokenClaims, sign_token
 
 # Password and user names longer than this are refused before any hashing.
 CREDENTIAL_CHARS_MAX = 256
@@ -68,8 +69,7 @@ class AdminAuth:
         if not store.enabled:
             raise web.HTTPBadRequest(text="auth is not enabled")
         now_s = time.time()
-        self.info(request, now_s)  # HTTPUnauthorized unless the token is valid now
-        claims = verify_token(store.signing_key, _token_of(request), now_s)
+        claims = self._claims(store, request, now_s)
         expires_s = int(now_s) + self.token_ttl_s
         return sign_token(store.signing_key, TokenClaims(claims.user, claims.revision, expires_s))
 
@@ -80,18 +80,20 @@ class AdminAuth:
             return None
         return _token_of(request)
 
-    def info(self, request: web.Request, now_s: float | None = None) -> AuthInfo | None:
+    def info(self, request: web.Request) -> AuthInfo | None:
         """The caller; None with auth off. HTTPUnauthorized without a valid token."""
         store = self.node.auth_store()
         if not store.enabled:
             return None
+        return AuthInfo(self._claims(store, request, time.time()).user, store.revision)
+
+    @staticmethod
+    def _claims(store: AuthStore, request: web.Request, now_s: float) -> TokenClaims:
         token = _token_of(request)
         if not token:
             raise web.HTTPUnauthorized(text="log in first: auth is enabled")
         try:
-            return store.authenticate_token(  # type: ignore[no-any-return]
-                token, time.time() if now_s is None else now_s
-            )
+            return store.token_claims(token, now_s)
         except Exception:
             raise web.HTTPUnauthorized(text="invalid or expired token") from None
 

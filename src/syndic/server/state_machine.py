@@ -126,44 +126,27 @@ class StateMachine:
 
     def serialized_parts(self) -> list[bytes]:
         """:meth:`serialize`'s bytes as pieces, for a writer that needs no
-        joined copy (a snapshot's child writes them to its file one by one)."""
-        return self._capture_parts()()
+        joined copy (a snapshot's child writes them to its file one by one).
 
-    def capture(self) -> Callable[[], bytes]:
-        """Capture the state now and return a function that serialises what
-        was captured; the function may run in a worker thread while entries
-        keep being applied."""
-        parts = self._capture_parts()
-        return lambda: b"".join(parts())
-
-    def _capture_parts(self) -> Callable[[], list[bytes]]:
-        """:meth:`capture`, serialising to pieces.
-
-        Capturing costs O(n) pointer copies (``syndic.kv.snapshot.freeze``);
-        the members and the auth store are small and copied as plain data.
-        Serialising, the costly part, then reads nothing that changes."""
-        frozen = freeze(self.store)
+        A running member calls it in a child forked at the applied index
+        (``syndic.server.forked_serialization``): the fork, not this method,
+        keeps the state still while it reads."""
         members = [
             [mid, a.name, list(a.peer_urls), list(a.client_urls)]
             for mid, a in sorted(self.members.items())
         ]
-        auth = self.auth.serialize()
-
-        def serialize() -> list[bytes]:
-            # msgpack.packb([version, store bytes, members, auth]) in pieces:
-            # the store's own pieces are never joined on their own.
-            store = dump_frozen_parts(frozen)
-            packer = msgpack.Packer()
-            return [
-                packer.pack_array_header(4),
-                packer.pack(SNAPSHOT_FORMAT_VERSION),
-                _bin_header(sum(map(len, store))),
-                *store,
-                packer.pack(members),
-                packer.pack(auth),
-            ]
-
-        return serialize
+        store = dump_frozen_parts(freeze(self.store))
+        packer = msgpack.Packer()
+        # msgpack.packb([version, store bytes, members, auth]) in pieces: the
+        # store's own pieces are never joined on their own.
+        return [
+            packer.pack_array_header(4),
+            packer.pack(SNAPSHOT_FORMAT_VERSION),
+            _bin_header(sum(map(len, store))),
+            *store,
+            packer.pack(members),
+            packer.pack(self.auth.serialize()),
+        ]
 
     def restore(self, data: bytes) -> None:
         """Replace everything with a snapshot's state; nothing changes if it is invalid."""

@@ -46,7 +46,7 @@ from syndic.server.auth.model import (
     User,
 )
 from syndic.server.auth.password import PasswordHashError, parse_hash
-from syndic.server.auth.token import SIGNING_KEY_BYTES, TokenError, verify_token
+from syndic.server.auth.token import SIGNING_KEY_BYTES, TokenClaims, TokenError, verify_token
 from syndic.server.backend import (
     AuthError,
     auth_failed,
@@ -362,6 +362,11 @@ class AuthStore:
     def authenticate_token(self, token: str, now_s: float) -> AuthInfo:
         """Who ``token`` speaks for, at the current auth revision; invalid_auth_token if
         it is forged, expired, its user is gone, or it predates the user's password."""
+        return AuthInfo(self.token_claims(token, now_s).user, self.revision)
+
+    def token_claims(self, token: str, now_s: float) -> TokenClaims:
+        """A valid token's claims (its user, login revision and expiry), checked
+        as :meth:`authenticate_token` checks them."""
         try:
             claims = verify_token(self.signing_key, token, now_s)
         except TokenError:
@@ -369,7 +374,7 @@ class AuthStore:
         user = self.users.get(claims.user)
         if user is None or claims.revision < user.credential_revision:
             raise invalid_auth_token()
-        return AuthInfo(claims.user, self.revision)
+        return claims
 
     def check_permission(
         self, info: AuthInfo | None, key: bytes, range_end: bytes, wanted: PermType

@@ -16,7 +16,7 @@ import pytest
 
 from syndic.api.gen import rpc_pb2
 from syndic.client import Client, Compare, Op, UnavailableError
-from syndic.client.h2 import STREAM_REFUSED, H2Channel
+from syndic.client.h2 import REQUESTS_PER_WRITE, STREAM_REFUSED, H2Channel
 from syndic.server.h2.frames import (
     PREFACE,
     ErrorCode,
@@ -277,8 +277,10 @@ async def test_each_call_keeps_its_own_deadline_on_one_connection() -> None:
     assert sum(f[0] == FrameType.RST_STREAM for f in received) == 2
 
 
-async def test_concurrent_calls_share_writes() -> None:
-    """Calls made in one loop turn leave in one write, not one write each."""
+async def test_concurrent_calls_share_writes_a_few_at_a_time() -> None:
+    """Calls made in one loop turn share writes, not one write each, and not
+    one write for all: the member gets the first ones while the client still
+    builds the rest."""
     answer = rpc_pb2.RangeResponse(count=1).SerializeToString()
     async with hostile_peer(ok_reply(answer)) as (target, _):
         channel = H2Channel(target, ssl_context=None, server_hostname=None)
@@ -307,5 +309,7 @@ async def test_concurrent_calls_share_writes() -> None:
         finally:
             channel.close()
     assert [a.count for a in answers] == [1] * 64
-    # The first call is alone in flight and written at once; the rest share one.
-    assert writes <= 3
+    # The first call is alone in flight and written at once; the other 63
+    # leave REQUESTS_PER_WRITE at a time, the last few at the end of the turn.
+    shared = -(-63 // REQUESTS_PER_WRITE)
+    assert shared <= writes <= shared + 2

@@ -26,7 +26,8 @@ What it does, and what it leaves out on purpose:
   rarely the earliest);
 * a request is written at once when no other call is in flight (a lone
   caller waits for nothing); otherwise it joins the requests written
-  together at the end of the loop turn;
+  together at the end of the loop turn, a few at a time
+  (:data:`REQUESTS_PER_WRITE`) so the member need not wait for the last;
 * no compression, no server push, no keepalive pings: a hung member is
   found by the call's own deadline (idle connections carry no calls).
 
@@ -80,6 +81,13 @@ DECODED_BLOCKS_MAX: Final = 64
 # Header blocks a method keeps, one per timeout in ms: calls mostly share
 # a few timeouts (the client's, the attempt's), so this is rarely reached.
 HEADER_BLOCKS_MAX: Final = 64
+# Requests that wait for the end of the loop turn before they are written
+# together. Past this many they leave at once: when an answer wakes many
+# callers, the member starts on their first requests while the client is
+# still building the rest, instead of both sides taking turns idling
+# (measured at 64 callers: puts +15 %, txns +17 %; reads, which the member
+# answers without waiting for a disk, neither gained nor lost).
+REQUESTS_PER_WRITE: Final = 8
 # The peer's settings until its SETTINGS frame says otherwise (RFC 9113 §6.5.2).
 _PEER_WINDOW_DEFAULT: Final = 65_535
 _PEER_STREAMS_DEFAULT: Final = 100
@@ -208,12 +216,16 @@ class H2Connection(asyncio.Protocol):
 
     def _send(self, data: bytes) -> None:
         """Queue frames; they leave together at the end of this loop turn,
-        so many callers' requests cost one write (one system call)."""
+        or as soon as :data:`REQUESTS_PER_WRITE` are waiting, so many
+        callers' requests cost a few writes (system calls)."""
         if self.closed or self._transport is None:
             return
-        self._out.append(data)
-        if len(self._out) == 1:
+        out = self._out
+        out.append(data)
+        if len(out) == 1:
             self._loop.call_soon(self._flush)
+        elif len(out) >= REQUESTS_PER_WRITE:
+            self._flush()
 
     def _flush(self) -> None:
         out, self._out = self._out, []

@@ -10,7 +10,7 @@ from syndic.kv.messages import LeaseGrantRequest
 from syndic.kv.mvcc import Store, StoreConfig
 from syndic.member.leases import LeaderLeases
 from syndic.member.membership import Membership
-from syndic.member.snapshots import SnapshotSchedule
+from syndic.member.snapshots import LOG_BYTES_MIN, SnapshotSchedule
 from syndic.raft import ConfState
 from syndic.server.backend import ServerError
 from syndic.server.reconfig import Voter
@@ -81,3 +81,24 @@ def test_a_snapshot_is_due_every_so_many_entries() -> None:
     assert schedule.index == 150 and not schedule.due(249, 0)
     with pytest.raises(ValueError):
         SnapshotSchedule(0, 0)
+
+
+def test_each_snapshot_threshold_is_drawn_at_most_a_quarter_early() -> None:
+    """Members apply the same entries together; drawn thresholds keep them
+    from all snapshotting at once, never later than configured."""
+    draws = iter([0.0, 0.999, 0.5])
+    schedule = SnapshotSchedule(100, 0, draw=lambda: next(draws))
+    assert not schedule.due(99, 0) and schedule.due(100, 0)  # drew 0: the configured count
+    schedule.taken(100)
+    assert not schedule.due(175, 0) and schedule.due(176, 0)  # drew 0.999: a quarter early
+    schedule.taken(176)
+    assert not schedule.due(263, 0) and schedule.due(264, 0)  # drew 0.5: an eighth early
+
+
+def test_a_drawn_threshold_counts_the_log_for_more() -> None:
+    early = SnapshotSchedule(100_000, 1, draw=lambda: 0.999)
+    configured = SnapshotSchedule(100_000, 1, draw=lambda: 0.0)
+    for schedule in (early, configured):
+        schedule.applied_bytes += int(LOG_BYTES_MIN * 0.76)
+    assert early.due(2, 0)  # a quarter early by bytes too
+    assert not configured.due(2, 0)

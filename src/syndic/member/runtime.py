@@ -119,7 +119,11 @@ class MemberRuntime:
         id_base: int = 1,
         decode: Callable[[bytes], DecodedEntry] = decode_entry,
         planted_bugs: frozenset[str] = frozenset(),
+        chance: Callable[[], float] | None = None,
     ) -> None:
+        """``chance``: the driver's draws in [0, 1), which spread this
+        member's snapshot thresholds (syndic.member.snapshots); without it
+        every snapshot is due at the configured ones."""
         self.id = member_id
         self.raft = raft
         self.state = state
@@ -141,7 +145,9 @@ class MemberRuntime:
         )
         self.recent_forwarded = RecentRequests()
         self.membership = Membership(member_id)
-        self.snapshots = SnapshotSchedule(limits.snapshot_every_entries, snapshot_index)
+        self.snapshots = SnapshotSchedule(
+            limits.snapshot_every_entries, snapshot_index, draw=chance
+        )
         self.leader_id = 0
         self.observer: ApplyObserver | None = None
         self.renew_observer: RenewObserver | None = None

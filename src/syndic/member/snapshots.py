@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 # A restart replays the WAL held past the newest snapshot, decoding and
@@ -16,10 +17,19 @@ STOP_SNAPSHOT_LOG_BYTES_MIN: Final = 16 * 1024 * 1024
 # entries does not bound the replay when entries are txns of many puts): a
 # higher floor, so a small busy store is not serialised over and over.
 LOG_BYTES_MIN: Final = 64 * 1024 * 1024
+# The members of a cluster apply the same entries at nearly the same moment,
+# so with one threshold they would all snapshot together: each forking,
+# serialising and writing its file at once, on the same cores and disks, and
+# the quorum's fsyncs queued behind those writes. Each snapshot's threshold
+# is instead drawn between this share below the configured one and the
+# configured one: snapshots come at least as often as configured, and
+# members seldom take theirs together (a follower's alone leaves the leader
+# a quorum that is not snapshotting).
+SPREAD_SHARE: Final = 0.25
 
 
 def snapshot_pays(
-    log_bytes: int, state_size_bytes: int, log_bytes_min: int = STOP_SNAPSHOT_LOG_BYTES_MIN
+    log_bytes: float, state_size_bytes: int, log_bytes_min: int = STOP_SNAPSHOT_LOG_BYTES_MIN
 ) -> bool:
     """Whether replaying ``log_bytes`` of log would cost more than loading a
     snapshot of the state: at a clean stop (the default floor), so that the
@@ -33,7 +43,16 @@ class SnapshotSchedule:
     """Tracks the newest snapshot this member holds and says when the next is
     due: by count of entries, or by the entry bytes applied since it."""
 
-    def __init__(self, every_entries: int, index: int, log_bytes_min: int = LOG_BYTES_MIN) -> None:
+    def __init__(
+        self,
+        every_entries: int,
+        index: int,
+        log_bytes_min: int = LOG_BYTES_MIN,
+        *,
+        draw: Callable[[], float] | None = None,
+    ) -> None:
+        """``draw``: the driver's chance, a float in [0, 1), for spreading
+        thresholds (see :data:`SPREAD_SHARE`); None keeps the configured ones."""
         if every_entries <= 0:
             raise ValueError(f"snapshot every_entries must be positive: {every_entries}")
         self.every_entries = every_entries
@@ -43,11 +62,21 @@ class SnapshotSchedule:
         # snapshot's state was captured.
         self.applied_bytes = 0
         self._applied_bytes_at_snapshot = 0
+        self._draw = draw
+        # The share of the configured thresholds at which the next snapshot
+        # is due, in (1 - SPREAD_SHARE, 1].
+        self.share = 1.0
+        self._spread()
+
+    def _spread(self) -> None:
+        if self._draw is not None:
+            self.share = 1.0 - SPREAD_SHARE * self._draw()
 
     def due(self, applied_index: int, state_bytes: int) -> bool:
-        if applied_index - self.index >= self.every_entries:
+        if applied_index - self.index >= self.every_entries * self.share:
             return True
-        return snapshot_pays(self.bytes_since, state_bytes, self.log_bytes_min)
+        # The log counts for more by as much as the entry threshold shrank.
+        return snapshot_pays(self.bytes_since / self.share, state_bytes, self.log_bytes_min)
 
     @property
     def bytes_since(self) -> int:
@@ -63,3 +92,4 @@ class SnapshotSchedule:
             self._applied_bytes_at_snapshot = (
                 self.applied_bytes if applied_bytes is None else applied_bytes
             )
+            self._spread()

@@ -235,6 +235,7 @@ class MemberNode(MemberApi, PeerRequests):
             snapshot_index,
             id_base=_request_id_base(),
             decode=decode_entry,
+            chance=random.random,
         )
         await self._transport.start()
         self._leader_requests = PeerRequester(self._peer_client_ssl)

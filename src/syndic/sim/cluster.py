@@ -392,6 +392,9 @@ class SimCluster:
         # Lease deadlines are the leader's alone: a member decides none until
         # it leads (the runtime promotes it then).
         state.store.lease_demote()
+        # No ``chance``: snapshots fall due at the configured count, so a
+        # seed replays the same schedule it always did (test_bugs names the
+        # first seed that catches each planted bug).
         runtime = MemberRuntime(
             member.node_id,
             core,

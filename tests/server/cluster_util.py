@@ -8,7 +8,9 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+from syndic.kv.messages import PutRequest
 from syndic.server.config import ServerConfig, load_config
+from syndic.server.node import MemberNode
 
 # Ports are handed out below Linux's ephemeral range (32768-60999 by default):
 # a port the kernel picks for bind(0) is one it may also give any process as
@@ -63,3 +65,17 @@ async def eventually(predicate: Callable[[], bool], timeout_s: float = 10.0) -> 
         if loop.time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
+
+
+async def write_until_snapshot_past(node: MemberNode, index: int, writes_max: int = 5_000) -> None:
+    """Write a filler key until ``node`` holds a snapshot past ``index``.
+
+    A snapshot falls due within --snapshot-count entries of the last (drawn
+    a little early, syndic.member.snapshots), but not while the last is
+    still being written: one due just then waits for the next write."""
+    for n in range(writes_max):
+        if node._snapshot_index > index:
+            return
+        await node.write(PutRequest(key=b"filler", value=b"%d" % n))
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"no snapshot past {index} after {writes_max} writes")

@@ -18,7 +18,7 @@ from syndic.kv.messages import PutRequest
 from syndic.server.forked_serialization import ForkedSerialization, SerializationError
 from syndic.server.node import MemberNode
 from syndic.server.state_machine import StateMachine
-from tests.server.cluster_util import cluster_configs, eventually
+from tests.server.cluster_util import cluster_configs, write_until_snapshot_past
 
 
 def _assert_reaped(pid: int) -> None:
@@ -69,7 +69,10 @@ async def test_cancelling_the_wait_kills_and_reaps_the_child() -> None:
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
-    await eventually(lambda: _reaped(serialization.pid), timeout_s=5)
+    # The thread that waited reaps it; ended() is when (a stopping member
+    # waits there: the child holds the member's WAL lock until it is gone).
+    await asyncio.wait_for(serialization.ended(), timeout=5)
+    _assert_reaped(serialization.pid)
     assert time.monotonic() - started < 5
 
 
@@ -121,14 +124,6 @@ def _state(pid: int) -> str:
     return stat[stat.rindex(")") + 2]
 
 
-def _reaped(pid: int) -> bool:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
-
-
 async def test_a_member_serialises_its_snapshots_outside_its_own_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -147,9 +142,7 @@ async def test_a_member_serialises_its_snapshots_outside_its_own_process(
     try:
         for i in range(250):
             await node.write(PutRequest(key=b"k%03d" % (i % 70), value=b"v%d" % i))
-        # Snapshots fall due at most 100 entries apart (drawn a little early).
-        applied = node.raft.applied_index
-        await eventually(lambda: node._snapshot_index > applied - 100, timeout_s=20)
+        await write_until_snapshot_past(node, 150)
         assert in_member == []
     finally:
         await node.stop()

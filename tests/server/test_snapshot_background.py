@@ -14,7 +14,7 @@ from syndic.server.entry_codec import EntryKind, decode_entry, encode_entry
 from syndic.server.forked_serialization import ForkedSerialization
 from syndic.server.node import MemberNode
 from syndic.server.state_machine import StateMachine
-from tests.server.cluster_util import cluster_configs, eventually
+from tests.server.cluster_util import cluster_configs, eventually, write_until_snapshot_past
 
 
 def _apply(state: StateMachine, request: object) -> None:
@@ -69,10 +69,7 @@ async def test_a_member_snapshots_in_the_background_and_recovers_from_it(
     try:
         for i in range(350):
             await node.write(PutRequest(key=b"k%03d" % (i % 120), value=b"v%d" % i))
-        # Each snapshot falls due within 100 entries of the last (drawn a
-        # little early, syndic.member.snapshots), so the newest is that close.
-        applied = node.raft.applied_index
-        await eventually(lambda: node._snapshot_index > applied - 100, timeout_s=20)
+        await write_until_snapshot_past(node, 250)
         revision, digest = node.state.store.revision, node.hash_kv(0).hash
         snapshot_index = node._snapshot_index
     finally:

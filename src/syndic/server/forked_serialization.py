@@ -56,6 +56,8 @@ class ForkedSerialization:
     def __init__(self, serialize: Callable[[], bytes | list[bytes]]) -> None:
         self._out = _anonymous_file()
         self._collecting = False
+        # The worker thread's wait for the child, once result() started it.
+        self._collection: asyncio.Future[bytes] | None = None
         # Once reaped, the child's pid may be another process's.
         self._reaped = False
         parent = os.getpid()
@@ -69,12 +71,23 @@ class ForkedSerialization:
         if self._collecting or self._reaped:
             raise RuntimeError("the result of a serialisation is collected once")
         self._collecting = True
+        self._collection = asyncio.get_running_loop().run_in_executor(None, self._collect)
         try:
             # Cancelled, the thread runs on and reaps the child killed below.
-            return await asyncio.to_thread(self._collect)
+            return await asyncio.shield(self._collection)
         except asyncio.CancelledError:
             self.cancel()
             raise
+
+    async def ended(self) -> None:
+        """Until the child is reaped: at once after :meth:`cancel`, unless a
+        cancelled :meth:`result` left its thread to reap it. The child holds
+        the member's descriptors (its WAL lock) until then, so a member that
+        stops waits here before it may be started again."""
+        if self._collection is not None:
+            await asyncio.wait({self._collection})
+            if not self._collection.cancelled():
+                self._collection.exception()  # retrieved: its failure was reported
 
     def cancel(self) -> None:
         if self._reaped:

@@ -324,6 +324,7 @@ class MemberNode(MemberApi, PeerRequests):
         if self._serialization is not None:
             # A task cancelled before its first step never awaited its child.
             self._serialization.cancel()
+            await self._serialization.ended()
         if self._disk_ops:
             await asyncio.wait(tuple(self._disk_ops))
         # A start() that failed part-way built only some of these.

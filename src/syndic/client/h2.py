@@ -175,6 +175,7 @@ class H2Connection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._buffer = b""  # the start of a frame not yet received whole
         self._out: list[bytes] = []
+        self._flush_scheduled = False
         self._decoder = hpack.Decoder()
         self._decoded: dict[bytes, dict[bytes, bytes]] = {}
         self._streams: dict[int, _Stream] = {}
@@ -222,10 +223,16 @@ class H2Connection(asyncio.Protocol):
             return
         out = self._out
         out.append(data)
-        if len(out) == 1:
-            self._loop.call_soon(self._flush)
-        elif len(out) >= REQUESTS_PER_WRITE:
+        if len(out) >= REQUESTS_PER_WRITE:
             self._flush()
+        elif not self._flush_scheduled:
+            # One end-of-turn flush however many early ones go before it.
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_at_turn_end)
+
+    def _flush_at_turn_end(self) -> None:
+        self._flush_scheduled = False
+        self._flush()
 
     def _flush(self) -> None:
         out, self._out = self._out, []

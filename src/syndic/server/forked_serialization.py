@@ -55,7 +55,6 @@ class ForkedSerialization:
 
     def __init__(self, serialize: Callable[[], bytes | list[bytes]]) -> None:
         self._out = _anonymous_file()
-        self._collecting = False
         # The worker thread's wait for the child, once result() started it.
         self._collection: asyncio.Future[bytes] | None = None
         # Once reaped, the child's pid may be another process's.
@@ -68,9 +67,8 @@ class ForkedSerialization:
     async def result(self) -> bytes:
         """The serialised bytes, once the child has exited; raises
         :class:`SerializationError` if it failed or was killed."""
-        if self._collecting or self._reaped:
+        if self._collection is not None or self._reaped:
             raise RuntimeError("the result of a serialisation is collected once")
-        self._collecting = True
         self._collection = asyncio.get_running_loop().run_in_executor(None, self._collect)
         try:
             # Cancelled, the thread runs on and reaps the child killed below.
@@ -94,7 +92,7 @@ class ForkedSerialization:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
-        if not self._collecting:
+        if self._collection is None:
             with contextlib.suppress(SerializationError):
                 self._collect()
 
